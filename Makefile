@@ -1,0 +1,35 @@
+# proxy-wasm-sidecar. `make test` is what CI runs (via .ci/run); every target builds what it needs.
+NODE ?= node
+TSC := node_modules/.bin/tsc
+TEST_CONCURRENCY ?= 2
+
+.PHONY: all install build plugins test bench run example check clean
+
+all: build plugins
+
+node_modules/.package-lock.json: package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+install: node_modules/.package-lock.json
+
+build: install
+	$(TSC) -p tsconfig.json
+
+plugins: install
+	$(NODE) scripts/build-plugins.mjs
+
+test: build plugins
+	$(NODE) --test --test-concurrency=$(TEST_CONCURRENCY) --test-timeout=120000 dist/test/
+
+bench: build plugins
+	$(NODE) dist/bench/run.js
+
+# The bundled example: the example plugin, a static bootstrap, redis-server on a free port, an upstream.
+run example: build plugins
+	$(NODE) dist/src/example/run-example.js
+
+check: test
+
+clean:
+	rm -rf dist build

@@ -1,0 +1,75 @@
+import type { RedisOwner } from '../services/redis';
+import type { HttpCalloutResponse } from '../services/http-callout';
+import type { PluginVm } from './plugin-vm';
+import type { StreamState } from './stream-state';
+
+/** Identity and configuration of one plugin (Envoy PluginConfig) inside a VM. */
+export interface PluginIdentity {
+  readonly name: string;
+  readonly rootId: string;
+  readonly configuration: Buffer;
+}
+
+abstract class ContextBase {
+  constructor(
+    readonly vm: PluginVm,
+    readonly id: number,
+  ) {}
+  abstract readonly root: RootContext;
+}
+
+export interface PendingRedisCall {
+  readonly cancel: () => void;
+  /** Set for the note's variant: the table index of the guest callback. */
+  readonly callbackIndex?: number;
+}
+
+/** The callout reply the current callback may read (buffers 4/9, maps 6/7, get_status). */
+export interface CalloutReplyState {
+  redisReply?: Buffer;
+  httpResponse?: HttpCalloutResponse;
+  status?: { code: number; message: string };
+  foreignArgs?: Buffer;
+}
+
+/** One plugin's root context: configuration, tick timer, and the callouts it owns. */
+export class RootContext extends ContextBase implements RedisOwner {
+  readonly root = this;
+  tickPeriodMs = 0;
+  tickTimer: NodeJS.Timeout | undefined;
+  readonly pendingRedis = new Map<number, PendingRedisCall>();
+  readonly pendingHttp = new Map<number, { cancel: () => void }>();
+  readonly queueRegistrations: Array<{ dispose(): void }> = [];
+  /** Valid only during the callback that delivers it (Envoy clears it in an after-VM-call action). */
+  reply: CalloutReplyState = {};
+  /** Waiting for proxy_done after proxy_on_done returned false. */
+  pendingDone = false;
+  constructor(
+    vm: PluginVm,
+    id: number,
+    readonly plugin: PluginIdentity,
+  ) {
+    super(vm, id);
+  }
+
+  get label(): string {
+    return `${this.plugin.name}/${this.plugin.rootId}`;
+  }
+}
+
+/** One HTTP stream of a plugin. */
+export class HttpContext extends ContextBase {
+  /** A local response was sent during the current callback: its result is forced to stop (Envoy stopNextIteration). */
+  stopNextIteration = false;
+  pendingDone = false;
+  constructor(
+    vm: PluginVm,
+    id: number,
+    readonly root: RootContext,
+    readonly stream: StreamState,
+  ) {
+    super(vm, id);
+  }
+}
+
+export type Context = RootContext | HttpContext;

@@ -1,0 +1,719 @@
+import { ALL_ABIS, type AbiVersion } from '../wasm/abi-version';
+import {
+  BufferType, CalloutKind, MapType, MetricType, RedisStatus, StreamType, WasmResult, MAX_BUFFER_TYPE, MAX_MAP_TYPE,
+} from './enums';
+import { HttpContext, RootContext, type Context } from './contexts';
+import { deserializePairs, serializePairs, type HeaderPairs } from './pairs';
+import { serializeProperty, splitPropertyPath } from './properties';
+import type { PluginVm } from './plugin-vm';
+import type { RedisReply } from '../services/redis';
+
+/**
+ * Every host function the sidecar offers, declared once (cpp-host exports.h FOR_ALL_HOST_FUNCTIONS, plus the
+ * Higress and requirements-note Redis imports). buildHostImports(), docs/abi.md (scripts/gen-abi-docs.mjs) and
+ * the conformance test all read this table. Handlers get the VM and raw i32/i64 arguments; they return a
+ * proxy_status_t and never throw into V8 (the wrapper turns an exception into INTERNAL_FAILURE).
+ */
+
+export type WasmType = 'i32' | 'i64';
+type Arg = number & bigint; // i32 args are numbers, i64 args BigInts; handlers narrow by position
+export type HostHandler = (vm: PluginVm, ...args: Arg[]) => number | void;
+
+export interface HostFunction {
+  readonly name: string;
+  readonly params: readonly WasmType[];
+  readonly result: 'i32' | 'none';
+  readonly abis: readonly AbiVersion[];
+  /** Where it comes from, for the docs. */
+  readonly origin: 'spec' | 'spec-0.1.0' | 'higress' | 'note-variant' | 'cpp-host';
+  readonly handler: HostHandler;
+}
+
+const V01: readonly AbiVersion[] = ['0.1.0'];
+const V02_PLUS: readonly AbiVersion[] = ['0.2.0', '0.2.1', '0.2.100'];
+const V021_PLUS: readonly AbiVersion[] = ['0.2.1', '0.2.100'];
+
+const i = 'i32' as const;
+const l = 'i64' as const;
+const p = (n: number): WasmType[] => Array<WasmType>(n).fill(i);
+
+function hostFn(
+  name: string,
+  params: readonly WasmType[],
+  abis: readonly AbiVersion[],
+  origin: HostFunction['origin'],
+  handler: HostHandler,
+  result: 'i32' | 'none' = 'i32',
+): HostFunction {
+  return { name, params, abis, origin, handler, result };
+}
+
+// ---------- helpers ----------
+
+
+function ctxOf(vm: PluginVm): Context | undefined {
+  return vm.activeContext();
+}
+
+function httpCtx(vm: PluginVm): HttpContext | undefined {
+  const ctx = ctxOf(vm);
+  return ctx instanceof HttpContext ? ctx : undefined;
+}
+
+function rootOf(vm: PluginVm): RootContext | undefined {
+  return ctxOf(vm)?.root;
+}
+
+function str(vm: PluginVm, ptr: number, len: number): string | undefined {
+  return vm.memory.string(ptr, len);
+}
+
+function getBuffer(vm: PluginVm, type: number): Buffer | undefined {
+  const ctx = ctxOf(vm);
+  if (!ctx) return undefined;
+  const root = ctx.root;
+  switch (type) {
+    case BufferType.HttpRequestBody:
+      return ctx instanceof HttpContext ? ctx.stream.requestBody : undefined;
+    case BufferType.HttpResponseBody:
+      return ctx instanceof HttpContext ? ctx.stream.responseBody : undefined;
+    case BufferType.HttpCallResponseBody:
+      return root.reply.httpResponse?.body;
+    case BufferType.VmConfiguration:
+      return vm.vmConfiguration;
+    case BufferType.PluginConfiguration:
+      return root.plugin.configuration;
+    case BufferType.CallData:
+      return root.reply.foreignArgs;
+    case BufferType.RedisCallResponse:
+      // Resolved through the root context, so it stays readable after the SDK switched to the stream (Envoy).
+      return root.reply.redisReply;
+    default:
+      return undefined; // TCP data and gRPC messages: not in this callback
+  }
+}
+
+function getMap(vm: PluginVm, type: number): HeaderPairs | undefined {
+  const ctx = ctxOf(vm);
+  if (!ctx) return undefined;
+  if (ctx instanceof HttpContext) {
+    const s = ctx.stream;
+    switch (type) {
+      case MapType.HttpRequestHeaders: return s.requestHeaders;
+      case MapType.HttpRequestTrailers: return s.requestTrailers;
+      case MapType.HttpResponseHeaders: return s.responseHeaders;
+      case MapType.HttpResponseTrailers: return s.responseTrailers;
+    }
+  }
+  const reply = ctx.root.reply.httpResponse;
+  if (type === MapType.HttpCallResponseHeaders) return reply?.headers;
+  if (type === MapType.HttpCallResponseTrailers) return reply?.trailers;
+  return undefined;
+}
+
+function mapOrStatus(vm: PluginVm, type: number): HeaderPairs | WasmResult {
+  if (type < 0 || type > MAX_MAP_TYPE) return WasmResult.BadArgument;
+  return getMap(vm, type) ?? WasmResult.BadArgument;
+}
+
+function lower(s: string): string {
+  return s.toLowerCase();
+}
+
+function parsePairsAt(vm: PluginVm, ptr: number, len: number): HeaderPairs | WasmResult {
+  if ((len >>> 0) === 0) return [];
+  const bytes = vm.memory.view(ptr, len);
+  if (!bytes) return WasmResult.InvalidMemoryAccess;
+  return deserializePairs(bytes) ?? WasmResult.BadArgument;
+}
+
+function writeU32(vm: PluginVm, ptr: number, value: number): WasmResult {
+  return vm.memory.setU32(ptr, value) ? WasmResult.Ok : WasmResult.InvalidMemoryAccess;
+}
+
+function copyOut(vm: PluginVm, bytes: Uint8Array, ptrPtr: number, sizePtr: number): WasmResult {
+  return vm.copyOut(bytes, ptrPtr, sizePtr) ? WasmResult.Ok : WasmResult.InvalidMemoryAccess;
+}
+
+// ---------- logging, time, timers ----------
+
+function log(vm: PluginVm, level: number, ptr: number, len: number): WasmResult {
+  if (level < 0 || level > 5) return WasmResult.BadArgument;
+  const message = str(vm, ptr, len);
+  if (message === undefined) return WasmResult.InvalidMemoryAccess;
+  vm.pluginLog(level, message);
+  return WasmResult.Ok;
+}
+
+function setTickPeriod(vm: PluginVm, periodMs: number): WasmResult {
+  const root = rootOf(vm);
+  if (!root) return WasmResult.BadArgument;
+  if (root.tickTimer) clearInterval(root.tickTimer);
+  root.tickTimer = undefined;
+  root.tickPeriodMs = periodMs >>> 0;
+  if (root.tickPeriodMs > 0) {
+    root.tickTimer = setInterval(() => {
+      if (vm.contexts.get(root.id) === root) vm.callGuest(root, 'proxy_on_tick', root.id);
+    }, root.tickPeriodMs);
+    root.tickTimer.unref();
+  }
+  return WasmResult.Ok;
+}
+
+// ---------- buffers ----------
+
+function getBufferBytes(vm: PluginVm, type: number, start: number, max: number, ptrPtr: number, sizePtr: number): WasmResult {
+  if (type < 0 || type > MAX_BUFFER_TYPE) return WasmResult.BadArgument;
+  start >>>= 0;
+  max >>>= 0;
+  if (start + max > 0xffffffff) return WasmResult.BadArgument;
+  const buffer = getBuffer(vm, type);
+  if (buffer === undefined) return WasmResult.NotFound;
+  const end = Math.min(buffer.length, start + max);
+  const slice = start >= end ? Buffer.alloc(0) : buffer.subarray(start, end);
+  return copyOut(vm, slice, ptrPtr, sizePtr);
+}
+
+function getBufferStatus(vm: PluginVm, type: number, sizePtr: number, flagsPtr: number): WasmResult {
+  if (type < 0 || type > MAX_BUFFER_TYPE) return WasmResult.BadArgument;
+  const buffer = getBuffer(vm, type);
+  if (buffer === undefined) return WasmResult.NotFound;
+  if (!vm.memory.setU32(sizePtr, buffer.length) || !vm.memory.setU32(flagsPtr, 0)) return WasmResult.InvalidMemoryAccess;
+  return WasmResult.Ok;
+}
+
+/** Replaces `size` bytes at `start`: (0, 0) prepends, start >= length appends, (0, >= length) replaces all. */
+function setBufferBytes(vm: PluginVm, type: number, start: number, size: number, ptr: number, len: number): WasmResult {
+  if (type < 0 || type > MAX_BUFFER_TYPE) return WasmResult.BadArgument;
+  const value = (len >>> 0) === 0 ? Buffer.alloc(0) : vm.memory.copy(ptr, len);
+  if (value === undefined) return WasmResult.InvalidMemoryAccess;
+  const ctx = httpCtx(vm);
+  const field = type === BufferType.HttpRequestBody ? 'requestBody' : type === BufferType.HttpResponseBody ? 'responseBody' : undefined;
+  if (!field) return getBuffer(vm, type) === undefined ? WasmResult.NotFound : WasmResult.BadArgument; // read-only buffers
+  if (!ctx) return WasmResult.NotFound;
+  const current = ctx.stream[field];
+  if (current === undefined) return WasmResult.NotFound;
+  start >>>= 0;
+  size >>>= 0;
+  let next: Buffer;
+  if (start >= current.length) next = Buffer.concat([current, value]);
+  else next = Buffer.concat([current.subarray(0, start), value, current.subarray(Math.min(current.length, start + size))]);
+  ctx.stream[field] = next;
+  return WasmResult.Ok;
+}
+
+// ---------- header maps ----------
+
+function getHeaderMapValue(vm: PluginVm, type: number, kPtr: number, kLen: number, ptrPtr: number, sizePtr: number): WasmResult {
+  const map = mapOrStatus(vm, type);
+  if (typeof map === 'number') return map;
+  const key = str(vm, kPtr, kLen);
+  if (key === undefined) return WasmResult.InvalidMemoryAccess;
+  const k = lower(key);
+  const values = map.filter(([name]) => name === k).map(([, v]) => v);
+  if (values.length === 0) {
+    // 0.1.0 returned OK with an empty value for a missing key.
+    if (vm.abi === '0.1.0') return copyOut(vm, Buffer.alloc(0), ptrPtr, sizePtr);
+    return WasmResult.NotFound;
+  }
+  return copyOut(vm, Buffer.from(values.join(','), 'utf8'), ptrPtr, sizePtr);
+}
+
+function addHeaderMapValue(vm: PluginVm, type: number, kPtr: number, kLen: number, vPtr: number, vLen: number): WasmResult {
+  const map = mapOrStatus(vm, type);
+  if (typeof map === 'number') return map;
+  const key = str(vm, kPtr, kLen);
+  const value = str(vm, vPtr, vLen);
+  if (key === undefined || value === undefined) return WasmResult.InvalidMemoryAccess;
+  map.push([lower(key), value]);
+  return WasmResult.Ok;
+}
+
+function replaceHeaderMapValue(vm: PluginVm, type: number, kPtr: number, kLen: number, vPtr: number, vLen: number): WasmResult {
+  const map = mapOrStatus(vm, type);
+  if (typeof map === 'number') return map;
+  const key = str(vm, kPtr, kLen);
+  const value = str(vm, vPtr, vLen);
+  if (key === undefined || value === undefined) return WasmResult.InvalidMemoryAccess;
+  const k = lower(key);
+  const first = map.findIndex(([name]) => name === k);
+  if (first === -1) {
+    map.push([k, value]);
+    return WasmResult.Ok;
+  }
+  map[first] = [k, value];
+  for (let j = map.length - 1; j > first; j--) if (map[j]![0] === k) map.splice(j, 1);
+  return WasmResult.Ok;
+}
+
+function removeHeaderMapValue(vm: PluginVm, type: number, kPtr: number, kLen: number): WasmResult {
+  const map = mapOrStatus(vm, type);
+  if (typeof map === 'number') return map;
+  const key = str(vm, kPtr, kLen);
+  if (key === undefined) return WasmResult.InvalidMemoryAccess;
+  const k = lower(key);
+  for (let j = map.length - 1; j >= 0; j--) if (map[j]![0] === k) map.splice(j, 1);
+  return WasmResult.Ok;
+}
+
+function getHeaderMapPairs(vm: PluginVm, type: number, ptrPtr: number, sizePtr: number): WasmResult {
+  const map = mapOrStatus(vm, type);
+  if (typeof map === 'number') return map;
+  return copyOut(vm, serializePairs(map), ptrPtr, sizePtr);
+}
+
+/** Replaces the whole map (the Java host's merge is a known bug: removed headers must not survive). */
+function setHeaderMapPairs(vm: PluginVm, type: number, ptr: number, len: number): WasmResult {
+  const map = mapOrStatus(vm, type);
+  if (typeof map === 'number') return map;
+  const pairs = parsePairsAt(vm, ptr, len);
+  if (typeof pairs === 'number') return pairs;
+  map.splice(0, map.length, ...pairs.map(([k, v]): [string, string] => [lower(k), v]));
+  return WasmResult.Ok;
+}
+
+/** Envoy's meaning: the sum of key and value bytes (map->byteSize()). */
+function getHeaderMapSize(vm: PluginVm, type: number, sizePtr: number): WasmResult {
+  const map = mapOrStatus(vm, type);
+  if (typeof map === 'number') return map;
+  const size = map.reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v), 0);
+  return writeU32(vm, sizePtr, size);
+}
+
+// ---------- stream control ----------
+
+function streamAction(vm: PluginVm, type: number, action: 'continueStream' | 'closeStream'): WasmResult {
+  if (type < 0 || type > StreamType.Upstream) return WasmResult.BadArgument;
+  if (type === StreamType.Downstream || type === StreamType.Upstream) return WasmResult.Unimplemented;
+  const ctx = httpCtx(vm);
+  if (!ctx) return WasmResult.NotFound;
+  const host = ctx.stream.host;
+  vm.defer(() => host[action](type));
+  return WasmResult.Ok;
+}
+
+function sendLocalResponse(
+  vm: PluginVm, status: number, dPtr: number, dLen: number, bPtr: number, bLen: number, hPtr: number, hLen: number, grpcStatus: number,
+): WasmResult {
+  const ctx = httpCtx(vm);
+  if (!ctx) return WasmResult.NotFound;
+  const details = str(vm, dPtr, dLen);
+  const body = (bLen >>> 0) === 0 ? Buffer.alloc(0) : vm.memory.copy(bPtr, bLen);
+  if (details === undefined || body === undefined) return WasmResult.InvalidMemoryAccess;
+  const headers = parsePairsAt(vm, hPtr, hLen);
+  if (typeof headers === 'number') return headers;
+  if (ctx.stream.localResponse) return WasmResult.BadArgument; // a second local reply (Envoy)
+  const response = { statusCode: status >>> 0, details, body, headers: headers.map(([k, v]): [string, string] => [lower(k), v]), grpcStatus };
+  ctx.stream.localResponse = response;
+  ctx.stopNextIteration = true;
+  const host = ctx.stream.host;
+  vm.defer(() => host.sendLocalResponse(response));
+  return WasmResult.Ok;
+}
+
+function getStatus(vm: PluginVm, codePtr: number, msgPtrPtr: number, msgLenPtr: number): WasmResult {
+  const status = rootOf(vm)?.reply.status;
+  if (!status) return WasmResult.NotFound;
+  if (!vm.memory.setU32(codePtr, status.code)) return WasmResult.InvalidMemoryAccess;
+  return copyOut(vm, Buffer.from(status.message, 'utf8'), msgPtrPtr, msgLenPtr);
+}
+
+// ---------- properties ----------
+
+function getProperty(vm: PluginVm, pPtr: number, pLen: number, ptrPtr: number, sizePtr: number): WasmResult {
+  const raw = str(vm, pPtr, pLen);
+  if (raw === undefined) return WasmResult.InvalidMemoryAccess;
+  const ctx = ctxOf(vm);
+  if (!ctx) return WasmResult.NotFound;
+  if (ctx instanceof HttpContext) {
+    const set = ctx.stream.properties.get(raw);
+    if (set) return copyOut(vm, set, ptrPtr, sizePtr);
+  }
+  const path = splitPropertyPath(raw);
+  const plugin = ctx.root.plugin;
+  let value: Parameters<typeof serializeProperty>[0] | undefined;
+  switch (path.join('.')) {
+    case 'plugin_name': value = plugin.name; break;
+    case 'plugin_root_id': value = plugin.rootId; break;
+    case 'plugin_vm_id': value = vm.vmId; break;
+    case 'plugin_vm_memory': value = BigInt(vm.memory.size); break;
+    default:
+      value = ctx instanceof HttpContext ? ctx.stream.host.property(path) : undefined;
+  }
+  if (value === undefined) return WasmResult.NotFound;
+  return copyOut(vm, serializeProperty(value), ptrPtr, sizePtr);
+}
+
+/** Stored per stream and read back later (Envoy filter state `wasm.<path>`); NotFound outside a stream. */
+function setProperty(vm: PluginVm, pPtr: number, pLen: number, vPtr: number, vLen: number): WasmResult {
+  const raw = str(vm, pPtr, pLen);
+  const value = (vLen >>> 0) === 0 ? Buffer.alloc(0) : vm.memory.copy(vPtr, vLen);
+  if (raw === undefined || value === undefined) return WasmResult.InvalidMemoryAccess;
+  const ctx = httpCtx(vm);
+  if (!ctx) return WasmResult.NotFound;
+  ctx.stream.properties.set(raw, value);
+  ctx.stream.host.propertyWritten?.(raw, value);
+  return WasmResult.Ok;
+}
+
+// ---------- shared data and queues ----------
+
+function getSharedData(vm: PluginVm, kPtr: number, kLen: number, ptrPtr: number, sizePtr: number, casPtr: number): WasmResult {
+  const key = str(vm, kPtr, kLen);
+  if (key === undefined) return WasmResult.InvalidMemoryAccess;
+  const entry = vm.services.sharedData.get(vm.vmId, key);
+  if (!entry) return WasmResult.NotFound;
+  if (!vm.memory.setU32(casPtr, entry.cas)) return WasmResult.InvalidMemoryAccess;
+  return copyOut(vm, entry.value, ptrPtr, sizePtr);
+}
+
+function setSharedData(vm: PluginVm, kPtr: number, kLen: number, vPtr: number, vLen: number, cas: number): WasmResult {
+  const key = str(vm, kPtr, kLen);
+  const value = (vLen >>> 0) === 0 ? Buffer.alloc(0) : vm.memory.copy(vPtr, vLen);
+  if (key === undefined || value === undefined) return WasmResult.InvalidMemoryAccess;
+  return vm.services.sharedData.set(vm.vmId, key, value, cas >>> 0);
+}
+
+function registerSharedQueue(vm: PluginVm, nPtr: number, nLen: number, idPtr: number): WasmResult {
+  const name = str(vm, nPtr, nLen);
+  if (name === undefined) return WasmResult.InvalidMemoryAccess;
+  const root = rootOf(vm);
+  if (!root) return WasmResult.BadArgument;
+  if (!vm.memory.setU32(idPtr, 0)) return WasmResult.InvalidMemoryAccess;
+  const { id, registration } = vm.services.sharedQueues.register(vm.vmId, name, (queueId) => {
+    if (vm.contexts.get(root.id) === root) vm.callGuest(root, 'proxy_on_queue_ready', root.id, queueId);
+  });
+  root.queueRegistrations.push(registration);
+  return writeU32(vm, idPtr, id);
+}
+
+function resolveSharedQueue(vm: PluginVm, vPtr: number, vLen: number, nPtr: number, nLen: number, idPtr: number): WasmResult {
+  const vmId = str(vm, vPtr, vLen);
+  const name = str(vm, nPtr, nLen);
+  if (vmId === undefined || name === undefined) return WasmResult.InvalidMemoryAccess;
+  const id = vm.services.sharedQueues.resolve(vmId === '' ? vm.vmId : vmId, name);
+  if (id === undefined) return WasmResult.NotFound;
+  return writeU32(vm, idPtr, id);
+}
+
+function enqueueSharedQueue(vm: PluginVm, id: number, vPtr: number, vLen: number): WasmResult {
+  const value = (vLen >>> 0) === 0 ? Buffer.alloc(0) : vm.memory.copy(vPtr, vLen);
+  if (value === undefined) return WasmResult.InvalidMemoryAccess;
+  return vm.services.sharedQueues.enqueue(id >>> 0, value) ? WasmResult.Ok : WasmResult.NotFound;
+}
+
+function dequeueSharedQueue(vm: PluginVm, id: number, ptrPtr: number, sizePtr: number): WasmResult {
+  const value = vm.services.sharedQueues.dequeue(id >>> 0);
+  if (value === undefined) return WasmResult.NotFound;
+  if (value === null) return WasmResult.Empty;
+  return copyOut(vm, value, ptrPtr, sizePtr);
+}
+
+// ---------- metrics ----------
+
+function defineMetric(vm: PluginVm, type: number, nPtr: number, nLen: number, idPtr: number): WasmResult {
+  if (type < MetricType.Counter || type > MetricType.Histogram) return WasmResult.BadArgument;
+  const name = str(vm, nPtr, nLen);
+  if (name === undefined) return WasmResult.InvalidMemoryAccess;
+  if (!vm.memory.setU32(idPtr, 0)) return WasmResult.InvalidMemoryAccess;
+  return writeU32(vm, idPtr, vm.services.metrics.define(type, name).id);
+}
+
+function recordMetric(vm: PluginVm, id: number, value: bigint): WasmResult {
+  const m = vm.services.metrics.get(id >>> 0);
+  if (!m) return WasmResult.NotFound;
+  if (m.type === MetricType.Histogram) {
+    m.count++;
+    m.sum += value;
+    m.samples.push(value);
+    if (m.samples.length > 1024) m.samples.shift();
+  } else if (m.type === MetricType.Counter) {
+    if (value > 0n) m.value += value; // Envoy adds a positive value to a counter
+  } else {
+    m.value = value;
+  }
+  return WasmResult.Ok;
+}
+
+function incrementMetric(vm: PluginVm, id: number, delta: bigint): WasmResult {
+  const m = vm.services.metrics.get(id >>> 0);
+  if (!m) return WasmResult.NotFound;
+  if (m.type === MetricType.Histogram) return WasmResult.BadArgument;
+  if (m.type === MetricType.Counter && delta < 0n) return WasmResult.BadArgument;
+  m.value += delta;
+  return WasmResult.Ok;
+}
+
+function getMetric(vm: PluginVm, id: number, valuePtr: number): WasmResult {
+  const m = vm.services.metrics.get(id >>> 0);
+  if (!m) return WasmResult.NotFound;
+  if (m.type === MetricType.Histogram) return WasmResult.BadArgument;
+  return vm.memory.setU64(valuePtr, m.value) ? WasmResult.Ok : WasmResult.InvalidMemoryAccess;
+}
+
+// ---------- effective context, done, foreign functions ----------
+
+function setEffectiveContext(vm: PluginVm, id: number): WasmResult {
+  return vm.setEffectiveContext(id >>> 0) ? WasmResult.Ok : WasmResult.BadArgument;
+}
+
+/** The plugin finished what proxy_on_done deferred: delete the context after the current call. */
+function done(vm: PluginVm): WasmResult {
+  const ctx = ctxOf(vm);
+  if (!ctx || !ctx.pendingDone) return WasmResult.NotFound;
+  ctx.pendingDone = false;
+  vm.defer(() => {
+    if (ctx instanceof RootContext) vm.cancelCallouts(ctx);
+    vm.callGuest(ctx, 'proxy_on_delete', ctx.id);
+    vm.contexts.delete(ctx.id);
+  });
+  return WasmResult.Ok;
+}
+
+function callForeignFunction(vm: PluginVm, nPtr: number, nLen: number, aPtr: number, aLen: number, ptrPtr: number, sizePtr: number): WasmResult {
+  const name = str(vm, nPtr, nLen);
+  if (name === undefined || ((aLen >>> 0) > 0 && vm.memory.view(aPtr, aLen) === undefined)) return WasmResult.InvalidMemoryAccess;
+  switch (name) {
+    case 'get_log_level': {
+      const out = Buffer.alloc(4);
+      out.writeUInt32LE(vm.services.logLevel());
+      return copyOut(vm, out, ptrPtr, sizePtr);
+    }
+    // Accepted and ignored, as the data plane has no per-IO-cycle cap or injection point for these.
+    case 'set_global_max_requests_per_io_cycle':
+    case 'inject_encoded_data_to_filter_chain_on_header':
+      return copyOut(vm, Buffer.alloc(0), ptrPtr, sizePtr);
+    default:
+      return WasmResult.NotFound;
+  }
+}
+
+// ---------- HTTP callouts ----------
+
+function httpCall(
+  vm: PluginVm, uPtr: number, uLen: number, hPtr: number, hLen: number, bPtr: number, bLen: number, tPtr: number, tLen: number,
+  timeoutMs: number, tokenPtr: number,
+): WasmResult {
+  const cluster = str(vm, uPtr, uLen);
+  const body = (bLen >>> 0) === 0 ? Buffer.alloc(0) : vm.memory.copy(bPtr, bLen);
+  if (cluster === undefined || body === undefined) return WasmResult.InvalidMemoryAccess;
+  const headers = parsePairsAt(vm, hPtr, hLen);
+  if (typeof headers === 'number') return headers;
+  const trailers = parsePairsAt(vm, tPtr, tLen);
+  if (typeof trailers === 'number') return trailers;
+  if (!vm.memory.setU32(tokenPtr, 0)) return WasmResult.InvalidMemoryAccess;
+  const service = vm.services.httpCallout;
+  if (!service) return WasmResult.Unimplemented;
+  for (const required of [':method', ':path', ':authority']) {
+    if (!headers.some(([k]) => lower(k) === required)) return WasmResult.BadArgument;
+  }
+  const root = rootOf(vm);
+  if (!root) return WasmResult.BadArgument;
+  const token = vm.nextCalloutToken(CalloutKind.HttpCall);
+  const outcome = service.call({ cluster, headers, body, trailers, timeoutMs: timeoutMs >>> 0 }, (response) => {
+    if (!root.pendingHttp.delete(token)) return;
+    vm.defer(() => {
+      if (vm.contexts.get(root.id) !== root) return;
+      root.reply = { httpResponse: response };
+      try {
+        vm.callGuest(root, 'proxy_on_http_call_response', root.id, token, response.headers.length, response.body.length, response.trailers.length);
+      } finally {
+        root.reply = {};
+      }
+    });
+  });
+  if (outcome.status === 'unknown_cluster' || outcome.status === 'bad_argument') return WasmResult.BadArgument;
+  if (outcome.status === 'internal_failure') return WasmResult.InternalFailure;
+  root.pendingHttp.set(token, { cancel: outcome.cancel });
+  return writeU32(vm, tokenPtr, token);
+}
+
+// ---------- Higress Redis ----------
+
+function redisInit(vm: PluginVm, cPtr: number, cLen: number, uPtr: number, uLen: number, pPtr: number, pLen: number, timeoutMs: number): WasmResult {
+  const upstream = str(vm, cPtr, cLen);
+  const username = str(vm, uPtr, uLen);
+  const password = str(vm, pPtr, pLen);
+  if (upstream === undefined || username === undefined || password === undefined) return WasmResult.InvalidMemoryAccess;
+  const root = rootOf(vm);
+  if (!root) return WasmResult.BadArgument;
+  const redis = vm.services.redis;
+  if (!redis) return WasmResult.BadArgument;
+  const outcome = redis.init(root, { upstream, username, password, timeoutMs: timeoutMs >>> 0 });
+  if (outcome.status === 'ok') return WasmResult.Ok;
+  if (outcome.status === 'unsupported_cluster') {
+    vm.logger.warn({ plugin: root.label, cluster: upstream.split('?')[0], reason: outcome.reason }, 'proxy_redis_init refused');
+  }
+  return WasmResult.BadArgument;
+}
+
+type RedisDelivery = { kind: 'export' } | { kind: 'table'; index: number };
+
+/** Dispatch shared by proxy_redis_call and the note's proxy_dispatch_redis_call. Returns a status and the token. */
+function dispatchRedis(vm: PluginVm, cPtr: number, cLen: number, qPtr: number, qLen: number, delivery: RedisDelivery): { status: WasmResult; token: number } {
+  const upstream = str(vm, cPtr, cLen);
+  const query = vm.memory.copy(qPtr, qLen);
+  if (upstream === undefined || query === undefined) return { status: WasmResult.InvalidMemoryAccess, token: 0 };
+  const root = rootOf(vm);
+  const redis = vm.services.redis;
+  if (!root || !redis) return { status: WasmResult.BadArgument, token: 0 };
+  const token = vm.nextCalloutToken(CalloutKind.RedisCall);
+  const outcome = redis.call(root, upstream, query, (reply) => {
+    if (!root.pendingRedis.delete(token)) return; // cancelled, or the root is gone
+    vm.defer(() => deliverRedisReply(vm, root, token, reply, delivery));
+  });
+  switch (outcome.status) {
+    case 'ok':
+      root.pendingRedis.set(token, delivery.kind === 'table' ? { cancel: outcome.cancel, callbackIndex: delivery.index } : { cancel: outcome.cancel });
+      return { status: WasmResult.Ok, token };
+    case 'no_host':
+      return { status: WasmResult.InternalFailure, token: 0 };
+    case 'unsupported_cluster':
+      vm.logger.warn({ plugin: root.label, cluster: upstream, reason: outcome.reason }, 'Redis call refused');
+      return { status: WasmResult.BadArgument, token: 0 };
+    default:
+      return { status: WasmResult.BadArgument, token: 0 };
+  }
+}
+
+function deliverRedisReply(vm: PluginVm, root: RootContext, token: number, reply: RedisReply, delivery: RedisDelivery): void {
+  if (vm.contexts.get(root.id) !== root || vm.failed) return;
+  const bytes = reply.ok ? reply.bytes : undefined;
+  const status = reply.ok ? RedisStatus.Ok : RedisStatus.NetworkError;
+  const size = bytes?.length ?? 0;
+  root.reply = bytes ? { redisReply: bytes } : {};
+  try {
+    if (delivery.kind === 'export') {
+      vm.callGuest(root, 'proxy_on_redis_call_response', root.id, token, status, size);
+    } else if (!vm.callTable(root, delivery.index, token, status, size) && !vm.failed) {
+      vm.logger.warn({ plugin: root.label, token, index: delivery.index }, 'Redis callback table entry is no longer valid; reply dropped');
+    }
+  } finally {
+    root.reply = {};
+  }
+}
+
+function redisCall(vm: PluginVm, cPtr: number, cLen: number, qPtr: number, qLen: number, tokenPtr: number): WasmResult {
+  // cpp-host writes 0 first so a bad token pointer fails before anything is sent.
+  if (!vm.memory.setU32(tokenPtr, 0)) return WasmResult.InvalidMemoryAccess;
+  const { status, token } = dispatchRedis(vm, cPtr, cLen, qPtr, qLen, { kind: 'export' });
+  if (status !== WasmResult.Ok) return status;
+  return writeU32(vm, tokenPtr, token);
+}
+
+/** The requirements note's variant: token (> 0) or -1; the reply goes to table[callbackIndex](token, status, size). */
+function dispatchRedisCall(vm: PluginVm, cPtr: number, cLen: number, qPtr: number, qLen: number, callbackIndex: number): number {
+  const f = vm.tableFunction(callbackIndex);
+  if (!f || f.length !== 3) return -1;
+  const { status, token } = dispatchRedis(vm, cPtr, cLen, qPtr, qLen, { kind: 'table', index: callbackIndex });
+  return status === WasmResult.Ok ? token : -1;
+}
+
+/** The note's reader: a fresh guest-allocated copy of reply[start, start+min(max, size-start)), or -1. */
+function getRedisCallResponse(vm: PluginVm, start: number, max: number): number {
+  const reply = rootOf(vm)?.reply.redisReply;
+  if (!reply || start < 0 || max <= 0 || start >= reply.length) return -1;
+  const n = Math.min(max, reply.length - start);
+  const ptr = vm.allocate(n);
+  if (ptr === 0 || !vm.memory.write(ptr, reply.subarray(start, start + n))) return -1;
+  return ptr;
+}
+
+// ---------- 0.1.0 legacy ----------
+
+function getConfiguration(vm: PluginVm, ptrPtr: number, sizePtr: number): WasmResult {
+  const root = rootOf(vm);
+  if (!root) return WasmResult.NotFound;
+  const bytes = vm.currentCallback === 'proxy_on_vm_start' ? vm.vmConfiguration : root.plugin.configuration;
+  return copyOut(vm, bytes, ptrPtr, sizePtr);
+}
+
+// ---------- the table ----------
+
+const unimplemented: HostHandler = () => WasmResult.Unimplemented;
+const notFound: HostHandler = () => WasmResult.NotFound;
+
+export const HOST_FUNCTIONS: readonly HostFunction[] = [
+  hostFn('proxy_log', p(3), ALL_ABIS, 'spec', (vm, a, b, c) => log(vm, a, b, c)),
+  hostFn('proxy_get_log_level', p(1), V021_PLUS, 'spec', (vm, ptr) => writeU32(vm, ptr, vm.services.logLevel())),
+  hostFn('proxy_get_current_time_nanoseconds', p(1), ALL_ABIS, 'spec', (vm, ptr) =>
+    vm.memory.setU64(ptr, BigInt(Date.now()) * 1_000_000n) ? WasmResult.Ok : WasmResult.InvalidMemoryAccess),
+  hostFn('proxy_set_tick_period_milliseconds', p(1), ALL_ABIS, 'spec', (vm, ms) => setTickPeriod(vm, ms)),
+  hostFn('proxy_get_buffer_bytes', p(5), ALL_ABIS, 'spec', (vm, t, s, m, pp, sp) => getBufferBytes(vm, t, s, m, pp, sp)),
+  hostFn('proxy_set_buffer_bytes', p(5), ALL_ABIS, 'spec', (vm, t, s, n, vp, vl) => setBufferBytes(vm, t, s, n, vp, vl)),
+  hostFn('proxy_get_buffer_status', p(3), ALL_ABIS, 'spec', (vm, t, sp, fp) => getBufferStatus(vm, t, sp, fp)),
+  hostFn('proxy_get_header_map_size', p(2), ALL_ABIS, 'spec', (vm, t, sp) => getHeaderMapSize(vm, t, sp)),
+  hostFn('proxy_get_header_map_pairs', p(3), ALL_ABIS, 'spec', (vm, t, pp, sp) => getHeaderMapPairs(vm, t, pp, sp)),
+  hostFn('proxy_set_header_map_pairs', p(3), ALL_ABIS, 'spec', (vm, t, ptr, len) => setHeaderMapPairs(vm, t, ptr, len)),
+  hostFn('proxy_get_header_map_value', p(5), ALL_ABIS, 'spec', (vm, t, kp, kl, pp, sp) => getHeaderMapValue(vm, t, kp, kl, pp, sp)),
+  hostFn('proxy_add_header_map_value', p(5), ALL_ABIS, 'spec', (vm, t, kp, kl, vp, vl) => addHeaderMapValue(vm, t, kp, kl, vp, vl)),
+  hostFn('proxy_replace_header_map_value', p(5), ALL_ABIS, 'spec', (vm, t, kp, kl, vp, vl) => replaceHeaderMapValue(vm, t, kp, kl, vp, vl)),
+  hostFn('proxy_remove_header_map_value', p(3), ALL_ABIS, 'spec', (vm, t, kp, kl) => removeHeaderMapValue(vm, t, kp, kl)),
+  hostFn('proxy_continue_stream', p(1), V02_PLUS, 'spec', (vm, t) => streamAction(vm, t, 'continueStream')),
+  hostFn('proxy_close_stream', p(1), V02_PLUS, 'spec', (vm, t) => streamAction(vm, t, 'closeStream')),
+  hostFn('proxy_send_local_response', p(8), ALL_ABIS, 'spec', (vm, s, dp, dl, bp, bl, hp, hl, g) => sendLocalResponse(vm, s, dp, dl, bp, bl, hp, hl, g)),
+  hostFn('proxy_get_status', p(3), ALL_ABIS, 'spec', (vm, cp, mp, ml) => getStatus(vm, cp, mp, ml)),
+  hostFn('proxy_http_call', p(10), ALL_ABIS, 'spec', (vm, a, b, c, d, e, f, g, h, t, tok) => httpCall(vm, a, b, c, d, e, f, g, h, t, tok)),
+  hostFn('proxy_grpc_call', p(12), ALL_ABIS, 'spec', unimplemented),
+  hostFn('proxy_grpc_stream', p(9), ALL_ABIS, 'spec', unimplemented),
+  hostFn('proxy_grpc_send', p(4), ALL_ABIS, 'spec', notFound),
+  hostFn('proxy_grpc_cancel', p(1), ALL_ABIS, 'spec', notFound),
+  hostFn('proxy_grpc_close', p(1), ALL_ABIS, 'spec', notFound),
+  hostFn('proxy_set_shared_data', p(5), ALL_ABIS, 'spec', (vm, kp, kl, vp, vl, cas) => setSharedData(vm, kp, kl, vp, vl, cas)),
+  hostFn('proxy_get_shared_data', p(5), ALL_ABIS, 'spec', (vm, kp, kl, pp, sp, cp) => getSharedData(vm, kp, kl, pp, sp, cp)),
+  hostFn('proxy_register_shared_queue', p(3), ALL_ABIS, 'spec', (vm, np, nl, ip) => registerSharedQueue(vm, np, nl, ip)),
+  hostFn('proxy_resolve_shared_queue', p(5), ALL_ABIS, 'spec', (vm, vp, vl, np, nl, ip) => resolveSharedQueue(vm, vp, vl, np, nl, ip)),
+  hostFn('proxy_enqueue_shared_queue', p(3), ALL_ABIS, 'spec', (vm, id, vp, vl) => enqueueSharedQueue(vm, id, vp, vl)),
+  hostFn('proxy_dequeue_shared_queue', p(3), ALL_ABIS, 'spec', (vm, id, pp, sp) => dequeueSharedQueue(vm, id, pp, sp)),
+  hostFn('proxy_define_metric', p(4), ALL_ABIS, 'spec', (vm, t, np, nl, ip) => defineMetric(vm, t, np, nl, ip)),
+  hostFn('proxy_record_metric', [i, l], ALL_ABIS, 'spec', (vm, id, v) => recordMetric(vm, id, v)),
+  hostFn('proxy_increment_metric', [i, l], ALL_ABIS, 'spec', (vm, id, d) => incrementMetric(vm, id, d)),
+  hostFn('proxy_get_metric', p(2), ALL_ABIS, 'spec', (vm, id, vp) => getMetric(vm, id, vp)),
+  hostFn('proxy_get_property', p(4), ALL_ABIS, 'spec', (vm, pp, pl, rp, rl) => getProperty(vm, pp, pl, rp, rl)),
+  hostFn('proxy_set_property', p(4), ALL_ABIS, 'spec', (vm, pp, pl, vp, vl) => setProperty(vm, pp, pl, vp, vl)),
+  hostFn('proxy_set_effective_context', p(1), ALL_ABIS, 'spec', (vm, id) => setEffectiveContext(vm, id)),
+  hostFn('proxy_done', [], ALL_ABIS, 'spec', (vm) => done(vm)),
+  hostFn('proxy_call_foreign_function', p(6), ALL_ABIS, 'spec', (vm, np, nl, ap, al, rp, rl) => callForeignFunction(vm, np, nl, ap, al, rp, rl)),
+  // 0.1.0 only
+  hostFn('proxy_get_configuration', p(2), V01, 'spec-0.1.0', (vm, pp, sp) => getConfiguration(vm, pp, sp)),
+  hostFn('proxy_continue_request', [], V01, 'spec-0.1.0', (vm) => streamAction(vm, StreamType.HttpRequest, 'continueStream')),
+  hostFn('proxy_continue_response', [], V01, 'spec-0.1.0', (vm) => streamAction(vm, StreamType.HttpResponse, 'continueStream')),
+  hostFn('proxy_clear_route_cache', [], V01, 'spec-0.1.0', () => WasmResult.Ok),
+  // Higress (every ABI, as in the Higress cpp-host FOR_ALL_HOST_FUNCTIONS)
+  hostFn('proxy_redis_init', p(7), ALL_ABIS, 'higress', (vm, a, b, c, d, e, f, t) => redisInit(vm, a, b, c, d, e, f, t)),
+  hostFn('proxy_redis_call', p(5), ALL_ABIS, 'higress', (vm, a, b, c, d, tok) => redisCall(vm, a, b, c, d, tok)),
+  hostFn('proxy_inject_encoded_data_to_filter_chain', p(3), ALL_ABIS, 'higress', () => WasmResult.Ok),
+  hostFn('proxy_get_upstream_hosts', p(2), ALL_ABIS, 'higress', (vm, pp, sp) => copyOut(vm, Buffer.alloc(0), pp, sp)),
+  hostFn('proxy_set_upstream_override_host', p(2), ALL_ABIS, 'higress', (vm, ap, al) => (str(vm, ap, al) === undefined ? WasmResult.InvalidMemoryAccess : WasmResult.Ok)),
+  // The requirements note's variant
+  hostFn('proxy_dispatch_redis_call', p(5), ALL_ABIS, 'note-variant', (vm, a, b, c, d, cb) => dispatchRedisCall(vm, a, b, c, d, cb)),
+  hostFn('proxy_get_redis_call_response', p(2), ALL_ABIS, 'note-variant', (vm, s, m) => getRedisCallResponse(vm, s, m)),
+  // cpp-host extras imported by Emscripten C++ modules
+  hostFn('emscripten_notify_memory_growth', p(1), ALL_ABIS, 'cpp-host', () => undefined, 'none'),
+  hostFn('pthread_equal', p(2), ALL_ABIS, 'cpp-host', (_vm, a, b) => (a === b ? 1 : 0)),
+];
+
+/** The `env` namespace for one VM of the given ABI. */
+export function buildHostImports(vm: PluginVm, abi: AbiVersion): Record<string, WebAssembly.ImportValue> {
+  const env: Record<string, WebAssembly.ImportValue> = {};
+  for (const f of HOST_FUNCTIONS) {
+    if (!f.abis.includes(abi)) continue;
+    const handler = f.handler;
+    env[f.name] = (...args: Arg[]) => {
+      try {
+        return handler(vm, ...args);
+      } catch (err) {
+        vm.logger.error({ function: f.name, err: String(err) }, 'host function failed');
+        return f.result === 'none' ? undefined : WasmResult.InternalFailure;
+      }
+    };
+  }
+  return env;
+}
+
+/** Names every function import the module declares that `imports` does not provide (better than a bare LinkError). */
+export function missingImports(module: WebAssembly.Module, imports: WebAssembly.Imports): string[] {
+  return WebAssembly.Module.imports(module)
+    .filter((imp) => imp.kind === 'function' && typeof imports[imp.module]?.[imp.name] !== 'function')
+    .map((imp) => `${imp.module}.${imp.name}`);
+}

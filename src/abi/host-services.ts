@@ -1,0 +1,18 @@
+import type { RedisService } from '../services/redis';
+import type { HttpCalloutService } from '../services/http-callout';
+import type { SharedDataStore } from '../services/shared-data';
+import type { SharedQueueRegistry } from '../services/shared-queue';
+import type { MetricsRegistry } from '../services/metrics';
+
+/** Everything host functions may reach beyond the VM itself. */
+export interface HostServices {
+  readonly sharedData: SharedDataStore;
+  readonly sharedQueues: SharedQueueRegistry;
+  readonly metrics: MetricsRegistry;
+  /** Absent: proxy_redis_* return INTERNAL_FAILURE... unless the cluster is unknown. */
+  readonly redis?: RedisService;
+  /** Absent: proxy_http_call returns UNIMPLEMENTED. */
+  readonly httpCallout?: HttpCalloutService;
+  /** The host's log level as a proxy_log_level_t (proxy_get_log_level, Higress get_log_level). */
+  logLevel(): number;
+}

@@ -1,0 +1,310 @@
+import type { Logger } from '../common/logger';
+import { PluginStartError, PluginTrapError } from '../common/errors';
+import type { AbiVersion } from '../wasm/abi-version';
+import { GuestMemory } from '../wasm/guest-memory';
+import { ProcExit, buildWasiImports, WASI_MODULE_NAMES } from '../wasm/wasi';
+import { CalloutKind, LOG_LEVEL_NAMES } from './enums';
+import { readGuestExports, type GuestExportName, type GuestExports } from './guest-exports';
+import { buildHostImports, missingImports } from './host-functions';
+import type { HostServices } from './host-services';
+import { RootContext, HttpContext, type Context, type PluginIdentity } from './contexts';
+import type { StreamState } from './stream-state';
+
+export interface PluginVmOptions {
+  readonly module: WebAssembly.Module;
+  readonly abi: AbiVersion;
+  /** Scopes shared data and queues (Envoy VmConfig.vm_id). */
+  readonly vmId: string;
+  /** Delivered at proxy_on_vm_start through buffer 6. */
+  readonly vmConfiguration: Buffer;
+  /** Only these reach the guest's WASI environment; never the host's. */
+  readonly environment: Readonly<Record<string, string>>;
+  readonly services: HostServices;
+  readonly logger: Logger;
+  /** Used in log lines before any plugin is attached. */
+  readonly label: string;
+}
+
+/**
+ * One instantiated module: its memory, exports, contexts, the effective context, and the after-call queue.
+ * Calls into the guest go through callGuest(), which sets the current context, turns a trap into a VM failure
+ * (logged with the callback name), and runs deferred actions once the outermost call has returned, so the
+ * guest is never re-entered from a host function.
+ */
+export class PluginVm {
+  readonly abi: AbiVersion;
+  readonly vmId: string;
+  readonly vmConfiguration: Buffer;
+  readonly services: HostServices;
+  readonly logger: Logger;
+  readonly contexts = new Map<number, Context>();
+  memory!: GuestMemory;
+  exports!: GuestExports;
+  private instance!: WebAssembly.Instance;
+  private nextContext = 1;
+  private readonly calloutSeq = [0, 0, 0, 0];
+  private current: Context | undefined;
+  private effective: Context | undefined;
+  private depth = 0;
+  private readonly afterCall: Array<() => void> = [];
+  private failure: Error | undefined;
+  /** Callback currently executing (for logs). */
+  private callbackName = '';
+  private readonly environment: string[];
+  readonly label: string;
+
+  private constructor(options: PluginVmOptions) {
+    this.abi = options.abi;
+    this.vmId = options.vmId;
+    this.vmConfiguration = options.vmConfiguration;
+    this.services = options.services;
+    this.logger = options.logger;
+    this.label = options.label;
+    this.environment = Object.entries(options.environment).map(([k, v]) => `${k}=${v}`);
+  }
+
+  /** Instantiates the module and runs its start-up (`_initialize` + `main`, or `_start`). */
+  static create(options: PluginVmOptions): PluginVm {
+    const vm = new PluginVm(options);
+    vm.instantiate(options.module);
+    return vm;
+  }
+
+  private instantiate(module: WebAssembly.Module): void {
+    const env = buildHostImports(this, this.abi);
+    const wasi = buildWasiImports({
+      memory: () => this.memory,
+      environment: this.environment,
+      stdout: (text) => this.pluginLog(2, text),
+      stderr: (text) => this.pluginLog(4, text),
+    });
+    const imports: WebAssembly.Imports = { env };
+    for (const name of WASI_MODULE_NAMES) imports[name] = wasi;
+    const missing = missingImports(module, imports);
+    if (missing.length > 0) {
+      throw new PluginStartError(`${this.label}: module imports functions this host does not provide for ABI ${this.abi}: ${missing.join(', ')}`);
+    }
+    try {
+      this.instance = new WebAssembly.Instance(module, imports);
+    } catch (err) {
+      throw new PluginStartError(`${this.label}: instantiation failed: ${(err as Error).message}`, { cause: err });
+    }
+    const memory = this.instance.exports['memory'];
+    if (!(memory instanceof WebAssembly.Memory)) throw new PluginStartError(`${this.label}: module exports no memory`);
+    this.memory = new GuestMemory(memory);
+    this.exports = readGuestExports(this.instance, this.abi);
+    if (!this.exports.malloc && !this.exports.proxy_on_memory_allocate) {
+      throw new PluginStartError(`${this.label}: module exports neither malloc nor proxy_on_memory_allocate`);
+    }
+    this.runStartup();
+  }
+
+  /** cpp-host: `_initialize` then `main(0, 0)` if exported; otherwise `_start`. proc_exit(0) there is normal completion. */
+  private runStartup(): void {
+    const steps: Array<[GuestExportName, number[]]> = this.exports._initialize
+      ? [['_initialize', []], ...(this.exports.main ? [['main', [0, 0]] as [GuestExportName, number[]]] : [])]
+      : this.exports._start
+        ? [['_start', []]]
+        : [];
+    for (const [name, args] of steps) {
+      try {
+        this.exports[name]!(...args);
+      } catch (err) {
+        if (err instanceof ProcExit && err.exitCode === 0) continue;
+        throw new PluginStartError(`${this.label}: ${name} failed: ${describeError(err)}`, { cause: err });
+      }
+    }
+  }
+
+  get failed(): Error | undefined {
+    return this.failure;
+  }
+
+  /** The context host functions act on: the effective one if the guest set it, else the current one. */
+  activeContext(): Context | undefined {
+    return this.effective ?? this.current;
+  }
+
+  setEffectiveContext(id: number): boolean {
+    const ctx = this.contexts.get(id);
+    if (!ctx) return false;
+    this.effective = ctx;
+    return true;
+  }
+
+  nextCalloutToken(kind: CalloutKind): number {
+    const seq = ++this.calloutSeq[kind]!;
+    return ((seq << 2) | kind) >>> 0;
+  }
+
+  /** Queue work for after the outermost guest call returns (or run it on a later tick if the VM is idle). */
+  defer(action: () => void): void {
+    if (this.depth > 0) this.afterCall.push(action);
+    else setImmediate(action);
+  }
+
+  get inGuestCall(): boolean {
+    return this.depth > 0;
+  }
+
+  createRootContext(plugin: PluginIdentity): RootContext {
+    const root = new RootContext(this, this.nextContext++, plugin);
+    this.contexts.set(root.id, root);
+    return root;
+  }
+
+  createHttpContext(root: RootContext, stream: StreamState): HttpContext {
+    const ctx = new HttpContext(this, this.nextContext++, root, stream);
+    this.contexts.set(ctx.id, ctx);
+    return ctx;
+  }
+
+  /**
+   * Calls a guest export with `ctx` as the current context. Returns the guest's result, 0 for a void export,
+   * or undefined if the export is missing, the VM has failed, or the call trapped (the VM is then failed).
+   */
+  callGuest(ctx: Context | undefined, name: GuestExportName, ...args: number[]): number | undefined {
+    const fn = this.exports[name];
+    if (!fn || this.failure) return undefined;
+    const savedCurrent = this.current;
+    const savedEffective = this.effective;
+    const savedName = this.callbackName;
+    this.current = ctx;
+    this.effective = undefined;
+    this.callbackName = name;
+    this.depth++;
+    let result: number | undefined;
+    try {
+      const r = fn(...args);
+      result = typeof r === 'number' ? r : 0;
+    } catch (err) {
+      this.fail(name, err);
+      result = undefined;
+    } finally {
+      this.depth--;
+      this.current = savedCurrent;
+      this.effective = savedEffective;
+      this.callbackName = savedName;
+    }
+    if (this.depth === 0) this.runAfterCall();
+    return result;
+  }
+
+  private runAfterCall(): void {
+    while (this.afterCall.length > 0) {
+      const action = this.afterCall.shift()!;
+      try {
+        action();
+      } catch (err) {
+        this.logger.error({ err: describeError(err) }, 'after-VM-call action failed');
+      }
+    }
+  }
+
+  private fail(callback: string, err: unknown): void {
+    const message = describeError(err);
+    this.failure = new PluginTrapError(`${this.label}: ${callback} trapped: ${message}`, { cause: err });
+    this.logger.error({ plugin: this.label, callback, err: message }, 'plugin VM failed');
+    for (const ctx of this.contexts.values()) {
+      if (ctx instanceof RootContext) this.cancelCallouts(ctx);
+    }
+  }
+
+  /** Cancel a root's pending callouts without callbacks and stop its timer (root deleted, VM failed or closed). */
+  cancelCallouts(root: RootContext): void {
+    for (const call of root.pendingRedis.values()) call.cancel();
+    root.pendingRedis.clear();
+    for (const call of root.pendingHttp.values()) call.cancel();
+    root.pendingHttp.clear();
+    if (root.tickTimer) clearInterval(root.tickTimer);
+    root.tickTimer = undefined;
+    for (const r of root.queueRegistrations.splice(0)) r.dispose();
+    this.services.redis?.release(root);
+  }
+
+  /**
+   * Copies bytes into guest memory through the guest allocator and writes (ptr, len) to the two out-pointers.
+   * An empty result is (0, 0) without calling the allocator (Go's allocator panics on 0).
+   */
+  copyOut(bytes: Uint8Array, ptrPtr: number, sizePtr: number): boolean {
+    if (bytes.length === 0) return this.memory.setU32(ptrPtr, 0) && this.memory.setU32(sizePtr, 0);
+    const ptr = this.allocate(bytes.length);
+    if (ptr === 0) return false;
+    return this.memory.write(ptr, bytes) && this.memory.setU32(ptrPtr, ptr) && this.memory.setU32(sizePtr, bytes.length);
+  }
+
+  /** cpp-host prefers malloc, the spec proxy_on_memory_allocate; every SDK exports one that works. 0 = failure. */
+  allocate(size: number): number {
+    const alloc = this.exports.malloc ?? this.exports.proxy_on_memory_allocate;
+    if (!alloc || this.failure) return 0;
+    this.depth++;
+    try {
+      const ptr = alloc(size);
+      return typeof ptr === 'number' ? ptr >>> 0 : 0;
+    } catch (err) {
+      this.fail(this.exports.malloc ? 'malloc' : 'proxy_on_memory_allocate', err);
+      return 0;
+    } finally {
+      this.depth--;
+    }
+  }
+
+  /** A guest function from the exported `__indirect_function_table` (the note's Redis variant). */
+  tableFunction(index: number): ((...args: number[]) => unknown) | undefined {
+    const table = this.instance.exports['__indirect_function_table'];
+    if (!(table instanceof WebAssembly.Table)) return undefined;
+    if (!Number.isInteger(index) || index < 0 || index >= table.length) return undefined;
+    const f: unknown = table.get(index);
+    return typeof f === 'function' ? (f as (...args: number[]) => unknown) : undefined;
+  }
+
+  /** Runs a table function like an export (same trap handling and after-call queue). */
+  callTable(ctx: Context, index: number, ...args: number[]): boolean {
+    const f = this.tableFunction(index);
+    if (!f || this.failure) return false;
+    const savedCurrent = this.current;
+    const savedEffective = this.effective;
+    this.current = ctx;
+    this.effective = undefined;
+    this.depth++;
+    let ok = true;
+    try {
+      f(...args);
+    } catch (err) {
+      this.fail(`table[${index}]`, err);
+      ok = false;
+    } finally {
+      this.depth--;
+      this.current = savedCurrent;
+      this.effective = savedEffective;
+    }
+    if (this.depth === 0) this.runAfterCall();
+    return ok;
+  }
+
+  /** proxy_log and WASI stdio, under the plugin's name. */
+  pluginLog(level: number, message: string): void {
+    const ctx = this.activeContext();
+    const plugin = ctx ? ctx.root.plugin.name : this.label;
+    const name = LOG_LEVEL_NAMES[level] ?? 'info';
+    const pinoLevel = name === 'critical' ? 'fatal' : name;
+    this.logger[pinoLevel]({ plugin, wasm_level: name }, message);
+  }
+
+  get currentCallback(): string {
+    return this.callbackName;
+  }
+
+  /** Stops timers and cancels every callout; the VM is unusable afterwards. */
+  close(): void {
+    for (const ctx of this.contexts.values()) if (ctx instanceof RootContext) this.cancelCallouts(ctx);
+    this.contexts.clear();
+    this.failure ??= new PluginTrapError(`${this.label}: VM closed`);
+  }
+}
+
+export function describeError(err: unknown): string {
+  if (err instanceof ProcExit) return err.message;
+  if (err instanceof Error) return `${err.name}: ${err.message}`;
+  return String(err);
+}

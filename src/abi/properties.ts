@@ -1,0 +1,25 @@
+/**
+ * Property values as Envoy serializes them for proxy_get_property (context.cc serializeValue):
+ * strings/bytes raw, integers 8 bytes LE, bools 1 byte, maps in the pairs format.
+ */
+import { serializePairs } from './pairs';
+
+export type PropertyValue = string | Buffer | bigint | number | boolean | ReadonlyArray<readonly [string, string]>;
+
+export function serializeProperty(value: PropertyValue): Buffer {
+  if (typeof value === 'string') return Buffer.from(value, 'utf8');
+  if (Buffer.isBuffer(value)) return value;
+  if (typeof value === 'boolean') return Buffer.from([value ? 1 : 0]);
+  if (typeof value === 'number' || typeof value === 'bigint') {
+    const out = Buffer.alloc(8);
+    if (typeof value === 'number' && !Number.isInteger(value)) out.writeDoubleLE(value);
+    else out.writeBigInt64LE(BigInt(value));
+    return out;
+  }
+  return serializePairs(value);
+}
+
+/** Paths arrive as `\0`-joined segments; dotted forms (`request.path`) are accepted too. */
+export function splitPropertyPath(raw: string): string[] {
+  return raw.includes('\0') ? raw.split('\0') : raw.split('.');
+}

@@ -1,0 +1,45 @@
+import type { StreamType } from './enums';
+import type { HeaderPairs } from './pairs';
+import type { PropertyValue } from './properties';
+
+/** proxy_send_local_response as the plugin asked for it. */
+export interface LocalResponse {
+  readonly statusCode: number;
+  readonly details: string;
+  readonly body: Buffer;
+  readonly headers: HeaderPairs;
+  /** -1: none. */
+  readonly grpcStatus: number;
+}
+
+/**
+ * What drives an HTTP stream (the data plane's filter, or the test kit). The runtime calls these after the
+ * guest call that asked for them has returned (Envoy's after-VM-call actions), never from inside it.
+ */
+export interface StreamHost {
+  continueStream(type: StreamType): void;
+  closeStream(type: StreamType): void;
+  sendLocalResponse(response: LocalResponse): void;
+  /** Built-in stream properties (`request.path`, `source.address`, `route_name`, ...); undefined = NOT_FOUND. */
+  property(path: readonly string[]): PropertyValue | undefined;
+  /** A property written by the plugin (`clear_route_cache`, `set_decoder_buffer_limit`, ...), after it is stored. */
+  propertyWritten?(path: string, value: Buffer): void;
+}
+
+/**
+ * The parts of one HTTP stream a plugin can reach. The driver sets a field while it is accessible and clears it
+ * (undefined) when Envoy would not expose it; header arrays are mutated in place so the driver's reference stays
+ * current.
+ */
+export class StreamState {
+  requestHeaders: HeaderPairs | undefined;
+  requestTrailers: HeaderPairs | undefined;
+  responseHeaders: HeaderPairs | undefined;
+  responseTrailers: HeaderPairs | undefined;
+  requestBody: Buffer | undefined;
+  responseBody: Buffer | undefined;
+  /** Set by proxy_set_property on this stream (Envoy filter state `wasm.<path>`), keyed by the raw path. */
+  readonly properties = new Map<string, Buffer>();
+  localResponse: LocalResponse | undefined;
+  constructor(readonly host: StreamHost) {}
+}

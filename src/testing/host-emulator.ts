@@ -1,0 +1,218 @@
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import type { Logger } from '../common/logger';
+import { LogLevel, StreamType } from '../abi/enums';
+import type { HostServices } from '../abi/host-services';
+import type { HeaderPairs } from '../abi/pairs';
+import type { PropertyValue } from '../abi/properties';
+import type { LocalResponse, StreamHost } from '../abi/stream-state';
+import { MetricsRegistry, type PluginMetric } from '../services/metrics';
+import { SharedDataStore } from '../services/shared-data';
+import { SharedQueueRegistry } from '../services/shared-queue';
+import type { RedisService } from '../services/redis';
+import type { HttpCalloutService } from '../services/http-callout';
+import { Plugin, type PluginCode, type PluginConfig } from '../runtime/plugin';
+import type { DataAction, HeadersAction, HttpStream, TrailersAction } from '../runtime/http-stream';
+
+/**
+ * A library API for testing a plugin without Envoy, for plugins in any language (in the spirit of
+ * proxy-wasm-go-sdk's proxytest HostEmulator and Higress wasm-go pkg/test): load a compiled plugin with its
+ * configuration, drive HTTP streams, and read back actions, mutated headers and bodies, local responses, logs,
+ * metrics and shared data. Redis and HTTP callouts go to whatever services you pass (a real RedisPoolManager,
+ * or your own implementation of the interface).
+ */
+
+export interface EmulatorLog {
+  readonly level: string;
+  readonly plugin: string;
+  readonly message: string;
+}
+
+export interface HostEmulatorOptions extends Omit<PluginConfig, 'name'> {
+  readonly name?: string;
+  readonly redis?: RedisService;
+  readonly httpCallout?: HttpCalloutService;
+  /** proxy_get_log_level answer; default TRACE. */
+  readonly logLevel?: LogLevel;
+  /** Share services between emulators (e.g. two VMs with the same vm_id). */
+  readonly shared?: { sharedData: SharedDataStore; sharedQueues: SharedQueueRegistry; metrics: MetricsRegistry };
+}
+
+export interface StreamOptions {
+  /** Extra properties the stream answers (`route_name`, `cluster_name`, `source.address`, ...), by dotted path. */
+  readonly properties?: Readonly<Record<string, PropertyValue>>;
+}
+
+export class HostEmulator {
+  readonly logs: EmulatorLog[] = [];
+  readonly services: HostServices;
+  private constructor(
+    readonly plugin: Plugin,
+    services: HostServices,
+  ) {
+    this.services = services;
+  }
+
+  static async load(code: PluginCode, options: HostEmulatorOptions = {}): Promise<HostEmulator> {
+    const logs: EmulatorLog[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        for (const line of chunk.toString('utf8').split('\n')) {
+          if (!line) continue;
+          const rec = JSON.parse(line) as { wasm_level?: string; level: number; plugin?: string; msg?: string };
+          if (rec.wasm_level) logs.push({ level: rec.wasm_level, plugin: rec.plugin ?? '', message: rec.msg ?? '' });
+        }
+        cb();
+      },
+    });
+    const logger: Logger = pino({ level: 'trace' }, sink);
+    const shared = options.shared ?? { sharedData: new SharedDataStore(), sharedQueues: new SharedQueueRegistry(), metrics: new MetricsRegistry() };
+    const services: HostServices = {
+      ...shared,
+      ...(options.redis ? { redis: options.redis } : {}),
+      ...(options.httpCallout ? { httpCallout: options.httpCallout } : {}),
+      logLevel: () => options.logLevel ?? LogLevel.Trace,
+    };
+    const plugin = await Plugin.load(code, { ...options, name: options.name ?? 'test-plugin' }, { services, logger });
+    const emulator = new HostEmulator(plugin, services);
+    // pino writes asynchronously through the Writable; keep one array the caller can read after flushLogs().
+    Object.defineProperty(emulator, 'logs', { value: logs });
+    return emulator;
+  }
+
+  /** Waits for pending log writes and deferred deliveries (Redis replies, queue wake-ups) of the current tick. */
+  async settle(): Promise<void> {
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+  }
+
+  logMessages(level?: string): string[] {
+    return this.logs.filter((l) => level === undefined || l.level === level).map((l) => l.message);
+  }
+
+  metric(name: string): PluginMetric | undefined {
+    return this.services.metrics.all().find((m) => m.name === name);
+  }
+
+  sharedData(key: string): Buffer | undefined {
+    return this.services.sharedData.get(this.plugin.config.vmId, key)?.value;
+  }
+
+  /** Opens an HTTP stream through the plugin. */
+  stream(options: StreamOptions = {}): EmulatedStream {
+    return new EmulatedStream(this.plugin, options);
+  }
+
+  /** Fires the root context's tick once (as the timer would). */
+  tick(): void {
+    const root = this.plugin.root;
+    this.plugin.vm.callGuest(root, 'proxy_on_tick', root.id);
+  }
+
+  close(): void {
+    this.plugin.close();
+  }
+}
+
+/** One HTTP stream as the test sees it: what the plugin decided, and what it changed. */
+export class EmulatedStream implements StreamHost {
+  readonly requestHeaders: HeaderPairs = [];
+  readonly responseHeaders: HeaderPairs = [];
+  requestTrailers: HeaderPairs = [];
+  responseTrailers: HeaderPairs = [];
+  requestBody: Buffer = Buffer.alloc(0);
+  responseBody: Buffer = Buffer.alloc(0);
+  localResponse: LocalResponse | undefined;
+  readonly continued: StreamType[] = [];
+  readonly closed: StreamType[] = [];
+  readonly stream: HttpStream;
+
+  constructor(
+    plugin: Plugin,
+    private readonly options: StreamOptions,
+  ) {
+    const s = plugin.createStream(this);
+    if (!s) throw plugin.failed ?? new Error('plugin cannot serve streams');
+    this.stream = s;
+  }
+
+  get contextId(): number {
+    return this.stream.contextId;
+  }
+
+  sendRequestHeaders(headers: HeaderPairs, endOfStream = false): HeadersAction {
+    this.requestHeaders.splice(0, this.requestHeaders.length, ...headers.map(([k, v]): [string, string] => [k.toLowerCase(), v]));
+    return this.stream.requestHeaders(this.requestHeaders, endOfStream);
+  }
+
+  sendRequestBody(chunk: Buffer | string, endOfStream = false): DataAction {
+    const action = this.stream.requestBody(Buffer.from(chunk), endOfStream);
+    this.requestBody = this.stream.state.requestBody ?? Buffer.alloc(0);
+    return action;
+  }
+
+  sendRequestTrailers(trailers: HeaderPairs): TrailersAction {
+    this.requestTrailers = trailers;
+    return this.stream.requestTrailers(this.requestTrailers);
+  }
+
+  sendResponseHeaders(headers: HeaderPairs, endOfStream = false): HeadersAction {
+    this.responseHeaders.splice(0, this.responseHeaders.length, ...headers.map(([k, v]): [string, string] => [k.toLowerCase(), v]));
+    return this.stream.responseHeaders(this.responseHeaders, endOfStream);
+  }
+
+  sendResponseBody(chunk: Buffer | string, endOfStream = false): DataAction {
+    const action = this.stream.responseBody(Buffer.from(chunk), endOfStream);
+    this.responseBody = this.stream.state.responseBody ?? Buffer.alloc(0);
+    return action;
+  }
+
+  sendResponseTrailers(trailers: HeaderPairs): TrailersAction {
+    this.responseTrailers = trailers;
+    return this.stream.responseTrailers(this.responseTrailers);
+  }
+
+  /** proxy_on_log, proxy_on_done, proxy_on_delete. */
+  complete(): void {
+    this.stream.finish({ requestHeaders: this.requestHeaders, responseHeaders: this.responseHeaders });
+  }
+
+  header(name: string, from: HeaderPairs = this.requestHeaders): string | undefined {
+    return from.find(([k]) => k === name.toLowerCase())?.[1];
+  }
+
+  // StreamHost
+  continueStream(type: StreamType): void {
+    this.continued.push(type);
+  }
+  closeStream(type: StreamType): void {
+    this.closed.push(type);
+  }
+  sendLocalResponse(response: LocalResponse): void {
+    this.localResponse = response;
+  }
+  property(path: readonly string[]): PropertyValue | undefined {
+    const key = path.join('.');
+    const given = this.options.properties?.[key];
+    if (given !== undefined) return given;
+    const h = (name: string) => this.header(name);
+    switch (key) {
+      case 'request.path': return h(':path');
+      case 'request.method': return h(':method');
+      case 'request.host': return h(':authority');
+      case 'request.scheme': return h(':scheme');
+      case 'request.protocol': return 'HTTP/1.1';
+      case 'request.id': return h('x-request-id');
+      case 'x_request_id': return h('x-request-id');
+      case 'response.code': {
+        const status = this.header(':status', this.responseHeaders);
+        return status === undefined ? undefined : BigInt(status);
+      }
+      case 'source.address': return '127.0.0.1:50000';
+      default:
+        if (path[0] === 'request' && path[1] === 'headers' && path[2]) return h(path[2]);
+        if (path[0] === 'response' && path[1] === 'headers' && path[2]) return this.header(path[2], this.responseHeaders);
+        return undefined;
+    }
+  }
+}
