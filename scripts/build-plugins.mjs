@@ -30,13 +30,13 @@ async function buildAs() {
   const asc = await import('assemblyscript/asc');
   const dir = join(root, 'plugins', 'as');
   for (const name of readdirSync(dir)) {
-    if (!wanted(name)) continue;
+    if (!wanted(name) || !existsSync(join(dir, name, 'index.ts'))) continue; // lib/ holds shared sources
     const src = join('plugins', 'as', name, 'index.ts');
     const target = join(out, `${name}.wasm`);
     const extra = existsSync(join(dir, name, 'asc-flags.json'))
       ? JSON.parse(readFileSync(join(dir, name, 'asc-flags.json'), 'utf8'))
       : [];
-    const srcs = readdirSync(join(dir, name)).map((f) => join(dir, name, f));
+    const srcs = [...readdirSync(join(dir, name)).map((f) => join(dir, name, f)), ...readdirSync(join(dir, 'lib')).map((f) => join(dir, 'lib', f))];
     if (upToDate(target, srcs)) continue;
     const { error, stderr } = await asc.main([
       src, '--outFile', target, ...WASI_SHIM, '--optimizeLevel', '3', '--shrinkLevel', '0', '--noAssert',

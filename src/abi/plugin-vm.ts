@@ -251,7 +251,8 @@ export class PluginVm {
 
   /** A guest function from the exported `__indirect_function_table` (the note's Redis variant). */
   tableFunction(index: number): ((...args: number[]) => unknown) | undefined {
-    const table = this.instance.exports['__indirect_function_table'];
+    // wasm-ld and Rust export it as __indirect_function_table; AssemblyScript's --exportTable as `table`.
+    const table = this.instance.exports['__indirect_function_table'] ?? this.instance.exports['table'];
     if (!(table instanceof WebAssembly.Table)) return undefined;
     if (!Number.isInteger(index) || index < 0 || index >= table.length) return undefined;
     const f: unknown = table.get(index);
