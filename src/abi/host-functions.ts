@@ -264,10 +264,10 @@ function getHeaderMapPairs(vm: PluginVm, type: number, ptrPtr: number, sizePtr: 
 
 /** Replaces the whole map (the Java host's merge is a known bug: removed headers must not survive). */
 function setHeaderMapPairs(vm: PluginVm, type: number, ptr: number, len: number): WasmResult {
+  const pairs = parsePairsAt(vm, ptr, len); // memory first, as cpp-host
+  if (typeof pairs === 'number') return pairs;
   const map = mapOrStatus(vm, type);
   if (typeof map === 'number') return map;
-  const pairs = parsePairsAt(vm, ptr, len);
-  if (typeof pairs === 'number') return pairs;
   map.splice(0, map.length, ...pairs.map(([k, v]): [string, string] => [lower(k), v]));
   return WasmResult.Ok;
 }
@@ -295,13 +295,13 @@ function streamAction(vm: PluginVm, type: number, action: 'continueStream' | 'cl
 function sendLocalResponse(
   vm: PluginVm, status: number, dPtr: number, dLen: number, bPtr: number, bLen: number, hPtr: number, hLen: number, grpcStatus: number,
 ): WasmResult {
-  const ctx = httpCtx(vm);
-  if (!ctx) return WasmResult.NotFound;
   const details = str(vm, dPtr, dLen);
   const body = (bLen >>> 0) === 0 ? Buffer.alloc(0) : vm.memory.copy(bPtr, bLen);
   if (details === undefined || body === undefined) return WasmResult.InvalidMemoryAccess;
   const headers = parsePairsAt(vm, hPtr, hLen);
   if (typeof headers === 'number') return headers;
+  const ctx = httpCtx(vm);
+  if (!ctx) return WasmResult.NotFound;
   if (ctx.stream.localResponse) return WasmResult.BadArgument; // a second local reply (Envoy)
   const response = { statusCode: status >>> 0, details, body, headers: headers.map(([k, v]): [string, string] => [lower(k), v]), grpcStatus };
   ctx.stream.localResponse = response;
