@@ -1,0 +1,115 @@
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import * as protobuf from 'protobufjs';
+import descriptorJson from 'protobufjs/google/protobuf/descriptor.json';
+import { ConfigError } from '../common/errors';
+
+/**
+ * Envoy's protos, loaded at run time with protobufjs (keepCase, so field names match Envoy's docs and
+ * /config_dump). The .proto files come from the installed `@grpc/grpc-js-xds` package; the list of entry files
+ * is `proto/envoy-protos.txt`. Nothing from upstream is committed or generated into the tree.
+ */
+
+export const CDS_TYPE_URL = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
+export const EDS_TYPE_URL = 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment';
+export const RESOURCE_TYPE_URL = 'type.googleapis.com/envoy.service.discovery.v3.Resource';
+export const TYPE_URL_PREFIX = 'type.googleapis.com/';
+
+export const ADS_SERVICE = 'envoy.service.discovery.v3.AggregatedDiscoveryService';
+export const ADS_SOTW_METHOD = `/${ADS_SERVICE}/StreamAggregatedResources`;
+export const ADS_DELTA_METHOD = `/${ADS_SERVICE}/DeltaAggregatedResources`;
+
+/** The loaded type registry with the handful of types the xDS code uses directly. */
+export interface EnvoyProtos {
+  readonly root: protobuf.Root;
+  readonly DiscoveryRequest: protobuf.Type;
+  readonly DiscoveryResponse: protobuf.Type;
+  readonly DeltaDiscoveryRequest: protobuf.Type;
+  readonly DeltaDiscoveryResponse: protobuf.Type;
+  readonly Resource: protobuf.Type;
+  readonly Cluster: protobuf.Type;
+  readonly ClusterLoadAssignment: protobuf.Type;
+  readonly Bootstrap: protobuf.Type;
+  readonly Any: protobuf.Type;
+  /** A message type by full name or type URL, or undefined if the registry does not know it. */
+  lookup(nameOrTypeUrl: string): protobuf.Type | undefined;
+}
+
+let cached: EnvoyProtos | undefined; // a load cache: the registry is immutable once built
+
+function depsDir(): string {
+  const pkg = require.resolve('@grpc/grpc-js-xds/package.json');
+  return path.join(path.dirname(pkg), 'deps');
+}
+
+function protoListFile(): string {
+  // dist/src/xds/protos.js and src/xds/protos.ts both sit three levels below the repository root.
+  for (const up of ['../../..', '../..']) {
+    const p = path.resolve(__dirname, up, 'proto/envoy-protos.txt');
+    if (existsSync(p)) return p;
+  }
+  throw new ConfigError('proto/envoy-protos.txt not found', 'proto');
+}
+
+/** Loads (once per process) every Envoy v3 proto listed in proto/envoy-protos.txt. */
+export function loadEnvoyProtos(): EnvoyProtos {
+  if (cached) return cached;
+  const deps = depsDir();
+  const includeDirs = ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) => path.join(deps, d));
+  const files = readFileSync(protoListFile(), 'utf8')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'));
+  // descriptor.proto is needed for custom options such as (validate.rules); protobufjs ships it as JSON.
+  protobuf.common('descriptor', (descriptorJson as { nested: { google: { nested: { protobuf: { nested: protobuf.INamespace['nested'] } } } } }).nested.google.nested.protobuf.nested as Record<string, protobuf.INamespace>);
+  const root = new protobuf.Root();
+  root.resolvePath = (origin: string, target: string): string => {
+    if (target.startsWith('google/protobuf/')) return target;
+    for (const dir of includeDirs) {
+      const p = path.join(dir, target);
+      if (existsSync(p)) return p;
+    }
+    return protobuf.util.path.resolve(origin, target);
+  };
+  root.loadSync(files, { keepCase: true });
+  root.resolveAll();
+  const typeCache = new Map<string, protobuf.Type | undefined>();
+  const lookup = (nameOrTypeUrl: string): protobuf.Type | undefined => {
+    const name = nameOrTypeUrl.slice(nameOrTypeUrl.lastIndexOf('/') + 1);
+    if (typeCache.has(name)) return typeCache.get(name);
+    let t: protobuf.Type | undefined;
+    try {
+      const found = root.lookup(name);
+      t = found instanceof protobuf.Type ? found : undefined;
+    } catch {
+      t = undefined;
+    }
+    typeCache.set(name, t);
+    return t;
+  };
+  const need = (name: string): protobuf.Type => {
+    const t = lookup(name);
+    if (!t) throw new ConfigError(`type ${name} missing from the loaded protos`, 'proto');
+    return t;
+  };
+  cached = {
+    root,
+    DiscoveryRequest: need('envoy.service.discovery.v3.DiscoveryRequest'),
+    DiscoveryResponse: need('envoy.service.discovery.v3.DiscoveryResponse'),
+    DeltaDiscoveryRequest: need('envoy.service.discovery.v3.DeltaDiscoveryRequest'),
+    DeltaDiscoveryResponse: need('envoy.service.discovery.v3.DeltaDiscoveryResponse'),
+    Resource: need('envoy.service.discovery.v3.Resource'),
+    Cluster: need('envoy.config.cluster.v3.Cluster'),
+    ClusterLoadAssignment: need('envoy.config.endpoint.v3.ClusterLoadAssignment'),
+    Bootstrap: need('envoy.config.bootstrap.v3.Bootstrap'),
+    Any: need('google.protobuf.Any'),
+    lookup,
+  };
+  return cached;
+}
+
+/** `google.protobuf.Any` as protobufjs decodes it. */
+export interface AnyMessage {
+  type_url: string;
+  value: Uint8Array;
+}

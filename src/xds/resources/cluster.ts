@@ -1,0 +1,143 @@
+import { createHash } from 'node:crypto';
+import {
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_DNS_REFRESH_RATE_MS,
+  type ClusterConfig,
+  type DiscoveryType,
+  type LbPolicy,
+} from '../../upstream/types';
+import { toProtoJson, type JsonObject, type ProtoObject } from '../proto-json';
+import { CDS_TYPE_URL, type EnvoyProtos } from '../protos';
+import type { ProtoValidator } from '../validate';
+import { claToHosts } from './endpoint';
+import type { Decoded } from './types';
+
+const DISCOVERY_TYPES: readonly DiscoveryType[] = ['STATIC', 'STRICT_DNS', 'LOGICAL_DNS', 'EDS', 'ORIGINAL_DST'];
+const LB_POLICIES: Readonly<Record<number, LbPolicy>> = {
+  0: 'ROUND_ROBIN',
+  1: 'LEAST_REQUEST',
+  2: 'RING_HASH',
+  3: 'RANDOM',
+  5: 'MAGLEV',
+  6: 'CLUSTER_PROVIDED',
+  7: 'LOAD_BALANCING_POLICY_CONFIG',
+};
+
+export interface ClusterMeta {
+  /** The version_info of the response (or '' for bootstrap clusters). */
+  readonly versionInfo: string;
+  /** false for bootstrap static_resources clusters. */
+  readonly addedViaApi: boolean;
+  /** Bytes the hash is taken over; defaults to the message re-encoded. Pass the raw Any value from the wire. */
+  readonly raw?: Uint8Array;
+}
+
+function durationMs(d: unknown, fallback: number): number {
+  if (!d || typeof d !== 'object') return fallback;
+  const o = d as { seconds?: unknown; nanos?: unknown };
+  return Number(String(o.seconds ?? 0)) * 1000 + Math.round(Number(o.nanos ?? 0) / 1e6);
+}
+
+function has(msg: ProtoObject, field: string): boolean {
+  return Object.prototype.hasOwnProperty.call(msg, field) && msg[field] !== null && msg[field] !== undefined;
+}
+
+/** Stable identity of a cluster config: sha256 over its serialized bytes. */
+export function hashBytes(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/**
+ * Envoy's checks beyond PGV (cluster_factory_impl.cc, eds.cc, logical_dns_cluster.cc): EDS needs an eds_config
+ * this client can serve (ADS), LOGICAL_DNS exactly one endpoint, STATIC numeric addresses.
+ */
+function semanticErrors(msg: ProtoObject, type: DiscoveryType): string[] {
+  const errors: string[] = [];
+  if (type === 'EDS') {
+    const eds = msg['eds_cluster_config'] as ProtoObject | null | undefined;
+    const source = eds?.['eds_config'] as ProtoObject | null | undefined;
+    if (!source) {
+      errors.push('eds_cluster_config.eds_config: an EDS cluster needs an eds_config');
+    } else if (!has(source, 'ads') && !has(source, 'self')) {
+      errors.push('eds_cluster_config.eds_config: only ADS ({ads: {}} or {self: {}}) config sources are supported');
+    }
+  }
+  const la = msg['load_assignment'] as ProtoObject | null | undefined;
+  if (type === 'LOGICAL_DNS' && la) {
+    const lles = (la['endpoints'] as ProtoObject[] | undefined) ?? [];
+    const count = lles.reduce((n, l) => n + ((l['lb_endpoints'] as unknown[] | undefined)?.length ?? 0), 0);
+    if (lles.length !== 1 || count !== 1) {
+      errors.push('load_assignment: LOGICAL_DNS clusters must have a single locality_lb_endpoint and a single lb_endpoint');
+    }
+  }
+  if (type === 'STATIC' && la) {
+    for (const [i, h] of claToHosts(la).entries()) {
+      if (!/^[0-9.]+$|:/.test(h.address)) errors.push(`load_assignment: host ${i} '${h.address}' is not an IP address (STATIC cluster)`);
+    }
+  }
+  return errors;
+}
+
+/**
+ * An Envoy Cluster (decoded message) as our ClusterConfig. `source` (proto3 JSON with "@type", for /config_dump)
+ * is computed on first read. Returns every PGV violation and semantic error with its field path.
+ */
+export function clusterToConfig(
+  protos: EnvoyProtos,
+  validator: ProtoValidator,
+  msg: ProtoObject,
+  meta: ClusterMeta,
+): Decoded<ClusterConfig> {
+  const name = String(msg['name'] ?? '');
+  const errors = validator.validate(protos.Cluster, msg).map((v) => `${v.path}: ${v.message}`);
+  let type: DiscoveryType;
+  let typeDetail = '';
+  if (has(msg, 'cluster_type')) {
+    type = 'UNSUPPORTED';
+    typeDetail = `cluster_type ${String((msg['cluster_type'] as ProtoObject)['name'] ?? '')}`;
+  } else {
+    type = DISCOVERY_TYPES[Number(msg['type'] ?? 0)] ?? 'UNSUPPORTED';
+    if (type === 'UNSUPPORTED') typeDetail = `type ${String(msg['type'])}`;
+    if (type === 'ORIGINAL_DST') typeDetail = 'ORIGINAL_DST clusters have no host list';
+  }
+  errors.push(...semanticErrors(msg, type));
+  if (errors.length > 0) return { name, ok: false, errors };
+  const eds = msg['eds_cluster_config'] as ProtoObject | null | undefined;
+  const la = msg['load_assignment'] as ProtoObject | null | undefined;
+  const raw = meta.raw ?? protos.Cluster.encode(msg).finish();
+  let source: JsonObject | undefined;
+  const config: ClusterConfig = {
+    name,
+    type,
+    typeDetail,
+    lbPolicy: LB_POLICIES[Number(msg['lb_policy'] ?? 0)] ?? 'ROUND_ROBIN',
+    connectTimeoutMs: durationMs(msg['connect_timeout'], DEFAULT_CONNECT_TIMEOUT_MS),
+    edsServiceName: type === 'EDS' ? String(eds?.['service_name'] ?? '') || name : '',
+    loadAssignment: type !== 'EDS' && la ? claToHosts(la) : [],
+    dnsRefreshRateMs: durationMs(msg['dns_refresh_rate'], DEFAULT_DNS_REFRESH_RATE_MS),
+    addedViaApi: meta.addedViaApi,
+    versionInfo: meta.versionInfo,
+    get source(): Readonly<Record<string, unknown>> {
+      source ??= { '@type': CDS_TYPE_URL, ...toProtoJson(protos, protos.Cluster, msg, { unknownAny: 'opaque' }) };
+      return source;
+    },
+    hash: hashBytes(raw),
+  };
+  return { name, ok: true, value: config };
+}
+
+/** Decodes an Any value of type Cluster from the wire into a ClusterConfig. */
+export function decodeCluster(
+  protos: EnvoyProtos,
+  validator: ProtoValidator,
+  bytes: Uint8Array,
+  versionInfo: string,
+): Decoded<ClusterConfig> {
+  let msg: ProtoObject;
+  try {
+    msg = protos.Cluster.decode(bytes) as unknown as ProtoObject;
+  } catch (err) {
+    return { name: '', ok: false, errors: [`cannot decode Cluster: ${(err as Error).message}`] };
+  }
+  return clusterToConfig(protos, validator, msg, { versionInfo, addedViaApi: true, raw: bytes });
+}

@@ -1,0 +1,70 @@
+/**
+ * Read-only views of the xDS client's state, for /config_dump, /stats and /ready (the admin layer renders them).
+ * Everything here is plain data; the client hands out fresh snapshots.
+ */
+
+/** Envoy admin `ClientResourceStatus` (the subset this client produces). */
+export type ResourceStatusKind = 'REQUESTED' | 'ACKED' | 'NACKED';
+
+export interface UpdateFailure {
+  /** The rejection message (what went into error_detail). */
+  readonly details: string;
+  /** The version_info of the rejected response (SotW) or the resource version (Delta). */
+  readonly versionInfo: string;
+  readonly lastUpdateAttempt: Date;
+}
+
+export interface ResourceStatus {
+  readonly name: string;
+  readonly status: ResourceStatusKind;
+  /** Version at which the current (accepted) value arrived; '' if none was ever accepted. */
+  readonly version: string;
+  readonly lastUpdated: Date | undefined;
+  /** The last rejection of this resource, kept until a later version is accepted. */
+  readonly error: UpdateFailure | undefined;
+}
+
+export interface TypeStatus {
+  readonly typeUrl: string;
+  /** Last accepted version_info (SotW) or system_version_info (Delta). */
+  readonly versionInfo: string;
+  readonly lastUpdated: Date | undefined;
+  /** The last response rejected for this type, if the latest response was a NACK. */
+  readonly lastError: UpdateFailure | undefined;
+  readonly resources: readonly ResourceStatus[];
+}
+
+/** Envoy's subscription stats (`cluster_manager.cds.*`, `cluster.<name>.update_*`). */
+export interface SubscriptionCounters {
+  update_attempt: number;
+  update_success: number;
+  update_rejected: number;
+  update_failure: number;
+  update_empty: number;
+  init_fetch_timeout: number;
+}
+
+export interface XdsCounters {
+  readonly cds: Readonly<SubscriptionCounters>;
+  /** Per EDS service name (Envoy keys these by cluster; for Istio/Higress the service name is the cluster name). */
+  readonly eds: Readonly<Record<string, Readonly<SubscriptionCounters>>>;
+  readonly control_plane: {
+    readonly connected_state: 0 | 1;
+    readonly streams_opened: number;
+    readonly responses_received: number;
+    readonly acks_sent: number;
+    readonly nacks_sent: number;
+  };
+}
+
+export interface XdsStatus {
+  readonly connected: boolean;
+  readonly initialized: boolean;
+  readonly apiType: 'GRPC' | 'DELTA_GRPC';
+  readonly types: readonly TypeStatus[];
+  readonly counters: XdsCounters;
+}
+
+export function emptyCounters(): SubscriptionCounters {
+  return { update_attempt: 0, update_success: 0, update_rejected: 0, update_failure: 0, update_empty: 0, init_fetch_timeout: 0 };
+}
