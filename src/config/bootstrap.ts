@@ -1,0 +1,229 @@
+import { readFileSync } from 'node:fs';
+import type * as protobuf from 'protobufjs';
+import { parse as parseYaml } from 'yaml';
+import { ConfigError } from '../common/errors';
+import type { ClusterConfig } from '../upstream/types';
+import { decodeProtoJson, toProtoJson, type JsonObject, type ProtoObject } from '../xds/proto-json';
+import { loadEnvoyProtos, type EnvoyProtos } from '../xds/protos';
+import { clusterToConfig } from '../xds/resources/cluster';
+import { ProtoValidator } from '../xds/validate';
+
+import type { AdsClientOptions, ClusterSink } from '../xds/ads-client';
+
+export { clusterToConfig } from '../xds/resources/cluster';
+export { claToHosts } from '../xds/resources/endpoint';
+
+/**
+ * Envoy v3 bootstrap loading (YAML or JSON, proto3 JSON mapping). The whole document is decoded into
+ * `envoy.config.bootstrap.v3.Bootstrap` and PGV-validated, so a typo or an unknown `@type` is a ConfigError that
+ * names its JSON path. Only node, static clusters, ADS, cds_config and admin are acted on; the rest is kept as
+ * parsed (listeners are exposed for the HTTP data plane).
+ */
+
+/** 0 means "wait forever" (Istio and Higress send "0s"). */
+export const DEFAULT_INITIAL_FETCH_TIMEOUT_MS = 15_000;
+
+export type AdsApiType = 'GRPC' | 'DELTA_GRPC';
+
+export interface AdsConfig {
+  readonly apiType: AdsApiType;
+  /**
+   * A gRPC target: `host:port` (or `unix:<path>` for a pipe) from the static cluster's first endpoint, or
+   * google_grpc.target_uri as given.
+   */
+  readonly target: string;
+  /** envoy_grpc.cluster_name, or '' for google_grpc. */
+  readonly clusterName: string;
+  readonly setNodeOnFirstMessageOnly: boolean;
+}
+
+export interface CdsConfig {
+  /** cds_config is `{ads: {}}`: clusters come over the ADS stream. */
+  readonly ads: boolean;
+  readonly initialFetchTimeoutMs: number;
+}
+
+export interface NodeInfo {
+  readonly id: string;
+  readonly cluster: string;
+  /** node.metadata as JSON (a Struct). */
+  readonly metadata: JsonObject;
+  /** The whole node as a decoded `envoy.config.core.v3.Node`, as sent on the ADS stream. */
+  readonly message: ProtoObject;
+}
+
+export interface Bootstrap {
+  readonly node: NodeInfo;
+  readonly staticClusters: readonly ClusterConfig[];
+  /** static_resources.listeners as proto3 JSON, unchanged in meaning. */
+  readonly staticListeners: readonly JsonObject[];
+  /** undefined when dynamic_resources.ads_config is absent. */
+  readonly ads: AdsConfig | undefined;
+  readonly cds: CdsConfig | undefined;
+  readonly admin: { readonly address: string; readonly port: number } | undefined;
+  /** The whole bootstrap, re-serialized as canonical proto3 JSON (for /config_dump). */
+  readonly json: JsonObject;
+}
+
+export interface BootstrapOptions {
+  readonly protos?: EnvoyProtos;
+}
+
+/** Loads a bootstrap file; `.json` is parsed as JSON, everything else as YAML (a superset of JSON). */
+export function loadBootstrapFile(file: string, options: BootstrapOptions = {}): Bootstrap {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read bootstrap ${file}: ${(err as Error).message}`, '', { cause: err });
+  }
+  return parseBootstrap(text, file.endsWith('.json') ? 'json' : 'yaml', options);
+}
+
+export function parseBootstrap(text: string, format: 'yaml' | 'json', options: BootstrapOptions = {}): Bootstrap {
+  let doc: unknown;
+  try {
+    doc = format === 'json' ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`bootstrap is not valid ${format.toUpperCase()}: ${(err as Error).message}`, '', { cause: err });
+  }
+  return bootstrapFromJson(doc, options);
+}
+
+function durationMs(d: unknown): number | undefined {
+  if (!d || typeof d !== 'object') return undefined;
+  const o = d as { seconds?: unknown; nanos?: unknown };
+  return Number(String(o.seconds ?? 0)) * 1000 + Math.round(Number(o.nanos ?? 0) / 1e6);
+}
+
+function present(msg: ProtoObject | null | undefined, field: string): boolean {
+  return !!msg && Object.prototype.hasOwnProperty.call(msg, field) && msg[field] !== null && msg[field] !== undefined;
+}
+
+/** Builds a Bootstrap from an already-parsed JSON/YAML document. */
+export function bootstrapFromJson(doc: unknown, options: BootstrapOptions = {}): Bootstrap {
+  const protos = options.protos ?? loadEnvoyProtos();
+  const validator = new ProtoValidator(protos);
+  const msg = decodeProtoJson(protos, protos.Bootstrap, doc, '') as unknown as ProtoObject;
+  const violations = validator.validate(protos.Bootstrap, msg);
+  if (violations.length > 0) {
+    const [first, ...rest] = violations;
+    const more = rest.length > 0 ? `; also ${rest.map((v) => `${v.path}: ${v.message}`).join('; ')}` : '';
+    throw new ConfigError(`${first!.message}${more}`, first!.path);
+  }
+  const json = toProtoJson(protos, protos.Bootstrap, msg);
+
+  const nodeMsg = (msg['node'] as ProtoObject | null | undefined) ?? {};
+  const nodeType = protos.lookup('envoy.config.core.v3.Node') as protobuf.Type;
+  const nodeJson = toProtoJson(protos, nodeType, nodeMsg);
+  const node: NodeInfo = {
+    id: String(nodeMsg['id'] ?? ''),
+    cluster: String(nodeMsg['cluster'] ?? ''),
+    metadata: (nodeJson['metadata'] as JsonObject | undefined) ?? {},
+    message: nodeMsg,
+  };
+
+  const statics = (msg['static_resources'] as ProtoObject | null | undefined) ?? {};
+  const staticClusters: ClusterConfig[] = [];
+  const seen = new Set<string>();
+  ((statics['clusters'] as ProtoObject[] | undefined) ?? []).forEach((c, i) => {
+    const path = `static_resources.clusters[${i}]`;
+    const decoded = clusterToConfig(protos, validator, c, { versionInfo: '', addedViaApi: false });
+    if (!decoded.ok) throw new ConfigError(`cluster '${decoded.name}': ${decoded.errors.join('; ')}`, path);
+    if (seen.has(decoded.name)) throw new ConfigError(`duplicate cluster name '${decoded.name}'`, `${path}.name`);
+    seen.add(decoded.name);
+    staticClusters.push(decoded.value);
+  });
+  const listenerType = protos.lookup('envoy.config.listener.v3.Listener') as protobuf.Type;
+  const staticListeners = ((statics['listeners'] as ProtoObject[] | undefined) ?? []).map((l) => toProtoJson(protos, listenerType, l));
+
+  const dyn = (msg['dynamic_resources'] as ProtoObject | null | undefined) ?? undefined;
+  let ads: AdsConfig | undefined;
+  const adsMsg = dyn?.['ads_config'] as ProtoObject | null | undefined;
+  if (adsMsg) ads = adsConfig(adsMsg, (statics['clusters'] as ProtoObject[] | undefined) ?? []);
+  let cds: CdsConfig | undefined;
+  const cdsMsg = dyn?.['cds_config'] as ProtoObject | null | undefined;
+  if (cdsMsg) {
+    cds = {
+      ads: present(cdsMsg, 'ads'),
+      initialFetchTimeoutMs: durationMs(cdsMsg['initial_fetch_timeout']) ?? DEFAULT_INITIAL_FETCH_TIMEOUT_MS,
+    };
+    if (!cds.ads) throw new ConfigError('only ADS is supported for CDS (cds_config: {ads: {}})', 'dynamic_resources.cds_config');
+    if (!ads) throw new ConfigError('cds_config uses ADS but dynamic_resources.ads_config is missing', 'dynamic_resources.cds_config.ads');
+  }
+
+  let admin: Bootstrap['admin'];
+  const sock = ((msg['admin'] as ProtoObject | null | undefined)?.['address'] as ProtoObject | null | undefined)?.['socket_address'] as ProtoObject | null | undefined;
+  if (sock) admin = { address: String(sock['address'] ?? ''), port: Number(sock['port_value'] ?? 0) };
+
+  return { node, staticClusters, staticListeners, ads, cds, admin, json };
+}
+
+const API_TYPES: Readonly<Record<number, string>> = { 0: 'DEPRECATED_AND_UNAVAILABLE_DO_NOT_USE', 1: 'REST', 2: 'GRPC', 3: 'DELTA_GRPC', 5: 'AGGREGATED_GRPC', 6: 'AGGREGATED_DELTA_GRPC' };
+
+/** The gRPC target of a cluster's first endpoint: `host:port`, or `unix:<path>` for a pipe (Istio's agent socket). */
+function firstEndpointTarget(cluster: ProtoObject): string | undefined {
+  const la = cluster['load_assignment'] as ProtoObject | null | undefined;
+  const lle = ((la?.['endpoints'] as ProtoObject[] | undefined) ?? [])[0];
+  const lbe = ((lle?.['lb_endpoints'] as ProtoObject[] | undefined) ?? [])[0];
+  const address = (lbe?.['endpoint'] as ProtoObject | null | undefined)?.['address'] as ProtoObject | null | undefined;
+  if (!address) return undefined;
+  const sock = address['socket_address'] as ProtoObject | null | undefined;
+  if (sock) {
+    const host = String(sock['address'] ?? '');
+    return `${host.includes(':') ? `[${host}]` : host}:${Number(sock['port_value'] ?? 0)}`;
+  }
+  const pipe = address['pipe'] as ProtoObject | null | undefined;
+  if (pipe) return `unix:${String(pipe['path'] ?? '')}`;
+  return undefined;
+}
+
+function adsConfig(msg: ProtoObject, clusters: readonly ProtoObject[]): AdsConfig {
+  const path = 'dynamic_resources.ads_config';
+  const apiType = API_TYPES[Number(msg['api_type'] ?? 0)] ?? String(msg['api_type']);
+  if (apiType !== 'GRPC' && apiType !== 'DELTA_GRPC') {
+    throw new ConfigError(`api_type ${apiType} is not supported (GRPC or DELTA_GRPC)`, `${path}.api_type`);
+  }
+  const services = (msg['grpc_services'] as ProtoObject[] | undefined) ?? [];
+  const svc = services[0];
+  if (!svc) throw new ConfigError('ads_config needs one grpc_services entry', `${path}.grpc_services`);
+  let target: string;
+  let clusterName = '';
+  if (present(svc, 'envoy_grpc')) {
+    clusterName = String((svc['envoy_grpc'] as ProtoObject)['cluster_name'] ?? '');
+    const cluster = clusters.find((c) => c['name'] === clusterName);
+    const p = `${path}.grpc_services[0].envoy_grpc.cluster_name`;
+    if (!cluster) throw new ConfigError(`no static cluster named '${clusterName}'`, p);
+    const first = firstEndpointTarget(cluster);
+    if (!first) throw new ConfigError(`static cluster '${clusterName}' has no endpoint address`, p);
+    target = first;
+  } else if (present(svc, 'google_grpc')) {
+    target = String((svc['google_grpc'] as ProtoObject)['target_uri'] ?? '');
+    if (!target) throw new ConfigError('google_grpc.target_uri is empty', `${path}.grpc_services[0].google_grpc.target_uri`);
+  } else {
+    throw new ConfigError('grpc_services[0] needs envoy_grpc or google_grpc', `${path}.grpc_services[0]`);
+  }
+  return {
+    apiType,
+    target,
+    clusterName,
+    setNodeOnFirstMessageOnly: msg['set_node_on_first_message_only'] === true,
+  };
+}
+
+
+/**
+ * The AdsClient options a bootstrap implies (target, node, api type, node-once, initial_fetch_timeout). Throws a
+ * ConfigError if the bootstrap has no ADS config.
+ */
+export function adsClientOptions(bootstrap: Bootstrap, sink: ClusterSink): AdsClientOptions {
+  if (!bootstrap.ads) throw new ConfigError('no dynamic_resources.ads_config', 'dynamic_resources.ads_config');
+  return {
+    target: bootstrap.ads.target,
+    node: bootstrap.node.message,
+    sink,
+    apiType: bootstrap.ads.apiType,
+    setNodeOnFirstMessageOnly: bootstrap.ads.setNodeOnFirstMessageOnly,
+    initialFetchTimeoutMs: bootstrap.cds?.initialFetchTimeoutMs ?? DEFAULT_INITIAL_FETCH_TIMEOUT_MS,
+  };
+}
