@@ -126,6 +126,7 @@ export class RedisConnection {
   private closing: Promise<void> | null = null;
   private drainedResolve: (() => void) | null = null;
   private userInFlight = 0;
+  private repliesInChunk = 0;
 
   /** Counters for stats. */
   rqTotal = 0;
@@ -195,7 +196,8 @@ export class RedisConnection {
       }
       this.startConnect();
     }
-    this.enqueue(req, Buffer.from(query.buffer, query.byteOffset, query.byteLength));
+    // Copy now: the caller's bytes (guest memory) may change before the batch is written.
+    this.enqueue(req, Buffer.from(query));
     return req;
   }
 
@@ -289,7 +291,13 @@ export class RedisConnection {
     socket.on('data', (chunk: Buffer) => {
       if (socket !== this.socket) return;
       try {
+        this.repliesInChunk = 0;
         framer.push(chunk, onReply);
+        // Re-arm the op timer once per chunk rather than per reply: same deadline, far fewer timer updates.
+        if (this.repliesInChunk > 0 && socket === this.socket) {
+          if (this.pending.length > 0) this.opTimer?.refresh();
+          else this.disarmOpTimer();
+        }
       } catch (err) {
         if (!(err instanceof RedisProtocolError)) throw err;
         this.logger.warn({ err: err.message }, 'protocol error; closing connection');
@@ -337,8 +345,7 @@ export class RedisConnection {
       this.teardown(socket, new RedisProtocolError(`redis ${this.address}: reply with no request`));
       return;
     }
-    if (this.pending.length > 0) this.opTimer?.refresh();
-    else this.disarmOpTimer();
+    this.repliesInChunk++;
     if (req.callback) {
       this.userInFlight--;
       if (!req.cancelled) this.deliver(req, { ok: true, bytes });

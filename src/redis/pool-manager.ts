@@ -208,6 +208,8 @@ export class RedisPoolManager implements RedisService {
   /** owner → cluster name → the pool its init selected. */
   private readonly ownerPools = new Map<RedisOwner, Map<string, Pool>>();
   private readonly ownerCalls = new Map<RedisOwner, Set<PendingCall>>();
+  /** cluster → its anonymous default pool (calls without init); kept for the manager's life. */
+  private readonly defaultPools = new Map<string, Pool>();
   private readonly counters = new Map<string, ClusterCounters>();
   /** Connections taken out of service, finishing their in-flight calls. */
   private readonly retiring = new Map<RedisConnection, { cluster: string; host: string; done: Promise<void> }>();
@@ -384,9 +386,13 @@ export class RedisPoolManager implements RedisService {
   }
 
   private defaultPool(cluster: string): Pool {
-    const key = poolKey(cluster, DEFAULT_POOL_CONFIG, true);
-    let pool = this.pools.get(key);
-    if (!pool) this.pools.set(key, (pool = new Pool(key, cluster, DEFAULT_POOL_CONFIG, true)));
+    let pool = this.defaultPools.get(cluster);
+    if (!pool) {
+      const key = poolKey(cluster, DEFAULT_POOL_CONFIG, true);
+      pool = new Pool(key, cluster, DEFAULT_POOL_CONFIG, true);
+      this.pools.set(key, pool);
+      this.defaultPools.set(cluster, pool);
+    }
     return pool;
   }
 

@@ -112,6 +112,14 @@ test('64 requests issued in one tick go out in one write and answer in order', a
   replies.forEach((r, i) => assert.equal(text(r), `$${`m${i}`.length}\r\nm${i}\r\n`));
 });
 
+test('query bytes are copied at send time, so the caller may reuse its buffer at once', async () => {
+  const c = open(plain);
+  const q = resp('echo', 'aaaa');
+  const reply = send(c, q);
+  q.fill(0x7a); // overwrite before the batch is flushed
+  assert.equal(text(await reply), '$4\r\naaaa\r\n');
+});
+
 test('max_buffer_size_before_flush=0 writes each request at once', async () => {
   const c = open(plain, { maxBufferSizeBeforeFlush: 0 });
   await send(c, resp('ping'));
