@@ -696,10 +696,11 @@ export const HOST_FUNCTIONS: readonly HostFunction[] = [
 /** The `env` namespace for one VM of the given ABI. */
 export function buildHostImports(vm: PluginVm, abi: AbiVersion): Record<string, WebAssembly.ImportValue> {
   const env: Record<string, WebAssembly.ImportValue> = {};
+  const observe = vm.services.onHostCall;
   for (const f of HOST_FUNCTIONS) {
     if (!f.abis.includes(abi)) continue;
     const handler = f.handler;
-    env[f.name] = (...args: Arg[]) => {
+    const call = (...args: Arg[]): number | void => {
       try {
         return handler(vm, ...args);
       } catch (err) {
@@ -707,6 +708,13 @@ export function buildHostImports(vm: PluginVm, abi: AbiVersion): Record<string, 
         return f.result === 'none' ? undefined : WasmResult.InternalFailure;
       }
     };
+    env[f.name] = observe
+      ? (...args: Arg[]) => {
+          const result = call(...args);
+          observe(f.name, typeof result === 'number' ? result : undefined);
+          return result;
+        }
+      : call;
   }
   return env;
 }

@@ -15,4 +15,6 @@ export interface HostServices {
   readonly httpCallout?: HttpCalloutService;
   /** The host's log level as a proxy_log_level_t (proxy_get_log_level, Higress get_log_level). */
   logLevel(): number;
+  /** Observes every host call (name and returned status); the test kit records them. Off the hot path when absent. */
+  readonly onHostCall?: (name: string, result: number | undefined) => void;
 }

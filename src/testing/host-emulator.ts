@@ -38,23 +38,30 @@ export interface HostEmulatorOptions extends Omit<PluginConfig, 'name'> {
   readonly shared?: { sharedData: SharedDataStore; sharedQueues: SharedQueueRegistry; metrics: MetricsRegistry };
 }
 
+/** One host function call the plugin made, with the status the host returned. */
+export interface HostCallRecord {
+  readonly name: string;
+  readonly result: number | undefined;
+}
+
 export interface StreamOptions {
   /** Extra properties the stream answers (`route_name`, `cluster_name`, `source.address`, ...), by dotted path. */
   readonly properties?: Readonly<Record<string, PropertyValue>>;
 }
 
 export class HostEmulator {
-  readonly logs: EmulatorLog[] = [];
-  readonly services: HostServices;
   private constructor(
     readonly plugin: Plugin,
-    services: HostServices,
-  ) {
-    this.services = services;
-  }
+    readonly services: HostServices,
+    /** proxy_log and WASI stdout/stderr lines, in order. */
+    readonly logs: readonly EmulatorLog[],
+    /** Every host function call, in order (the calls the plugin made). */
+    readonly hostCalls: readonly HostCallRecord[],
+  ) {}
 
   static async load(code: PluginCode, options: HostEmulatorOptions = {}): Promise<HostEmulator> {
     const logs: EmulatorLog[] = [];
+    const hostCalls: HostCallRecord[] = [];
     const sink = new Writable({
       write(chunk: Buffer, _enc, cb) {
         for (const line of chunk.toString('utf8').split('\n')) {
@@ -72,12 +79,10 @@ export class HostEmulator {
       ...(options.redis ? { redis: options.redis } : {}),
       ...(options.httpCallout ? { httpCallout: options.httpCallout } : {}),
       logLevel: () => options.logLevel ?? LogLevel.Trace,
+      onHostCall: (name, result) => void hostCalls.push({ name, result }),
     };
     const plugin = await Plugin.load(code, { ...options, name: options.name ?? 'test-plugin' }, { services, logger });
-    const emulator = new HostEmulator(plugin, services);
-    // pino writes asynchronously through the Writable; keep one array the caller can read after flushLogs().
-    Object.defineProperty(emulator, 'logs', { value: logs });
-    return emulator;
+    return new HostEmulator(plugin, services, logs, hostCalls);
   }
 
   /** Waits for pending log writes and deferred deliveries (Redis replies, queue wake-ups) of the current tick. */
