@@ -57,17 +57,21 @@ export class HostEmulator {
     readonly logs: readonly EmulatorLog[],
     /** Every host function call, in order (the calls the plugin made). */
     readonly hostCalls: readonly HostCallRecord[],
+    /** The host's own log records about this plugin (VM failures, refused calls), as pino JSON objects. */
+    readonly hostLogs: ReadonlyArray<Readonly<Record<string, unknown>>>,
   ) {}
 
   static async load(code: PluginCode, options: HostEmulatorOptions = {}): Promise<HostEmulator> {
     const logs: EmulatorLog[] = [];
     const hostCalls: HostCallRecord[] = [];
+    const hostLogs: Array<Record<string, unknown>> = [];
     const sink = new Writable({
       write(chunk: Buffer, _enc, cb) {
         for (const line of chunk.toString('utf8').split('\n')) {
           if (!line) continue;
           const rec = JSON.parse(line) as { wasm_level?: string; level: number; plugin?: string; msg?: string };
           if (rec.wasm_level) logs.push({ level: rec.wasm_level, plugin: rec.plugin ?? '', message: rec.msg ?? '' });
+          else hostLogs.push(rec);
         }
         cb();
       },
@@ -82,7 +86,7 @@ export class HostEmulator {
       onHostCall: (name, result) => void hostCalls.push({ name, result }),
     };
     const plugin = await Plugin.load(code, { ...options, name: options.name ?? 'test-plugin' }, { services, logger });
-    return new HostEmulator(plugin, services, logs, hostCalls);
+    return new HostEmulator(plugin, services, logs, hostCalls, hostLogs);
   }
 
   /** Waits for pending log writes and deferred deliveries (Redis replies, queue wake-ups) of the current tick. */
