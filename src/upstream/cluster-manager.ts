@@ -89,6 +89,12 @@ export class ClusterManager {
   /** Latest ClusterLoadAssignment per EDS service name, as HostSpecs. */
   private readonly assignments = new Map<string, readonly HostSpec[]>();
   private readonly dnsTimers = new Map<string, NodeJS.Timeout>();
+  /**
+   * EDS service name -> names of clusters (active or warming) that may watch it. Entries can be stale (a cluster
+   * changed its service name or went away); setAssignment() re-checks each config, so the index only narrows the
+   * search and keeps a CLA update O(watchers) instead of O(clusters).
+   */
+  private readonly watchers = new Map<string, Set<string>>();
   private readonly events: Emitter<ClusterEvent>;
   private readonly logger: Logger;
   private readonly resolver: DnsResolver;
@@ -147,6 +153,7 @@ export class ClusterManager {
         return this.activate(config, toHosts(config.type === 'STATIC' ? config.loadAssignment : []));
       case 'EDS': {
         this.warmingClusters.set(config.name, { config });
+        this.watch(config);
         const known = this.assignments.get(config.edsServiceName);
         // A service name with a cached assignment warms at once, as Envoy's EDS resource cache does for an
         // updated cluster, rather than waiting for a resend that a SotW server need not make.
@@ -174,15 +181,33 @@ export class ClusterManager {
       return;
     }
     this.assignments.set(serviceName, hosts);
-    for (const w of [...this.warmingClusters.values()]) {
-      if (w.config.type === 'EDS' && w.config.edsServiceName === serviceName) {
-        this.warmingClusters.delete(w.config.name);
+    const names = this.watchers.get(serviceName);
+    if (!names) return;
+    for (const name of [...names]) {
+      const w = this.warmingClusters.get(name);
+      const c = this.active.get(name);
+      const watching = (cfg: ClusterConfig | undefined): boolean => cfg?.type === 'EDS' && cfg.edsServiceName === serviceName;
+      if (!watching(w?.config) && !watching(c?.config)) {
+        names.delete(name); // stale index entry
+        continue;
+      }
+      if (w && watching(w.config)) {
+        this.warmingClusters.delete(name);
         this.activate(w.config, toHosts(hosts));
+      } else if (c && watching(c.config)) {
+        this.replaceHosts(c, toHosts(hosts));
       }
     }
-    for (const c of [...this.active.values()]) {
-      if (c.config.type === 'EDS' && c.config.edsServiceName === serviceName) this.replaceHosts(c, toHosts(hosts));
+    if (names.size === 0) this.watchers.delete(serviceName);
+  }
+
+  private watch(config: ClusterConfig): void {
+    let names = this.watchers.get(config.edsServiceName);
+    if (!names) {
+      names = new Set();
+      this.watchers.set(config.edsServiceName, names);
     }
+    names.add(config.name);
   }
 
   /** The last assignment received for a service name (for /config_dump?include_eds). */
