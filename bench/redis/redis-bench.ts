@@ -4,6 +4,14 @@
  * `measure()` and `printTable()` are reusable: the plugin-path rows are meant to be added on top of this.
  */
 import { connect, type Socket } from 'node:net';
+import { Plugin } from '../../src/runtime/plugin';
+import type { HostServices } from '../../src/abi/host-services';
+import type { StreamHost } from '../../src/abi/stream-state';
+import type { HeaderPairs } from '../../src/abi/pairs';
+import { SharedDataStore } from '../../src/services/shared-data';
+import { SharedQueueRegistry } from '../../src/services/shared-queue';
+import { MetricsRegistry } from '../../src/services/metrics';
+import { pluginPath } from '../../test/support/plugins';
 import Redis from 'ioredis';
 import { RedisPoolManager } from '../../src/redis/pool-manager';
 import type { RedisOwner } from '../../src/services/redis';
@@ -181,8 +189,40 @@ export async function runRedisBench(options: RedisBenchOptions = {}): Promise<vo
     bare = await BareClient.open(server.port, replyLength);
     const b = bare;
 
+    // The plugin path: a real AssemblyScript plugin (redis-echo) importing the Higress ABI; each operation is a
+    // whole HTTP stream: context create, request headers (RESP encoding in the guest, proxy_redis_call), the
+    // reply through proxy_on_redis_call_response and buffer 9, a local response, then log/done/delete.
+    const services: HostServices = {
+      sharedData: new SharedDataStore(), sharedQueues: new SharedQueueRegistry(), metrics: new MetricsRegistry(),
+      redis: pm, logLevel: () => 2,
+    };
+    const sdkPlugin = await Plugin.load(pluginPath('redis-echo'), {
+      name: 'bench', rootId: 'redis_echo',
+      configuration: `cluster=${cluster}?buffer_flush_timeout=3&max_buffer_size_before_flush=1024\ntimeout=1000`,
+    }, { services });
+    // The host's own cost: a .wat plugin that does nothing but the Redis round trip (no guest GC).
+    cm.addOrUpdateCluster(staticCluster('bench-cluster', server.port));
+    const minPlugin = await Plugin.load(pluginPath('redis-min'), { name: 'bench-min' }, { services });
+    const pluginGet = (plugin: Plugin, headers: HeaderPairs) => (done: (err?: unknown) => void): void => {
+      const host: StreamHost = {
+        continueStream: () => {},
+        closeStream: () => {},
+        sendLocalResponse: (r) => {
+          stream.finish();
+          done(r.body.length === replyLength ? undefined : new Error(`unexpected reply ${r.body.toString()}`));
+        },
+        property: () => undefined,
+      };
+      const stream = plugin.createStream(host)!;
+      stream.requestHeaders(headers.map(([k, v]): [string, string] => [k, v]), true);
+    };
+    const sdkGet = pluginGet(sdkPlugin, [[':path', '/'], ['x-redis-cmd', 'get bench:key']]);
+    const minGet = pluginGet(minPlugin, [[':path', '/']]);
+
     const results: BenchResult[] = [];
     for (const inflight of levels) {
+      results.push(await measure('plugin .wat (host path, whole stream)', inflight, durationMs, minGet));
+      results.push(await measure('plugin AssemblyScript SDK (whole stream)', inflight, durationMs, sdkGet));
       results.push(
         await measure('service (RedisPoolManager)', inflight, durationMs, (done) => {
           const out = pm.call(owner, cluster, getQuery, (reply) => done(reply.ok ? undefined : reply.error));
@@ -198,6 +238,8 @@ export async function runRedisBench(options: RedisBenchOptions = {}): Promise<vo
     }
     console.log(`Redis GET, redis-server ${server.port}, ${durationMs} ms per row, node ${process.version}`);
     printTable(results);
+    sdkPlugin.close();
+    minPlugin.close();
   } finally {
     bare?.close();
     ioredis.disconnect();

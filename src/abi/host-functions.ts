@@ -512,7 +512,7 @@ function httpCall(
   const token = vm.nextCalloutToken(CalloutKind.HttpCall);
   const outcome = service.call({ cluster, headers, body, trailers, timeoutMs: timeoutMs >>> 0 }, (response) => {
     if (!root.pendingHttp.delete(token)) return;
-    vm.defer(() => {
+    vm.whenIdle(() => {
       if (vm.contexts.get(root.id) !== root) return;
       root.reply = { httpResponse: response };
       try {
@@ -560,7 +560,8 @@ function dispatchRedis(vm: PluginVm, cPtr: number, cLen: number, qPtr: number, q
   const token = vm.nextCalloutToken(CalloutKind.RedisCall);
   const outcome = redis.call(root, upstream, query, (reply) => {
     if (!root.pendingRedis.delete(token)) return; // cancelled, or the root is gone
-    vm.defer(() => deliverRedisReply(vm, root, token, reply, delivery));
+    // The service calls back from the event loop, never inside proxy_redis_call.
+    vm.whenIdle(() => deliverRedisReply(vm, root, token, reply, delivery));
   });
   switch (outcome.status) {
     case 'ok':

@@ -1,17 +1,38 @@
 /**
- * Bounds-checked access to a guest's linear memory. Every accessor re-reads `memory.buffer` (a grow detaches
- * the old ArrayBuffer) and returns undefined/false for an out-of-range pointer: a bad pointer becomes
- * InvalidMemoryAccess in the caller, never an exception thrown through V8 (cpp-host wasm_vm.h).
+ * Bounds-checked access to a guest's linear memory. Every accessor checks that `memory.buffer` is still the
+ * buffer its cached views were made for (a grow detaches the old ArrayBuffer) and returns undefined/false for
+ * an out-of-range pointer: a bad pointer becomes InvalidMemoryAccess in the caller, never an exception thrown
+ * through V8 (cpp-host wasm_vm.h). Views are cached per buffer because allocating a DataView per access
+ * dominated the host's cost per Redis call.
  */
 export class GuestMemory {
-  constructor(private readonly memory: WebAssembly.Memory) {}
+  private buffer: ArrayBuffer;
+  private bytes: Uint8Array;
+  private data: DataView;
+
+  constructor(private readonly memory: WebAssembly.Memory) {
+    this.buffer = memory.buffer;
+    this.bytes = new Uint8Array(this.buffer);
+    this.data = new DataView(this.buffer);
+  }
+
+  private refresh(): void {
+    const current = this.memory.buffer;
+    if (current !== this.buffer) {
+      this.buffer = current;
+      this.bytes = new Uint8Array(current);
+      this.data = new DataView(current);
+    }
+  }
 
   get size(): number {
     return this.memory.buffer.byteLength;
   }
 
+  /** Pointers and lengths arrive as signed i32; both are reinterpreted as u32 before the bounds check. */
   private inBounds(ptr: number, len: number): boolean {
-    return Number.isInteger(ptr) && Number.isInteger(len) && ptr >= 0 && len >= 0 && ptr + len <= this.memory.buffer.byteLength;
+    this.refresh();
+    return ptr + len <= this.buffer.byteLength;
   }
 
   /** A view (valid until the next guest call), or undefined if out of bounds. */
@@ -19,7 +40,7 @@ export class GuestMemory {
     ptr >>>= 0;
     len >>>= 0;
     if (!this.inBounds(ptr, len)) return undefined;
-    return new Uint8Array(this.memory.buffer, ptr, len);
+    return this.bytes.subarray(ptr, ptr + len);
   }
 
   /** A copy that outlives guest calls. */
@@ -30,35 +51,37 @@ export class GuestMemory {
 
   /** UTF-8 string at (ptr, len); (0, 0) is the empty string. */
   string(ptr: number, len: number): string | undefined {
-    if ((len >>> 0) === 0) return '';
-    const v = this.view(ptr, len);
-    return v === undefined ? undefined : Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('utf8');
+    ptr >>>= 0;
+    len >>>= 0;
+    if (len === 0) return '';
+    if (!this.inBounds(ptr, len)) return undefined;
+    return Buffer.from(this.buffer, ptr, len).toString('utf8');
   }
 
   write(ptr: number, bytes: Uint8Array): boolean {
-    const v = this.view(ptr, bytes.byteLength);
-    if (v === undefined) return false;
-    v.set(bytes);
+    ptr >>>= 0;
+    if (!this.inBounds(ptr, bytes.byteLength)) return false;
+    this.bytes.set(bytes, ptr);
     return true;
   }
 
   setU32(ptr: number, value: number): boolean {
     ptr >>>= 0;
     if (!this.inBounds(ptr, 4)) return false;
-    new DataView(this.memory.buffer).setUint32(ptr, value >>> 0, true);
+    this.data.setUint32(ptr, value >>> 0, true);
     return true;
   }
 
   getU32(ptr: number): number | undefined {
     ptr >>>= 0;
     if (!this.inBounds(ptr, 4)) return undefined;
-    return new DataView(this.memory.buffer).getUint32(ptr, true);
+    return this.data.getUint32(ptr, true);
   }
 
   setU64(ptr: number, value: bigint): boolean {
     ptr >>>= 0;
     if (!this.inBounds(ptr, 8)) return false;
-    new DataView(this.memory.buffer).setBigUint64(ptr, BigInt.asUintN(64, value), true);
+    this.data.setBigUint64(ptr, BigInt.asUintN(64, value), true);
     return true;
   }
 }
