@@ -14,7 +14,7 @@ import { MetricsRegistry } from '../../src/services/metrics';
 import { pluginPath } from '../../test/support/plugins';
 import Redis from 'ioredis';
 import { RedisPoolManager } from '../../src/redis/pool-manager';
-import type { RedisOwner } from '../../src/services/redis';
+import type { RedisOwner, RedisService } from '../../src/services/redis';
 import { ClusterManager } from '../../src/upstream/cluster-manager';
 import type { ClusterConfig } from '../../src/upstream/types';
 import { RedisServer } from '../../test/support/redis-server';
@@ -192,6 +192,18 @@ export async function runRedisBench(options: RedisBenchOptions = {}): Promise<vo
     // The plugin path: a real AssemblyScript plugin (redis-echo) importing the Higress ABI; each operation is a
     // whole HTTP stream: context create, request headers (RESP encoding in the guest, proxy_redis_call), the
     // reply through proxy_on_redis_call_response and buffer 9, a local response, then log/done/delete.
+    // Replies on one connection come back in order, so a FIFO of `done`s, run after the guest's callback
+    // returned, times each plugin-issued call end to end (issue -> guest callback done).
+    const completions: Array<(err?: unknown) => void> = [];
+    const timedRedis: RedisService = {
+      init: (owner, request) => pm.init(owner, request),
+      release: (owner) => pm.release(owner),
+      call: (owner, upstream, query, onReply) =>
+        pm.call(owner, upstream, query, (reply) => {
+          onReply(reply);
+          completions.shift()?.(reply.ok ? undefined : reply.error);
+        }),
+    };
     const services: HostServices = {
       sharedData: new SharedDataStore(), sharedQueues: new SharedQueueRegistry(), metrics: new MetricsRegistry(),
       redis: pm, logLevel: () => 2,
@@ -203,6 +215,11 @@ export async function runRedisBench(options: RedisBenchOptions = {}): Promise<vo
     // The host's own cost: a .wat plugin that does nothing but the Redis round trip (no guest GC).
     cm.addOrUpdateCluster(staticCluster('bench-cluster', server.port));
     const minPlugin = await Plugin.load(pluginPath('redis-min'), { name: 'bench-min' }, { services });
+    const tickPlugin = await Plugin.load(pluginPath('redis-min'), { name: 'bench-tick' }, { services: { ...services, redis: timedRedis } });
+    const tickGet = (done: (err?: unknown) => void): void => {
+      completions.push(done);
+      tickPlugin.vm.callGuest(tickPlugin.root, 'proxy_on_tick', tickPlugin.root.id);
+    };
     const pluginGet = (plugin: Plugin, headers: HeaderPairs) => (done: (err?: unknown) => void): void => {
       const host: StreamHost = {
         continueStream: () => {},
@@ -221,6 +238,7 @@ export async function runRedisBench(options: RedisBenchOptions = {}): Promise<vo
 
     const results: BenchResult[] = [];
     for (const inflight of levels) {
+      results.push(await measure('plugin-issued GET (.wat, root context)', inflight, durationMs, tickGet));
       results.push(await measure('plugin .wat (host path, whole stream)', inflight, durationMs, minGet));
       results.push(await measure('plugin AssemblyScript SDK (whole stream)', inflight, durationMs, sdkGet));
       results.push(
@@ -240,6 +258,7 @@ export async function runRedisBench(options: RedisBenchOptions = {}): Promise<vo
     printTable(results);
     sdkPlugin.close();
     minPlugin.close();
+    tickPlugin.close();
   } finally {
     bare?.close();
     ioredis.disconnect();

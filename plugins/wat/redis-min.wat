@@ -1,6 +1,7 @@
 ;; The smallest possible Higress Redis plugin, for measuring the host's own cost of the plugin path: per
 ;; request it sends a fixed `get bench:key` to cluster `bench-cluster` through proxy_redis_call, pauses, and on
-;; the reply answers with a local 200 whose body is the reply bytes. No guest-side allocation or GC:
+;; the reply answers with a local 200 whose body is the reply bytes. Each proxy_on_tick also issues one GET from
+;; the root context whose reply is only read from buffer 9 (plugin-issued GETs without an HTTP stream). No guest-side allocation or GC:
 ;; `malloc` hands out one scratch block, which is safe because every host copy is consumed immediately.
 (module
   (import "env" "proxy_redis_init" (func $redis_init (param i32 i32 i32 i32 i32 i32 i32) (result i32)))
@@ -25,7 +26,18 @@
         (i32.add (i32.const 4096) (i32.shl (i32.and (i32.shr_u (i32.load (i32.const 200)) (i32.const 2)) (i32.const 4095)) (i32.const 2)))
         (local.get $ctx))))
     (i32.const 1))
+  (func (export "proxy_on_tick") (param $root i32)
+    (if (i32.eqz (call $redis_call (i32.const 16) (i32.const 13) (i32.const 64) (i32.const 28) (i32.const 200)))
+      (then (i32.store
+        (i32.add (i32.const 4096) (i32.shl (i32.and (i32.shr_u (i32.load (i32.const 200)) (i32.const 2)) (i32.const 4095)) (i32.const 2)))
+        (i32.const 0)))))
   (func (export "proxy_on_redis_call_response") (param $root i32) (param $token i32) (param $status i32) (param $size i32)
+    (local $stream i32)
+    (local.set $stream (i32.load
+      (i32.add (i32.const 4096) (i32.shl (i32.and (i32.shr_u (local.get $token) (i32.const 2)) (i32.const 4095)) (i32.const 2)))))
+    (if (i32.eqz (local.get $stream)) (then
+      (drop (call $get_buffer (i32.const 9) (i32.const 0) (local.get $size) (i32.const 300) (i32.const 304)))
+      (return)))
     (drop (call $set_effective (i32.load
       (i32.add (i32.const 4096) (i32.shl (i32.and (i32.shr_u (local.get $token) (i32.const 2)) (i32.const 4095)) (i32.const 2))))))
     (drop (call $get_buffer (i32.const 9) (i32.const 0) (local.get $size) (i32.const 300) (i32.const 304)))
