@@ -155,6 +155,12 @@ export function redisInit(cluster: string, username: string, password: string, t
   return proxy_redis_init(ptrOf(c), lenOf(c), ptrOf(u), lenOf(u), ptrOf(p), lenOf(p), timeoutMs);
 }
 
+/** proxy_redis_init for `cluster` with the `username`, `password` and `timeout` (ms, default 1000) config keys. */
+export function redisInitFromConfig(config: string, cluster: string): u32 {
+  const timeout = <u32>I32.parseInt(configValue(config, "timeout", "1000"));
+  return redisInit(cluster, configValue(config, "username", ""), configValue(config, "password", ""), timeout);
+}
+
 /** Returns the status; the token is in `lastToken`. */
 export let lastToken: u32 = 0;
 const tokenOut = new ArrayBuffer(4);

@@ -8,7 +8,7 @@
 export * from "@gcoredev/proxy-wasm-sdk-as/assembly/proxy";
 import { RootContext, Context, registerRootContext, FilterHeadersStatusValues } from "@gcoredev/proxy-wasm-sdk-as/assembly";
 import {
-  configValue, getBuffer, lastToken, log, pluginConfiguration, proxy_set_effective_context, redisCall, redisInit,
+  configValue, getBuffer, lastToken, log, pluginConfiguration, proxy_set_effective_context, redisCall, redisInitFromConfig,
   requestHeader, respCommand, sendLocal, splitArgs, BUFFER_REDIS_CALL_RESPONSE,
 } from "../lib/higress";
 
@@ -23,8 +23,7 @@ class EchoRoot extends RootContext {
     const config = pluginConfiguration();
     const cluster = configValue(config, "cluster", "");
     callCluster = configValue(config, "call_cluster", cluster);
-    const timeout = <u32>I32.parseInt(configValue(config, "timeout", "1000"));
-    const status = redisInit(cluster, configValue(config, "username", ""), configValue(config, "password", ""), timeout);
+    const status = redisInitFromConfig(config, cluster);
     log(2, "redis_init status=" + status.toString());
     return true;
   }

@@ -7,7 +7,7 @@ export * from "@gcoredev/proxy-wasm-sdk-as/assembly/proxy";
 import { RootContext, Context, registerRootContext, FilterHeadersStatusValues, stream_context } from "@gcoredev/proxy-wasm-sdk-as/assembly";
 import {
   configValue, getBuffer, lastToken, log, pluginConfiguration, proxy_continue_stream, proxy_set_effective_context,
-  redisCall, redisInit, requestHeader, respCommand, sendLocal, BUFFER_REDIS_CALL_RESPONSE,
+  redisCall, redisInitFromConfig, requestHeader, respCommand, sendLocal, BUFFER_REDIS_CALL_RESPONSE,
 } from "../lib/higress";
 
 let cluster = "";
@@ -27,8 +27,7 @@ class GateRoot extends RootContext {
     cluster = q < 0 ? initName : initName.substring(0, q);
     ttl = configValue(config, "ttl", "60");
     prefix = configValue(config, "prefix", "replay-protection");
-    const timeout = <u32>I32.parseInt(configValue(config, "timeout", "1000"));
-    const status = redisInit(initName, configValue(config, "username", ""), configValue(config, "password", ""), timeout);
+    const status = redisInitFromConfig(config, initName);
     if (status != 0) log(4, "redis init failed: status=" + status.toString());
     return true;
   }

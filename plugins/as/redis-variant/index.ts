@@ -5,7 +5,7 @@ export * from "@gcoredev/proxy-wasm-sdk-as/assembly/proxy";
 import { RootContext, Context, registerRootContext, FilterHeadersStatusValues } from "@gcoredev/proxy-wasm-sdk-as/assembly";
 import {
   configValue, log, pluginConfiguration, proxy_dispatch_redis_call, proxy_get_redis_call_response,
-  proxy_set_effective_context, redisInit, requestHeader, respCommand, sendLocal, splitArgs, utf8, ptrOf, lenOf,
+  proxy_set_effective_context, redisInitFromConfig, requestHeader, respCommand, sendLocal, splitArgs, utf8, ptrOf, lenOf,
 } from "../lib/higress";
 
 let cluster = "";
@@ -41,8 +41,7 @@ class VariantRoot extends RootContext {
   onConfigure(size: u32): bool {
     const config = pluginConfiguration();
     cluster = configValue(config, "cluster", "");
-    const status = redisInit(cluster, configValue(config, "username", ""), configValue(config, "password", ""),
-      <u32>I32.parseInt(configValue(config, "timeout", "1000")));
+    const status = redisInitFromConfig(config, cluster);
     log(2, "redis_init status=" + status.toString());
     return true;
   }
