@@ -1,0 +1,562 @@
+import { randomUUID } from 'node:crypto';
+import { StreamType } from '../abi/enums';
+import type { PropertyValue } from '../abi/properties';
+import type { LocalResponse, StreamHost } from '../abi/stream-state';
+import type { HeaderPairs } from '../common/headers';
+import type { Logger } from '../common/logger';
+import type { Plugin } from '../runtime/plugin';
+import type { HttpStream } from '../runtime/http-stream';
+import { getHeader } from './http-headers';
+
+/**
+ * One HTTP stream through the filter chain, as Envoy's FilterManager runs it: decoder filters in listener order
+ * then the router (the decode sink); encoder filters in reverse order then the downstream connection (the encode
+ * sink). Each Wasm filter's return value is applied with Envoy's iteration rules (proxy-wasm-abi.md §8,
+ * higress-abi.md §4.1):
+ *  - headers Continue: passed on; StopIteration: headers held, body callbacks still delivered, and a body Continue
+ *    releases headers and data together; StopAll: nothing reaches this filter until proxy_continue_stream, the
+ *    host buffers and, on continue, delivers the buffered body to this filter first.
+ *  - body Continue: passed on (with whatever the plugin wrote into the buffer); StopIterationAndBuffer/Watermark:
+ *    accumulated, the next callback sees everything buffered; NoBuffer: the chunk stays with the filter.
+ *  - a local reply from filter k stops decoding and is encoded through filters k..0 (the ones that decoded);
+ *    while encoding and before headers went downstream it is sent directly; after that the stream is reset.
+ * Actions a plugin requests during a guest call (continue, local reply, close) are queued and run once the
+ * current filter call has been accounted for, never re-entering the chain from inside a callback.
+ */
+
+export type Direction = 'decode' | 'encode';
+
+/** Where a direction's output goes: the router (decode) or the downstream connection (encode). */
+export interface StreamSink {
+  headers(headers: HeaderPairs, endOfStream: boolean): void;
+  data(chunk: Buffer, endOfStream: boolean): void;
+  trailers(trailers: HeaderPairs): void;
+}
+
+export interface DownstreamSink extends StreamSink {
+  /** Response headers have gone to the client (a local reply can no longer replace them). */
+  readonly headersSent: boolean;
+  /** Abort the client connection (Envoy stream reset). */
+  reset(reason: string): void;
+}
+
+export interface RouterSink extends StreamSink {
+  /** The local reply or reset made the upstream request unnecessary: cancel it. */
+  abort(reason: string): void;
+}
+
+/** What the access log and properties know about the stream (Envoy StreamInfo, reduced). */
+export interface StreamInfo {
+  readonly startTime: Date;
+  readonly startNs: bigint;
+  readonly sourceAddress: string;
+  readonly sourcePort: number;
+  readonly destinationAddress: string;
+  readonly destinationPort: number;
+  readonly listenerName: string;
+  requestId: string;
+  routeName: string;
+  clusterName: string;
+  upstreamHost: string;
+  responseCode: number;
+  responseCodeDetails: string;
+  /** Envoy response flags (UF, UT, NR, ...). */
+  responseFlags: string[];
+  requestBytes: number;
+  responseBytes: number;
+}
+
+class DirState {
+  /** Headers held by StopIteration/StopAll (not yet passed on). */
+  heldHeaders: HeaderPairs | undefined;
+  stopAll = false;
+  /** Body held at this filter (buffered or stopped). */
+  buffer: Buffer | undefined;
+  trailers: HeaderPairs | undefined;
+  /** End of stream has reached this filter. */
+  endSeen = false;
+  /** A body callback with end_of_stream stopped: the end waits here for continue_stream. */
+  endHeld = false;
+  get stopped(): boolean {
+    return this.stopAll || this.heldHeaders !== undefined || this.buffer !== undefined || this.trailers !== undefined || this.endHeld;
+  }
+}
+
+/** One Wasm filter's slot in this stream; it is the StreamHost its HttpStream talks to. */
+export class FilterSlot implements StreamHost {
+  readonly decode = new DirState();
+  readonly encode = new DirState();
+  /** FAIL_OPEN after a failure, or no filter: data passes untouched. */
+  bypass: boolean;
+
+  constructor(
+    readonly index: number,
+    readonly plugin: Plugin,
+    private readonly owner: ActiveStream,
+    public stream: HttpStream | undefined,
+  ) {
+    this.bypass = stream === undefined;
+  }
+
+  state(dir: Direction): DirState {
+    return dir === 'decode' ? this.decode : this.encode;
+  }
+
+  // StreamHost: each of these arrives after the guest call that asked for it returned.
+  continueStream(type: StreamType): void {
+    if (type === StreamType.HttpRequest) this.owner.enqueue(() => this.owner.continueFilter(this, 'decode'));
+    else if (type === StreamType.HttpResponse) this.owner.enqueue(() => this.owner.continueFilter(this, 'encode'));
+  }
+  closeStream(_type: StreamType): void {
+    this.owner.enqueue(() => this.owner.reset(`wasm close_stream from ${this.plugin.config.name}`));
+  }
+  sendLocalResponse(response: LocalResponse): void {
+    this.owner.enqueue(() => {
+      // cpp-host clears "stop next iteration" after every VM call; the runtime keeps it on the context until a
+      // stream callback consumes it, which would stall encoding of a reply sent from a callout callback.
+      const stream = this.stream;
+      const ctx = stream ? (stream.vm.contexts.get(stream.contextId) as { stopNextIteration?: boolean } | undefined) : undefined;
+      if (ctx?.stopNextIteration) ctx.stopNextIteration = false;
+      this.owner.sendLocalReply(this.index, response.statusCode, response.body, response.headers, response.details || 'wasm_local_reply');
+    });
+  }
+  property(path: readonly string[]): PropertyValue | undefined {
+    return this.owner.property(path);
+  }
+  propertyWritten(path: string, value: Buffer): void {
+    this.owner.propertyWritten(this.plugin.config.name, path, value);
+  }
+}
+
+export interface ActiveStreamOptions {
+  readonly plugins: readonly Plugin[];
+  readonly info: StreamInfo;
+  readonly logger: Logger;
+  readonly node: { readonly id: string; readonly cluster: string };
+}
+
+export class ActiveStream {
+  readonly info: StreamInfo;
+  readonly slots: FilterSlot[];
+  readonly requestHeaders: HeaderPairs = [];
+  responseHeaders: HeaderPairs = [];
+  private readonly logger: Logger;
+  private readonly queue: Array<() => void> = [];
+  private pumping = false;
+  private inCall = 0;
+  /** Decoding stopped (local reply or reset): downstream request data is dropped. */
+  private decodeAborted = false;
+  /** Encoder filters (indices in call order) for the response being encoded. */
+  private encodeOrder: number[] | undefined;
+  private encodeAborted = false;
+  private localReplySent = false;
+  private done = false;
+  /** clear_route_cache=off was written by a plugin: keep the first route. */
+  routeCacheLocked = false;
+  router!: RouterSink;
+  downstream!: DownstreamSink;
+
+  constructor(private readonly options: ActiveStreamOptions) {
+    this.info = options.info;
+    this.logger = options.logger;
+    this.slots = options.plugins.map((plugin, i) => {
+      const slot: FilterSlot = new FilterSlot(i, plugin, this, undefined);
+      const stream = plugin.createStream(slot);
+      slot.stream = stream;
+      slot.bypass = stream === undefined;
+      return slot;
+    });
+  }
+
+  get finished(): boolean {
+    return this.done;
+  }
+
+  /** Runs `action` now, or after the current filter call when one is in progress. */
+  enqueue(action: () => void): void {
+    if (this.done) return;
+    this.queue.push(action);
+    this.pump();
+  }
+
+  private pump(): void {
+    if (this.pumping || this.inCall > 0) return;
+    this.pumping = true;
+    try {
+      while (this.queue.length > 0 && !this.done) this.queue.shift()!();
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private call<T>(fn: () => T): T {
+    this.inCall++;
+    try {
+      return fn();
+    } finally {
+      this.inCall--;
+    }
+  }
+
+  // ---------- entry points (downstream request, upstream response) ----------
+
+  decodeHeaders(endOfStream: boolean): void {
+    // Envoy fails a stream whose filter could not be created (VM failed) unless the filter fails open.
+    for (const slot of this.slots) {
+      if (slot.stream === undefined && slot.plugin.failurePolicy !== 'FAIL_OPEN') {
+        this.logger.warn({ plugin: slot.plugin.config.name, policy: slot.plugin.failurePolicy }, 'wasm filter unavailable (VM failed); failing the stream');
+        this.enqueue(() => this.sendLocalReply(slot.index, 503, Buffer.alloc(0), [], 'wasm_fail_stream'));
+        return;
+      }
+    }
+    this.doHeaders('decode', 0, this.requestHeaders, endOfStream);
+    this.pump();
+  }
+
+  decodeData(chunk: Buffer, endOfStream: boolean): void {
+    this.info.requestBytes += chunk.length;
+    if (this.decodeAborted || this.done) return;
+    this.doData('decode', 0, chunk, endOfStream);
+    this.pump();
+  }
+
+  decodeTrailers(trailers: HeaderPairs): void {
+    if (this.decodeAborted || this.done) return;
+    this.doTrailers('decode', 0, trailers);
+    this.pump();
+  }
+
+  /** Response headers from the router (upstream, or the router's own local reply). */
+  encodeHeaders(headers: HeaderPairs, endOfStream: boolean, from: number = this.slots.length): void {
+    if (this.done || this.encodeAborted) return;
+    this.encodeOrder = [];
+    for (let i = Math.min(from, this.slots.length - 1); i >= 0; i--) this.encodeOrder.push(i);
+    this.responseHeaders = headers;
+    this.info.responseCode = Number(getHeader(headers, ':status') ?? 0);
+    this.doHeaders('encode', 0, headers, endOfStream);
+    this.pump();
+  }
+
+  encodeData(chunk: Buffer, endOfStream: boolean): void {
+    if (this.done || this.encodeAborted) return;
+    this.doData('encode', 0, chunk, endOfStream);
+    this.pump();
+  }
+
+  encodeTrailers(trailers: HeaderPairs): void {
+    if (this.done || this.encodeAborted) return;
+    this.doTrailers('encode', 0, trailers);
+    this.pump();
+  }
+
+  // ---------- iteration ----------
+
+  private order(dir: Direction): readonly number[] {
+    return dir === 'decode' ? this.slots.map((s) => s.index) : (this.encodeOrder ?? []);
+  }
+
+  private aborted(dir: Direction): boolean {
+    return this.done || (dir === 'decode' ? this.decodeAborted : this.encodeAborted);
+  }
+
+  private sink(dir: Direction): StreamSink {
+    return dir === 'decode' ? this.router : this.downstream;
+  }
+
+  private doHeaders(dir: Direction, pos: number, headers: HeaderPairs, eos: boolean): void {
+    const order = this.order(dir);
+    for (let p = pos; p < order.length; p++) {
+      if (this.aborted(dir)) return;
+      const slot = this.slots[order[p]!]!;
+      const st = slot.state(dir);
+      if (eos) st.endSeen = true;
+      if (slot.bypass || !slot.stream) continue;
+      const stream = slot.stream;
+      const action = this.call(() => (dir === 'decode' ? stream.requestHeaders(headers, eos) : stream.responseHeaders(headers, eos)));
+      if (action === 'failed') {
+        if (!this.onFailure(slot, dir)) return;
+        continue;
+      }
+      if (action === 'continue') {
+        this.clearHeaderAccess(slot, dir);
+        continue;
+      }
+      st.heldHeaders = headers;
+      if (action === 'stop_all') st.stopAll = true;
+      return;
+    }
+    if (!this.aborted(dir)) this.sink(dir).headers(headers, eos);
+  }
+
+  private doData(dir: Direction, pos: number, chunk: Buffer, eos: boolean): void {
+    const order = this.order(dir);
+    let data = chunk;
+    for (let p = pos; p < order.length; p++) {
+      if (this.aborted(dir)) return;
+      const slot = this.slots[order[p]!]!;
+      const st = slot.state(dir);
+      if (eos) st.endSeen = true;
+      if (slot.bypass || !slot.stream) continue;
+      if (st.stopAll) {
+        st.buffer = st.buffer ? Buffer.concat([st.buffer, data]) : data;
+        return;
+      }
+      const body = st.buffer ? Buffer.concat([st.buffer, data]) : data;
+      st.buffer = undefined;
+      const stream = slot.stream;
+      const action = this.call(() => (dir === 'decode' ? stream.requestBody(body, eos) : stream.responseBody(body, eos)));
+      const out = (dir === 'decode' ? stream.state.requestBody : stream.state.responseBody) ?? body;
+      if (action === 'failed') {
+        if (!this.onFailure(slot, dir)) return;
+        data = body;
+        continue;
+      }
+      if (action === 'continue') {
+        if (dir === 'decode') stream.state.requestBody = undefined;
+        else stream.state.responseBody = undefined;
+        if (st.heldHeaders) {
+          // A body Continue after headers StopIteration releases the headers together with the data.
+          const held = st.heldHeaders;
+          st.heldHeaders = undefined;
+          this.clearHeaderAccess(slot, dir);
+          this.doHeaders(dir, p + 1, held, false);
+        }
+        data = out;
+        continue;
+      }
+      if (action === 'stop_buffer' || action === 'stop_watermark') st.buffer = out;
+      if (eos) st.endHeld = true;
+      // stop_no_buffer: the filter keeps (drops) the chunk; only continue_stream moves the stream on.
+      return;
+    }
+    if (!this.aborted(dir)) this.sink(dir).data(data, eos);
+  }
+
+  private doTrailers(dir: Direction, pos: number, trailers: HeaderPairs): void {
+    const order = this.order(dir);
+    for (let p = pos; p < order.length; p++) {
+      if (this.aborted(dir)) return;
+      const slot = this.slots[order[p]!]!;
+      const st = slot.state(dir);
+      st.endSeen = true;
+      if (slot.bypass || !slot.stream) continue;
+      if (st.stopAll) {
+        st.trailers = trailers;
+        return;
+      }
+      const stream = slot.stream;
+      const action = this.call(() => (dir === 'decode' ? stream.requestTrailers(trailers) : stream.responseTrailers(trailers)));
+      if (action === 'failed') {
+        if (!this.onFailure(slot, dir)) return;
+        continue;
+      }
+      if (action === 'stop') {
+        st.trailers = trailers;
+        return;
+      }
+      // Continue releases whatever this filter still held, then the trailers.
+      if (st.heldHeaders) {
+        const held = st.heldHeaders;
+        st.heldHeaders = undefined;
+        this.doHeaders(dir, p + 1, held, false);
+      }
+      if (st.buffer) {
+        const buf = st.buffer;
+        st.buffer = undefined;
+        this.doData(dir, p + 1, buf, false);
+      }
+    }
+    if (!this.aborted(dir)) this.sink(dir).trailers(trailers);
+  }
+
+  /** proxy_continue_stream (Envoy continueDecoding/continueEncoding). */
+  continueFilter(slot: FilterSlot, dir: Direction): void {
+    if (this.aborted(dir)) return;
+    const st = slot.state(dir);
+    if (!st.stopped) return;
+    const order = this.order(dir);
+    const pos = order.indexOf(slot.index);
+    if (pos === -1) return;
+    const wasStopAll = st.stopAll;
+    st.stopAll = false;
+    const trailers = st.trailers;
+    st.trailers = undefined;
+    const endHeld = st.endHeld;
+    st.endHeld = false;
+    let endSent = false;
+    if (st.heldHeaders) {
+      const held = st.heldHeaders;
+      st.heldHeaders = undefined;
+      this.clearHeaderAccess(slot, dir);
+      endSent = st.endSeen && st.buffer === undefined && trailers === undefined;
+      this.doHeaders(dir, pos + 1, held, endSent);
+    }
+    if (!endSent && (st.buffer !== undefined || endHeld)) {
+      const buf = st.buffer ?? Buffer.alloc(0);
+      st.buffer = undefined;
+      const eos = st.endSeen && trailers === undefined;
+      // After StopAll the filter itself receives what was buffered while it was stopped (Envoy
+      // iterate_from_current_filter); otherwise the data moves on from the next filter.
+      if (buf.length > 0 || eos) this.doData(dir, wasStopAll ? pos : pos + 1, buf, eos);
+    }
+    if (trailers) this.doTrailers(dir, wasStopAll ? pos : pos + 1, trailers);
+  }
+
+  private clearHeaderAccess(slot: FilterSlot, dir: Direction): void {
+    // Envoy drops the filter's header map reference once it continued (later header calls fail).
+    if (!slot.stream) return;
+    if (dir === 'decode') slot.stream.state.requestHeaders = undefined;
+    else slot.stream.state.responseHeaders = undefined;
+  }
+
+  /** A filter trapped: FAIL_OPEN bypasses it; anything else fails the stream with 503 (Envoy failStream). */
+  private onFailure(slot: FilterSlot, dir: Direction): boolean {
+    slot.bypass = true;
+    const policy = slot.plugin.failurePolicy;
+    this.logger.error({ plugin: slot.plugin.config.name, policy, dir, err: slot.plugin.failed?.message }, 'wasm filter failed during the stream');
+    if (policy === 'FAIL_OPEN') return true;
+    this.enqueue(() => this.sendLocalReply(dir === 'decode' ? slot.index : this.slots.length, 503, Buffer.alloc(0), [], 'wasm_fail_stream'));
+    return false;
+  }
+
+  // ---------- local replies and resets ----------
+
+  /**
+   * Envoy sendLocalReply. `from` is the filter index (slots.length for the router). Before any response has
+   * started, the reply is encoded through filters from..0; while encoding (headers not yet downstream) it is
+   * sent directly; after that the stream is reset.
+   */
+  sendLocalReply(from: number, status: number, body: Buffer, extra: HeaderPairs, details: string): void {
+    if (this.done) return;
+    this.info.responseCodeDetails = details;
+    const headers: HeaderPairs = [[':status', String(status)]];
+    for (const [k, v] of extra) if (!k.startsWith(':')) headers.push([k.toLowerCase(), v]);
+    if (body.length > 0 && !headers.some(([k]) => k === 'content-type')) headers.push(['content-type', 'text/plain']);
+    if (!headers.some(([k]) => k === 'content-length')) headers.push(['content-length', String(body.length)]);
+    this.decodeAborted = true;
+    this.router?.abort(`local reply: ${details}`);
+    if (this.encodeOrder === undefined && !this.localReplySent) {
+      this.localReplySent = true;
+      this.encodeHeaders(headers, body.length === 0, Math.min(from, this.slots.length));
+      if (body.length > 0) this.encodeData(body, true);
+      return;
+    }
+    if (!this.downstream.headersSent) {
+      this.encodeAborted = true;
+      this.info.responseCode = status;
+      this.downstream.headers(headers, body.length === 0);
+      if (body.length > 0) this.downstream.data(body, true);
+      return;
+    }
+    this.reset(`local reply after response started: ${details}`);
+  }
+
+  reset(reason: string): void {
+    if (this.done) return;
+    this.decodeAborted = true;
+    this.encodeAborted = true;
+    this.router?.abort(reason);
+    this.downstream.reset(reason);
+  }
+
+  /** The stream is over (response complete, or the client went away): on_log, on_done, on_delete per filter. */
+  complete(): void {
+    if (this.done) return;
+    this.decodeAborted = true;
+    this.encodeAborted = true;
+    this.queue.length = 0;
+    this.router?.abort('stream complete');
+    this.done = true;
+    for (const slot of this.slots) {
+      if (!slot.stream) continue;
+      try {
+        slot.stream.finish({ requestHeaders: this.requestHeaders, responseHeaders: this.responseHeaders });
+      } catch (err) {
+        this.logger.error({ plugin: slot.plugin.config.name, err: (err as Error).message }, 'wasm stream finish failed');
+      }
+    }
+  }
+
+  // ---------- properties ----------
+
+  property(path: readonly string[]): PropertyValue | undefined {
+    const info = this.info;
+    const rh = (name: string) => getHeader(this.requestHeaders, name);
+    const [a, b, c] = path;
+    switch (a) {
+      case 'request':
+        switch (b) {
+          case 'path': return rh(':path');
+          case 'url_path': return (rh(':path') ?? '').split('?')[0];
+          case 'method': return rh(':method');
+          case 'host': return rh(':authority');
+          case 'scheme': return rh(':scheme') ?? 'http';
+          case 'protocol': return 'HTTP/1.1';
+          case 'id': return rh('x-request-id') ?? info.requestId;
+          case 'referer': return rh('referer');
+          case 'useragent': return rh('user-agent');
+          case 'time': return info.startNs;
+          case 'duration': return process.hrtime.bigint() - this.monoStart;
+          case 'size': return BigInt(Number(rh('content-length') ?? info.requestBytes));
+          case 'total_size': return BigInt(info.requestBytes);
+          case 'headers': return c === undefined ? this.requestHeaders.filter(([k]) => !k.startsWith(':')) : joined(this.requestHeaders, c.toLowerCase());
+          default: return undefined;
+        }
+      case 'response':
+        switch (b) {
+          case 'code': return info.responseCode === 0 ? undefined : BigInt(info.responseCode);
+          case 'code_details': return info.responseCodeDetails || undefined;
+          case 'flags': return BigInt(0);
+          case 'size': return BigInt(info.responseBytes);
+          case 'total_size': return BigInt(info.responseBytes);
+          case 'headers': return c === undefined ? this.responseHeaders.filter(([k]) => !k.startsWith(':')) : joined(this.responseHeaders, c.toLowerCase());
+          default: return undefined;
+        }
+      case 'source':
+        if (b === 'address') return `${info.sourceAddress}:${info.sourcePort}`;
+        if (b === 'port') return BigInt(info.sourcePort);
+        return undefined;
+      case 'destination':
+        if (b === 'address') return `${info.destinationAddress}:${info.destinationPort}`;
+        if (b === 'port') return BigInt(info.destinationPort);
+        return undefined;
+      case 'connection':
+        if (b === 'requested_server_name') return '';
+        if (b === 'mtls') return false;
+        return undefined;
+      case 'upstream':
+        if (b === 'address') return info.upstreamHost || undefined;
+        return undefined;
+      case 'route_name': return info.routeName;
+      case 'cluster_name': return info.clusterName;
+      case 'x_request_id': return rh('x-request-id') ?? info.requestId;
+      case 'listener_direction': return BigInt(0);
+      case 'listener_metadata': return [];
+      case 'node':
+        if (b === 'id') return this.options.node.id;
+        if (b === 'cluster') return this.options.node.cluster;
+        return undefined;
+      default:
+        return undefined;
+    }
+  }
+
+  private readonly monoStart = process.hrtime.bigint();
+
+  /** Higress property writes: accepted (stored by the runtime); the few with data-plane meaning are applied. */
+  propertyWritten(plugin: string, path: string, value: Buffer): void {
+    const key = path.split('\0').join('.');
+    if (key === 'clear_route_cache' && value.toString() === 'off') this.routeCacheLocked = true;
+    else if (key === 'wasm_need_rebuild') this.logger.debug({ plugin }, 'plugin asked for a VM rebuild (ignored)');
+  }
+}
+
+function joined(headers: HeaderPairs, name: string): string | undefined {
+  let out: string | undefined;
+  for (const [k, v] of headers) if (k === name) out = out === undefined ? v : `${out},${v}`;
+  return out;
+}
+
+export function newRequestId(): string {
+  return randomUUID();
+}

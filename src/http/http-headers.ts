@@ -1,0 +1,55 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { HeaderPairs } from '../common/headers';
+
+/** Connection-level headers an HTTP/1.1 proxy never forwards (RFC 9110 §7.6.1, Envoy's codec). */
+export const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'http2-settings']);
+
+/** node:http rawHeaders → lower-case pairs, hop-by-hop dropped, in arrival order. */
+export function pairsFromRaw(raw: readonly string[]): HeaderPairs {
+  const out: HeaderPairs = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const k = raw[i]!.toLowerCase();
+    if (!HOP_BY_HOP.has(k)) out.push([k, raw[i + 1]!]);
+  }
+  return out;
+}
+
+/** undici's parsed header object → pairs (repeated names stay separate), hop-by-hop dropped. */
+export function pairsFromObject(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): HeaderPairs {
+  const out: HeaderPairs = [];
+  for (const [k, v] of Object.entries(headers)) {
+    const name = k.toLowerCase();
+    if (v === undefined || HOP_BY_HOP.has(name)) continue;
+    if (Array.isArray(v)) for (const x of v) out.push([name, x]);
+    else out.push([name, v]);
+  }
+  return out;
+}
+
+export function getHeader(headers: HeaderPairs, name: string): string | undefined {
+  for (const [k, v] of headers) if (k === name) return v;
+  return undefined;
+}
+
+export function setHeader(headers: HeaderPairs, name: string, value: string): void {
+  const i = headers.findIndex(([k]) => k === name);
+  if (i === -1) headers.push([name, value]);
+  else {
+    headers[i] = [name, value];
+    for (let j = headers.length - 1; j > i; j--) if (headers[j]![0] === name) headers.splice(j, 1);
+  }
+}
+
+export function removeHeader(headers: HeaderPairs, name: string): void {
+  for (let j = headers.length - 1; j >= 0; j--) if (headers[j]![0] === name) headers.splice(j, 1);
+}
+
+/** Pairs without pseudo-headers and hop-by-hop names, flattened for undici / node:http ([k1, v1, k2, v2, ...]). */
+export function flatten(headers: HeaderPairs, skip: ReadonlySet<string> = HOP_BY_HOP): string[] {
+  const out: string[] = [];
+  for (const [k, v] of headers) {
+    if (k.startsWith(':') || skip.has(k)) continue;
+    out.push(k, v);
+  }
+  return out;
+}

@@ -1,0 +1,468 @@
+import { readFileSync } from 'node:fs';
+import { isAbsolute, resolve as resolvePath } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { ConfigError } from '../common/errors';
+import type { FailurePolicy } from '../abi/enums';
+import { bootstrapFromJson, type Bootstrap } from '../config/bootstrap';
+
+/**
+ * static_resources.listeners, reduced to the HTTP data plane the sidecar runs: one HttpConnectionManager per
+ * listener with an inline route_config and an http_filters list of envoy.filters.http.wasm filters ending with
+ * envoy.filters.http.router. Input is proto3 JSON as Envoy accepts it (snake_case field names, `@type` Any
+ * wrappers, durations as strings); every error names the JSON path of the offending field.
+ */
+
+export const HCM_TYPE = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
+export const WASM_FILTER_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm';
+export const ROUTER_FILTER_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router';
+const STRING_VALUE_TYPE = 'type.googleapis.com/google.protobuf.StringValue';
+const BYTES_VALUE_TYPE = 'type.googleapis.com/google.protobuf.BytesValue';
+const STRUCT_TYPE = 'type.googleapis.com/google.protobuf.Struct';
+const TYPED_STRUCT_TYPES = ['type.googleapis.com/xds.type.v3.TypedStruct', 'type.googleapis.com/udpa.type.v1.TypedStruct'];
+
+/** Envoy's route timeout default (RouteAction.timeout). */
+export const DEFAULT_ROUTE_TIMEOUT_MS = 15_000;
+
+export type StringMatcher =
+  | { readonly kind: 'exact' | 'prefix' | 'suffix' | 'contains'; readonly value: string; readonly ignoreCase: boolean }
+  | { readonly kind: 'regex'; readonly regex: RegExp };
+
+export type HeaderMatch =
+  | { readonly kind: 'present'; readonly present: boolean }
+  | { readonly kind: 'string'; readonly matcher: StringMatcher };
+
+export interface HeaderMatcher {
+  readonly name: string;
+  readonly match: HeaderMatch;
+  readonly invert: boolean;
+}
+
+export type PathMatch =
+  | { readonly kind: 'prefix'; readonly value: string }
+  | { readonly kind: 'path'; readonly value: string }
+  | { readonly kind: 'regex'; readonly regex: RegExp };
+
+export type RouteActionConfig =
+  | {
+      readonly kind: 'cluster';
+      readonly cluster: string;
+      readonly prefixRewrite: string | undefined;
+      readonly hostRewriteLiteral: string | undefined;
+      /** 0 disables the timeout, as in Envoy. */
+      readonly timeoutMs: number;
+    }
+  | { readonly kind: 'direct_response'; readonly status: number; readonly body: string };
+
+export interface RouteConfigEntry {
+  readonly name: string;
+  readonly path: PathMatch;
+  readonly caseSensitive: boolean;
+  readonly headers: readonly HeaderMatcher[];
+  readonly action: RouteActionConfig;
+}
+
+export interface VirtualHostConfig {
+  readonly name: string;
+  readonly domains: readonly string[];
+  readonly routes: readonly RouteConfigEntry[];
+}
+
+export interface RouteTableConfig {
+  readonly name: string;
+  readonly virtualHosts: readonly VirtualHostConfig[];
+}
+
+export type WasmCode = { readonly kind: 'file'; readonly filename: string } | { readonly kind: 'inline'; readonly bytes: Buffer };
+
+export interface WasmFilterConfig {
+  readonly type: 'wasm';
+  /** http_filters[].name. */
+  readonly filterName: string;
+  /** JSON path of the filter, for errors and logs. */
+  readonly path: string;
+  readonly code: WasmCode;
+  readonly name: string;
+  readonly rootId: string;
+  readonly vmId: string;
+  readonly configuration: Buffer;
+  readonly vmConfiguration: Buffer;
+  readonly environment: Readonly<Record<string, string>>;
+  readonly failurePolicy: FailurePolicy;
+  readonly allowOnHeadersStopIteration: boolean;
+  readonly reloadBackoffMs: number | undefined;
+}
+
+export interface RouterFilterConfig {
+  readonly type: 'router';
+  readonly filterName: string;
+}
+
+export type HttpFilterConfig = WasmFilterConfig | RouterFilterConfig;
+
+export interface ListenerConfig {
+  readonly name: string;
+  readonly address: string;
+  readonly port: number;
+  readonly statPrefix: string;
+  readonly routeConfig: RouteTableConfig;
+  /** Wasm filters in listener order (Envoy runs http_filters as listed; the router is implied last). */
+  readonly wasmFilters: readonly WasmFilterConfig[];
+  /** HttpConnectionManager.generate_request_id (default true). */
+  readonly generateRequestId: boolean;
+}
+
+/** PluginConfig fields newer than the protos the bootstrap loader ships with, taken from the raw document. */
+export type PluginConfigExtras = ReadonlyMap<string, Readonly<Record<string, unknown>>>;
+
+type Json = Record<string, unknown>;
+
+function isObject(v: unknown): v is Json {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function obj(v: unknown, path: string, required = false): Json | undefined {
+  if (v === undefined || v === null) {
+    if (required) throw new ConfigError('is required', path);
+    return undefined;
+  }
+  if (!isObject(v)) throw new ConfigError('must be an object', path);
+  return v;
+}
+
+function arr(v: unknown, path: string): unknown[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) throw new ConfigError('must be a list', path);
+  return v;
+}
+
+function str(v: unknown, path: string, fallback?: string): string {
+  if (v === undefined || v === null) {
+    if (fallback !== undefined) return fallback;
+    throw new ConfigError('is required', path);
+  }
+  if (typeof v !== 'string') throw new ConfigError('must be a string', path);
+  return v;
+}
+
+function bool(v: unknown, path: string, fallback: boolean): boolean {
+  if (v === undefined || v === null) return fallback;
+  if (isObject(v) && 'value' in v) return bool(v['value'], path, fallback); // BoolValue written as an object
+  if (typeof v !== 'boolean') throw new ConfigError('must be a boolean', path);
+  return v;
+}
+
+/** proto3 JSON Duration: "1.5s"; also {seconds, nanos} as YAML users sometimes write it. */
+export function durationMs(v: unknown, path: string): number | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === 'string') {
+    const m = /^(-?\d+(?:\.\d+)?)s$/.exec(v.trim());
+    if (!m) throw new ConfigError(`invalid duration '${v}' (expected e.g. "1.5s")`, path);
+    return Math.round(Number(m[1]) * 1000);
+  }
+  if (isObject(v)) return Number(v['seconds'] ?? 0) * 1000 + Math.round(Number(v['nanos'] ?? 0) / 1e6);
+  throw new ConfigError('must be a duration string such as "15s"', path);
+}
+
+function compileRegex(v: unknown, path: string, anchored: boolean): RegExp {
+  const src = str(obj(v, path, true)!['regex'], `${path}.regex`);
+  try {
+    // RE2 full-match semantics: the whole input must match.
+    return new RegExp(anchored ? `^(?:${src})$` : src);
+  } catch (err) {
+    throw new ConfigError(`invalid regex: ${(err as Error).message}`, `${path}.regex`, { cause: err });
+  }
+}
+
+function stringMatcher(v: unknown, path: string): StringMatcher {
+  const m = obj(v, path, true)!;
+  const ignoreCase = bool(m['ignore_case'], `${path}.ignore_case`, false);
+  for (const kind of ['exact', 'prefix', 'suffix', 'contains'] as const) {
+    if (m[kind] !== undefined) return { kind, value: str(m[kind], `${path}.${kind}`), ignoreCase };
+  }
+  if (m['safe_regex'] !== undefined) return { kind: 'regex', regex: compileRegex(m['safe_regex'], `${path}.safe_regex`, true) };
+  throw new ConfigError('needs one of exact, prefix, suffix, contains or safe_regex', path);
+}
+
+function headerMatcher(v: unknown, path: string): HeaderMatcher {
+  const h = obj(v, path, true)!;
+  const name = str(h['name'], `${path}.name`).toLowerCase();
+  const invert = bool(h['invert_match'], `${path}.invert_match`, false);
+  if (h['string_match'] !== undefined) return { name, invert, match: { kind: 'string', matcher: stringMatcher(h['string_match'], `${path}.string_match`) } };
+  if (h['exact_match'] !== undefined) return { name, invert, match: { kind: 'string', matcher: { kind: 'exact', value: str(h['exact_match'], `${path}.exact_match`), ignoreCase: false } } };
+  if (h['prefix_match'] !== undefined) return { name, invert, match: { kind: 'string', matcher: { kind: 'prefix', value: str(h['prefix_match'], `${path}.prefix_match`), ignoreCase: false } } };
+  if (h['safe_regex_match'] !== undefined) return { name, invert, match: { kind: 'string', matcher: { kind: 'regex', regex: compileRegex(h['safe_regex_match'], `${path}.safe_regex_match`, true) } } };
+  if (h['present_match'] !== undefined) return { name, invert, match: { kind: 'present', present: bool(h['present_match'], `${path}.present_match`, true) } };
+  // No match specifier: the header must be present (Envoy).
+  return { name, invert, match: { kind: 'present', present: true } };
+}
+
+function route(v: unknown, path: string): RouteConfigEntry {
+  const r = obj(v, path, true)!;
+  const m = obj(r['match'], `${path}.match`, true)!;
+  let pathMatch: PathMatch;
+  if (m['prefix'] !== undefined) pathMatch = { kind: 'prefix', value: str(m['prefix'], `${path}.match.prefix`) };
+  else if (m['path'] !== undefined) pathMatch = { kind: 'path', value: str(m['path'], `${path}.match.path`) };
+  else if (m['safe_regex'] !== undefined) pathMatch = { kind: 'regex', regex: compileRegex(m['safe_regex'], `${path}.match.safe_regex`, true) };
+  else throw new ConfigError('needs prefix, path or safe_regex (other path specifiers are not supported)', `${path}.match`);
+  const headers = arr(m['headers'], `${path}.match.headers`).map((h, i) => headerMatcher(h, `${path}.match.headers[${i}]`));
+  const caseSensitive = bool(m['case_sensitive'], `${path}.match.case_sensitive`, true);
+  let action: RouteActionConfig;
+  if (r['route'] !== undefined) {
+    const a = obj(r['route'], `${path}.route`, true)!;
+    if (a['cluster'] === undefined) throw new ConfigError('only `cluster` is supported as the route target', `${path}.route`);
+    action = {
+      kind: 'cluster',
+      cluster: str(a['cluster'], `${path}.route.cluster`),
+      prefixRewrite: a['prefix_rewrite'] === undefined ? undefined : str(a['prefix_rewrite'], `${path}.route.prefix_rewrite`),
+      hostRewriteLiteral: a['host_rewrite_literal'] === undefined ? undefined : str(a['host_rewrite_literal'], `${path}.route.host_rewrite_literal`),
+      timeoutMs: durationMs(a['timeout'], `${path}.route.timeout`) ?? DEFAULT_ROUTE_TIMEOUT_MS,
+    };
+  } else if (r['direct_response'] !== undefined) {
+    const d = obj(r['direct_response'], `${path}.direct_response`, true)!;
+    const status = Number(d['status']);
+    if (!Number.isInteger(status) || status < 200 || status > 599) throw new ConfigError('must be 200..599', `${path}.direct_response.status`);
+    const body = obj(d['body'], `${path}.direct_response.body`);
+    action = { kind: 'direct_response', status, body: body ? str(body['inline_string'], `${path}.direct_response.body.inline_string`, '') : '' };
+  } else {
+    throw new ConfigError('needs `route` or `direct_response`', path);
+  }
+  return { name: str(r['name'], `${path}.name`, ''), path: pathMatch, caseSensitive, headers, action };
+}
+
+function routeTable(v: unknown, path: string): RouteTableConfig {
+  const rc = obj(v, path, true)!;
+  const virtualHosts = arr(rc['virtual_hosts'], `${path}.virtual_hosts`).map((vh, i): VirtualHostConfig => {
+    const p = `${path}.virtual_hosts[${i}]`;
+    const o = obj(vh, p, true)!;
+    const domains = arr(o['domains'], `${p}.domains`).map((d, j) => str(d, `${p}.domains[${j}]`).toLowerCase());
+    if (domains.length === 0) throw new ConfigError('needs at least one domain', `${p}.domains`);
+    const routes = arr(o['routes'], `${p}.routes`).map((r, j) => route(r, `${p}.routes[${j}]`));
+    return { name: str(o['name'], `${p}.name`), domains, routes };
+  });
+  return { name: str(rc['name'], `${path}.name`, ''), virtualHosts };
+}
+
+/** A PluginConfig/VmConfig `configuration` Any → the bytes the plugin reads (proxy-wasm-abi.md §11). */
+export function anyToBytes(v: unknown, path: string): Buffer {
+  const any = obj(v, path);
+  if (!any) return Buffer.alloc(0);
+  const type = str(any['@type'], `${path}.@type`);
+  if (type === STRING_VALUE_TYPE) return Buffer.from(str(any['value'], `${path}.value`, ''), 'utf8');
+  if (type === BYTES_VALUE_TYPE) return Buffer.from(str(any['value'], `${path}.value`, ''), 'base64');
+  if (type === STRUCT_TYPE) return Buffer.from(JSON.stringify(any['value'] ?? {}), 'utf8');
+  if (TYPED_STRUCT_TYPES.includes(type)) return Buffer.from(JSON.stringify(any['value'] ?? {}), 'utf8');
+  throw new ConfigError(`configuration of type ${type} is not supported (use StringValue, BytesValue or Struct)`, `${path}.@type`);
+}
+
+const FAILURE_POLICIES: Readonly<Record<string, FailurePolicy>> = {
+  UNSPECIFIED: 'FAIL_CLOSED', FAIL_RELOAD: 'FAIL_RELOAD', FAIL_CLOSED: 'FAIL_CLOSED', FAIL_OPEN: 'FAIL_OPEN',
+  0: 'FAIL_CLOSED', 1: 'FAIL_RELOAD', 2: 'FAIL_CLOSED', 3: 'FAIL_OPEN',
+};
+
+function wasmFilter(name: string, cfg: Json, path: string, extras: Json | undefined, baseDir: string): WasmFilterConfig {
+  const cpath = `${path}.typed_config.config`;
+  const pc = obj(cfg['config'], cpath, true)!;
+  const vm = obj(pc['vm_config'], `${cpath}.vm_config`, true)!;
+  const vpath = `${cpath}.vm_config`;
+  const code = obj(vm['code'], `${vpath}.code`, true)!;
+  if (code['remote'] !== undefined) throw new ConfigError('remote code is not supported; use code.local', `${vpath}.code.remote`);
+  const local = obj(code['local'], `${vpath}.code.local`, true)!;
+  let wasm: WasmCode;
+  if (local['filename'] !== undefined) {
+    const f = str(local['filename'], `${vpath}.code.local.filename`);
+    wasm = { kind: 'file', filename: isAbsolute(f) ? f : resolvePath(baseDir, f) };
+  } else if (local['inline_bytes'] !== undefined) {
+    wasm = { kind: 'inline', bytes: Buffer.from(str(local['inline_bytes'], `${vpath}.code.local.inline_bytes`), 'base64') };
+  } else {
+    throw new ConfigError('needs filename or inline_bytes', `${vpath}.code.local`);
+  }
+  const environment: Record<string, string> = {};
+  const env = obj(vm['environment_variables'], `${vpath}.environment_variables`);
+  if (env) {
+    for (const [i, k] of arr(env['host_env_keys'], `${vpath}.environment_variables.host_env_keys`).entries()) {
+      const key = str(k, `${vpath}.environment_variables.host_env_keys[${i}]`);
+      const value = process.env[key];
+      if (value !== undefined) environment[key] = value;
+    }
+    const kv = obj(env['key_values'], `${vpath}.environment_variables.key_values`) ?? {};
+    for (const [k, value] of Object.entries(kv)) {
+      const p = `${vpath}.environment_variables.key_values.${k}`;
+      // Envoy rejects a key given both ways.
+      if (k in environment) throw new ConfigError('key also listed in host_env_keys', p);
+      environment[k] = str(value, p);
+    }
+  }
+  const failOpen = bool(pc['fail_open'], `${cpath}.fail_open`, false);
+  let failurePolicy: FailurePolicy = failOpen ? 'FAIL_OPEN' : 'FAIL_CLOSED';
+  const fp = extras?.['failure_policy'] ?? pc['failure_policy'];
+  if (fp !== undefined && fp !== null) {
+    const p = FAILURE_POLICIES[String(fp)];
+    if (!p) throw new ConfigError(`unknown failure_policy '${String(fp)}' (FAIL_RELOAD, FAIL_CLOSED or FAIL_OPEN)`, `${cpath}.failure_policy`);
+    // Envoy: failure_policy wins over the deprecated fail_open unless it is UNSPECIFIED.
+    if (String(fp) !== 'UNSPECIFIED' && String(fp) !== '0') failurePolicy = p;
+  }
+  const reload = obj(extras?.['reload_config'] ?? pc['reload_config'], `${cpath}.reload_config`);
+  const backoff = reload ? obj(reload['backoff'], `${cpath}.reload_config.backoff`) : undefined;
+  const reloadBackoffMs = backoff ? durationMs(backoff['base_interval'], `${cpath}.reload_config.backoff.base_interval`) : undefined;
+  return {
+    type: 'wasm',
+    filterName: name,
+    path,
+    code: wasm,
+    name: str(pc['name'], `${cpath}.name`, ''),
+    rootId: str(pc['root_id'], `${cpath}.root_id`, ''),
+    vmId: str(vm['vm_id'], `${vpath}.vm_id`, ''),
+    configuration: anyToBytes(pc['configuration'], `${cpath}.configuration`),
+    vmConfiguration: anyToBytes(vm['configuration'], `${vpath}.configuration`),
+    environment,
+    failurePolicy,
+    allowOnHeadersStopIteration: bool(extras?.['allow_on_headers_stop_iteration'] ?? pc['allow_on_headers_stop_iteration'], `${cpath}.allow_on_headers_stop_iteration`, false),
+    reloadBackoffMs,
+  };
+}
+
+function listener(v: unknown, path: string, extras: PluginConfigExtras, baseDir: string): ListenerConfig {
+  const l = obj(v, path, true)!;
+  const name = str(l['name'], `${path}.name`, '');
+  const sock = obj(obj(l['address'], `${path}.address`, true)!['socket_address'], `${path}.address.socket_address`, true)!;
+  const address = str(sock['address'], `${path}.address.socket_address.address`);
+  const port = Number(sock['port_value'] ?? 0);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError('must be 0..65535', `${path}.address.socket_address.port_value`);
+  const chains = arr(l['filter_chains'], `${path}.filter_chains`);
+  if (chains.length !== 1) throw new ConfigError('exactly one filter chain is supported', `${path}.filter_chains`);
+  const fcPath = `${path}.filter_chains[0]`;
+  const filters = arr(obj(chains[0], fcPath, true)!['filters'], `${fcPath}.filters`);
+  if (filters.length !== 1) throw new ConfigError('exactly one network filter (http_connection_manager) is supported', `${fcPath}.filters`);
+  const fPath = `${fcPath}.filters[0]`;
+  const hcmAny = obj(obj(filters[0], fPath, true)!['typed_config'], `${fPath}.typed_config`, true)!;
+  const hcmType = str(hcmAny['@type'], `${fPath}.typed_config.@type`);
+  if (hcmType !== HCM_TYPE) throw new ConfigError(`network filter ${hcmType} is not supported (only HttpConnectionManager)`, `${fPath}.typed_config.@type`);
+  const hPath = `${fPath}.typed_config`;
+  if (hcmAny['rds'] !== undefined) throw new ConfigError('RDS is not supported; give route_config inline', `${hPath}.rds`);
+  const routeConfig = routeTable(hcmAny['route_config'], `${hPath}.route_config`);
+  const httpFilters = arr(hcmAny['http_filters'], `${hPath}.http_filters`);
+  const wasmFilters: WasmFilterConfig[] = [];
+  let router = false;
+  httpFilters.forEach((f, i) => {
+    const p = `${hPath}.http_filters[${i}]`;
+    const fo = obj(f, p, true)!;
+    const fname = str(fo['name'], `${p}.name`);
+    if (router) throw new ConfigError(`filter '${fname}' follows the terminal router filter`, p);
+    const tc = obj(fo['typed_config'], `${p}.typed_config`, true)!;
+    const type = str(tc['@type'], `${p}.typed_config.@type`);
+    if (type === WASM_FILTER_TYPE) wasmFilters.push(wasmFilter(fname, tc, p, extras.get(`${p}.typed_config.config`), baseDir));
+    else if (type === ROUTER_FILTER_TYPE) router = true;
+    else throw new ConfigError(`http filter ${type} is not supported (envoy.filters.http.wasm and envoy.filters.http.router only)`, `${p}.typed_config.@type`);
+  });
+  if (!router) throw new ConfigError('the last http filter must be envoy.filters.http.router', `${hPath}.http_filters`);
+  return {
+    name,
+    address,
+    port,
+    statPrefix: str(hcmAny['stat_prefix'], `${hPath}.stat_prefix`, ''),
+    routeConfig,
+    wasmFilters,
+    generateRequestId: bool(hcmAny['generate_request_id'], `${hPath}.generate_request_id`, true),
+  };
+}
+
+/** Parses listeners (proto3 JSON, snake_case) into ListenerConfigs. `baseDir` resolves relative code filenames. */
+export function parseListeners(
+  listeners: readonly unknown[],
+  options: { readonly extras?: PluginConfigExtras; readonly baseDir?: string; readonly path?: string } = {},
+): ListenerConfig[] {
+  const base = options.path ?? 'static_resources.listeners';
+  const out = listeners.map((l, i) => listener(l, `${base}[${i}]`, options.extras ?? new Map(), options.baseDir ?? process.cwd()));
+  const seen = new Set<string>();
+  out.forEach((l, i) => {
+    if (l.name && seen.has(l.name)) throw new ConfigError(`duplicate listener name '${l.name}'`, `${base}[${i}].name`);
+    seen.add(l.name);
+  });
+  return out;
+}
+
+/** PluginConfig fields newer than the protos the bootstrap loader ships with (Envoy 1.31+). */
+const EXTRA_PLUGIN_FIELDS: ReadonlyArray<readonly [string, string]> = [
+  ['failure_policy', 'failurePolicy'],
+  ['reload_config', 'reloadConfig'],
+  ['allow_on_headers_stop_iteration', 'allowOnHeadersStopIteration'],
+];
+
+/**
+ * Takes the PluginConfig fields the installed Envoy protos don't know yet out of a raw bootstrap (in place),
+ * keyed by the JSON path of their PluginConfig, so that the strict proto decode accepts a file Envoy accepts.
+ */
+export function takePluginConfigExtras(doc: unknown): Map<string, Json> {
+  const extras = new Map<string, Json>();
+  if (!isObject(doc) || !isObject(doc['static_resources'])) return extras;
+  const listeners = doc['static_resources']['listeners'];
+  if (!Array.isArray(listeners)) return extras;
+  listeners.forEach((l, li) => {
+    const chains = isObject(l) ? (l['filter_chains'] ?? l['filterChains']) : undefined;
+    if (!Array.isArray(chains)) return;
+    chains.forEach((c, ci) => {
+      const filters = isObject(c) ? c['filters'] : undefined;
+      if (!Array.isArray(filters)) return;
+      filters.forEach((f, fi) => {
+        const tc = isObject(f) ? (f['typed_config'] ?? f['typedConfig']) : undefined;
+        const hf = isObject(tc) ? (tc['http_filters'] ?? tc['httpFilters']) : undefined;
+        if (!Array.isArray(hf)) return;
+        hf.forEach((h, hi) => {
+          const htc = isObject(h) ? (h['typed_config'] ?? h['typedConfig']) : undefined;
+          const pc = isObject(htc) ? htc['config'] : undefined;
+          if (!isObject(pc)) return;
+          const taken: Json = {};
+          for (const [snake, camel] of EXTRA_PLUGIN_FIELDS) {
+            for (const k of [snake, camel]) {
+              if (k in pc) {
+                taken[snake] = pc[k];
+                delete pc[k];
+              }
+            }
+          }
+          const key = `static_resources.listeners[${li}].filter_chains[${ci}].filters[${fi}].typed_config.http_filters[${hi}].typed_config.config`;
+          if (Object.keys(taken).length > 0) extras.set(key, taken);
+        });
+      });
+    });
+  });
+  return extras;
+}
+
+export interface SidecarConfig {
+  readonly bootstrap: Bootstrap;
+  readonly listeners: readonly ListenerConfig[];
+  readonly file: string;
+}
+
+/** Reads and validates a whole bootstrap (clusters via config/bootstrap.ts, listeners here). */
+export function loadSidecarConfig(file: string): SidecarConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read bootstrap ${file}: ${(err as Error).message}`, '', { cause: err });
+  }
+  const format = file.endsWith('.json') ? 'json' : 'yaml';
+  let doc: unknown;
+  try {
+    doc = format === 'json' ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`bootstrap is not valid ${format.toUpperCase()}: ${(err as Error).message}`, '', { cause: err });
+  }
+  const extras = takePluginConfigExtras(doc);
+  const bootstrap = bootstrapFromJson(doc);
+  // Relative code filenames resolve against the working directory, as Envoy resolves them.
+  const listeners = parseListeners(bootstrap.staticListeners, { extras });
+  const clusterNames = new Set(bootstrap.staticClusters.map((c) => c.name));
+  // Envoy validates static route targets against static clusters unless validate_clusters is false; with ADS
+  // the cluster may arrive later, so only check when there is no dynamic CDS.
+  if (!bootstrap.cds) {
+    listeners.forEach((l, li) => l.routeConfig.virtualHosts.forEach((vh, vi) => vh.routes.forEach((r, ri) => {
+      if (r.action.kind === 'cluster' && !clusterNames.has(r.action.cluster)) {
+        throw new ConfigError(`unknown cluster '${r.action.cluster}'`, `static_resources.listeners[${li}].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[${vi}].routes[${ri}].route.cluster`);
+      }
+    })));
+  }
+  return { bootstrap, listeners, file };
+}

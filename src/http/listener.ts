@@ -1,0 +1,251 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { HeaderPairs } from '../common/headers';
+import type { Logger } from '../common/logger';
+import type { Plugin } from '../runtime/plugin';
+import { ActiveStream, newRequestId, type DownstreamSink } from './active-stream';
+import { flatten, getHeader, HOP_BY_HOP, pairsFromRaw } from './http-headers';
+import type { ListenerConfig } from './listener-config';
+import { RouteTable } from './route-table';
+import { RouterFilter } from './router';
+import type { UpstreamPools } from './upstream-pools';
+
+export interface HttpListenerOptions {
+  readonly config: ListenerConfig;
+  /** One loaded plugin per wasm filter, in listener order. */
+  readonly plugins: readonly Plugin[];
+  readonly pools: UpstreamPools;
+  readonly logger: Logger;
+  readonly node?: { readonly id: string; readonly cluster: string };
+}
+
+const RESPONSE_SKIP = new Set([...HOP_BY_HOP]);
+
+/** The client side of one stream: writes what leaves the encoder chain to the node:http response. */
+class NodeDownstream implements DownstreamSink {
+  constructor(
+    private readonly req: IncomingMessage,
+    private readonly res: ServerResponse,
+    private readonly stream: ActiveStream,
+    private readonly requestComplete: () => boolean,
+  ) {}
+
+  get headersSent(): boolean {
+    return this.res.headersSent;
+  }
+
+  headers(headers: HeaderPairs, endOfStream: boolean): void {
+    if (this.res.headersSent || this.res.destroyed) return;
+    const status = Number(getHeader(headers, ':status') ?? 200);
+    const flat = flatten(headers, RESPONSE_SKIP);
+    // A response that goes out before the request body was read ends the connection (Envoy's HTTP/1 codec).
+    if (!this.requestComplete()) flat.push('connection', 'close');
+    this.res.writeHead(status, flat);
+    if (endOfStream) this.res.end();
+    else this.res.flushHeaders();
+  }
+
+  data(chunk: Buffer, endOfStream: boolean): void {
+    if (this.res.destroyed || this.res.writableEnded) return;
+    if (!this.res.headersSent) this.res.writeHead(200);
+    this.stream.info.responseBytes += chunk.length;
+    if (chunk.length > 0) this.res.write(chunk);
+    if (endOfStream) this.res.end();
+  }
+
+  trailers(trailers: HeaderPairs): void {
+    if (this.res.destroyed || this.res.writableEnded) return;
+    const t: Record<string, string> = {};
+    for (const [k, v] of trailers) t[k] = k in t ? `${t[k]},${v}` : v;
+    this.res.addTrailers(t);
+    this.res.end();
+  }
+
+  reset(_reason: string): void {
+    this.res.destroy();
+    this.req.socket.destroy();
+  }
+}
+
+/**
+ * One HTTP/1.1 listener (an HttpConnectionManager): accepts connections, builds an ActiveStream per request
+ * with the listener's Wasm filters and the router, and keeps track of in-flight streams so close() can drain.
+ */
+export class HttpListener {
+  private readonly server: Server;
+  private readonly routes: RouteTable;
+  private readonly logger: Logger;
+  private readonly streams = new Set<ActiveStream>();
+  private readonly sockets = new Set<Socket>();
+  private drainWaiters: Array<() => void> = [];
+  private closing: Promise<void> | null = null;
+  private boundPort = 0;
+
+  constructor(private readonly options: HttpListenerOptions) {
+    this.routes = new RouteTable(options.config.routeConfig);
+    this.logger = options.logger.child({ component: 'http', listener: options.config.name });
+    this.server = createServer({ keepAlive: true, requestTimeout: 0, headersTimeout: 60_000 }, (req, res) => this.onRequest(req, res));
+    this.server.on('connection', (s: Socket) => {
+      this.sockets.add(s);
+      s.on('close', () => this.sockets.delete(s));
+    });
+    this.server.on('clientError', (err, socket) => {
+      this.logger.debug({ err: err.message }, 'client error');
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      else socket.destroy();
+    });
+  }
+
+  get config(): ListenerConfig {
+    return this.options.config;
+  }
+
+  get plugins(): readonly Plugin[] {
+    return this.options.plugins;
+  }
+
+  /** The bound port (useful with port_value 0). */
+  get port(): number {
+    return this.boundPort;
+  }
+
+  get activeStreams(): number {
+    return this.streams.size;
+  }
+
+  get closed(): boolean {
+    return this.closing !== null;
+  }
+
+  async start(): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.options.config.port, this.options.config.address, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    this.boundPort = (this.server.address() as AddressInfo).port;
+    this.logger.info({ address: this.options.config.address, port: this.boundPort, filters: this.options.plugins.map((p) => p.config.name) }, 'listener started');
+  }
+
+  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const cfg = this.options.config;
+    const now = Date.now();
+    const stream = new ActiveStream({
+      plugins: this.options.plugins,
+      logger: this.logger,
+      node: this.options.node ?? { id: '', cluster: '' },
+      info: {
+        startTime: new Date(now),
+        startNs: BigInt(now) * 1_000_000n,
+        sourceAddress: req.socket.remoteAddress ?? '',
+        sourcePort: req.socket.remotePort ?? 0,
+        destinationAddress: req.socket.localAddress ?? '',
+        destinationPort: req.socket.localPort ?? 0,
+        listenerName: cfg.name,
+        requestId: '',
+        routeName: '',
+        clusterName: '',
+        upstreamHost: '',
+        responseCode: 0,
+        responseCodeDetails: '',
+        responseFlags: [],
+        requestBytes: 0,
+        responseBytes: 0,
+      },
+    });
+    this.streams.add(stream);
+    const headers = stream.requestHeaders;
+    const raw = pairsFromRaw(req.rawHeaders);
+    headers.push([':authority', getHeader(raw, 'host') ?? ''], [':path', req.url ?? '/'], [':method', req.method ?? 'GET'], [':scheme', 'http']);
+    for (const pair of raw) if (pair[0] !== 'host') headers.push(pair);
+    let requestId = getHeader(headers, 'x-request-id');
+    if (requestId === undefined && cfg.generateRequestId) {
+      requestId = newRequestId();
+      headers.push(['x-request-id', requestId]);
+    }
+    stream.info.requestId = requestId ?? '';
+    if (getHeader(headers, 'x-forwarded-proto') === undefined) headers.push(['x-forwarded-proto', 'http']);
+    // The route as first selected, so plugins can read route_name / cluster_name (Higress _rules_ matching).
+    const sel = this.routes.select(headers);
+    if (sel) {
+      stream.info.routeName = sel.route.name;
+      if (sel.route.action.kind === 'cluster') stream.info.clusterName = sel.route.action.cluster;
+    }
+    const drainWaiters: Array<() => void> = [];
+    res.on('drain', () => {
+      for (const cb of drainWaiters.splice(0)) cb();
+    });
+    stream.router = new RouterFilter(stream, {
+      routes: this.routes,
+      pools: this.options.pools,
+      logger: this.logger,
+      downstreamBlocked: () => res.writableNeedDrain,
+      onDownstreamDrain: (cb) => drainWaiters.push(cb),
+    });
+    const te = req.headers['transfer-encoding'];
+    const cl = req.headers['content-length'];
+    const hasBody = te !== undefined || (cl !== undefined && cl !== '0');
+    let ended = !hasBody;
+    stream.downstream = new NodeDownstream(req, res, stream, () => ended || req.complete);
+    const finish = () => {
+      if (!this.streams.delete(stream)) return;
+      if (!res.writableFinished) {
+        stream.info.responseFlags.push('DC');
+        this.logger.debug({ requestId: stream.info.requestId }, 'downstream disconnected before the response completed');
+      }
+      stream.complete();
+      this.logger.debug({
+        requestId: stream.info.requestId, method: req.method, path: req.url, code: stream.info.responseCode,
+        flags: stream.info.responseFlags.join(',') || '-', details: stream.info.responseCodeDetails || '-',
+        cluster: stream.info.clusterName || '-', upstream: stream.info.upstreamHost || '-',
+        durationMs: Date.now() - now, rxBytes: stream.info.requestBytes, txBytes: stream.info.responseBytes,
+      }, 'access');
+      if (this.streams.size === 0) for (const cb of this.drainWaiters.splice(0)) cb();
+    };
+    res.on('finish', finish);
+    res.on('close', finish);
+
+    stream.decodeHeaders(!hasBody);
+    req.on('data', (chunk: Buffer) => {
+      if (hasBody) stream.decodeData(chunk, false);
+    });
+    req.on('end', () => {
+      if (ended) return;
+      ended = true;
+      const trailers = pairsFromRaw(req.rawTrailers);
+      if (trailers.length > 0) stream.decodeTrailers(trailers);
+      else stream.decodeData(Buffer.alloc(0), true);
+    });
+    req.on('error', () => undefined);
+  }
+
+  /** Stops accepting, lets in-flight streams finish (up to `drainTimeoutMs`), then closes every connection. */
+  close(drainTimeoutMs = 10_000): Promise<void> {
+    this.closing ??= (async () => {
+      const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+      this.server.closeIdleConnections();
+      if (this.streams.size > 0) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          new Promise<void>((resolve) => this.drainWaiters.push(resolve)),
+          new Promise<void>((resolve) => { timer = setTimeout(resolve, drainTimeoutMs); }),
+        ]);
+        if (timer) clearTimeout(timer);
+      }
+      this.server.closeAllConnections();
+      for (const s of this.sockets) s.destroy();
+      await closed;
+      this.logger.info('listener closed');
+    })();
+    return this.closing;
+  }
+
+  /** Closes now: in-flight streams are reset. */
+  async destroy(): Promise<void> {
+    this.server.closeAllConnections();
+    for (const s of this.sockets) s.destroy();
+    await this.close(0);
+  }
+}
