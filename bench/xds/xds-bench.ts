@@ -51,8 +51,8 @@ async function runOnce(apiType: 'GRPC' | 'DELTA_GRPC'): Promise<void> {
     for (let u = 0; u < UPDATES; u++) {
       const i = (u * 97) % N;
       clas[i] = cla(name(i), hosts(i, (u % 2) + 1));
-      if (apiType === 'GRPC') server.setEndpoints(clas);
-      else server.upsert(EDS_TYPE_URL, [clas[i]!]);
+      // Only the changed CLA is re-encoded by the control plane; a SotW push still carries all of them.
+      server.upsert(EDS_TYPE_URL, [clas[i]!]);
       const seen = new Promise<number>((resolve) => {
         const d = cm.onEvent((e) => {
           if (e.type === 'membership' && e.cluster.name === name(i)) {
