@@ -8,7 +8,8 @@
  * - inside a `secrets` list (static SDS secrets) every `inline_bytes`/`inline_string` is replaced;
  * - `google.protobuf.StringValue`/`BytesValue` Anys (a Wasm plugin's `configuration`) and string fields named
  *   `configuration`: JSON text is parsed, redacted by the rules above and re-serialized; other text has
- *   `password=...`, `password: ...`, `"password":"..."` values and URL user-info passwords masked.
+ *   `password=...`, `password: ...`, `"password":"..."` values and URL user-info passwords masked;
+ * - every other string goes through the same text rules (a `config_yaml` option, a URL with user-info).
  *
  * The input is never modified.
  */
@@ -65,7 +66,10 @@ const URL_USERINFO = /([A-Za-z][A-Za-z0-9+.-]*:\/\/[^:/@\s]*:)([^@\s/]+)(@)/g;
 /** Masks credentials in free text (a plugin configuration that is not JSON, a command line, a URL). */
 export function redactText(text: string): string {
   const parsed = parseJsonObject(text);
-  if (parsed !== undefined) return JSON.stringify(redactJson(parsed));
+  if (parsed !== undefined) {
+    const redacted = JSON.stringify(redactJson(parsed));
+    return redacted === JSON.stringify(parsed) ? text : redacted;
+  }
   return text
     .replace(TEXT_PAIR, (_m, prefix: string, value: string) => {
       const quote = value.startsWith('"') ? '"' : value.startsWith("'") ? "'" : '';
@@ -91,7 +95,7 @@ export function redactJson<T>(value: T): T {
 
 function walk(value: unknown, inSecrets: boolean): unknown {
   if (Array.isArray(value)) return value.map((v) => walk(v, inSecrets));
-  if (value === null || typeof value !== 'object') return typeof value === 'string' ? redactUrl(value) : value;
+  if (value === null || typeof value !== 'object') return typeof value === 'string' ? redactText(value) : value;
   const obj = value as Record<string, unknown>;
   const type = obj['@type'];
   const out: Record<string, unknown> = {};
@@ -106,17 +110,11 @@ function walk(value: unknown, inSecrets: boolean): unknown {
       out[key] = redactText(v);
     } else if (key === 'value' && type === BYTES_VALUE && typeof v === 'string') {
       out[key] = redactBase64(v);
-    } else if (key === 'configuration' && typeof v === 'string') {
-      out[key] = redactText(v);
     } else {
       out[key] = walk(v, inSecrets || key === 'secrets');
     }
   }
   return out;
-}
-
-function redactUrl(s: string): string {
-  return s.includes('://') ? s.replace(URL_USERINFO, (_m, head: string, _pw: string, at: string) => `${head}${REDACTED}${at}`) : s;
 }
 
 function redactBase64(b64: string): string {

@@ -57,6 +57,10 @@ test('BytesValue configurations and plain-text configurations', () => {
   assert.equal(redactText('url redis://user:hunter2@10.0.0.1:6379/0'), `url redis://user:${REDACTED}@10.0.0.1:6379/0`);
   assert.equal(redactText('{"password":"x","a":1}'), `{"password":"${REDACTED}","a":1}`);
   assert.equal(redactText('nothing to hide'), 'nothing to hide');
+  assert.equal(redactText('{ "a" : 1 }'), '{ "a" : 1 }', 'JSON without secrets keeps its formatting');
+  const opts = redactJson({ config_yaml: 'admin: {}\nredis_password: hunter2\n', upstream: 'redis://:pw@r:6379' });
+  assert.equal(opts.config_yaml, `admin: {}\nredis_password: ${REDACTED}\n`);
+  assert.equal(opts.upstream, `redis://:${REDACTED}@r:6379`);
 });
 
 test('inline data sources inside static secrets are redacted', () => {
