@@ -1,0 +1,240 @@
+/**
+ * The sidecar's stats, named as Envoy names them (xds.md §14), computed on demand from the sources. One snapshot
+ * feeds /stats (text and JSON) and /stats/prometheus, so the three always agree.
+ *
+ * Names (`<c>` is the cluster name, or its `alt_stat_name`, with `:` replaced by `_` as Envoy does):
+ *
+ *   server.state (gauge: 0 LIVE, 1 DRAINING, 2 PRE_INITIALIZING, 3 INITIALIZING), server.live, server.uptime
+ *   cluster_manager.active_clusters, cluster_manager.warming_clusters                      gauges
+ *   cluster_manager.cluster_added, cluster_manager.cluster_modified, cluster_manager.cluster_removed   counters
+ *   cluster_manager.cds.{update_attempt,update_success,update_rejected,update_failure,update_empty,init_fetch_timeout}
+ *   control_plane.connected_state                                                          (with ADS only)
+ *   cluster.<c>.membership_total|membership_healthy|membership_degraded|membership_excluded|max_host_weight  gauges
+ *   cluster.<c>.membership_change                                                          counter
+ *   cluster.<c>.update_attempt|update_success|update_rejected|update_failure|update_empty  (EDS: from the ADS client)
+ *   cluster.<c>.upstream_cx_active, cluster.<c>.upstream_rq_active                         gauges (Redis pools)
+ *   cluster.<c>.upstream_rq_total                                                          counter (Redis pools)
+ *   redis.<c>.calls|errors|timeouts|error_replies                                          counters (Redis pools)
+ *   redis.<c>.cx_active|pools                                                              gauges (Redis pools)
+ *   wasm.envoy.wasm.runtime.v8.active                                                      gauge: plugins not failed
+ *   wasmcustom.<name>                                                                      plugin-defined metrics
+ *
+ * Tags (Prometheus labels): `cluster.<c>.*` and `redis.<c>.*` carry `envoy_cluster_name="<c>"`; their tag-extracted
+ * names are `cluster.<stat>` and `redis.<stat>`. `wasmcustom.` is a custom namespace: Prometheus output strips it
+ * and adds no `envoy_` prefix (Envoy's behaviour for Wasm custom metrics).
+ */
+import type { Disposable } from '../common/disposable';
+import type { ClusterEvent, LiveCluster } from '../upstream/cluster-manager';
+import type { ClusterConfig } from '../upstream/types';
+import type { RedisStats } from '../redis/pool-manager';
+import type { PluginMetric } from '../services/metrics';
+import type { XdsStatus } from '../xds/status';
+
+export type StatKind = 'counter' | 'gauge' | 'histogram';
+
+interface StatBase {
+  /** The full Envoy name, e.g. `cluster.redis-a.membership_total`. */
+  readonly name: string;
+  /** The name with tag values removed, e.g. `cluster.membership_total`; for custom namespaces, without the namespace. */
+  readonly tagExtractedName: string;
+  readonly tags: Readonly<Record<string, string>>;
+  /** True for `wasmcustom.*`: Prometheus output has no `envoy_` prefix. */
+  readonly customNamespace: boolean;
+}
+
+export interface ScalarStat extends StatBase {
+  readonly kind: 'counter' | 'gauge';
+  readonly value: number | bigint;
+}
+
+export interface HistogramStat extends StatBase {
+  readonly kind: 'histogram';
+  readonly count: number;
+  readonly sum: number;
+  /** The most recent observations (the registry keeps the last 1024). */
+  readonly samples: readonly number[];
+  /** Stable identity of the underlying metric, so exporters can feed only new observations. */
+  readonly id: string;
+}
+
+export type Stat = ScalarStat | HistogramStat;
+
+export const CLUSTER_TAG = 'envoy_cluster_name';
+export const WASM_CUSTOM_NAMESPACE = 'wasmcustom';
+
+/** Envoy's `server.state` gauge values. */
+const STATE_VALUE: Readonly<Record<string, number>> = { LIVE: 0, DRAINING: 1, PRE_INITIALIZING: 2, INITIALIZING: 3 };
+
+export interface StatsInputs {
+  readonly state: string;
+  readonly uptimeSeconds: number;
+  readonly active: readonly LiveCluster[];
+  readonly warming: readonly ClusterConfig[];
+  readonly xds: XdsStatus | undefined;
+  readonly redis: RedisStats | undefined;
+  readonly pluginMetrics: readonly PluginMetric[];
+  readonly pluginsActive: number;
+}
+
+/** The stat-name form of a cluster name: `alt_stat_name` if set, `:` → `_` (Envoy). */
+export function clusterStatName(config: ClusterConfig): string {
+  const alt = config.source['alt_stat_name'];
+  const name = typeof alt === 'string' && alt !== '' ? alt : config.name;
+  return name.replace(/:/g, '_');
+}
+
+/**
+ * Counts cluster manager events (cluster_added/modified/removed, membership_change), which no source keeps.
+ * Subscribe it before the first cluster is added; clusters that exist when it subscribes count as added
+ * (Envoy counts static clusters in cluster_added).
+ */
+export class ClusterEventCounters {
+  added = 0;
+  modified = 0;
+  removed = 0;
+  private readonly membershipChanges = new Map<string, number>();
+  private readonly configUpdated = new Map<string, Date>();
+  private readonly subscription: Disposable;
+
+  constructor(source: {
+    activeClusters(): Iterable<LiveCluster>;
+    warming(): Iterable<ClusterConfig>;
+    onEvent(listener: (event: ClusterEvent) => void): Disposable;
+  }) {
+    for (const c of source.activeClusters()) {
+      this.added++;
+      this.membershipChanges.set(c.name, 1);
+    }
+    for (const _warming of source.warming()) this.added++;
+    this.subscription = source.onEvent((e) => this.onEvent(e));
+  }
+
+  /** When a cluster's current definition was applied (added or updated), if seen. */
+  lastConfigUpdate(name: string): Date | undefined {
+    return this.configUpdated.get(name);
+  }
+
+  membershipChange(name: string): number {
+    return this.membershipChanges.get(name) ?? 0;
+  }
+
+  dispose(): void {
+    this.subscription.dispose();
+  }
+
+  private onEvent(e: ClusterEvent): void {
+    switch (e.type) {
+      case 'added':
+        this.added++;
+        this.membershipChanges.set(e.cluster.name, (this.membershipChanges.get(e.cluster.name) ?? 0) + 1);
+        this.configUpdated.set(e.cluster.name, new Date());
+        break;
+      case 'updated':
+        this.modified++;
+        this.membershipChanges.set(e.cluster.name, (this.membershipChanges.get(e.cluster.name) ?? 0) + 1);
+        this.configUpdated.set(e.cluster.name, new Date());
+        break;
+      case 'membership':
+        this.membershipChanges.set(e.cluster.name, (this.membershipChanges.get(e.cluster.name) ?? 0) + 1);
+        break;
+      case 'removed':
+        this.removed++;
+        this.membershipChanges.delete(e.name);
+        this.configUpdated.delete(e.name);
+        break;
+    }
+  }
+}
+
+function scalar(kind: 'counter' | 'gauge', name: string, value: number | bigint): ScalarStat {
+  return { kind, name, tagExtractedName: name, tags: {}, customNamespace: false, value };
+}
+
+function tagged(kind: 'counter' | 'gauge', prefix: string, tagValue: string, stat: string, value: number | bigint): ScalarStat {
+  return {
+    kind,
+    name: `${prefix}.${tagValue}.${stat}`,
+    tagExtractedName: `${prefix}.${stat}`,
+    tags: { [CLUSTER_TAG]: tagValue },
+    customNamespace: false,
+    value,
+  };
+}
+
+/** Every stat, sorted by name. */
+export function collectStats(inputs: StatsInputs, events: ClusterEventCounters): Stat[] {
+  const out: Stat[] = [];
+  out.push(scalar('gauge', 'server.state', STATE_VALUE[inputs.state] ?? 2));
+  out.push(scalar('gauge', 'server.live', inputs.state === 'LIVE' ? 1 : 0));
+  out.push(scalar('gauge', 'server.uptime', Math.floor(inputs.uptimeSeconds)));
+
+  out.push(scalar('gauge', 'cluster_manager.active_clusters', inputs.active.length));
+  out.push(scalar('gauge', 'cluster_manager.warming_clusters', inputs.warming.length));
+  out.push(scalar('counter', 'cluster_manager.cluster_added', events.added));
+  out.push(scalar('counter', 'cluster_manager.cluster_modified', events.modified));
+  out.push(scalar('counter', 'cluster_manager.cluster_removed', events.removed));
+
+  const xds = inputs.xds;
+  if (xds) {
+    for (const [k, v] of Object.entries(xds.counters.cds)) out.push(scalar('counter', `cluster_manager.cds.${k}`, v));
+    out.push(scalar('gauge', 'control_plane.connected_state', xds.counters.control_plane.connected_state));
+  }
+
+  const redisByCluster = new Map((inputs.redis?.clusters ?? []).map((c) => [c.cluster, c]));
+  for (const cluster of inputs.active) {
+    const c = clusterStatName(cluster.config);
+    const hosts = cluster.hosts;
+    out.push(tagged('gauge', 'cluster', c, 'membership_total', hosts.length));
+    out.push(tagged('gauge', 'cluster', c, 'membership_healthy', hosts.filter((h) => h.health === 'HEALTHY' || h.health === 'UNKNOWN').length));
+    out.push(tagged('gauge', 'cluster', c, 'membership_degraded', hosts.filter((h) => h.health === 'DEGRADED').length));
+    out.push(tagged('gauge', 'cluster', c, 'membership_excluded', 0));
+    out.push(tagged('gauge', 'cluster', c, 'max_host_weight', hosts.reduce((m, h) => Math.max(m, h.weight), 0)));
+    out.push(tagged('counter', 'cluster', c, 'membership_change', events.membershipChange(cluster.name)));
+    const eds = cluster.config.type === 'EDS' ? xds?.counters.eds[cluster.config.edsServiceName] : undefined;
+    for (const k of ['update_attempt', 'update_success', 'update_rejected', 'update_failure', 'update_empty'] as const) {
+      out.push(tagged('counter', 'cluster', c, k, eds?.[k] ?? 0));
+    }
+    const r = redisByCluster.get(cluster.name);
+    out.push(tagged('gauge', 'cluster', c, 'upstream_cx_active', r?.cx_active ?? 0));
+    out.push(tagged('gauge', 'cluster', c, 'upstream_rq_active', r?.hosts.reduce((n, h) => n + h.rq_active, 0) ?? 0));
+    out.push(tagged('counter', 'cluster', c, 'upstream_rq_total', r?.hosts.reduce((n, h) => n + h.rq_total, 0) ?? 0));
+  }
+
+  for (const r of inputs.redis?.clusters ?? []) {
+    const c = r.cluster.replace(/:/g, '_');
+    out.push(tagged('counter', 'redis', c, 'calls', r.calls));
+    out.push(tagged('counter', 'redis', c, 'errors', r.errors));
+    out.push(tagged('counter', 'redis', c, 'timeouts', r.timeouts));
+    out.push(tagged('counter', 'redis', c, 'error_replies', r.error_replies));
+    out.push(tagged('gauge', 'redis', c, 'cx_active', r.cx_active));
+    out.push(tagged('gauge', 'redis', c, 'pools', r.pools));
+  }
+
+  out.push(scalar('gauge', 'wasm.envoy.wasm.runtime.v8.active', inputs.pluginsActive));
+
+  for (const m of inputs.pluginMetrics) {
+    const name = `${WASM_CUSTOM_NAMESPACE}.${m.name}`;
+    const base = { name, tagExtractedName: m.name, tags: {}, customNamespace: true };
+    if (m.type === 2) {
+      out.push({ ...base, kind: 'histogram', count: m.count, sum: Number(m.sum), samples: m.samples.map(Number), id: `${m.type}:${m.id}` });
+    } else {
+      out.push({ ...base, kind: m.type === 0 ? 'counter' : 'gauge', value: m.value });
+    }
+  }
+  return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** Envoy's quantiles for /stats histograms. */
+export const SUPPORTED_QUANTILES = [0, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 100] as const;
+
+/** Quantiles (percent) of the recorded samples, linearly interpolated; undefined when there are none. */
+export function quantiles(samples: readonly number[]): number[] | undefined {
+  if (samples.length === 0) return undefined;
+  const sorted = [...samples].sort((a, b) => a - b);
+  return SUPPORTED_QUANTILES.map((q) => {
+    const pos = (q / 100) * (sorted.length - 1);
+    const lo = Math.floor(pos);
+    const hi = Math.ceil(pos);
+    return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (pos - lo);
+  });
+}
