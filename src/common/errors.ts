@@ -65,3 +65,8 @@ export class ClientClosedError extends SidecarError {
   override name = 'ClientClosedError';
   override readonly code = 'PWS_ERR_CLOSED';
 }
+
+export class AdminError extends SidecarError {
+  override name = 'AdminError';
+  override readonly code = 'PWS_ERR_ADMIN';
+}
