@@ -48,6 +48,8 @@ export class PluginVm {
   private depth = 0;
   private readonly afterCall: Array<() => void> = [];
   private failure: Error | undefined;
+  /** Set by the owner before root shutdown callbacks; a trap then is logged as a warning. */
+  shuttingDown = false;
   /** Callback currently executing (for logs). */
   private callbackName = '';
   private readonly environment: string[];
@@ -213,7 +215,10 @@ export class PluginVm {
   private fail(callback: string, err: unknown): void {
     const message = describeError(err);
     this.failure = new PluginTrapError(`${this.label}: ${callback} trapped: ${message}`, { cause: err });
-    this.logger.error({ plugin: this.label, callback, err: message }, 'plugin VM failed');
+    // A plugin that aborts in its root proxy_on_done while the host shuts it down is not an operational error
+    // (the AssemblyScript SDKs do, looking the root up in their stream-context map).
+    if (this.shuttingDown) this.logger.warn({ plugin: this.label, callback, err: message }, 'plugin trapped during shutdown');
+    else this.logger.error({ plugin: this.label, callback, err: message }, 'plugin VM failed');
     for (const ctx of this.contexts.values()) {
       if (ctx instanceof RootContext) this.cancelCallouts(ctx);
     }

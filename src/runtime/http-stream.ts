@@ -42,7 +42,12 @@ export class HttpStream {
     return this.context().id;
   }
 
+  /**
+   * The stream's context, ready for a stream callback: a local reply sent earlier from a callout or Redis
+   * callback must not force this callback's result to stop (cpp-host resets the flag around every VM call).
+   */
   private context(): HttpContext {
+    if (this.ctx) this.ctx.stopNextIteration = false;
     if (!this.ctx) {
       this.ctx = this.vm.createHttpContext(this.root, this.state);
       this.vm.callGuest(this.root, 'proxy_on_context_create', this.ctx.id, this.root.id);

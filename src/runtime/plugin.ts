@@ -185,6 +185,7 @@ export class Plugin {
     this.closed = true;
     const vm = this.vmInstance;
     const root = this.rootContext;
+    vm.shuttingDown = true;
     if (!vm.failed) {
       const done = vm.callGuest(root, 'proxy_on_done', root.id);
       if (done !== 0) vm.callGuest(root, 'proxy_on_delete', root.id);

@@ -142,3 +142,14 @@ test("the requirements note's variant: table callback and proxy_get_redis_call_r
   assert.equal(header(bogus, 'x-redis-dispatch'), '-1');
   host.close();
 });
+
+test('a local reply sent from the Redis callback does not stop the reply on its way back through the plugin', async () => {
+  const host = await loadEcho();
+  const s = await run(host, 'ping');
+  assert.equal(s.localResponse!.statusCode, 200);
+  // The data plane encodes the local reply through the plugin's response callbacks: they must continue.
+  assert.equal(s.sendResponseHeaders([[':status', '200'], ['content-type', 'text/plain']], false), 'continue');
+  assert.equal(s.sendResponseBody(s.localResponse!.body, true), 'continue');
+  s.complete();
+  host.close();
+});
