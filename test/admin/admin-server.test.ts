@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { AdminServer } from '../../src/admin/admin-server';
-import type { AdminJsonObject, ServerState } from '../../src/admin/sources';
+import type { ServerState } from '../../src/admin/sources';
 import { bootstrapFromJson, type Bootstrap } from '../../src/config/bootstrap';
 import { LogLevelControl } from '../../src/observability/log-level';
 import { MetricsRegistry } from '../../src/services/metrics';
@@ -102,7 +102,7 @@ before(async () => {
     { address: bootstrap.admin?.address, port: 0 },
     {
       state: () => state,
-      bootstrap: bootstrap.json as AdminJsonObject,
+      bootstrap: bootstrap.json,
       clusterManager: clusters,
       metrics: new MetricsRegistry(),
       plugins: () => [{ name: 'p', rootId: 'r', vmId: '', abi: '0_2_1', failed: false }],
