@@ -3,7 +3,7 @@ NODE ?= node
 TSC := node_modules/.bin/tsc
 TEST_CONCURRENCY ?= 2
 
-.PHONY: all install build plugins test bench run example check clean
+.PHONY: all install build plugins test bench run example run-xds check clean
 
 all: build plugins
 
@@ -28,6 +28,10 @@ bench: build plugins
 # The bundled example: the example plugin, a static bootstrap, redis-server on a free port, an upstream.
 run example: build plugins
 	$(NODE) dist/src/example/run-example.js
+
+# The same plugin with its Redis cluster from the test control plane over ADS; Enter moves the endpoints.
+run-xds: build plugins
+	$(NODE) dist/src/example/run-xds-example.js
 
 check: test
 

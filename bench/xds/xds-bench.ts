@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { ClusterManager } from '../../src/upstream/cluster-manager';
 import { AdsClient } from '../../src/xds/ads-client';
 import { CDS_TYPE_URL, EDS_TYPE_URL, loadEnvoyProtos } from '../../src/xds/protos';
-import { XdsTestServer } from '../../test/support/xds-server';
+import { XdsTestServer } from '../../src/testing/xds-control-plane';
 import { cla, edsCluster } from '../../test/support/xds-fixtures';
 
 /**

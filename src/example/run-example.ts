@@ -1,10 +1,8 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer as createHttpServer, type Server } from 'node:http';
-import { connect, createServer } from 'node:net';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { Sidecar } from '../main';
+import { fillTemplate, freePort, startRedis, startUpstream } from './example-support';
 
 /**
  * The bundled example (`make run`): starts redis-server on a free loopback port, a small upstream, and the
@@ -12,67 +10,6 @@ import { Sidecar } from '../main';
  * that show it working and the admin URL, and runs until Ctrl-C. `--check` makes the same requests itself,
  * prints what came back and exits 0 only if the plugin behaved (CI runs it).
  */
-
-const ROOT = resolve(__dirname, '..', '..', '..');
-
-const INSTALL_HINT = `redis-server is needed for the example and was not found on PATH.
-Install it, then run \`make run\` again:
-  Debian/Ubuntu:  sudo apt-get install -y redis-server
-  Fedora/RHEL:    sudo dnf install -y redis
-  macOS:          brew install redis`;
-
-async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => res(port));
-    });
-  });
-}
-
-function ping(port: number): Promise<boolean> {
-  return new Promise((res) => {
-    const sock = connect(port, '127.0.0.1');
-    let out = '';
-    sock.setTimeout(500, () => sock.destroy());
-    sock.on('connect', () => sock.write('*1\r\n$4\r\nPING\r\n'));
-    sock.on('data', (d) => {
-      out += d.toString();
-      if (out.includes('\r\n')) sock.end();
-    });
-    sock.on('close', () => res(out.startsWith('+PONG')));
-    sock.on('error', () => res(false));
-  });
-}
-
-async function startRedis(dir: string): Promise<{ port: number; proc: ChildProcess }> {
-  if (spawnSync('redis-server', ['--version']).error) {
-    console.error(INSTALL_HINT);
-    process.exit(1);
-  }
-  const port = await freePort();
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
-    stdio: 'ignore',
-  });
-  const deadline = Date.now() + 10_000;
-  while (!(await ping(port))) {
-    if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`redis-server did not start on port ${port}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { port, proc };
-}
-
-async function startUpstream(): Promise<{ port: number; server: Server }> {
-  const server = createHttpServer((req, res) => {
-    res.setHeader('content-type', 'text/plain');
-    res.end(`hello from the upstream: ${req.method} ${req.url}\n`);
-  });
-  const port = await freePort();
-  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
-  return { port, server };
-}
 
 interface Check {
   readonly what: string;
@@ -105,13 +42,9 @@ async function main(): Promise<void> {
   const redis = await startRedis(dir);
   const upstream = await startUpstream();
   const [listenerPort, adminPort] = [await freePort(), await freePort()];
-  const template = readFileSync(join(ROOT, 'examples', 'static', 'bootstrap.yaml'), 'utf8');
-  const bootstrap = template
-    .replaceAll('{{ADMIN_PORT}}', String(adminPort))
-    .replaceAll('{{LISTENER_PORT}}', String(listenerPort))
-    .replaceAll('{{UPSTREAM_PORT}}', String(upstream.port))
-    .replaceAll('{{REDIS_PORT}}', String(redis.port))
-    .replaceAll('{{PLUGIN_DIR}}', join(ROOT, 'build', 'plugins'));
+  const bootstrap = fillTemplate('static', {
+    ADMIN_PORT: adminPort, LISTENER_PORT: listenerPort, UPSTREAM_PORT: upstream.port, REDIS_PORT: redis.port,
+  });
   const configFile = join(dir, 'bootstrap.yaml');
   writeFileSync(configFile, bootstrap);
 

@@ -1,0 +1,473 @@
+import * as grpc from '@grpc/grpc-js';
+import { fromProtoJson, type ProtoObject } from '../xds/proto-json';
+import {
+  ADS_DELTA_METHOD,
+  ADS_SOTW_METHOD,
+  CDS_TYPE_URL,
+  EDS_TYPE_URL,
+  RESOURCE_TYPE_URL,
+  loadEnvoyProtos,
+  type AnyMessage,
+  type EnvoyProtos,
+} from '../xds/protos';
+
+/**
+ * A scriptable ADS control plane for tests and benches, on @grpc/grpc-js with the real Envoy protos. It serves
+ * SotW (StreamAggregatedResources) and Delta (DeltaAggregatedResources):
+ *
+ * - setClusters()/setEndpoints() replace a type's resources (proto3 JSON) and bump its version; push() sends the
+ *   new state to every stream (SotW: the full set, EDS filtered by the requested names; Delta: the diff);
+ * - sendRaw()/sendRawDelta() send a hand-built response (invalid ones included);
+ * - killStreams() fails the open streams; stop()/restart() take the server down and bring it back on the same port;
+ * - `requests` records every request the client sent, decoded, in order.
+ *
+ * Server behaviour follows go-control-plane: a request that ACKs/NACKs the latest nonce gets no reply; a first
+ * request whose version equals the current one gets no reply; newly requested names are always sent.
+ */
+
+export interface RecordedRequest {
+  readonly kind: 'sotw' | 'delta';
+  readonly stream: number;
+  readonly typeUrl: string;
+  readonly versionInfo: string;
+  readonly responseNonce: string;
+  readonly errorDetail: { readonly code: number; readonly message: string } | undefined;
+  readonly resourceNames: readonly string[];
+  readonly subscribe: readonly string[];
+  readonly unsubscribe: readonly string[];
+  readonly initialResourceVersions: Readonly<Record<string, string>>;
+  readonly nodeId: string | undefined;
+}
+
+interface StoredResource {
+  readonly name: string;
+  readonly version: string;
+  readonly any: AnyMessage;
+  /** The encoded `repeated Any resources = 2` entry of a DiscoveryResponse, cached for fast SotW pushes. */
+  readonly sotwField: Buffer;
+}
+
+/** A pre-serialized response: the serializer passes the bytes through. */
+class Prebuilt {
+  constructor(readonly bytes: Buffer) {}
+}
+
+type Call = grpc.ServerDuplexStream<ProtoObject, ProtoObject | Prebuilt>;
+
+interface SotwTypeState {
+  names: Set<string>;
+  wildcard: boolean;
+  lastNonce: string;
+}
+
+interface DeltaTypeState {
+  names: Set<string>;
+  wildcard: boolean;
+  /** What the client has: name -> version. */
+  readonly known: Map<string, string>;
+}
+
+interface ServerStream {
+  readonly id: number;
+  readonly kind: 'sotw' | 'delta';
+  readonly call: Call;
+  readonly sotw: Map<string, SotwTypeState>;
+  readonly delta: Map<string, DeltaTypeState>;
+  ended: boolean;
+}
+
+export interface XdsTestServerOptions {
+  readonly port?: number;
+  readonly protos?: EnvoyProtos;
+}
+
+function lenPrefix(n: number): Buffer {
+  const out: number[] = [];
+  while (n > 0x7f) {
+    out.push((n & 0x7f) | 0x80);
+    n >>>= 7;
+  }
+  out.push(n);
+  return Buffer.from(out);
+}
+
+function stringField(field: number, s: string): Buffer {
+  if (s === '') return Buffer.alloc(0);
+  const b = Buffer.from(s, 'utf8');
+  return Buffer.concat([Buffer.from([(field << 3) | 2]), lenPrefix(b.length), b]);
+}
+
+export class XdsTestServer {
+  readonly requests: RecordedRequest[] = [];
+  private readonly protos: EnvoyProtos;
+  private server: grpc.Server | undefined;
+  private readonly streams = new Set<ServerStream>();
+  private readonly resources = new Map<string, Map<string, StoredResource>>();
+  private readonly versions = new Map<string, number>();
+  private nonceCounter = 0;
+  private streamCounter = 0;
+  private boundPort = 0;
+  private readonly waiters = new Set<() => void>();
+
+  private constructor(options: XdsTestServerOptions) {
+    this.protos = options.protos ?? loadEnvoyProtos();
+    this.boundPort = options.port ?? 0;
+  }
+
+  static async start(options: XdsTestServerOptions = {}): Promise<XdsTestServer> {
+    const s = new XdsTestServer(options);
+    await s.listen();
+    return s;
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  get target(): string {
+    return `127.0.0.1:${this.boundPort}`;
+  }
+
+  /** Number of open client streams. */
+  get streamCount(): number {
+    return [...this.streams].filter((s) => !s.ended).length;
+  }
+
+  /** The nonce of the last response sent. */
+  get lastNonce(): string {
+    return `n${this.nonceCounter}`;
+  }
+
+  /** The current version of a type ('' before anything was set). */
+  version(typeUrl: string): string {
+    const v = this.versions.get(typeUrl);
+    return v === undefined ? '' : String(v);
+  }
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // scripting
+
+  /** Replaces all clusters (proto3 JSON, without "@type") and bumps the CDS version. Call push() to send. */
+  setClusters(clusters: readonly Record<string, unknown>[], options: { wrap?: boolean } = {}): string {
+    return this.setResources(CDS_TYPE_URL, clusters.map((c) => this.toAny(this.protos.Cluster, c, String(c['name'] ?? ''), options.wrap)));
+  }
+
+  /** Replaces all ClusterLoadAssignments (proto3 JSON) and bumps the EDS version. */
+  setEndpoints(clas: readonly Record<string, unknown>[], options: { wrap?: boolean } = {}): string {
+    return this.setResources(EDS_TYPE_URL, clas.map((c) => this.toAny(this.protos.ClusterLoadAssignment, c, String(c['cluster_name'] ?? ''), options.wrap)));
+  }
+
+  /** Replaces or adds single resources without touching the others (Delta-friendly), and bumps the version. */
+  upsert(typeUrl: string, items: readonly Record<string, unknown>[]): string {
+    const type = typeUrl === CDS_TYPE_URL ? this.protos.Cluster : this.protos.ClusterLoadAssignment;
+    const nameField = typeUrl === CDS_TYPE_URL ? 'name' : 'cluster_name';
+    const current = [...(this.resources.get(typeUrl)?.values() ?? [])].map((r) => ({ name: r.name, any: r.any }));
+    for (const item of items) {
+      const name = String(item[nameField] ?? '');
+      const next = this.toAny(type, item, name, false);
+      const i = current.findIndex((c) => c.name === name);
+      if (i >= 0) current[i] = next;
+      else current.push(next);
+    }
+    return this.setResources(typeUrl, current);
+  }
+
+  /** Removes named resources and bumps the version. */
+  remove(typeUrl: string, names: readonly string[]): string {
+    const current = [...(this.resources.get(typeUrl)?.values() ?? [])].filter((r) => !names.includes(r.name)).map((r) => ({ name: r.name, any: r.any }));
+    return this.setResources(typeUrl, current);
+  }
+
+  /** Sets a type's resources from already-encoded Anys (names given); returns the new version. */
+  setResources(typeUrl: string, items: readonly { readonly name: string; readonly any: AnyMessage }[]): string {
+    const version = (this.versions.get(typeUrl) ?? 0) + 1;
+    this.versions.set(typeUrl, version);
+    const prev = this.resources.get(typeUrl) ?? new Map<string, StoredResource>();
+    const next = new Map<string, StoredResource>();
+    for (const { name, any } of items) {
+      const old = prev.get(name);
+      if (old && old.any.type_url === any.type_url && Buffer.compare(Buffer.from(old.any.value), Buffer.from(any.value)) === 0) {
+        next.set(name, old);
+        continue;
+      }
+      const anyBytes = Buffer.from(this.protos.Any.encode(any).finish());
+      const sotwField = Buffer.concat([Buffer.from([(2 << 3) | 2]), lenPrefix(anyBytes.length), anyBytes]);
+      next.set(name, { name, version: String(version), any, sotwField });
+    }
+    this.resources.set(typeUrl, next);
+    return String(version);
+  }
+
+  /** Sends the current state of `typeUrl` (default: CDS then EDS) to every stream that subscribed to it. */
+  push(typeUrl?: string): void {
+    const types = typeUrl ? [typeUrl] : [CDS_TYPE_URL, EDS_TYPE_URL];
+    for (const stream of this.streams) {
+      if (stream.ended) continue;
+      for (const t of types) {
+        if (stream.kind === 'sotw') {
+          const st = stream.sotw.get(t);
+          if (st) this.sendSotwState(stream, t, st);
+        } else {
+          const st = stream.delta.get(t);
+          if (st) this.sendDeltaDiff(stream, t, st);
+        }
+      }
+    }
+  }
+
+  /** Sends a hand-built SotW DiscoveryResponse to every SotW stream; returns the nonce used. */
+  sendRaw(response: { type_url: string; version_info: string; resources: readonly AnyMessage[]; nonce?: string }): string {
+    const nonce = response.nonce ?? this.nextNonce();
+    for (const stream of this.streams) {
+      if (stream.ended || stream.kind !== 'sotw') continue;
+      const st = stream.sotw.get(response.type_url);
+      if (st) st.lastNonce = nonce;
+      stream.call.write({ ...response, resources: [...response.resources], nonce });
+    }
+    return nonce;
+  }
+
+  /** Sends a hand-built DeltaDiscoveryResponse to every Delta stream; returns the nonce used. */
+  sendRawDelta(response: { type_url: string; system_version_info?: string; resources: readonly ProtoObject[]; removed_resources?: readonly string[]; nonce?: string }): string {
+    const nonce = response.nonce ?? this.nextNonce();
+    for (const stream of this.streams) {
+      if (stream.ended || stream.kind !== 'delta') continue;
+      stream.call.write({ ...response, resources: [...response.resources], removed_resources: [...(response.removed_resources ?? [])], nonce });
+    }
+    return nonce;
+  }
+
+  /** Encodes one resource (proto3 JSON) as an Any, optionally wrapped in `envoy.service.discovery.v3.Resource`. */
+  encodeAny(typeUrl: string, json: Record<string, unknown>, wrapName?: string): AnyMessage {
+    const type = this.protos.lookup(typeUrl);
+    if (!type) throw new Error(`unknown type ${typeUrl}`);
+    return this.toAny(type, json, wrapName ?? '', wrapName !== undefined).any;
+  }
+
+  /** Fails every open stream with UNAVAILABLE; clients reconnect. */
+  killStreams(): void {
+    for (const stream of this.streams) {
+      if (stream.ended) continue;
+      stream.ended = true;
+      stream.call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'killed by test' });
+    }
+    this.streams.clear();
+  }
+
+  /** Takes the server down (forcefully). Resource state and recorded requests are kept. */
+  async stop(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    for (const s of this.streams) s.ended = true;
+    this.streams.clear();
+    if (server) server.forceShutdown();
+    await Promise.resolve();
+  }
+
+  /** Brings a stopped server back on the same port with the same resources. */
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.listen();
+  }
+
+  async close(): Promise<void> {
+    await this.stop();
+    for (const w of this.waiters) w();
+    this.waiters.clear();
+  }
+
+  /** Resolves when `predicate` holds (checked after every request and every 5 ms); rejects after `timeoutMs`. */
+  async waitFor(predicate: () => boolean, timeoutMs = 10_000, what = 'condition'): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!predicate()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(done, 5);
+        function done(): void {
+          clearTimeout(t);
+          resolve();
+        }
+        this.waiters.add(done);
+        t.unref();
+      });
+    }
+  }
+
+  /** Requests of one type, in order. */
+  requestsFor(typeUrl: string): RecordedRequest[] {
+    return this.requests.filter((r) => r.typeUrl === typeUrl);
+  }
+
+  /** Last request of a type that answered `nonce`. */
+  replyTo(nonce: string): RecordedRequest | undefined {
+    return [...this.requests].reverse().find((r) => r.responseNonce === nonce);
+  }
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // internals
+
+  private toAny(type: import('protobufjs').Type, json: Record<string, unknown>, name: string, wrap: boolean | undefined): { name: string; any: AnyMessage } {
+    const plain = fromProtoJson(this.protos, type, json);
+    const any: AnyMessage = { type_url: `type.googleapis.com/${type.fullName.slice(1)}`, value: type.encode(plain).finish() };
+    if (!wrap) return { name, any };
+    const wrapped = this.protos.Resource.encode({ name, resource: any }).finish();
+    return { name, any: { type_url: RESOURCE_TYPE_URL, value: wrapped } };
+  }
+
+  private nextNonce(): string {
+    return `n${++this.nonceCounter}`;
+  }
+
+  private notify(): void {
+    for (const w of [...this.waiters]) w();
+    this.waiters.clear();
+  }
+
+  private listen(): Promise<void> {
+    const server = new grpc.Server({ 'grpc.max_send_message_length': -1, 'grpc.max_receive_message_length': -1 });
+    const p = this.protos;
+    const serializeSotw = (m: ProtoObject | Prebuilt): Buffer => (m instanceof Prebuilt ? m.bytes : Buffer.from(p.DiscoveryResponse.encode(m).finish()));
+    const serializeDelta = (m: ProtoObject | Prebuilt): Buffer => (m instanceof Prebuilt ? m.bytes : Buffer.from(p.DeltaDiscoveryResponse.encode(m).finish()));
+    const definition: grpc.ServiceDefinition = {
+      StreamAggregatedResources: {
+        path: ADS_SOTW_METHOD,
+        requestStream: true,
+        responseStream: true,
+        requestSerialize: (m: ProtoObject) => Buffer.from(p.DiscoveryRequest.encode(m).finish()),
+        requestDeserialize: (b: Buffer) => p.DiscoveryRequest.decode(b) as unknown as ProtoObject,
+        responseSerialize: serializeSotw,
+        responseDeserialize: (b: Buffer) => p.DiscoveryResponse.decode(b) as unknown as ProtoObject,
+      },
+      DeltaAggregatedResources: {
+        path: ADS_DELTA_METHOD,
+        requestStream: true,
+        responseStream: true,
+        requestSerialize: (m: ProtoObject) => Buffer.from(p.DeltaDiscoveryRequest.encode(m).finish()),
+        requestDeserialize: (b: Buffer) => p.DeltaDiscoveryRequest.decode(b) as unknown as ProtoObject,
+        responseSerialize: serializeDelta,
+        responseDeserialize: (b: Buffer) => p.DeltaDiscoveryResponse.decode(b) as unknown as ProtoObject,
+      },
+    };
+    server.addService(definition, {
+      StreamAggregatedResources: (call: Call) => this.onStream(call, 'sotw'),
+      DeltaAggregatedResources: (call: Call) => this.onStream(call, 'delta'),
+    });
+    return new Promise((resolve, reject) => {
+      server.bindAsync(`127.0.0.1:${this.boundPort}`, grpc.ServerCredentials.createInsecure(), (err, port) => {
+        if (err) return reject(err);
+        this.boundPort = port;
+        this.server = server;
+        resolve();
+      });
+    });
+  }
+
+  private onStream(call: Call, kind: 'sotw' | 'delta'): void {
+    const stream: ServerStream = { id: ++this.streamCounter, kind, call, sotw: new Map(), delta: new Map(), ended: false };
+    this.streams.add(stream);
+    const end = (): void => {
+      stream.ended = true;
+      this.streams.delete(stream);
+    };
+    call.on('data', (req: ProtoObject) => {
+      if (stream.ended) return;
+      if (kind === 'sotw') this.onSotwRequest(stream, req);
+      else this.onDeltaRequest(stream, req);
+      this.notify();
+    });
+    call.on('end', () => {
+      end();
+      call.end();
+    });
+    call.on('error', end);
+    call.on('cancelled', end);
+  }
+
+  private record(stream: ServerStream, req: ProtoObject): RecordedRequest {
+    const err = req['error_detail'] as { code?: number; message?: string } | null | undefined;
+    const node = req['node'] as { id?: string } | null | undefined;
+    const rec: RecordedRequest = {
+      kind: stream.kind,
+      stream: stream.id,
+      typeUrl: String(req['type_url'] ?? ''),
+      versionInfo: String(req['version_info'] ?? ''),
+      responseNonce: String(req['response_nonce'] ?? ''),
+      errorDetail: err ? { code: Number(err.code ?? 0), message: String(err.message ?? '') } : undefined,
+      resourceNames: [...((req['resource_names'] as string[] | undefined) ?? [])],
+      subscribe: [...((req['resource_names_subscribe'] as string[] | undefined) ?? [])],
+      unsubscribe: [...((req['resource_names_unsubscribe'] as string[] | undefined) ?? [])],
+      initialResourceVersions: { ...((req['initial_resource_versions'] as Record<string, string> | undefined) ?? {}) },
+      nodeId: node ? String(node.id ?? '') : undefined,
+    };
+    this.requests.push(rec);
+    return rec;
+  }
+
+  private onSotwRequest(stream: ServerStream, req: ProtoObject): void {
+    const rec = this.record(stream, req);
+    let st = stream.sotw.get(rec.typeUrl);
+    const first = !st;
+    if (!st) {
+      st = { names: new Set(), wildcard: rec.resourceNames.length === 0, lastNonce: '' };
+      stream.sotw.set(rec.typeUrl, st);
+    }
+    const added = rec.resourceNames.filter((n) => !st.names.has(n));
+    st.names = new Set(rec.resourceNames);
+    if (rec.responseNonce !== '' && rec.responseNonce !== st.lastNonce) return; // stale
+    const current = this.version(rec.typeUrl);
+    if (current === '') return;
+    if (added.length > 0 && !st.wildcard) return this.sendSotwState(stream, rec.typeUrl, st);
+    if ((first || rec.responseNonce === '') && rec.versionInfo !== current) this.sendSotwState(stream, rec.typeUrl, st);
+  }
+
+  private sendSotwState(stream: ServerStream, typeUrl: string, st: SotwTypeState): void {
+    const all = [...(this.resources.get(typeUrl)?.values() ?? [])];
+    const chosen = st.wildcard ? all : all.filter((r) => st.names.has(r.name));
+    const nonce = this.nextNonce();
+    st.lastNonce = nonce;
+    const bytes = Buffer.concat([stringField(1, this.version(typeUrl)), ...chosen.map((r) => r.sotwField), stringField(4, typeUrl), stringField(5, nonce)]);
+    stream.call.write(new Prebuilt(bytes));
+  }
+
+  private onDeltaRequest(stream: ServerStream, req: ProtoObject): void {
+    const rec = this.record(stream, req);
+    let st = stream.delta.get(rec.typeUrl);
+    if (!st) {
+      st = { names: new Set(), wildcard: false, known: new Map(Object.entries(rec.initialResourceVersions)) };
+      stream.delta.set(rec.typeUrl, st);
+      if (rec.subscribe.length === 0 && rec.unsubscribe.length === 0) st.wildcard = true; // legacy wildcard
+    }
+    for (const n of rec.subscribe) {
+      if (n === '*') st.wildcard = true;
+      else st.names.add(n);
+    }
+    for (const n of rec.unsubscribe) {
+      if (n === '*') st.wildcard = false;
+      st.names.delete(n);
+      st.known.delete(n);
+    }
+    if (rec.responseNonce !== '') return; // ACK or NACK
+    this.sendDeltaDiff(stream, rec.typeUrl, st, rec.subscribe);
+  }
+
+  private sendDeltaDiff(stream: ServerStream, typeUrl: string, st: DeltaTypeState, forceNames: readonly string[] = []): void {
+    const current = this.resources.get(typeUrl) ?? new Map<string, StoredResource>();
+    const wanted = (name: string): boolean => st.wildcard || st.names.has(name);
+    const resources: ProtoObject[] = [];
+    for (const r of current.values()) {
+      if (!wanted(r.name)) continue;
+      if (st.known.get(r.name) === r.version && !forceNames.includes(r.name)) continue;
+      resources.push({ name: r.name, version: r.version, resource: r.any });
+      st.known.set(r.name, r.version);
+    }
+    const removed: string[] = [];
+    for (const name of [...st.known.keys()]) {
+      if (!current.has(name) && wanted(name)) {
+        removed.push(name);
+        st.known.delete(name);
+      }
+    }
+    if (resources.length === 0 && removed.length === 0) return;
+    stream.call.write({ type_url: typeUrl, system_version_info: this.version(typeUrl), resources, removed_resources: removed, nonce: this.nextNonce() });
+  }
+}
