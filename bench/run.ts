@@ -6,11 +6,13 @@
 import { runStreamBench } from './abi/stream-bench';
 import { runRedisBench } from './redis/redis-bench';
 import { runXdsBench } from './xds/xds-bench';
+import { runHttpBench } from './http/http-bench';
 
 const BENCHES: Readonly<Record<string, () => Promise<void>>> = {
   abi: () => runStreamBench(),
   redis: () => runRedisBench(),
   xds: () => runXdsBench(),
+  http: () => runHttpBench(),
 };
 
 async function main(): Promise<void> {
