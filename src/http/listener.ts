@@ -41,16 +41,26 @@ class NodeDownstream implements DownstreamSink {
     // A response that goes out before the request body was read ends the connection (Envoy's HTTP/1 codec).
     if (!this.requestComplete()) flat.push('connection', 'close');
     this.res.writeHead(status, flat);
-    if (endOfStream) this.res.end();
-    else this.res.flushHeaders();
+    if (endOfStream) {
+      this.res.end();
+      return;
+    }
+    // Headers go out with the first body chunk when it follows in the same turn (one write, as node:http does
+    // for a plain proxy); otherwise they are flushed on their own, so a slow stream (SSE) still starts at once.
+    setImmediate(() => {
+      if (!this.res.destroyed && !this.res.writableEnded && this.res.writableLength === 0 && !this.bodyStarted) this.res.flushHeaders();
+    });
   }
+
+  private bodyStarted = false;
 
   data(chunk: Buffer, endOfStream: boolean): void {
     if (this.res.destroyed || this.res.writableEnded) return;
     if (!this.res.headersSent) this.res.writeHead(200);
+    this.bodyStarted = true;
     this.stream.info.responseBytes += chunk.length;
-    if (chunk.length > 0) this.res.write(chunk);
-    if (endOfStream) this.res.end();
+    if (endOfStream) this.res.end(chunk.length > 0 ? chunk : undefined);
+    else if (chunk.length > 0) this.res.write(chunk);
   }
 
   trailers(trailers: HeaderPairs): void {
