@@ -1,13 +1,13 @@
 import type { RedisService } from '../services/redis';
 import type { HttpCalloutService } from '../services/http-callout';
-import type { SharedDataStore } from '../services/shared-data';
-import type { SharedQueueRegistry } from '../services/shared-queue';
+import type { SharedDataService } from '../services/shared-data';
+import type { SharedQueueService } from '../services/shared-queue';
 import type { MetricsRegistry } from '../services/metrics';
 
 /** Everything host functions may reach beyond the VM itself. */
 export interface HostServices {
-  readonly sharedData: SharedDataStore;
-  readonly sharedQueues: SharedQueueRegistry;
+  readonly sharedData: SharedDataService;
+  readonly sharedQueues: SharedQueueService;
   readonly metrics: MetricsRegistry;
   /** Absent: proxy_redis_* return INTERNAL_FAILURE... unless the cluster is unknown. */
   readonly redis?: RedisService;

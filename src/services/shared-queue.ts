@@ -10,10 +10,23 @@ interface Queue {
 }
 
 /**
+ * What host functions need from shared queues. `SharedQueueRegistry` is the in-process registry; with
+ * `--concurrency N` workers reach the one registry in the main thread through a synchronous mailbox.
+ */
+export interface SharedQueueService {
+  /** Registers (or re-opens) queue (vmId, name); `onReady` runs on a later tick after each enqueue. */
+  register(vmId: string, name: string, onReady: (queueId: number) => void): { id: number; registration: Disposable };
+  resolve(vmId: string, name: string): number | undefined;
+  enqueue(id: number, value: Buffer): boolean;
+  /** undefined: unknown queue; null: empty. */
+  dequeue(id: number): Buffer | null | undefined;
+}
+
+/**
  * Proxy-Wasm shared queues: registered by (vm_id, name), resolvable from any VM, woken on enqueue.
  * Enqueue never calls into a VM synchronously; the owner's wake-up runs from setImmediate.
  */
-export class SharedQueueRegistry {
+export class SharedQueueRegistry implements SharedQueueService {
   private readonly byId = new Map<number, Queue>();
   private readonly byName = new Map<string, Queue>();
   private nextId = 1;
