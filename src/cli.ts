@@ -64,19 +64,18 @@ export function buildCli(): Command {
     .description('run the listeners of a bootstrap until SIGTERM/SIGINT (then drain and exit 0)')
     .requiredOption('-c, --config <file>', 'Envoy v3 bootstrap (YAML or JSON)')
     .addOption(new Option('--log-level <level>', 'log level').choices(LEVELS).default('info'))
-    .addOption(new Option('--concurrency <n>', 'worker count (only 1 is implemented)').argParser(positiveInt).default(1))
+    .addOption(new Option('--concurrency <n>', 'worker threads (Envoy --concurrency); 1 serves from the main thread').argParser(positiveInt).default(1))
     .option('--drain-timeout-ms <ms>', 'how long to wait for in-flight streams on shutdown', positiveInt, 10_000)
     .action(async (opts: { config: string; logLevel: LevelWithSilent; concurrency: number; drainTimeoutMs: number }) => {
-      if (opts.concurrency !== 1) process.stderr.write(`--concurrency ${opts.concurrency}: workers are not implemented yet; running one worker\n`);
       let sidecar: Sidecar;
       try {
-        sidecar = await Sidecar.start({ configFile: opts.config, logLevel: opts.logLevel, drainTimeoutMs: opts.drainTimeoutMs });
+        sidecar = await Sidecar.start({ configFile: opts.config, logLevel: opts.logLevel, drainTimeoutMs: opts.drainTimeoutMs, concurrency: opts.concurrency });
       } catch (err) {
         process.stderr.write(`cannot start: ${describe(err)}\n`);
         process.exitCode = 1;
         return;
       }
-      for (const l of sidecar.listeners) process.stdout.write(`listening ${l.config.name} ${l.config.address}:${l.port}\n`);
+      for (const l of sidecar.publicListeners) process.stdout.write(`listening ${l.config.name} ${l.config.address}:${l.port}\n`);
       const stop = (signal: string) => {
         sidecar.logger.info({ signal }, 'draining');
         sidecar.stop().then(

@@ -3,17 +3,22 @@ import { LogLevel } from './abi/enums';
 import type { HostServices } from './abi/host-services';
 import { adsClientOptions } from './config/bootstrap';
 import { createLogger, type Logger } from './common/logger';
-import { UndiciHttpCalloutService } from './http/http-callout';
-import { HttpListener } from './http/listener';
-import { loadSidecarConfig, type SidecarConfig, type WasmFilterConfig } from './http/listener-config';
-import { UpstreamPools } from './http/upstream-pools';
-import { RedisPoolManager } from './redis/pool-manager';
-import { Plugin } from './runtime/plugin';
+import type { UndiciHttpCalloutService } from './http/http-callout';
+import type { HttpListener } from './http/listener';
+import { loadSidecarConfig, type ListenerConfig, type SidecarConfig } from './http/listener-config';
+import type { UpstreamPools } from './http/upstream-pools';
+import type { RedisPoolManager } from './redis/pool-manager';
+import type { Plugin } from './runtime/plugin';
 import { MetricsRegistry } from './services/metrics';
 import { SharedDataStore } from './services/shared-data';
 import { SharedQueueRegistry } from './services/shared-queue';
 import { ClusterManager } from './upstream/cluster-manager';
+import { DataPlane } from './workers/data-plane';
+import { WorkerPool, type WorkerMetrics } from './workers/worker-pool';
 import { AdsClient } from './xds/ads-client';
+
+export { loadFilterPlugin } from './workers/data-plane';
+export type { WorkerMetrics } from './workers/worker-pool';
 
 /**
  * The composition root: builds every object from a bootstrap, wires subscriptions, and owns the shutdown order
@@ -22,6 +27,12 @@ import { AdsClient } from './xds/ads-client';
  * Plugin order: http_filters run in listener order, as Envoy runs them. Higress sorts WasmPlugin CRDs by phase
  * (AUTHN, AUTHZ, STATS, unspecified) and priority before it emits the listener; a bootstrap written by hand
  * states the order directly.
+ *
+ * Concurrency 1 (the default) runs one DataPlane in this thread, with no forwarding. Concurrency N > 1 runs
+ * Envoy's threading model on worker_threads: this thread owns the bootstrap, xDS, the authoritative
+ * ClusterManager, the public listeners and the one store of shared data and queues; each of N workers owns a
+ * DataPlane (its own ClusterManager, Redis and upstream pools, plugin VMs) and gets cluster updates as messages,
+ * shared state through a synchronous SharedArrayBuffer mailbox, and client connections forwarded at L4.
  */
 
 export type SidecarState = 'starting' | 'running' | 'draining' | 'stopped';
@@ -32,27 +43,21 @@ export interface SidecarOptions {
   readonly logger?: Logger;
   /** How long SIGTERM waits for in-flight streams. */
   readonly drainTimeoutMs?: number;
+  /** Worker threads (Envoy's --concurrency); default 1 (no workers: everything in this thread). */
+  readonly concurrency?: number;
+}
+
+/** A public listener: the HttpListener itself (concurrency 1) or the forwarding front of the workers' listeners. */
+export interface SidecarListener {
+  readonly config: ListenerConfig;
+  /** The bound port (useful with port_value 0). */
+  readonly port: number;
+  readonly closed: boolean;
 }
 
 const PROXY_LOG_LEVEL: Readonly<Record<string, LogLevel>> = {
   trace: LogLevel.Trace, debug: LogLevel.Debug, info: LogLevel.Info, warn: LogLevel.Warn, error: LogLevel.Error, fatal: LogLevel.Critical, silent: LogLevel.Critical,
 };
-
-/** Loads the Wasm plugin of one http filter with its PluginConfig. */
-export async function loadFilterPlugin(filter: WasmFilterConfig, services: HostServices, logger: Logger): Promise<Plugin> {
-  const code = filter.code.kind === 'file' ? filter.code.filename : filter.code.bytes;
-  return Plugin.load(code, {
-    name: filter.name || filter.filterName,
-    rootId: filter.rootId,
-    vmId: filter.vmId,
-    configuration: filter.configuration,
-    vmConfiguration: filter.vmConfiguration,
-    environment: filter.environment,
-    failurePolicy: filter.failurePolicy,
-    allowOnHeadersStopIteration: filter.allowOnHeadersStopIteration,
-    ...(filter.reloadBackoffMs !== undefined ? { reloadBackoffMs: filter.reloadBackoffMs } : {}),
-  }, { services, logger });
-}
 
 /** A running sidecar. Admin (another module) reads its parts through the getters. */
 export class Sidecar {
@@ -63,67 +68,98 @@ export class Sidecar {
   private constructor(
     readonly config: SidecarConfig,
     readonly logger: Logger,
+    /** The authoritative clusters (bootstrap + xDS). With workers, each worker's own follows this one. */
     readonly clusterManager: ClusterManager,
-    readonly redis: RedisPoolManager,
-    readonly upstreamPools: UpstreamPools,
-    readonly httpCallout: UndiciHttpCalloutService,
+    /** Shared data and queues are the one store (in every mode); metrics are this thread's (see workerMetrics()). */
     readonly services: HostServices,
-    private readonly pluginList: Plugin[],
-    private readonly listenerList: HttpListener[],
-    private readonly drainTimeoutMs: number,
+    private readonly plane: DataPlane | undefined,
+    private readonly pool: WorkerPool | undefined,
   ) {}
 
   get state(): SidecarState {
     return this.currentState;
   }
 
-  get plugins(): readonly Plugin[] {
-    return this.pluginList;
+  /** Worker threads serving traffic; 1 means the single-process data plane (no workers). */
+  get concurrency(): number {
+    return this.pool?.size ?? 1;
   }
 
+  /** Plugins of this thread's data plane; empty with workers (each worker loads its own). */
+  get plugins(): readonly Plugin[] {
+    return this.plane?.plugins ?? [];
+  }
+
+  /** This thread's HTTP listeners; empty with workers (each worker serves on its own). */
   get listeners(): readonly HttpListener[] {
-    return this.listenerList;
+    return this.plane?.listeners ?? [];
+  }
+
+  /** What clients connect to, in every mode: the HttpListeners, or with workers the forwarding listeners. */
+  get publicListeners(): readonly SidecarListener[] {
+    return this.plane?.listeners ?? this.pool?.listeners ?? [];
+  }
+
+  /** This thread's pools; undefined with workers (each worker owns its pools, as Envoy's thread-local clusters do). */
+  get redis(): RedisPoolManager | undefined {
+    return this.plane?.redis;
+  }
+
+  get upstreamPools(): UpstreamPools | undefined {
+    return this.plane?.upstreamPools;
+  }
+
+  get httpCallout(): UndiciHttpCalloutService | undefined {
+    return this.plane?.httpCallout;
   }
 
   get adsClient(): AdsClient | undefined {
     return this.ads;
   }
 
+  /**
+   * Plugin-defined metrics per worker, as plain data (with workers: one message round trip each; a worker that
+   * does not answer within `timeoutMs` is left out). Concurrency 1 reports this thread as worker 0. Totals are
+   * the caller's sum by (type, name).
+   */
+  async workerMetrics(timeoutMs = 2000): Promise<WorkerMetrics[]> {
+    if (this.pool) return this.pool.collectMetrics(timeoutMs);
+    const metrics = this.services.metrics.all().map((x) => ({ id: x.id, type: x.type, name: x.name, value: x.value, count: x.count, sum: x.sum, samples: [...x.samples] }));
+    return [{ worker: 0, metrics }];
+  }
+
   static async start(options: SidecarOptions): Promise<Sidecar> {
-    const level = options.logLevel ?? 'info';
+    const level: LevelWithSilent = options.logLevel ?? (options.logger?.level as LevelWithSilent | undefined) ?? 'info';
     const logger = options.logger ?? createLogger(level);
     const config = loadSidecarConfig(options.configFile);
-    const clusterManager = new ClusterManager({ logger });
-    for (const c of config.bootstrap.staticClusters) clusterManager.addOrUpdateCluster(c);
-    const upstreamPools = new UpstreamPools(clusterManager, logger);
-    const redis = new RedisPoolManager(clusterManager, logger);
-    const httpCallout = new UndiciHttpCalloutService(upstreamPools, logger);
-    const services: HostServices = {
-      sharedData: new SharedDataStore(),
-      sharedQueues: new SharedQueueRegistry(),
-      metrics: new MetricsRegistry(),
-      redis,
-      httpCallout,
-      logLevel: () => PROXY_LOG_LEVEL[logger.level] ?? LogLevel.Info,
-    };
-    const plugins: Plugin[] = [];
-    const listeners: HttpListener[] = [];
-    const sidecar = new Sidecar(config, logger, clusterManager, redis, upstreamPools, httpCallout, services, plugins, listeners, options.drainTimeoutMs ?? 10_000);
+    const drainTimeoutMs = options.drainTimeoutMs ?? 10_000;
+    const concurrency = options.concurrency ?? 1;
+    const sharedData = new SharedDataStore();
+    const sharedQueues = new SharedQueueRegistry();
+    let sidecar: Sidecar;
+    if (concurrency <= 1) {
+      const plane = new DataPlane({ config, logger, sharedData, sharedQueues, drainTimeoutMs });
+      sidecar = new Sidecar(config, logger, plane.clusterManager, plane.services, plane, undefined);
+    } else {
+      const clusterManager = new ClusterManager({ logger });
+      for (const c of config.bootstrap.staticClusters) clusterManager.addOrUpdateCluster(c);
+      const services: HostServices = {
+        sharedData,
+        sharedQueues,
+        metrics: new MetricsRegistry(),
+        logLevel: () => PROXY_LOG_LEVEL[logger.level] ?? LogLevel.Info,
+      };
+      const pool = new WorkerPool({
+        concurrency, configFile: options.configFile, config, logLevel: level, logger, drainTimeoutMs, clusterManager, sharedData, sharedQueues,
+      });
+      sidecar = new Sidecar(config, logger, clusterManager, services, undefined, pool);
+    }
     try {
-      for (const l of config.listeners) {
-        const own: Plugin[] = [];
-        for (const f of l.wasmFilters) {
-          const p = await loadFilterPlugin(f, services, logger);
-          own.push(p);
-          plugins.push(p);
-        }
-        const listener = new HttpListener({ config: l, plugins: own, pools: upstreamPools, logger, node: config.bootstrap.node });
-        await listener.start();
-        listeners.push(listener);
-      }
+      await sidecar.plane?.start();
+      await sidecar.pool?.start();
       // xDS: clusters (CDS/EDS) over ADS when the bootstrap has dynamic_resources.ads_config.
       if (config.bootstrap.ads) {
-        sidecar.ads = new AdsClient({ ...adsClientOptions(config.bootstrap, clusterManager), logger });
+        sidecar.ads = new AdsClient({ ...adsClientOptions(config.bootstrap, sidecar.clusterManager), logger });
         sidecar.ads.start();
       }
       // Admin server: to be wired here by the admin module (it reads the Sidecar getters).
@@ -135,23 +171,21 @@ export class Sidecar {
     return sidecar;
   }
 
-  /** Graceful stop: listeners drain, then plugins, xDS, callouts, Redis and upstream pools close. Idempotent. */
+  /**
+   * Graceful stop, idempotent. Concurrency 1: listeners drain, then plugins, xDS, callouts, Redis and upstream
+   * pools close. With workers: the public listeners stop accepting, every worker drains its data plane the same
+   * way and exits, then xDS and the main ClusterManager close.
+   */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.currentState = 'draining';
-      await Promise.all(this.listenerList.map((l) => l.close(this.drainTimeoutMs)));
-      for (const p of this.pluginList) {
-        try {
-          p.close();
-        } catch (err) {
-          this.logger.error({ plugin: p.config.name, err: (err as Error).message }, 'plugin close failed');
-        }
+      if (this.plane) {
+        await this.plane.stop(async () => { await this.ads?.close(); });
+      } else {
+        await this.pool?.stop();
+        await this.ads?.close();
+        this.clusterManager.close();
       }
-      await this.ads?.close();
-      this.httpCallout.close();
-      await this.redis.close();
-      await this.upstreamPools.close();
-      this.clusterManager.close();
       this.currentState = 'stopped';
       this.logger.info('sidecar stopped');
     })();

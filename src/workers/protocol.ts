@@ -1,0 +1,56 @@
+import type { LevelWithSilent } from 'pino';
+import type { MetricType } from '../abi/enums';
+import { SidecarError } from '../common/errors';
+import type { ClusterConfig, HostSpec } from '../upstream/types';
+
+/**
+ * Messages between the main thread and its workers. Everything is plain, structured-clonable data: the main
+ * thread posts immutable snapshots (cluster configs, host lists) and never shares mutable objects, except the
+ * shared-state mailbox (a SharedArrayBuffer, see mailbox.ts).
+ */
+
+export class WorkerError extends SidecarError {
+  override name = 'WorkerError';
+  override readonly code = 'PWS_ERR_WORKER';
+}
+
+/** `workerData` of every worker. */
+export interface WorkerInit {
+  readonly index: number;
+  readonly configFile: string;
+  readonly logLevel: LevelWithSilent;
+  readonly drainTimeoutMs: number;
+  readonly mailbox: SharedArrayBuffer;
+  /** A private (0700) directory for the workers' unix sockets. */
+  readonly socketDir: string;
+}
+
+/** A cluster change as the main ClusterManager saw it, re-expressed as ClusterSink calls. */
+export type ClusterUpdate =
+  | { readonly op: 'addOrUpdate'; readonly config: ClusterConfig; readonly hosts: readonly HostSpec[] }
+  | { readonly op: 'assignment'; readonly serviceName: string; readonly hosts: readonly HostSpec[] }
+  | { readonly op: 'remove'; readonly name: string };
+
+export interface MetricSnapshot {
+  readonly id: number;
+  readonly type: MetricType;
+  readonly name: string;
+  readonly value: bigint;
+  readonly count: number;
+  readonly sum: bigint;
+  readonly samples: readonly bigint[];
+}
+
+export type MainToWorker =
+  | { readonly t: 'clusters'; readonly updates: readonly ClusterUpdate[] }
+  | { readonly t: 'queue-ready'; readonly token: number; readonly queueId: number }
+  | { readonly t: 'metrics'; readonly reqId: number }
+  | { readonly t: 'drain' };
+
+export type WorkerToMain =
+  /** Started: one unix socket path per bootstrap listener, in bootstrap order. */
+  | { readonly t: 'ready'; readonly sockets: readonly string[] }
+  | { readonly t: 'start-failed'; readonly message: string; readonly code: string }
+  | { readonly t: 'queue-unregister'; readonly token: number }
+  | { readonly t: 'metrics'; readonly reqId: number; readonly metrics: readonly MetricSnapshot[] }
+  | { readonly t: 'drained' };

@@ -1,0 +1,115 @@
+import type { Server, Socket } from 'node:net';
+import { join } from 'node:path';
+import { parentPort, workerData } from 'node:worker_threads';
+import { SidecarError } from '../common/errors';
+import { createLogger } from '../common/logger';
+import type { HttpListener } from '../http/listener';
+import { loadSidecarConfig } from '../http/listener-config';
+import { DataPlane } from './data-plane';
+import { ForwardedConnectionServer } from './forwarding';
+import { MailboxClient } from './mailbox';
+import type { ClusterUpdate, MainToWorker, WorkerInit, WorkerToMain } from './protocol';
+
+/**
+ * The entry point of one `--concurrency N` worker thread: builds its own DataPlane (ClusterManager, Redis and
+ * upstream pools, plugin VMs, HTTP listeners on loopback) from the same bootstrap as the main thread, takes
+ * shared data and queues from the main thread's mailbox, follows the main thread's cluster updates, and serves
+ * the connections the main thread forwards to its unix sockets.
+ */
+
+if (!parentPort) throw new Error('worker-main runs in a worker thread');
+const port = parentPort;
+const init = workerData as WorkerInit;
+const post = (m: WorkerToMain): void => port.postMessage(m);
+const logger = createLogger(init.logLevel).child({ worker: init.index });
+
+/** Hands a forwarded socket to the listener's HTTP server, as if that server had accepted it. */
+function serveOn(listener: HttpListener): (socket: Socket) => void {
+  // HttpListener has no public "serve this socket" entry yet; its server is private (TS-only), so reach it
+  // here, in the one place that needs it. See the workers report: HttpListener.acceptConnection(socket) would replace this.
+  const server = (listener as unknown as { server: Server }).server;
+  return (socket) => server.emit('connection', socket);
+}
+
+function applyClusterUpdates(plane: DataPlane, updates: readonly ClusterUpdate[]): void {
+  const cm = plane.clusterManager;
+  for (const u of updates) {
+    switch (u.op) {
+      case 'addOrUpdate':
+        cm.addOrUpdateCluster(u.config);
+        // The main thread sends EDS clusters only once warmed, with their hosts: apply both at once.
+        if (u.config.type === 'EDS') cm.setAssignment(u.config.edsServiceName, u.hosts);
+        break;
+      case 'assignment':
+        cm.setAssignment(u.serviceName, u.hosts);
+        break;
+      case 'remove':
+        cm.removeCluster(u.name);
+        break;
+    }
+  }
+}
+
+async function main(): Promise<void> {
+  const mailbox = new MailboxClient(init.mailbox, { logger }, (token) => post({ t: 'queue-unregister', token }));
+  let plane: DataPlane | undefined;
+  const forwarded: ForwardedConnectionServer[] = [];
+  let draining: Promise<void> | undefined;
+  const early: ClusterUpdate[][] = [];
+
+  const drain = (): Promise<void> => {
+    draining ??= (async () => {
+      await Promise.all(forwarded.map((f) => f.close()));
+      await plane?.stop();
+      post({ t: 'drained' });
+      port.off('message', onMessage);
+      port.unref();
+    })();
+    return draining;
+  };
+
+  const onMessage = (m: MainToWorker): void => {
+    switch (m.t) {
+      case 'clusters':
+        if (plane) applyClusterUpdates(plane, m.updates);
+        else early.push([...m.updates]);
+        break;
+      case 'queue-ready':
+        mailbox.queueReady(m.token, m.queueId);
+        break;
+      case 'metrics':
+        post({
+          t: 'metrics',
+          reqId: m.reqId,
+          metrics: (plane?.services.metrics.all() ?? []).map((x) => ({ id: x.id, type: x.type, name: x.name, value: x.value, count: x.count, sum: x.sum, samples: [...x.samples] })),
+        });
+        break;
+      case 'drain':
+        void drain().catch((err: unknown) => logger.error({ err: (err as Error).message }, 'worker drain failed'));
+        break;
+    }
+  };
+  port.on('message', onMessage);
+
+  try {
+    const config = loadSidecarConfig(init.configFile);
+    plane = new DataPlane({
+      config, logger, sharedData: mailbox, sharedQueues: mailbox, drainTimeoutMs: init.drainTimeoutMs,
+      bindListener: (l) => ({ ...l, address: '127.0.0.1', port: 0 }),
+    });
+    for (const u of early.splice(0)) applyClusterUpdates(plane, u);
+    await plane.start();
+    const sockets: string[] = [];
+    for (const [i, l] of plane.listeners.entries()) {
+      const f = new ForwardedConnectionServer(join(init.socketDir, `w${init.index}-l${i}.sock`), serveOn(l), logger);
+      forwarded.push(f);
+      sockets.push(await f.listen());
+    }
+    post({ t: 'ready', sockets });
+  } catch (err) {
+    post({ t: 'start-failed', message: (err as Error).message, code: err instanceof SidecarError ? err.code : 'PWS_ERR' });
+    await drain();
+  }
+}
+
+void main();
