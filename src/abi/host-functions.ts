@@ -620,6 +620,22 @@ function getRedisCallResponse(vm: PluginVm, start: number, max: number): number 
   return ptr;
 }
 
+// ---------- Higress upstream hosts ----------
+
+/** Pairs of `ip:port` -> JSON; an empty list is (0, 0) (the Go SDK then reports NotFound itself). */
+function getUpstreamHosts(vm: PluginVm, ptrPtr: number, sizePtr: number): WasmResult {
+  const hosts = httpCtx(vm)?.stream.host.upstreamHosts?.() ?? [];
+  return copyOut(vm, hosts.length === 0 ? Buffer.alloc(0) : serializePairs(hosts), ptrPtr, sizePtr);
+}
+
+/** cpp-host always answers OK; the override takes effect if the request has not been routed yet. */
+function setUpstreamOverrideHost(vm: PluginVm, aPtr: number, aLen: number): WasmResult {
+  const address = str(vm, aPtr, aLen);
+  if (address === undefined) return WasmResult.InvalidMemoryAccess;
+  httpCtx(vm)?.stream.host.setUpstreamOverrideHost?.(address);
+  return WasmResult.Ok;
+}
+
 // ---------- 0.1.0 legacy ----------
 
 function getConfiguration(vm: PluginVm, ptrPtr: number, sizePtr: number): WasmResult {
@@ -684,8 +700,8 @@ export const HOST_FUNCTIONS: readonly HostFunction[] = [
   hostFn('proxy_redis_init', p(7), ALL_ABIS, 'higress', (vm, a, b, c, d, e, f, t) => redisInit(vm, a, b, c, d, e, f, t)),
   hostFn('proxy_redis_call', p(5), ALL_ABIS, 'higress', (vm, a, b, c, d, tok) => redisCall(vm, a, b, c, d, tok)),
   hostFn('proxy_inject_encoded_data_to_filter_chain', p(3), ALL_ABIS, 'higress', () => WasmResult.Ok),
-  hostFn('proxy_get_upstream_hosts', p(2), ALL_ABIS, 'higress', (vm, pp, sp) => copyOut(vm, Buffer.alloc(0), pp, sp)),
-  hostFn('proxy_set_upstream_override_host', p(2), ALL_ABIS, 'higress', (vm, ap, al) => (str(vm, ap, al) === undefined ? WasmResult.InvalidMemoryAccess : WasmResult.Ok)),
+  hostFn('proxy_get_upstream_hosts', p(2), ALL_ABIS, 'higress', (vm, pp, sp) => getUpstreamHosts(vm, pp, sp)),
+  hostFn('proxy_set_upstream_override_host', p(2), ALL_ABIS, 'higress', (vm, ap, al) => setUpstreamOverrideHost(vm, ap, al)),
   // The requirements note's variant
   hostFn('proxy_dispatch_redis_call', p(5), ALL_ABIS, 'note-variant', (vm, a, b, c, d, cb) => dispatchRedisCall(vm, a, b, c, d, cb)),
   hostFn('proxy_get_redis_call_response', p(2), ALL_ABIS, 'note-variant', (vm, s, m) => getRedisCallResponse(vm, s, m)),

@@ -24,6 +24,10 @@ export interface StreamHost {
   property(path: readonly string[]): PropertyValue | undefined;
   /** A property written by the plugin (`clear_route_cache`, `set_decoder_buffer_limit`, ...), after it is stored. */
   propertyWritten?(path: string, value: Buffer): void;
+  /** Higress proxy_get_upstream_hosts: the hosts of this request's cluster as (`ip:port`, JSON) pairs. */
+  upstreamHosts?(): ReadonlyArray<readonly [string, string]>;
+  /** Higress proxy_set_upstream_override_host: send this request to that endpoint, bypassing the LB. */
+  setUpstreamOverrideHost?(address: string): void;
 }
 
 /**

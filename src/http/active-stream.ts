@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { LiveCluster } from '../upstream/cluster-manager';
 import { StreamType } from '../abi/enums';
 import type { PropertyValue } from '../abi/properties';
 import type { LocalResponse, StreamHost } from '../abi/stream-state';
@@ -112,11 +113,6 @@ export class FilterSlot implements StreamHost {
   }
   sendLocalResponse(response: LocalResponse): void {
     this.owner.enqueue(() => {
-      // cpp-host clears "stop next iteration" after every VM call; the runtime keeps it on the context until a
-      // stream callback consumes it, which would stall encoding of a reply sent from a callout callback.
-      const stream = this.stream;
-      const ctx = stream ? (stream.vm.contexts.get(stream.contextId) as { stopNextIteration?: boolean } | undefined) : undefined;
-      if (ctx?.stopNextIteration) ctx.stopNextIteration = false;
       this.owner.sendLocalReply(this.index, response.statusCode, response.body, response.headers, response.details || 'wasm_local_reply');
     });
   }
@@ -126,13 +122,25 @@ export class FilterSlot implements StreamHost {
   propertyWritten(path: string, value: Buffer): void {
     this.owner.propertyWritten(this.plugin.config.name, path, value);
   }
+  upstreamHosts(): ReadonlyArray<readonly [string, string]> {
+    return this.owner.upstreamHosts();
+  }
+  setUpstreamOverrideHost(address: string): void {
+    this.owner.overrideHost = address;
+  }
 }
+
+const HIGRESS_HEALTH: Readonly<Record<string, string>> = {
+  HEALTHY: 'Healthy', UNKNOWN: 'Healthy', DEGRADED: 'Degraded', UNHEALTHY: 'Unhealthy', DRAINING: 'Unhealthy', TIMEOUT: 'Unhealthy',
+};
 
 export interface ActiveStreamOptions {
   readonly plugins: readonly Plugin[];
   readonly info: StreamInfo;
   readonly logger: Logger;
   readonly node: { readonly id: string; readonly cluster: string };
+  /** Cluster lookup for proxy_get_upstream_hosts. */
+  readonly clusters?: { get(name: string): LiveCluster | undefined };
 }
 
 export class ActiveStream {
@@ -542,6 +550,22 @@ export class ActiveStream {
   }
 
   private readonly monoStart = process.hrtime.bigint();
+
+  /** proxy_set_upstream_override_host: the router sends the request there if the cluster has that host. */
+  overrideHost: string | undefined;
+
+  /**
+   * proxy_get_upstream_hosts for this request's cluster. Higress's Envoy side is not public; the value is a
+   * JSON object with the fields ai-load-balancer reads (`health_status` "Healthy"/..., `metrics`) and the
+   * host's address, weight and priority.
+   */
+  upstreamHosts(): ReadonlyArray<readonly [string, string]> {
+    const cluster = this.options.clusters?.get(this.info.clusterName);
+    if (!cluster) return [];
+    return cluster.hosts.map((h) => [h.key, JSON.stringify({
+      address: h.key, health_status: HIGRESS_HEALTH[h.health] ?? 'Unhealthy', weight: h.weight, priority: h.priority, metrics: '',
+    })] as const);
+  }
 
   /** Higress property writes: accepted (stored by the runtime); the few with data-plane meaning are applied. */
   propertyWritten(plugin: string, path: string, value: Buffer): void {

@@ -146,6 +146,7 @@ export class HttpListener {
       plugins: this.options.plugins,
       logger: this.logger,
       node: this.options.node ?? { id: '', cluster: '' },
+      clusters: { get: (name) => this.options.pools.cluster(name) },
       info: {
         startTime: new Date(now),
         startNs: BigInt(now) * 1_000_000n,

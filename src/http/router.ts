@@ -97,7 +97,9 @@ export class RouterFilter implements RouterSink, Dispatcher.DispatchHandler {
       this.localReply(503, '', 'cluster_not_found', 'NC');
       return;
     }
-    const host = this.ctx.pools.chooseHost(cluster);
+    // proxy_set_upstream_override_host wins when the cluster has that host (Higress ai-load-balancer).
+    const override = this.stream.overrideHost;
+    const host = (override !== undefined ? cluster.hostsByKey.get(override) : undefined) ?? this.ctx.pools.chooseHost(cluster);
     if (!host) {
       this.localReply(503, NO_HEALTHY_UPSTREAM_BODY, 'no_healthy_upstream', 'UH');
       return;

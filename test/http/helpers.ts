@@ -56,6 +56,8 @@ export interface FilterSpec {
 export interface ClusterSpec {
   readonly name: string;
   readonly port: number;
+  /** More endpoints of the same cluster (127.0.0.1:port each). */
+  readonly extraPorts?: readonly number[];
   readonly connectTimeout?: string;
 }
 
@@ -119,7 +121,7 @@ export function bootstrapJson(spec: BootstrapSpec): Record<string, unknown> {
         connect_timeout: c.connectTimeout ?? '1s',
         load_assignment: {
           cluster_name: c.name,
-          endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: c.port } } } }] }],
+          endpoints: [{ lb_endpoints: [c.port, ...(c.extraPorts ?? [])].map((port) => ({ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: port } } } })) }],
         },
       })),
     },

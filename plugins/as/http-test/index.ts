@@ -4,6 +4,8 @@
 //   mode=callout      : pauses the request, proxy_http_call(cluster=, path=, timeout=) and resumes it with
 //                       x-callout-status / x-callout-body added; a failed callout (zero headers) → local 502.
 //   mode=sse          : passes response chunks through as they come; counts them in shared data `sse_chunks`.
+//   mode=lb           : Higress upstream hosts: adds `x-upstream-hosts: <ip:port>=<health_status>,...` from
+//                       proxy_get_upstream_hosts and sends the request to `x-override-host` if given.
 //   mode=pass         : does nothing else.
 // In every mode: a request with `x-deny: <name>` (or `*`) gets a local 403 with a text body and no content-type (the host adds
 // text/plain); request header `x-seen-by` gets `name=` appended (filter order); on_log increments shared data
@@ -14,7 +16,7 @@ import {
   get_buffer_bytes, set_buffer_bytes, BufferTypeValues, continue_request, Headers, makeHeaderPair, get_shared_data,
   set_shared_data, WasmResultValues,
 } from "@gcoredev/proxy-wasm-sdk-as/assembly";
-import { configValue, pluginConfiguration, requestHeader, sendLocal } from "../lib/higress";
+import { configValue, pluginConfiguration, requestHeader, sendLocal, setUpstreamOverrideHost, upstreamHosts } from "../lib/higress";
 
 let mode = "pass";
 let name = "";
@@ -79,6 +81,16 @@ class TestStream extends Context {
     }
     if (mode == "body-rewrite") {
       stream_context.headers.request.remove("content-length");
+    } else if (mode == "lb") {
+      const hosts = upstreamHosts();
+      let summary = "";
+      for (let i = 0; i < hosts.length; i += 2) {
+        const health = hosts[i + 1].includes("\"health_status\":\"Healthy\"") ? "Healthy" : "other";
+        summary += (summary.length > 0 ? "," : "") + hosts[i] + "=" + health;
+      }
+      stream_context.headers.request.add("x-upstream-hosts", summary);
+      const target = requestHeader("x-override-host");
+      if (target !== null) setUpstreamOverrideHost(target);
     } else if (mode == "callout") {
       const headers: Headers = [];
       headers.push(makeHeaderPair(":method", "GET"));

@@ -32,6 +32,12 @@ export declare function proxy_continue_stream(stream_type: u32): u32;
 declare function proxy_send_local_response(status: u32, details_ptr: usize, details_len: usize, body_ptr: usize, body_len: usize,
   headers_ptr: usize, headers_len: usize, grpc_status: i32): u32;
 
+@external("env", "proxy_get_upstream_hosts")
+declare function proxy_get_upstream_hosts(ptr_ptr: usize, size_ptr: usize): u32;
+
+@external("env", "proxy_set_upstream_override_host")
+declare function proxy_set_upstream_override_host(addr_ptr: usize, addr_len: usize): u32;
+
 @external("env", "proxy_log")
 declare function proxy_log(level: u32, ptr: usize, len: usize): u32;
 
@@ -176,4 +182,29 @@ export function splitArgs(cmd: string): string[] {
   const out = new Array<string>(0);
   for (let i = 0; i < parts.length; i++) if (parts[i].length > 0) out.push(parts[i]);
   return out;
+}
+
+/** Higress proxy_get_upstream_hosts: the `ip:port` keys and JSON values, flattened as [k0, v0, k1, v1, ...]. */
+export function upstreamHosts(): string[] {
+  const out = new Array<string>(0);
+  if (proxy_get_upstream_hosts(changetype<usize>(retPtr), changetype<usize>(retSize)) != 0) return out;
+  const bytes = takeReturned();
+  if (bytes.byteLength < 4) return out;
+  const base = changetype<usize>(bytes);
+  const n = load<u32>(base);
+  let data = base + 4 + <usize>n * 8;
+  for (let i: u32 = 0; i < n; i++) {
+    const kLen = load<u32>(base + 4 + <usize>i * 8);
+    const vLen = load<u32>(base + 8 + <usize>i * 8);
+    out.push(String.UTF8.decodeUnsafe(data, kLen));
+    data += kLen + 1;
+    out.push(String.UTF8.decodeUnsafe(data, vLen));
+    data += vLen + 1;
+  }
+  return out;
+}
+
+export function setUpstreamOverrideHost(address: string): u32 {
+  const b = String.UTF8.encode(address);
+  return proxy_set_upstream_override_host(changetype<usize>(b), b.byteLength);
 }
