@@ -127,6 +127,11 @@ export class HttpListener {
     return this.closing !== null;
   }
 
+  /** Serves a connection accepted elsewhere (a worker thread's forwarded socket), as if this server had accepted it. */
+  acceptConnection(socket: Socket): void {
+    this.server.emit('connection', socket);
+  }
+
   async start(): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);

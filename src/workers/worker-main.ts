@@ -1,4 +1,4 @@
-import type { Server, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { SidecarError } from '../common/errors';
@@ -22,14 +22,6 @@ const port = parentPort;
 const init = workerData as WorkerInit;
 const post = (m: WorkerToMain): void => port.postMessage(m);
 const logger = createLogger(init.logLevel).child({ worker: init.index });
-
-/** Hands a forwarded socket to the listener's HTTP server, as if that server had accepted it. */
-function serveOn(listener: HttpListener): (socket: Socket) => void {
-  // HttpListener has no public "serve this socket" entry yet; its server is private (TS-only), so reach it
-  // here, in the one place that needs it. See the workers report: HttpListener.acceptConnection(socket) would replace this.
-  const server = (listener as unknown as { server: Server }).server;
-  return (socket) => server.emit('connection', socket);
-}
 
 function applyClusterUpdates(plane: DataPlane, updates: readonly ClusterUpdate[]): void {
   const cm = plane.clusterManager;
@@ -101,7 +93,7 @@ async function main(): Promise<void> {
     await plane.start();
     const sockets: string[] = [];
     for (const [i, l] of plane.listeners.entries()) {
-      const f = new ForwardedConnectionServer(join(init.socketDir, `w${init.index}-l${i}.sock`), serveOn(l), logger);
+      const f = new ForwardedConnectionServer(join(init.socketDir, `w${init.index}-l${i}.sock`), (socket: Socket) => l.acceptConnection(socket), logger);
       forwarded.push(f);
       sockets.push(await f.listen());
     }
