@@ -3,6 +3,7 @@ import { LogLevel } from './abi/enums';
 import type { HostServices } from './abi/host-services';
 import { adsClientOptions } from './config/bootstrap';
 import { createLogger, type Logger } from './common/logger';
+import { SidecarError } from './common/errors';
 import type { UndiciHttpCalloutService } from './http/http-callout';
 import type { HttpListener } from './http/listener';
 import { loadSidecarConfig, type ListenerConfig, type SidecarConfig } from './http/listener-config';
@@ -16,6 +17,9 @@ import { ClusterManager } from './upstream/cluster-manager';
 import { DataPlane } from './workers/data-plane';
 import { WorkerPool, type WorkerMetrics } from './workers/worker-pool';
 import { AdsClient } from './xds/ads-client';
+import { AdminServer } from './admin/admin-server';
+import type { AdminJsonObject, AdminSources, ServerState } from './admin/sources';
+import { LogLevelControl } from './observability/log-level';
 
 export { loadFilterPlugin } from './workers/data-plane';
 export type { WorkerMetrics } from './workers/worker-pool';
@@ -45,6 +49,8 @@ export interface SidecarOptions {
   readonly drainTimeoutMs?: number;
   /** Worker threads (Envoy's --concurrency); default 1 (no workers: everything in this thread). */
   readonly concurrency?: number;
+  /** Shown by /server_info as command_line_options. */
+  readonly commandLineOptions?: AdminJsonObject;
 }
 
 /** A public listener: the HttpListener itself (concurrency 1) or the forwarding front of the workers' listeners. */
@@ -64,6 +70,9 @@ export class Sidecar {
   private currentState: SidecarState = 'starting';
   private stopping: Promise<void> | null = null;
   private ads: AdsClient | undefined;
+  private adminServer: AdminServer | undefined;
+  /** Envoy's server state for /ready: INITIALIZING until the initial xDS fetch is done and listeners serve. */
+  private serverState: ServerState = 'PRE_INITIALIZING';
 
   private constructor(
     readonly config: SidecarConfig,
@@ -117,6 +126,11 @@ export class Sidecar {
     return this.ads;
   }
 
+  /** The admin endpoint, when the bootstrap has `admin`. */
+  get admin(): AdminServer | undefined {
+    return this.adminServer;
+  }
+
   /**
    * Plugin-defined metrics per worker, as plain data (with workers: one message round trip each; a worker that
    * does not answer within `timeoutMs` is left out). Concurrency 1 reports this thread as worker 0. Totals are
@@ -131,6 +145,8 @@ export class Sidecar {
   static async start(options: SidecarOptions): Promise<Sidecar> {
     const level: LevelWithSilent = options.logLevel ?? (options.logger?.level as LevelWithSilent | undefined) ?? 'info';
     const logger = options.logger ?? createLogger(level);
+    // Before any child logger exists, so /logging?level= reaches every component's logger.
+    const levels = new LogLevelControl(logger);
     const config = loadSidecarConfig(options.configFile);
     const drainTimeoutMs = options.drainTimeoutMs ?? 10_000;
     const concurrency = options.concurrency ?? 1;
@@ -155,20 +171,57 @@ export class Sidecar {
       sidecar = new Sidecar(config, logger, clusterManager, services, undefined, pool);
     }
     try {
-      await sidecar.plane?.start();
-      await sidecar.pool?.start();
-      // xDS: clusters (CDS/EDS) over ADS when the bootstrap has dynamic_resources.ads_config.
+      // Envoy's order: admin first (so /ready answers 503 while initializing), then the initial xDS fetch (CDS,
+      // then EDS for the clusters it names; bounded by initial_fetch_timeout), then plugins and listeners, so a
+      // plugin's proxy_redis_init at configure time finds the clusters the control plane serves.
+      if (config.bootstrap.admin) await sidecar.startAdmin(config.bootstrap.admin, levels, options.commandLineOptions ?? { config_path: options.configFile, concurrency });
+      sidecar.serverState = 'INITIALIZING';
       if (config.bootstrap.ads) {
         sidecar.ads = new AdsClient({ ...adsClientOptions(config.bootstrap, sidecar.clusterManager), logger });
         sidecar.ads.start();
+        await Promise.race([sidecar.ads.initialized, sidecar.whenStopping()]);
       }
-      // Admin server: to be wired here by the admin module (it reads the Sidecar getters).
+      if (sidecar.stopping) throw new SidecarError('stopped while waiting for the initial xDS configuration');
+      await sidecar.plane?.start();
+      await sidecar.pool?.start();
     } catch (err) {
       await sidecar.stop();
       throw err;
     }
     sidecar.currentState = 'running';
+    sidecar.serverState = 'LIVE';
     return sidecar;
+  }
+
+  private stopRequested: (() => void) | undefined;
+  private readonly stopSignal = new Promise<void>((resolve) => (this.stopRequested = resolve));
+
+  private whenStopping(): Promise<void> {
+    return this.stopSignal;
+  }
+
+  private async startAdmin(address: { address: string; port: number }, levels: LogLevelControl, commandLineOptions: AdminJsonObject): Promise<void> {
+    const self = this;
+    const sources: AdminSources = {
+      state: () => self.serverState,
+      bootstrap: self.config.bootstrap.json as AdminJsonObject,
+      clusterManager: self.clusterManager,
+      // Getters: the ADS client and this thread's Redis pools come to exist after the admin starts.
+      get ads() {
+        return self.ads;
+      },
+      get redis() {
+        return self.redis;
+      },
+      metrics: self.services.metrics,
+      plugins: () => self.plugins.map((p) => ({ name: p.config.name, rootId: p.config.rootId, vmId: p.config.vmId, abi: p.abi, failed: p.failed !== undefined })),
+      commandLineOptions,
+      startTime: new Date(),
+      getLogLevel: () => levels.get(),
+      setLogLevel: (l) => levels.set(l),
+    };
+    this.adminServer = new AdminServer({ address: address.address, port: address.port, logger: this.logger }, sources);
+    await this.adminServer.start();
   }
 
   /**
@@ -178,7 +231,9 @@ export class Sidecar {
    */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      this.stopRequested?.();
       this.currentState = 'draining';
+      this.serverState = 'DRAINING';
       if (this.plane) {
         await this.plane.stop(async () => { await this.ads?.close(); });
       } else {
@@ -186,6 +241,7 @@ export class Sidecar {
         await this.ads?.close();
         this.clusterManager.close();
       }
+      await this.adminServer?.close();
       this.currentState = 'stopped';
       this.logger.info('sidecar stopped');
     })();

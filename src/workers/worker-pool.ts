@@ -111,6 +111,11 @@ export class WorkerPool {
       const u = clusterUpdateOf(e);
       if (u) this.queueUpdate(u);
     });
+    // Clusters the control plane delivered before the workers existed (the initial xDS fetch comes first);
+    // workers apply them before loading plugins, so proxy_redis_init at configure time finds them.
+    for (const cluster of o.clusterManager.activeClusters()) {
+      if (cluster.config.addedViaApi) this.queueUpdate(clusterUpdateOf({ type: 'added', cluster })!);
+    }
     const script = o.workerScript ?? join(__dirname, 'worker-main.js');
     const ready: Array<Promise<void>> = [];
     for (let i = 0; i < o.concurrency; i++) {
