@@ -405,7 +405,9 @@ test(
   () => {
     const dir = mkdtempSync(join(tmpdir(), 'pws-deploy-'));
     try {
-      const text = bootstrapText(loadManifests());
+      // validate also compiles each plugin: point the container's plugin directory at the locally built plugins
+      // (the initContainer copies the same files from build/plugins into the pod).
+      const text = bootstrapText(loadManifests()).replaceAll('/etc/proxy-wasm-sidecar/plugins/', `${join(REPO_ROOT, 'build', 'plugins')}/`);
       const good = join(dir, 'bootstrap.yaml');
       writeFileSync(good, text);
       const ok = spawnSync(process.execPath, [CLI, 'validate', '-c', good], { encoding: 'utf8', timeout: 60_000 });
