@@ -1,5 +1,7 @@
 import type { RedisOwner } from '../services/redis';
 import type { HttpCalloutResponse } from '../services/http-callout';
+import type { GrpcCall, GrpcStreamCall } from '../services/grpc-callout';
+import type { HeaderPairs } from './pairs';
 import type { PluginVm } from './plugin-vm';
 import type { StreamState } from './stream-state';
 
@@ -28,6 +30,9 @@ export interface PendingRedisCall {
 export interface CalloutReplyState {
   redisReply?: Buffer;
   httpResponse?: HttpCalloutResponse;
+  grpcMessage?: Buffer;
+  grpcInitialMetadata?: HeaderPairs;
+  grpcTrailingMetadata?: HeaderPairs;
   status?: { code: number; message: string };
   foreignArgs?: Buffer;
 }
@@ -39,6 +44,7 @@ export class RootContext extends ContextBase implements RedisOwner {
   tickTimer: NodeJS.Timeout | undefined;
   readonly pendingRedis = new Map<number, PendingRedisCall>();
   readonly pendingHttp = new Map<number, { cancel: () => void }>();
+  readonly pendingGrpc = new Map<number, { readonly call: GrpcCall | GrpcStreamCall; readonly stream: boolean }>();
   readonly queueRegistrations: Array<{ dispose(): void }> = [];
   /** Valid only during the callback that delivers it (Envoy clears it in an after-VM-call action). */
   reply: CalloutReplyState = {};

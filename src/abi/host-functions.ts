@@ -7,6 +7,8 @@ import { deserializePairs, serializePairs, type HeaderPairs } from './pairs';
 import { serializeProperty, splitPropertyPath } from './properties';
 import type { PluginVm } from './plugin-vm';
 import type { RedisReply } from '../services/redis';
+import type { GrpcCalloutHandlers, GrpcStreamCall } from '../services/grpc-callout';
+import type { GuestExportName } from './guest-exports';
 
 /**
  * Every host function the sidecar offers, declared once (cpp-host exports.h FOR_ALL_HOST_FUNCTIONS, plus the
@@ -79,6 +81,8 @@ function getBuffer(vm: PluginVm, type: number): Buffer | undefined {
       return ctx instanceof HttpContext ? ctx.stream.responseBody : undefined;
     case BufferType.HttpCallResponseBody:
       return root.reply.httpResponse?.body;
+    case BufferType.GrpcReceiveBuffer:
+      return root.reply.grpcMessage;
     case BufferType.VmConfiguration:
       return vm.vmConfiguration;
     case BufferType.PluginConfiguration:
@@ -105,10 +109,14 @@ function getMap(vm: PluginVm, type: number): HeaderPairs | undefined {
       case MapType.HttpResponseTrailers: return s.responseTrailers;
     }
   }
-  const reply = ctx.root.reply.httpResponse;
-  if (type === MapType.HttpCallResponseHeaders) return reply?.headers;
-  if (type === MapType.HttpCallResponseTrailers) return reply?.trailers;
-  return undefined;
+  const reply = ctx.root.reply;
+  switch (type) {
+    case MapType.HttpCallResponseHeaders: return reply.httpResponse?.headers;
+    case MapType.HttpCallResponseTrailers: return reply.httpResponse?.trailers;
+    case MapType.GrpcReceiveInitialMetadata: return reply.grpcInitialMetadata;
+    case MapType.GrpcReceiveTrailingMetadata: return reply.grpcTrailingMetadata;
+    default: return undefined;
+  }
 }
 
 function mapOrStatus(vm: PluginVm, type: number): HeaderPairs | WasmResult {
@@ -528,6 +536,114 @@ function httpCall(
   return writeU32(vm, tokenPtr, token);
 }
 
+// ---------- gRPC callouts ----------
+
+interface GrpcCallArgs {
+  readonly cluster: string;
+  readonly service: string;
+  readonly method: string;
+  readonly metadata: HeaderPairs;
+}
+
+function readGrpcArgs(vm: PluginVm, a: readonly number[]): GrpcCallArgs | WasmResult {
+  const [uPtr, uLen, sPtr, sLen, mPtr, mLen, mdPtr, mdLen] = a as [number, number, number, number, number, number, number, number];
+  const cluster = str(vm, uPtr, uLen);
+  const service = str(vm, sPtr, sLen);
+  const method = str(vm, mPtr, mLen);
+  if (cluster === undefined || service === undefined || method === undefined) return WasmResult.InvalidMemoryAccess;
+  const metadata = parsePairsAt(vm, mdPtr, mdLen);
+  if (typeof metadata === 'number') return metadata;
+  return { cluster, service, method, metadata };
+}
+
+/** Delivers one gRPC event to the root that owns `token`, with the matching reply state readable. */
+function deliverGrpc(vm: PluginVm, root: RootContext, token: number, reply: RootContext['reply'], callback: GuestExportName, arg: number): void {
+  vm.whenIdle(() => {
+    if (vm.contexts.get(root.id) !== root || vm.failed) return;
+    root.reply = reply;
+    try {
+      vm.callGuest(root, callback, root.id, token, arg);
+    } finally {
+      root.reply = {};
+    }
+  });
+}
+
+function grpcHandlers(vm: PluginVm, root: RootContext, token: number): GrpcCalloutHandlers {
+  const live = (): boolean => root.pendingGrpc.has(token);
+  return {
+    onInitialMetadata: (md) => live() && deliverGrpc(vm, root, token, { grpcInitialMetadata: md }, 'proxy_on_grpc_receive_initial_metadata', md.length),
+    onMessage: (msg) => live() && deliverGrpc(vm, root, token, { grpcMessage: msg }, 'proxy_on_grpc_receive', msg.length),
+    onClose: (code, message, trailers) => {
+      if (!root.pendingGrpc.delete(token)) return;
+      if (trailers.length > 0) deliverGrpc(vm, root, token, { grpcTrailingMetadata: trailers }, 'proxy_on_grpc_receive_trailing_metadata', trailers.length);
+      deliverGrpc(vm, root, token, { status: { code, message } }, 'proxy_on_grpc_close', code);
+    },
+  };
+}
+
+function grpcOutcomeStatus(status: 'unknown_cluster' | 'internal_failure'): WasmResult {
+  // Envoy parses the upstream as a cluster name or a GrpcService; neither matching is a parse failure.
+  return status === 'unknown_cluster' ? WasmResult.ParseFailure : WasmResult.InternalFailure;
+}
+
+function grpcCall(vm: PluginVm, args: readonly number[]): WasmResult {
+  const parsed = readGrpcArgs(vm, args);
+  if (typeof parsed === 'number') return parsed;
+  const [msgPtr, msgLen, timeoutMs, tokenPtr] = args.slice(8) as [number, number, number, number];
+  const message = (msgLen >>> 0) === 0 ? Buffer.alloc(0) : vm.memory.copy(msgPtr, msgLen);
+  if (message === undefined || !vm.memory.setU32(tokenPtr, 0)) return WasmResult.InvalidMemoryAccess;
+  const service = vm.services.grpcCallout;
+  const root = rootOf(vm);
+  if (!service) return WasmResult.Unimplemented;
+  if (!root) return WasmResult.BadArgument;
+  const token = vm.nextCalloutToken(CalloutKind.GrpcCall);
+  const outcome = service.unary({ ...parsed, timeoutMs: timeoutMs >>> 0 }, message, grpcHandlers(vm, root, token));
+  if (outcome.status !== 'ok') return grpcOutcomeStatus(outcome.status);
+  root.pendingGrpc.set(token, { call: outcome.call, stream: false });
+  return writeU32(vm, tokenPtr, token);
+}
+
+function grpcStream(vm: PluginVm, args: readonly number[]): WasmResult {
+  const parsed = readGrpcArgs(vm, args);
+  if (typeof parsed === 'number') return parsed;
+  const tokenPtr = args[8]!;
+  if (!vm.memory.setU32(tokenPtr, 0)) return WasmResult.InvalidMemoryAccess;
+  const service = vm.services.grpcCallout;
+  const root = rootOf(vm);
+  if (!service) return WasmResult.Unimplemented;
+  if (!root) return WasmResult.BadArgument;
+  const token = vm.nextCalloutToken(CalloutKind.GrpcStream);
+  const outcome = service.stream({ ...parsed, timeoutMs: 0 }, grpcHandlers(vm, root, token));
+  if (outcome.status !== 'ok') return grpcOutcomeStatus(outcome.status);
+  root.pendingGrpc.set(token, { call: outcome.call, stream: true });
+  return writeU32(vm, tokenPtr, token);
+}
+
+function grpcSend(vm: PluginVm, token: number, msgPtr: number, msgLen: number, endOfStream: number): WasmResult {
+  const message = (msgLen >>> 0) === 0 ? Buffer.alloc(0) : vm.memory.copy(msgPtr, msgLen);
+  if (message === undefined) return WasmResult.InvalidMemoryAccess;
+  const pending = rootOf(vm)?.pendingGrpc.get(token >>> 0);
+  if (!pending) return WasmResult.NotFound;
+  if (!pending.stream) return WasmResult.BadArgument;
+  (pending.call as GrpcStreamCall).send(message, endOfStream !== 0);
+  return WasmResult.Ok;
+}
+
+/** Cancel: no further callbacks. Close: half-close a stream (its close callback still comes); a unary call is cancelled. */
+function grpcEnd(vm: PluginVm, token: number, how: 'cancel' | 'close'): WasmResult {
+  const root = rootOf(vm);
+  const pending = root?.pendingGrpc.get(token >>> 0);
+  if (!root || !pending) return WasmResult.NotFound;
+  if (how === 'close' && pending.stream) {
+    (pending.call as GrpcStreamCall).close();
+    return WasmResult.Ok;
+  }
+  root.pendingGrpc.delete(token >>> 0);
+  pending.call.cancel();
+  return WasmResult.Ok;
+}
+
 // ---------- Higress Redis ----------
 
 function redisInit(vm: PluginVm, cPtr: number, cLen: number, uPtr: number, uLen: number, pPtr: number, pLen: number, timeoutMs: number): WasmResult {
@@ -647,8 +763,6 @@ function getConfiguration(vm: PluginVm, ptrPtr: number, sizePtr: number): WasmRe
 
 // ---------- the table ----------
 
-const unimplemented: HostHandler = () => WasmResult.Unimplemented;
-const notFound: HostHandler = () => WasmResult.NotFound;
 
 export const HOST_FUNCTIONS: readonly HostFunction[] = [
   hostFn('proxy_log', p(3), ALL_ABIS, 'spec', (vm, a, b, c) => log(vm, a, b, c)),
@@ -671,11 +785,11 @@ export const HOST_FUNCTIONS: readonly HostFunction[] = [
   hostFn('proxy_send_local_response', p(8), ALL_ABIS, 'spec', (vm, s, dp, dl, bp, bl, hp, hl, g) => sendLocalResponse(vm, s, dp, dl, bp, bl, hp, hl, g)),
   hostFn('proxy_get_status', p(3), ALL_ABIS, 'spec', (vm, cp, mp, ml) => getStatus(vm, cp, mp, ml)),
   hostFn('proxy_http_call', p(10), ALL_ABIS, 'spec', (vm, a, b, c, d, e, f, g, h, t, tok) => httpCall(vm, a, b, c, d, e, f, g, h, t, tok)),
-  hostFn('proxy_grpc_call', p(12), ALL_ABIS, 'spec', unimplemented),
-  hostFn('proxy_grpc_stream', p(9), ALL_ABIS, 'spec', unimplemented),
-  hostFn('proxy_grpc_send', p(4), ALL_ABIS, 'spec', notFound),
-  hostFn('proxy_grpc_cancel', p(1), ALL_ABIS, 'spec', notFound),
-  hostFn('proxy_grpc_close', p(1), ALL_ABIS, 'spec', notFound),
+  hostFn('proxy_grpc_call', p(12), ALL_ABIS, 'spec', (vm, ...args) => grpcCall(vm, args)),
+  hostFn('proxy_grpc_stream', p(9), ALL_ABIS, 'spec', (vm, ...args) => grpcStream(vm, args)),
+  hostFn('proxy_grpc_send', p(4), ALL_ABIS, 'spec', (vm, tok, mp, ml, eos) => grpcSend(vm, tok, mp, ml, eos)),
+  hostFn('proxy_grpc_cancel', p(1), ALL_ABIS, 'spec', (vm, tok) => grpcEnd(vm, tok, 'cancel')),
+  hostFn('proxy_grpc_close', p(1), ALL_ABIS, 'spec', (vm, tok) => grpcEnd(vm, tok, 'close')),
   hostFn('proxy_set_shared_data', p(5), ALL_ABIS, 'spec', (vm, kp, kl, vp, vl, cas) => setSharedData(vm, kp, kl, vp, vl, cas)),
   hostFn('proxy_get_shared_data', p(5), ALL_ABIS, 'spec', (vm, kp, kl, pp, sp, cp) => getSharedData(vm, kp, kl, pp, sp, cp)),
   hostFn('proxy_register_shared_queue', p(3), ALL_ABIS, 'spec', (vm, np, nl, ip) => registerSharedQueue(vm, np, nl, ip)),

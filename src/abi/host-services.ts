@@ -1,5 +1,6 @@
 import type { RedisService } from '../services/redis';
 import type { HttpCalloutService } from '../services/http-callout';
+import type { GrpcCalloutService } from '../services/grpc-callout';
 import type { SharedDataService } from '../services/shared-data';
 import type { SharedQueueService } from '../services/shared-queue';
 import type { MetricsRegistry } from '../services/metrics';
@@ -13,6 +14,8 @@ export interface HostServices {
   readonly redis?: RedisService;
   /** Absent: proxy_http_call returns UNIMPLEMENTED. */
   readonly httpCallout?: HttpCalloutService;
+  /** Absent: proxy_grpc_call / proxy_grpc_stream return UNIMPLEMENTED. */
+  readonly grpcCallout?: GrpcCalloutService;
   /** The host's log level as a proxy_log_level_t (proxy_get_log_level, Higress get_log_level). */
   logLevel(): number;
   /** Observes every host call (name and returned status); the test kit records them. Off the hot path when absent. */

@@ -230,6 +230,8 @@ export class PluginVm {
     root.pendingRedis.clear();
     for (const call of root.pendingHttp.values()) call.cancel();
     root.pendingHttp.clear();
+    for (const { call } of root.pendingGrpc.values()) call.cancel();
+    root.pendingGrpc.clear();
     if (root.tickTimer) clearInterval(root.tickTimer);
     root.tickTimer = undefined;
     for (const r of root.queueRegistrations.splice(0)) r.dispose();

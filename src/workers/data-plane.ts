@@ -2,6 +2,7 @@ import { LogLevel } from '../abi/enums';
 import type { HostServices } from '../abi/host-services';
 import type { Logger } from '../common/logger';
 import { UndiciHttpCalloutService } from '../http/http-callout';
+import { GrpcJsCalloutService } from '../http/grpc-callout';
 import { HttpListener } from '../http/listener';
 import type { ListenerConfig, SidecarConfig, WasmFilterConfig } from '../http/listener-config';
 import { UpstreamPools } from '../http/upstream-pools';
@@ -54,6 +55,7 @@ export class DataPlane {
   readonly upstreamPools: UpstreamPools;
   readonly redis: RedisPoolManager;
   readonly httpCallout: UndiciHttpCalloutService;
+  readonly grpcCallout: GrpcJsCalloutService;
   readonly services: HostServices;
   readonly plugins: Plugin[] = [];
   readonly listeners: HttpListener[] = [];
@@ -66,12 +68,14 @@ export class DataPlane {
     this.upstreamPools = new UpstreamPools(this.clusterManager, logger);
     this.redis = new RedisPoolManager(this.clusterManager, logger);
     this.httpCallout = new UndiciHttpCalloutService(this.upstreamPools, logger);
+    this.grpcCallout = new GrpcJsCalloutService(this.clusterManager, logger);
     this.services = {
       sharedData: options.sharedData,
       sharedQueues: options.sharedQueues,
       metrics: new MetricsRegistry(),
       redis: this.redis,
       httpCallout: this.httpCallout,
+      grpcCallout: this.grpcCallout,
       logLevel: () => PROXY_LOG_LEVEL[logger.level] ?? LogLevel.Info,
     };
   }
@@ -110,6 +114,7 @@ export class DataPlane {
       }
       await beforePools?.();
       this.httpCallout.close();
+      this.grpcCallout.close();
       await this.redis.close();
       await this.upstreamPools.close();
       this.clusterManager.close();
