@@ -20,6 +20,7 @@ import { AdsClient } from './xds/ads-client';
 import { AdminServer } from './admin/admin-server';
 import type { AdminJsonObject, AdminSources, ServerState } from './admin/sources';
 import { LogLevelControl } from './observability/log-level';
+import { WorkerMetricsView } from './workers/metrics-view';
 
 export { loadFilterPlugin } from './workers/data-plane';
 export type { WorkerMetrics } from './workers/worker-pool';
@@ -71,6 +72,7 @@ export class Sidecar {
   private stopping: Promise<void> | null = null;
   private ads: AdsClient | undefined;
   private adminServer: AdminServer | undefined;
+  private metricsView: WorkerMetricsView | undefined;
   /** Envoy's server state for /ready: INITIALIZING until the initial xDS fetch is done and listeners serve. */
   private serverState: ServerState = 'PRE_INITIALIZING';
 
@@ -213,7 +215,8 @@ export class Sidecar {
       get redis() {
         return self.redis;
       },
-      metrics: self.services.metrics,
+      // With workers, plugin metrics live in each worker: the admin reads their sum, refreshed every second.
+      metrics: self.pool ? (self.metricsView = new WorkerMetricsView(() => self.workerMetrics(), self.logger)) : self.services.metrics,
       plugins: () => self.plugins.map((p) => ({ name: p.config.name, rootId: p.config.rootId, vmId: p.config.vmId, abi: p.abi, failed: p.failed !== undefined })),
       commandLineOptions,
       startTime: new Date(),
@@ -241,6 +244,7 @@ export class Sidecar {
         await this.ads?.close();
         this.clusterManager.close();
       }
+      this.metricsView?.close();
       await this.adminServer?.close();
       this.currentState = 'stopped';
       this.logger.info('sidecar stopped');
