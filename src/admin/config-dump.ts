@@ -5,14 +5,15 @@
  * through redactJson() before it leaves.
  */
 import type { LiveCluster } from '../upstream/cluster-manager';
+import { CDS_TYPE_URL, EDS_TYPE_URL } from '../xds/protos';
 import type { ClusterConfig, Host } from '../upstream/types';
 import type { TypeStatus, XdsStatus } from '../xds/status';
 import { redactJson } from './redact';
 import type { AdminJson, AdminJsonObject } from './sources';
 
 const ADMIN = 'type.googleapis.com/envoy.admin.v3.';
-export const CLUSTER_TYPE_URL = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
-export const CLA_TYPE_URL = 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment';
+// The resource type URLs are the xDS client's; only the listener type is the admin's own.
+const CLUSTER_TYPE_URL = CDS_TYPE_URL;
 export const LISTENER_TYPE_URL = 'type.googleapis.com/envoy.config.listener.v3.Listener';
 
 /** Non-repeated fields of the dump messages: `?resource=` cannot select them (Envoy answers 400). */
@@ -152,11 +153,11 @@ export function loadAssignmentJson(cluster: LiveCluster): AdminJsonObject {
       return out;
     });
   const name = cluster.config.type === 'EDS' ? cluster.config.edsServiceName : cluster.name;
-  return { '@type': CLA_TYPE_URL, cluster_name: name, endpoints, policy: { overprovisioning_factor: 140 } };
+  return { '@type': EDS_TYPE_URL, cluster_name: name, endpoints, policy: { overprovisioning_factor: 140 } };
 }
 
 function endpointsSection(inputs: ConfigDumpInputs): Section {
-  const eds = typeStatus(inputs.xds, CLA_TYPE_URL);
+  const eds = typeStatus(inputs.xds, EDS_TYPE_URL);
   const resources = new Map((eds?.resources ?? []).map((r) => [r.name, r]));
   const statics: AdminJsonObject[] = [];
   const dynamic: AdminJsonObject[] = [];
