@@ -52,3 +52,16 @@ test('FAIL_RELOAD waits for its backoff before rebuilding', async () => {
   assert.equal(host.plugin.vmGeneration, 2);
   host.close();
 });
+
+test('proc_exit from a callback ends that VM, not the process', async () => {
+  const exiting = await HostEmulator.load(pluginPath('proc-exit'), { name: 'go-panic' });
+  const other = await HostEmulator.load(pluginPath('add-header'), { name: 'bystander', rootId: 'add_header' });
+  assert.equal(exiting.stream().sendRequestHeaders([[':path', '/']], true), 'failed');
+  await exiting.settle();
+  const failure = exiting.hostLogs.find((r) => r['msg'] === 'plugin VM failed');
+  assert.match(String(failure?.['err']), /proc_exit\(2\)/);
+  assert.ok(exiting.plugin.failed);
+  assert.equal(other.stream().sendRequestHeaders([[':path', '/']], true), 'continue');
+  exiting.close();
+  other.close();
+});
