@@ -17,6 +17,8 @@ import {
  *
  * - setClusters()/setEndpoints() replace a type's resources (proto3 JSON) and bump its version; push() sends the
  *   new state to every stream (SotW: the full set, EDS filtered by the requested names; Delta: the diff);
+ * - setClusters()/setEndpoints() with `ttlMs` wrap each resource in a Resource with that TTL; heartbeat() sends
+ *   TTL heartbeats (Resources without `resource`);
  * - sendRaw()/sendRawDelta() send a hand-built response (invalid ones included);
  * - killStreams() fails the open streams; stop()/restart() take the server down and bring it back on the same port;
  * - `requests` records every request the client sent, decoded, in order.
@@ -37,12 +39,24 @@ export interface RecordedRequest {
   readonly unsubscribe: readonly string[];
   readonly initialResourceVersions: Readonly<Record<string, string>>;
   readonly nodeId: string | undefined;
+  readonly clientFeatures: readonly string[];
+}
+
+/** How setClusters()/setEndpoints() send resources: wrapped in `envoy.service.discovery.v3.Resource`, with a TTL. */
+export interface ResourceOptions {
+  readonly wrap?: boolean;
+  /** Resource.ttl in ms; implies wrap in SotW (Delta always wraps). */
+  readonly ttlMs?: number;
 }
 
 interface StoredResource {
   readonly name: string;
   readonly version: string;
+  /** What SotW sends: the resource, or its Resource wrapper. */
   readonly any: AnyMessage;
+  /** The resource itself (what Delta puts in Resource.resource). */
+  readonly inner: AnyMessage;
+  readonly ttlMs: number | undefined;
   /** The encoded `repeated Any resources = 2` entry of a DiscoveryResponse, cached for fast SotW pushes. */
   readonly sotwField: Buffer;
 }
@@ -97,6 +111,22 @@ function stringField(field: number, s: string): Buffer {
   return Buffer.concat([Buffer.from([(field << 3) | 2]), lenPrefix(b.length), b]);
 }
 
+/** A Buffer over the same bytes (no copy). */
+function view(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+}
+
+/** `google.protobuf.Duration` of `ms`. */
+function duration(ms: number): { seconds: number; nanos: number } {
+  return { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 };
+}
+
+/** The encoded `repeated Any resources = 2` entry of a DiscoveryResponse. */
+function sotwField(protos: EnvoyProtos, any: AnyMessage): Buffer {
+  const anyBytes = Buffer.from(protos.Any.encode(any).finish());
+  return Buffer.concat([Buffer.from([(2 << 3) | 2]), lenPrefix(anyBytes.length), anyBytes]);
+}
+
 export class XdsTestServer {
   readonly requests: RecordedRequest[] = [];
   private readonly protos: EnvoyProtos;
@@ -148,23 +178,23 @@ export class XdsTestServer {
   // scripting
 
   /** Replaces all clusters (proto3 JSON, without "@type") and bumps the CDS version. Call push() to send. */
-  setClusters(clusters: readonly Record<string, unknown>[], options: { wrap?: boolean } = {}): string {
-    return this.setResources(CDS_TYPE_URL, clusters.map((c) => this.toAny(this.protos.Cluster, c, String(c['name'] ?? ''), options.wrap)));
+  setClusters(clusters: readonly Record<string, unknown>[], options: ResourceOptions = {}): string {
+    return this.setResources(CDS_TYPE_URL, clusters.map((c) => this.toAny(this.protos.Cluster, c, String(c['name'] ?? ''), options)));
   }
 
   /** Replaces all ClusterLoadAssignments (proto3 JSON) and bumps the EDS version. */
-  setEndpoints(clas: readonly Record<string, unknown>[], options: { wrap?: boolean } = {}): string {
-    return this.setResources(EDS_TYPE_URL, clas.map((c) => this.toAny(this.protos.ClusterLoadAssignment, c, String(c['cluster_name'] ?? ''), options.wrap)));
+  setEndpoints(clas: readonly Record<string, unknown>[], options: ResourceOptions = {}): string {
+    return this.setResources(EDS_TYPE_URL, clas.map((c) => this.toAny(this.protos.ClusterLoadAssignment, c, String(c['cluster_name'] ?? ''), options)));
   }
 
   /** Replaces or adds single resources without touching the others (Delta-friendly), and bumps the version. */
   upsert(typeUrl: string, items: readonly Record<string, unknown>[]): string {
     const type = typeUrl === CDS_TYPE_URL ? this.protos.Cluster : this.protos.ClusterLoadAssignment;
     const nameField = typeUrl === CDS_TYPE_URL ? 'name' : 'cluster_name';
-    const current = [...(this.resources.get(typeUrl)?.values() ?? [])].map((r) => ({ name: r.name, any: r.any }));
+    const current = [...(this.resources.get(typeUrl)?.values() ?? [])].map((r) => ({ name: r.name, any: r.any, inner: r.inner, ttlMs: r.ttlMs }));
     for (const item of items) {
       const name = String(item[nameField] ?? '');
-      const next = this.toAny(type, item, name, false);
+      const next = this.toAny(type, item, name, {});
       const i = current.findIndex((c) => c.name === name);
       if (i >= 0) current[i] = next;
       else current.push(next);
@@ -174,25 +204,26 @@ export class XdsTestServer {
 
   /** Removes named resources and bumps the version. */
   remove(typeUrl: string, names: readonly string[]): string {
-    const current = [...(this.resources.get(typeUrl)?.values() ?? [])].filter((r) => !names.includes(r.name)).map((r) => ({ name: r.name, any: r.any }));
+    const current = [...(this.resources.get(typeUrl)?.values() ?? [])].filter((r) => !names.includes(r.name));
     return this.setResources(typeUrl, current);
   }
 
-  /** Sets a type's resources from already-encoded Anys (names given); returns the new version. */
-  setResources(typeUrl: string, items: readonly { readonly name: string; readonly any: AnyMessage }[]): string {
+  /**
+   * Sets a type's resources from already-encoded Anys (names given); returns the new version. `inner` and `ttlMs`
+   * describe a wrapped `any` (Delta sends `inner` with the TTL in its own Resource).
+   */
+  setResources(typeUrl: string, items: readonly { readonly name: string; readonly any: AnyMessage; readonly inner?: AnyMessage; readonly ttlMs?: number | undefined }[]): string {
     const version = (this.versions.get(typeUrl) ?? 0) + 1;
     this.versions.set(typeUrl, version);
     const prev = this.resources.get(typeUrl) ?? new Map<string, StoredResource>();
     const next = new Map<string, StoredResource>();
-    for (const { name, any } of items) {
+    for (const { name, any, inner, ttlMs } of items) {
       const old = prev.get(name);
-      if (old && old.any.type_url === any.type_url && Buffer.compare(Buffer.from(old.any.value), Buffer.from(any.value)) === 0) {
+      if (old && old.any.type_url === any.type_url && view(old.any.value).equals(view(any.value))) {
         next.set(name, old);
         continue;
       }
-      const anyBytes = Buffer.from(this.protos.Any.encode(any).finish());
-      const sotwField = Buffer.concat([Buffer.from([(2 << 3) | 2]), lenPrefix(anyBytes.length), anyBytes]);
-      next.set(name, { name, version: String(version), any, sotwField });
+      next.set(name, { name, version: String(version), any, inner: inner ?? any, ttlMs, sotwField: sotwField(this.protos, any) });
     }
     this.resources.set(typeUrl, next);
     return String(version);
@@ -211,6 +242,32 @@ export class XdsTestServer {
           const st = stream.delta.get(t);
           if (st) this.sendDeltaDiff(stream, t, st);
         }
+      }
+    }
+  }
+
+  /**
+   * Sends TTL heartbeats: to SotW streams a response at the current version in which every resource with a TTL
+   * is a Resource wrapper without `resource` (the others are sent whole, as SotW needs); to Delta streams the
+   * TTL'd resources the stream has, without `resource`, at the version it has.
+   */
+  heartbeat(typeUrl: string): void {
+    const current = [...(this.resources.get(typeUrl)?.values() ?? [])];
+    for (const stream of this.streams) {
+      if (stream.ended) continue;
+      if (stream.kind === 'sotw') {
+        const st = stream.sotw.get(typeUrl);
+        if (!st) continue;
+        const chosen = st.wildcard ? current : current.filter((r) => st.names.has(r.name));
+        const fields = chosen.map((r) =>
+          r.ttlMs === undefined ? r.sotwField : sotwField(this.protos, { type_url: RESOURCE_TYPE_URL, value: this.protos.Resource.encode({ name: r.name, version: r.version, ttl: duration(r.ttlMs) }).finish() }),
+        );
+        this.writeSotw(stream, typeUrl, st, fields);
+      } else {
+        const st = stream.delta.get(typeUrl);
+        if (!st) continue;
+        const resources = current.filter((r) => r.ttlMs !== undefined && st.known.get(r.name) === r.version).map((r) => ({ name: r.name, version: r.version, ttl: duration(r.ttlMs!) }));
+        if (resources.length > 0) stream.call.write({ type_url: typeUrl, system_version_info: this.version(typeUrl), resources, removed_resources: [], nonce: this.nextNonce() });
       }
     }
   }
@@ -241,7 +298,7 @@ export class XdsTestServer {
   encodeAny(typeUrl: string, json: Record<string, unknown>, wrapName?: string): AnyMessage {
     const type = this.protos.lookup(typeUrl);
     if (!type) throw new Error(`unknown type ${typeUrl}`);
-    return this.toAny(type, json, wrapName ?? '', wrapName !== undefined).any;
+    return this.toAny(type, json, wrapName ?? '', { wrap: wrapName !== undefined }).any;
   }
 
   /** Fails every open stream with UNAVAILABLE; clients reconnect. */
@@ -306,12 +363,13 @@ export class XdsTestServer {
   // ---------------------------------------------------------------------------------------------------------------
   // internals
 
-  private toAny(type: import('protobufjs').Type, json: Record<string, unknown>, name: string, wrap: boolean | undefined): { name: string; any: AnyMessage } {
+  private toAny(type: import('protobufjs').Type, json: Record<string, unknown>, name: string, options: ResourceOptions): { name: string; any: AnyMessage; inner: AnyMessage; ttlMs: number | undefined } {
     const plain = fromProtoJson(this.protos, type, json);
     const any: AnyMessage = { type_url: `type.googleapis.com/${type.fullName.slice(1)}`, value: type.encode(plain).finish() };
-    if (!wrap) return { name, any };
-    const wrapped = this.protos.Resource.encode({ name, resource: any }).finish();
-    return { name, any: { type_url: RESOURCE_TYPE_URL, value: wrapped } };
+    const ttlMs = options.ttlMs;
+    if (!options.wrap && ttlMs === undefined) return { name, any, inner: any, ttlMs };
+    const wrapped = this.protos.Resource.encode({ name, resource: any, ...(ttlMs !== undefined ? { ttl: duration(ttlMs) } : {}) }).finish();
+    return { name, any: { type_url: RESOURCE_TYPE_URL, value: wrapped }, inner: any, ttlMs };
   }
 
   private nextNonce(): string {
@@ -398,6 +456,7 @@ export class XdsTestServer {
       unsubscribe: [...((req['resource_names_unsubscribe'] as string[] | undefined) ?? [])],
       initialResourceVersions: { ...((req['initial_resource_versions'] as Record<string, string> | undefined) ?? {}) },
       nodeId: node ? String(node.id ?? '') : undefined,
+      clientFeatures: [...(((node as { client_features?: string[] } | null | undefined)?.client_features ?? []) as string[])],
     };
     this.requests.push(rec);
     return rec;
@@ -423,9 +482,13 @@ export class XdsTestServer {
   private sendSotwState(stream: ServerStream, typeUrl: string, st: SotwTypeState): void {
     const all = [...(this.resources.get(typeUrl)?.values() ?? [])];
     const chosen = st.wildcard ? all : all.filter((r) => st.names.has(r.name));
+    this.writeSotw(stream, typeUrl, st, chosen.map((r) => r.sotwField));
+  }
+
+  private writeSotw(stream: ServerStream, typeUrl: string, st: SotwTypeState, fields: readonly Buffer[]): void {
     const nonce = this.nextNonce();
     st.lastNonce = nonce;
-    const bytes = Buffer.concat([stringField(1, this.version(typeUrl)), ...chosen.map((r) => r.sotwField), stringField(4, typeUrl), stringField(5, nonce)]);
+    const bytes = Buffer.concat([stringField(1, this.version(typeUrl)), ...fields, stringField(4, typeUrl), stringField(5, nonce)]);
     stream.call.write(new Prebuilt(bytes));
   }
 
@@ -457,7 +520,7 @@ export class XdsTestServer {
     for (const r of current.values()) {
       if (!wanted(r.name)) continue;
       if (st.known.get(r.name) === r.version && !forceNames.includes(r.name)) continue;
-      resources.push({ name: r.name, version: r.version, resource: r.any });
+      resources.push({ name: r.name, version: r.version, resource: r.inner, ...(r.ttlMs !== undefined ? { ttl: duration(r.ttlMs) } : {}) });
       st.known.set(r.name, r.version);
     }
     const removed: string[] = [];

@@ -3,6 +3,7 @@ import { JitteredBackoff } from '../common/backoff';
 import { Emitter, type Disposable } from '../common/disposable';
 import { silentLogger, type Logger } from '../common/logger';
 import type { ClusterConfig, HostSpec } from '../upstream/types';
+import { DeadlineSet } from './deadlines';
 import type { ProtoObject } from './proto-json';
 import {
   ADS_DELTA_METHOD,
@@ -18,7 +19,7 @@ import { decodeCluster } from './resources/cluster';
 import { decodeClusterLoadAssignment } from './resources/endpoint';
 import {
   emptyCounters,
-  type ResourceStatus,
+  type ResourceStatusKind,
   type SubscriptionCounters,
   type TypeStatus,
   type UpdateFailure,
@@ -26,6 +27,9 @@ import {
   type XdsStatus,
 } from './status';
 import { ProtoValidator } from './validate';
+import { decodeDiscoveryResponse, locateAny, peekStringField, rangeEquals, type RawDiscoveryResponse } from './wire';
+
+const EMPTY = Buffer.alloc(0);
 
 /**
  * ADS client (SotW and Delta) on @grpc/grpc-js, following Envoy's grpc_mux_impl / delta_subscription_state and
@@ -69,6 +73,11 @@ export interface AdsClientOptions {
   readonly setNodeOnFirstMessageOnly?: boolean;
   /** cds_config.initial_fetch_timeout; default 15 000 ms; 0 waits forever. */
   readonly initialFetchTimeoutMs?: number;
+  /**
+   * The does-not-exist timer of a newly subscribed EDS name (xds.md §4; gRPC's RESOURCE_TIMEOUT_MS, Envoy's EDS
+   * initial_fetch_timeout): default 15 000 ms; 0 waits forever.
+   */
+  readonly resourceTimeoutMs?: number;
   readonly backoff?: { readonly baseMs?: number; readonly maxMs?: number; readonly random?: () => number };
   readonly logger?: Logger;
   readonly protos?: EnvoyProtos;
@@ -83,12 +92,12 @@ export type XdsEvent =
   | { readonly type: 'nack'; readonly typeUrl: string; readonly version: string; readonly nonce: string; readonly detail: string };
 
 interface MutableResourceStatus {
-  status: ResourceStatus['status'];
+  status: ResourceStatusKind;
   version: string;
   lastUpdated: Date | undefined;
   error: UpdateFailure | undefined;
-  /** Raw bytes of the accepted resource: an identical resend skips decoding. */
-  raw: Uint8Array | undefined;
+  /** Raw bytes of the accepted resource (a copy, never a view of a response): an identical resend is skipped. */
+  raw: Buffer | undefined;
 }
 
 class TypeState {
@@ -118,7 +127,7 @@ class TypeState {
   }
 }
 
-type Call = grpc.ClientDuplexStream<ProtoObject, ProtoObject>;
+type Call = grpc.ClientDuplexStream<ProtoObject, unknown>;
 
 /** Per-stream state; a new one is built on every (re)connect and seeded from the client. */
 class AdsStream {
@@ -128,43 +137,56 @@ class AdsStream {
   constructor(readonly call: Call) {}
 }
 
-function equalBytes(a: Uint8Array | undefined, b: Uint8Array): boolean {
-  return a !== undefined && a.length === b.length && Buffer.compare(a, b) === 0;
+/**
+ * One resource of a response after unwrapping: where its bytes are (`buf[start, end)`, a view into the response)
+ * and what its `Resource` wrapper said, if any.
+ */
+interface Item {
+  /** The resource's own name (Cluster.name, ClusterLoadAssignment.cluster_name); the wrapper's for a heartbeat. */
+  readonly name: string;
+  readonly buf: Buffer;
+  readonly start: number;
+  readonly end: number;
+  readonly wrapperName: string;
+  /** The wrapper's `ttl` in ms; undefined when there is none (which clears a running TTL). */
+  readonly ttlMs: number | undefined;
+  /** A wrapper without `resource` at the current version: refreshes the TTL, changes nothing else. */
+  readonly heartbeat: boolean;
+  /** The resource version (SotW: the response's version_info, as Envoy's DecodedResourceImpl sets it). */
+  readonly version: string;
 }
 
-/** Reads a top-level length-delimited field (e.g. a resource's name) without decoding the message. */
-export function peekStringField(bytes: Uint8Array, fieldNumber: number): string | undefined {
-  let pos = 0;
-  const varint = (): number => {
-    let result = 0;
-    let shift = 0;
-    for (;;) {
-      if (pos >= bytes.length) throw new RangeError('truncated');
-      const b = bytes[pos++]!;
-      result += (b & 0x7f) * 2 ** shift;
-      if ((b & 0x80) === 0) return result;
-      shift += 7;
-    }
-  };
-  try {
-    while (pos < bytes.length) {
-      const tag = varint();
-      const wire = tag & 7;
-      const field = Math.floor(tag / 8);
-      if (wire === 2) {
-        const len = varint();
-        if (field === fieldNumber) return Buffer.from(bytes.buffer, bytes.byteOffset + pos, len).toString('utf8');
-        pos += len;
-      } else if (wire === 0) varint();
-      else if (wire === 1) pos += 8;
-      else if (wire === 5) pos += 4;
-      else return undefined;
-    }
-  } catch {
-    return undefined;
-  }
-  return undefined;
+/** `envoy.service.discovery.v3.Resource` as protobufjs decodes it. */
+interface ResourceWrapper {
+  name?: string;
+  version?: string;
+  resource?: AnyMessage | null;
+  ttl?: { seconds?: unknown; nanos?: unknown } | null;
 }
+
+/** What this client advertises in `Node.client_features` (xds.md §7; the older spellings too). */
+export const CLIENT_FEATURES: readonly string[] = [
+  'xds.config.resource-in-sotw',
+  'xds.config.supports-resource-ttl',
+  'envoy.config.resource-in-sotw',
+  'envoy.config.supports-resource-ttl',
+];
+
+/** The node with this client's features appended to whatever `client_features` it already had. */
+export function withClientFeatures(node: ProtoObject): ProtoObject {
+  const have = Array.isArray(node['client_features']) ? (node['client_features'] as unknown[]).map(String) : [];
+  return { ...node, client_features: [...have, ...CLIENT_FEATURES.filter((f) => !have.includes(f))] };
+}
+
+function durationMs(d: { seconds?: unknown; nanos?: unknown }): number {
+  return Number(String(d.seconds ?? 0)) * 1000 + Math.round(Number(d.nanos ?? 0) / 1e6);
+}
+
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+}
+
+export { peekStringField };
 
 export class AdsClient {
   private readonly protos: EnvoyProtos;
@@ -175,13 +197,27 @@ export class AdsClient {
   private readonly backoff: JitteredBackoff;
   private readonly apiType: AdsApiType;
   private readonly nodeOnce: boolean;
+  private readonly node: ProtoObject;
   private readonly initialFetchTimeoutMs: number;
+  private readonly resourceTimeoutMs: number;
   private readonly types = new Map<string, TypeState>([
     [CDS_TYPE_URL, new TypeState(CDS_TYPE_URL)],
     [EDS_TYPE_URL, new TypeState(EDS_TYPE_URL)],
   ]);
-  /** EDS names currently subscribed (what the last EDS request carried). */
+  /** EDS names currently subscribed (what the last EDS request carried), as a set and as the list sent. */
   private edsNames = new Set<string>();
+  private edsNamesList: readonly string[] = [];
+  /** Encoded `resource_names` entries of a name list: a SotW EDS ACK at 10 000 names re-sends the same list. */
+  private readonly namesField = new WeakMap<readonly string[], Buffer>();
+  /** Type URLs as bytes, to check each resource's Any.type_url without decoding it. */
+  private readonly typeUrlBytes = new Map<string, Buffer>();
+  /** Scratch for locateAny(). */
+  private readonly anyLoc = [0, 0, 0, 0];
+  /** Does-not-exist timers of EDS names subscribed and not yet received (xds.md §4). */
+  private readonly edsNotFound: DeadlineSet;
+  /** Per-resource TTLs (xds.md §7). */
+  private readonly cdsTtl: DeadlineSet;
+  private readonly edsTtl: DeadlineSet;
   private readonly cdsCounters = emptyCounters();
   private readonly edsCounters = new Map<string, SubscriptionCounters>();
   private readonly cp = { streams_opened: 0, responses_received: 0, acks_sent: 0, nacks_sent: 0 };
@@ -209,7 +245,12 @@ export class AdsClient {
     this.backoff = new JitteredBackoff(options.backoff?.baseMs ?? 500, options.backoff?.maxMs ?? 30_000, options.backoff?.random);
     this.apiType = options.apiType ?? 'GRPC';
     this.nodeOnce = options.setNodeOnFirstMessageOnly ?? true;
+    this.node = withClientFeatures(options.node);
     this.initialFetchTimeoutMs = options.initialFetchTimeoutMs ?? 15_000;
+    this.resourceTimeoutMs = options.resourceTimeoutMs ?? 15_000;
+    this.edsNotFound = new DeadlineSet((names) => this.onEdsNotFound(names));
+    this.cdsTtl = new DeadlineSet((names) => this.onCdsTtlExpired(names));
+    this.edsTtl = new DeadlineSet((names) => this.onEdsTtlExpired(names));
     this.initialized = new Promise<void>((resolve) => (this.resolveInitialized = resolve));
   }
 
@@ -260,6 +301,9 @@ export class AdsClient {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.initTimer) clearTimeout(this.initTimer);
     this.retryTimer = this.initTimer = undefined;
+    this.edsNotFound.clear();
+    this.cdsTtl.clear();
+    this.edsTtl.clear();
     const s = this.stream;
     this.stream = undefined;
     if (s && !s.done) {
@@ -307,17 +351,18 @@ export class AdsClient {
   private openStream(): void {
     if (this.closedFlag || !this.client) return;
     const delta = this.apiType === 'DELTA_GRPC';
-    const reqType = delta ? this.protos.DeltaDiscoveryRequest : this.protos.DiscoveryRequest;
-    const resType = delta ? this.protos.DeltaDiscoveryResponse : this.protos.DiscoveryResponse;
-    const call = this.client.makeBidiStreamRequest<ProtoObject, ProtoObject>(
-      delta ? ADS_DELTA_METHOD : ADS_SOTW_METHOD,
-      (req) => Buffer.from(reqType.encode(req).finish()),
-      (buf) => resType.decode(buf) as unknown as ProtoObject,
-    );
+    const p = this.protos;
+    const call = delta
+      ? this.client.makeBidiStreamRequest<ProtoObject, unknown>(
+          ADS_DELTA_METHOD,
+          (req) => Buffer.from(p.DeltaDiscoveryRequest.encode(req).finish()),
+          (buf) => p.DeltaDiscoveryResponse.decode(buf),
+        )
+      : this.client.makeBidiStreamRequest<ProtoObject, unknown>(ADS_SOTW_METHOD, (req) => this.encodeSotwRequest(req), decodeDiscoveryResponse);
     const stream = new AdsStream(call);
     this.stream = stream;
     this.cp.streams_opened++;
-    call.on('data', (msg: ProtoObject) => {
+    call.on('data', (msg: unknown) => {
       if (stream.done || this.stream !== stream) return;
       this.backoff.reset(); // any message resets the backoff (grpc_stream.h)
       if (!this.isConnected) {
@@ -326,8 +371,8 @@ export class AdsClient {
       }
       this.cp.responses_received++;
       try {
-        if (delta) this.onDeltaResponse(stream, msg);
-        else this.onSotwResponse(stream, msg);
+        if (delta) this.onDeltaResponse(stream, msg as ProtoObject);
+        else this.onSotwResponse(stream, msg as RawDiscoveryResponse);
       } catch (err) {
         this.logger.error({ err }, 'xds response handling failed');
       }
@@ -350,9 +395,25 @@ export class AdsClient {
     } else {
       this.sendSotw(stream, { type_url: CDS_TYPE_URL, version_info: this.versionInfo(CDS_TYPE_URL), resource_names: [] });
       if (this.edsNames.size > 0) {
-        this.sendSotw(stream, { type_url: EDS_TYPE_URL, version_info: this.versionInfo(EDS_TYPE_URL), resource_names: [...this.edsNames] });
+        this.sendSotw(stream, { type_url: EDS_TYPE_URL, version_info: this.versionInfo(EDS_TYPE_URL), resource_names: this.edsNamesList });
       }
     }
+  }
+
+  /**
+   * Encodes a SotW DiscoveryRequest. The `resource_names` of a list already sent are reused as bytes: every EDS
+   * ACK repeats the whole subscription, which at 10 000 names costs more to encode than the rest of the request.
+   */
+  private encodeSotwRequest(req: ProtoObject): Buffer {
+    const type = this.protos.DiscoveryRequest;
+    const names = req['resource_names'] as readonly string[] | undefined;
+    if (!names || names.length < 16) return Buffer.from(type.encode(req).finish());
+    let field = this.namesField.get(names);
+    if (!field) {
+      field = Buffer.from(type.encode({ resource_names: names }).finish());
+      this.namesField.set(names, field);
+    }
+    return Buffer.concat([type.encode({ ...req, resource_names: [] }).finish(), field]);
   }
 
   private onStreamClosed(stream: AdsStream, reason: string): void {
@@ -381,10 +442,10 @@ export class AdsClient {
   private nodeFor(stream: AdsStream): ProtoObject | undefined {
     if (stream.sentFirst && this.nodeOnce) return undefined;
     stream.sentFirst = true;
-    return this.options.node;
+    return this.node;
   }
 
-  private sendSotw(stream: AdsStream, req: { type_url: string; version_info: string; resource_names: string[]; error_detail?: ProtoObject }): void {
+  private sendSotw(stream: AdsStream, req: { type_url: string; version_info: string; resource_names: readonly string[]; error_detail?: ProtoObject }): void {
     if (stream.done) return;
     const node = this.nodeFor(stream);
     const nonce = stream.nonces.get(req.type_url) ?? '';
@@ -424,6 +485,7 @@ export class AdsClient {
   private markInitialized(reason: 'fetched' | 'timeout'): void {
     if (this.isInitialized) return;
     this.isInitialized = true;
+    this.initEdsPending = undefined;
     if (this.initTimer) clearTimeout(this.initTimer);
     this.initTimer = undefined;
     this.resolveInitialized();
@@ -432,122 +494,236 @@ export class AdsClient {
 
   private checkInitialized(): void {
     if (this.isInitialized || !this.cdsReceived) return;
-    if (this.initEdsPending === undefined) this.initEdsPending = new Set(this.sink.edsServiceNames());
+    if (this.initEdsPending === undefined) {
+      // Names already given up on (does-not-exist timer) no longer block initialization.
+      const eds = this.type(EDS_TYPE_URL);
+      this.initEdsPending = new Set(this.sink.edsServiceNames().filter((n) => eds.resources.get(n)?.status !== 'DOES_NOT_EXIST'));
+    }
     if (this.initEdsPending.size === 0) this.markInitialized('fetched');
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+  // timers: does-not-exist and TTL
+
+  /**
+   * The does-not-exist timer of EDS names fired (xds.md §4). Like Envoy's EDS initial_fetch_timeout, a warming
+   * cluster finishes warming with no hosts and stops blocking initialization; the name stays subscribed, and a
+   * CLA that arrives later is applied. A cluster already serving hosts for the name is left alone.
+   */
+  private onEdsNotFound(names: string[]): void {
+    const eds = this.type(EDS_TYPE_URL);
+    let served: Set<string> | undefined;
+    const missing: string[] = [];
+    for (const name of names) {
+      const r = eds.resources.get(name);
+      if (!this.edsNames.has(name) || !r || r.status !== 'REQUESTED') continue;
+      r.status = 'DOES_NOT_EXIST';
+      this.edsCounter(name).init_fetch_timeout++;
+      this.initEdsPending?.delete(name);
+      missing.push(name);
+      served ??= new Set([...this.sink.activeClusters()].flatMap((c) => (c.config.type === 'EDS' ? [c.config.edsServiceName] : [])));
+      if (!served.has(name)) this.sink.setAssignment(name, []);
+    }
+    if (missing.length === 0) return;
+    this.logger.warn({ count: missing.length, names: missing.slice(0, 10), timeoutMs: this.resourceTimeoutMs }, 'EDS resources not received in time; marked DOES_NOT_EXIST');
+    this.checkInitialized();
+  }
+
+  /** TTL of clusters expired: removed as a SotW CDS removal would (xds.md §7). */
+  private onCdsTtlExpired(names: string[]): void {
+    const cds = this.type(CDS_TYPE_URL);
+    const expired = names.filter((n) => cds.resources.get(n)?.raw !== undefined);
+    if (expired.length === 0) return;
+    this.logger.warn({ names: expired.slice(0, 10), count: expired.length }, 'cluster TTL expired; removing');
+    for (const name of expired) this.removeCluster(name);
+    this.resumeEds(this.stream);
+  }
+
+  /** TTL of CLAs expired: their clusters keep their config and lose their hosts (eds.cc, removal of the CLA). */
+  private onEdsTtlExpired(names: string[]): void {
+    const eds = this.type(EDS_TYPE_URL);
+    const expired: string[] = [];
+    for (const name of names) {
+      const r = eds.resources.get(name);
+      if (!this.edsNames.has(name) || !r?.raw) continue;
+      Object.assign(r, { status: 'DOES_NOT_EXIST', version: '', raw: undefined });
+      this.sink.setAssignment(name, []);
+      expired.push(name);
+    }
+    if (expired.length > 0) this.logger.warn({ names: expired.slice(0, 10), count: expired.length }, 'ClusterLoadAssignment TTL expired; hosts removed');
+  }
+
+  /** A (re)sent resource or heartbeat with a TTL (re)starts its timer; without one, stops it. */
+  private static setTtl(ttl: DeadlineSet, name: string, ttlMs: number | undefined): void {
+    if (ttlMs !== undefined && ttlMs > 0) ttl.set(name, ttlMs);
+    else if (ttl.size > 0) ttl.delete(name);
   }
 
   // -------------------------------------------------------------------------------------------------------------
   // resource unwrapping and application (shared by SotW and Delta)
 
-  /** Unwraps a `Resource` Any; checks the type URL. Returns the inner bytes or an error. */
-  private unwrap(any: AnyMessage, typeUrl: string, index: number): { ok: true; bytes: Uint8Array; wrapperName: string } | { ok: false; error: string } {
-    let inner = any;
-    let wrapperName = '';
-    if (any.type_url === RESOURCE_TYPE_URL && typeUrl !== RESOURCE_TYPE_URL) {
-      const r = this.protos.Resource.decode(any.value) as unknown as { name?: string; resource?: AnyMessage | null };
-      if (!r.resource) return { ok: false, error: `resource ${index}: Resource wrapper '${r.name ?? ''}' has no resource` };
-      inner = r.resource;
-      wrapperName = r.name ?? '';
+  private typeBytes(typeUrl: string): Buffer {
+    let b = this.typeUrlBytes.get(typeUrl);
+    if (!b) {
+      b = Buffer.from(typeUrl, 'utf8');
+      this.typeUrlBytes.set(typeUrl, b);
     }
-    if (inner.type_url !== typeUrl) {
-      return { ok: false, error: `resource ${index}: type URL ${inner.type_url} does not match the response type ${typeUrl}` };
-    }
-    return { ok: true, bytes: inner.value, wrapperName };
+    return b;
   }
 
   /**
-   * Unwraps every resource of a response. A type mismatch rejects the whole response before anything is applied
-   * (grpc_mux_impl.cc), so the result is undefined and `errors` says why.
+   * An `envoy.service.discovery.v3.Resource` wrapper as an Item, or an error. `isHeartbeat` says whether a
+   * wrapper without `resource` is a heartbeat (its version matches the current one) rather than an error.
    */
-  private unwrapAll(resources: readonly AnyMessage[], typeUrl: string, errors: string[]): { bytes: Uint8Array; wrapperName: string }[] | undefined {
-    const out: { bytes: Uint8Array; wrapperName: string }[] = [];
+  private fromWrapper(r: ResourceWrapper, typeUrl: string, index: number, version: string, isHeartbeat: (name: string) => boolean): Item | string {
+    const name = r.name ?? '';
+    const ttlMs = r.ttl ? durationMs(r.ttl) : undefined;
+    if (!r.resource) {
+      if (isHeartbeat(name)) return { name, buf: EMPTY, start: 0, end: 0, wrapperName: name, ttlMs, heartbeat: true, version };
+      return `resource ${index}: Resource wrapper '${name}' has no resource`;
+    }
+    if (r.resource.type_url !== typeUrl) return `resource ${index}: type URL ${r.resource.type_url} does not match the response type ${typeUrl}`;
+    const buf = asBuffer(r.resource.value);
+    return { name: peekStringField(buf, 1) ?? name, buf, start: 0, end: buf.length, wrapperName: name, ttlMs, heartbeat: false, version };
+  }
+
+  /**
+   * The resources of a SotW response as Items, reading each Any in place: plain resources of the response type
+   * are not decoded here at all, wrappers are. A type mismatch rejects the whole response before anything is
+   * applied (grpc_mux_impl.cc), so the result is undefined and `errors` says why.
+   */
+  private sotwItems(msg: RawDiscoveryResponse, typeUrl: string, errors: string[]): Item[] | undefined {
+    const { buf, anyStart, anyEnd } = msg;
+    const version = msg.version_info;
+    const expected = this.typeBytes(typeUrl);
+    const wrapper = this.typeBytes(RESOURCE_TYPE_URL);
+    const loc = this.anyLoc;
+    // A wrapper without `resource` is a heartbeat only at the version already accepted (isHeartbeatResource()).
+    const heartbeat = (): boolean => version === this.type(typeUrl).versionInfo;
+    const items: Item[] = new Array<Item>(anyStart.length);
     let failed = false;
-    resources.forEach((any, i) => {
-      const u = this.unwrap(any, typeUrl, i);
-      if (u.ok) out.push(u);
-      else {
+    for (let i = 0; i < anyStart.length; i++) {
+      try {
+        locateAny(buf, anyStart[i]!, anyEnd[i]!, loc);
+      } catch (err) {
+        errors.push(`resource ${i}: malformed Any: ${(err as Error).message}`);
         failed = true;
-        errors.push(u.error);
+        continue;
       }
-    });
-    return failed ? undefined : out;
+      const [ts, te, vs, ve] = loc as [number, number, number, number];
+      if (rangeEquals(buf, ts, te, expected)) {
+        items[i] = { name: peekStringField(buf, 1, vs, ve) ?? '', buf, start: vs, end: ve, wrapperName: '', ttlMs: undefined, heartbeat: false, version };
+        continue;
+      }
+      let item: Item | string;
+      if (rangeEquals(buf, ts, te, wrapper) && typeUrl !== RESOURCE_TYPE_URL) {
+        try {
+          item = this.fromWrapper(this.protos.Resource.decode(buf.subarray(vs, ve)) as ResourceWrapper, typeUrl, i, version, heartbeat);
+        } catch (err) {
+          item = `resource ${i}: cannot decode Resource wrapper: ${(err as Error).message}`;
+        }
+      } else {
+        item = `resource ${i}: type URL ${buf.toString('utf8', ts, te)} does not match the response type ${typeUrl}`;
+      }
+      if (typeof item === 'string') {
+        errors.push(item);
+        failed = true;
+      } else items[i] = item;
+    }
+    return failed ? undefined : items;
   }
 
   /** EDS: names carried by more than one CLA are rejected as a whole (eds.cc "Unexpected EDS resource length"). */
-  private applyAssignments(items: readonly { bytes: Uint8Array; wrapperName: string; version: string }[], errors: string[]): void {
-    const names = items.map((u) => peekStringField(u.bytes, 1) ?? '');
-    const counts = new Map<string, number>();
-    for (const n of names) counts.set(n, (counts.get(n) ?? 0) + 1);
-    const reported = new Set<string>();
-    items.forEach((u, i) => {
-      const name = names[i]!;
-      if ((counts.get(name) ?? 0) > 1) {
-        if (!reported.has(name)) errors.push(`Unexpected EDS resource length: more than one ClusterLoadAssignment for '${name}'`);
-        reported.add(name);
-        if (this.edsNames.has(name)) this.edsCounter(name).update_rejected++;
-        return;
-      }
-      const err = this.applyAssignment(u.bytes, u.version, i, u.wrapperName);
+  private applyAssignments(items: readonly Item[], errors: string[]): void {
+    const seen = new Set<string>();
+    let dups: Set<string> | undefined;
+    for (const u of items) {
+      if (seen.has(u.name)) (dups ??= new Set()).add(u.name);
+      else seen.add(u.name);
+    }
+    for (const name of dups ?? []) {
+      errors.push(`Unexpected EDS resource length: more than one ClusterLoadAssignment for '${name}'`);
+      if (this.edsNames.has(name)) this.edsCounter(name).update_rejected++;
+    }
+    for (let i = 0; i < items.length; i++) {
+      const u = items[i]!;
+      if (dups?.has(u.name)) continue;
+      const err = this.applyAssignment(u, i);
       if (err) errors.push(err);
-    });
+    }
   }
 
   /**
    * Applies one Cluster. Returns an error string or undefined. `seen` collects names for duplicate detection and
    * SotW removal.
    */
-  private applyCluster(bytes: Uint8Array, version: string, resourceVersion: string, seen: Set<string>, index: number, wrapperName: string): string | undefined {
+  private applyCluster(u: Item, seen: Set<string>, index: number): string | undefined {
     const state = this.type(CDS_TYPE_URL);
-    const name = peekStringField(bytes, 1) ?? wrapperName;
+    const name = u.name || u.wrapperName;
     if (seen.has(name)) return `duplicate cluster name '${name}' in one response`;
     seen.add(name);
     const prior = state.resources.get(name);
-    if (prior && prior.status === 'ACKED' && equalBytes(prior.raw, bytes)) {
-      prior.version = resourceVersion || prior.version;
+    if (u.heartbeat) {
+      if (prior?.raw) AdsClient.setTtl(this.cdsTtl, name, u.ttlMs);
+      return undefined;
+    }
+    if (prior && prior.status === 'ACKED' && prior.raw && rangeEquals(u.buf, u.start, u.end, prior.raw)) {
+      prior.version = u.version || prior.version;
+      AdsClient.setTtl(this.cdsTtl, name, u.ttlMs);
       return undefined; // identical resend: nothing to rebuild
     }
-    const decoded = decodeCluster(this.protos, this.validator, bytes, version);
+    const bytes = Buffer.from(u.buf.subarray(u.start, u.end)); // a copy: the response buffer is not kept alive
+    const decoded = decodeCluster(this.protos, this.validator, bytes, u.version);
     const label = decoded.name || name || `#${index}`;
     if (!decoded.ok) {
       const detail = `cluster '${label}': ${decoded.errors.join('; ')}`;
       const r = state.resource(label);
       r.status = 'NACKED';
-      r.error = { details: detail, versionInfo: resourceVersion, lastUpdateAttempt: new Date() };
+      r.error = { details: detail, versionInfo: u.version, lastUpdateAttempt: new Date() };
       return detail;
     }
     this.sink.addOrUpdateCluster(decoded.value);
     const r = state.resource(decoded.name);
-    Object.assign(r, { status: 'ACKED', version: resourceVersion, lastUpdated: new Date(), error: undefined, raw: bytes });
+    Object.assign(r, { status: 'ACKED', version: u.version, lastUpdated: new Date(), error: undefined, raw: bytes });
+    AdsClient.setTtl(this.cdsTtl, decoded.name, u.ttlMs);
     return undefined;
   }
 
-  private applyAssignment(bytes: Uint8Array, resourceVersion: string, index: number, wrapperName: string): string | undefined {
+  private applyAssignment(u: Item, index: number): string | undefined {
     const state = this.type(EDS_TYPE_URL);
-    const name = peekStringField(bytes, 1) ?? '';
-    if (wrapperName && wrapperName !== name) return `Unexpected EDS cluster '${name}' (expecting ${wrapperName})`;
+    const name = u.name;
+    if (u.wrapperName && u.wrapperName !== name && !u.heartbeat) return `Unexpected EDS cluster '${name}' (expecting ${u.wrapperName})`;
     if (!this.edsNames.has(name)) return undefined; // not requested: ignored (xds.md §2.9)
+    const prior = state.resources.get(name);
+    if (u.heartbeat) {
+      if (prior?.raw) AdsClient.setTtl(this.edsTtl, name, u.ttlMs);
+      return undefined;
+    }
+    if (this.edsNotFound.size > 0) this.edsNotFound.delete(name);
     const counters = this.edsCounter(name);
     counters.update_attempt++;
     this.initEdsPending?.delete(name);
-    const prior = state.resources.get(name);
-    if (prior && prior.status === 'ACKED' && equalBytes(prior.raw, bytes)) {
+    if (prior && prior.status === 'ACKED' && prior.raw && rangeEquals(u.buf, u.start, u.end, prior.raw)) {
       counters.update_success++;
-      prior.version = resourceVersion || prior.version;
+      prior.version = u.version || prior.version;
+      AdsClient.setTtl(this.edsTtl, name, u.ttlMs);
       return undefined;
     }
+    const bytes = Buffer.from(u.buf.subarray(u.start, u.end)); // a copy: the response buffer is not kept alive
     const decoded = decodeClusterLoadAssignment(this.protos, this.validator, bytes);
     if (!decoded.ok) {
       counters.update_rejected++;
       const detail = `ClusterLoadAssignment '${decoded.name || name || `#${index}`}': ${decoded.errors.join('; ')}`;
       const r = state.resource(name);
       r.status = 'NACKED';
-      r.error = { details: detail, versionInfo: resourceVersion, lastUpdateAttempt: new Date() };
+      r.error = { details: detail, versionInfo: u.version, lastUpdateAttempt: new Date() };
       return detail;
     }
     this.sink.setAssignment(decoded.value.serviceName, decoded.value.hosts);
     counters.update_success++;
     const r = state.resource(name);
-    Object.assign(r, { status: 'ACKED', version: resourceVersion, lastUpdated: new Date(), error: undefined, raw: bytes });
+    Object.assign(r, { status: 'ACKED', version: u.version, lastUpdated: new Date(), error: undefined, raw: bytes });
+    AdsClient.setTtl(this.edsTtl, name, u.ttlMs);
     return undefined;
   }
 
@@ -561,25 +737,37 @@ export class AdsClient {
   private removeCluster(name: string): void {
     this.sink.removeCluster(name);
     this.type(CDS_TYPE_URL).resources.delete(name);
+    if (this.cdsTtl.size > 0) this.cdsTtl.delete(name);
   }
 
-  /** After a CDS batch: one EDS request with the complete new name set, if it changed (cds_api_helper.cc). */
-  private resumeEds(stream: AdsStream): void {
+  /**
+   * After a CDS batch: one EDS request with the complete new name set, if it changed (cds_api_helper.cc). New
+   * names start their does-not-exist timers. Without a stream the new set is sent when the next one opens.
+   */
+  private resumeEds(stream: AdsStream | undefined): void {
     const wanted = new Set(this.sink.edsServiceNames());
     const added = [...wanted].filter((n) => !this.edsNames.has(n));
     const removed = [...this.edsNames].filter((n) => !wanted.has(n));
     if (added.length === 0 && removed.length === 0) return;
     this.edsNames = wanted;
+    this.edsNamesList = [...wanted];
     const eds = this.type(EDS_TYPE_URL);
     for (const n of removed) {
       eds.resources.delete(n);
       this.edsCounters.delete(n);
+      this.edsNotFound.delete(n);
+      this.edsTtl.delete(n);
+      this.initEdsPending?.delete(n);
     }
-    for (const n of added) eds.resource(n);
+    for (const n of added) {
+      eds.resource(n);
+      if (this.resourceTimeoutMs > 0) this.edsNotFound.setIfAbsent(n, this.resourceTimeoutMs);
+    }
+    if (!stream || stream.done) return;
     if (this.apiType === 'DELTA_GRPC') {
       this.sendDelta(stream, { type_url: EDS_TYPE_URL, resource_names_subscribe: added, resource_names_unsubscribe: removed });
     } else {
-      this.sendSotw(stream, { type_url: EDS_TYPE_URL, version_info: eds.versionInfo, resource_names: [...wanted] });
+      this.sendSotw(stream, { type_url: EDS_TYPE_URL, version_info: eds.versionInfo, resource_names: this.edsNamesList });
     }
   }
 
@@ -610,27 +798,27 @@ export class AdsClient {
   // -------------------------------------------------------------------------------------------------------------
   // SotW
 
-  private onSotwResponse(stream: AdsStream, msg: ProtoObject): void {
-    const typeUrl = String(msg['type_url'] ?? '');
-    const version = String(msg['version_info'] ?? '');
-    const nonce = String(msg['nonce'] ?? '');
-    const resources = (msg['resources'] as AnyMessage[] | undefined) ?? [];
+  private onSotwResponse(stream: AdsStream, msg: RawDiscoveryResponse): void {
+    const typeUrl = msg.type_url;
+    const version = msg.version_info;
+    const nonce = msg.nonce;
+    const count = msg.anyStart.length;
     stream.nonces.set(typeUrl, nonce);
     const errors: string[] = [];
     if (typeUrl === CDS_TYPE_URL) {
       this.cdsCounters.update_attempt++;
       const seen = new Set<string>();
-      const unwrapped = this.unwrapAll(resources, typeUrl, errors);
+      const items = this.sotwItems(msg, typeUrl, errors);
       // EDS requests are paused while the batch is applied; resumeEds() sends one request afterwards.
-      if (unwrapped) {
-        unwrapped.forEach((u, i) => {
-          const err = this.applyCluster(u.bytes, version, version, seen, i, u.wrapperName);
+      if (items) {
+        for (let i = 0; i < items.length; i++) {
+          const err = this.applyCluster(items[i]!, seen, i);
           if (err) errors.push(err);
-        });
+        }
         // SotW: dynamic clusters missing from the response are removed; static ones never (cds_api_impl.cc).
         for (const name of this.dynamicClusterNames()) if (!seen.has(name)) this.removeCluster(name);
       }
-      if (resources.length === 0) this.cdsCounters.update_empty++;
+      if (count === 0) this.cdsCounters.update_empty++;
       if (errors.length === 0) this.cdsCounters.update_success++;
       else this.cdsCounters.update_rejected++;
       const nack = this.recordOutcome(typeUrl, version, nonce, errors);
@@ -641,21 +829,21 @@ export class AdsClient {
       return;
     }
     if (typeUrl === EDS_TYPE_URL) {
-      if (resources.length === 0) {
+      if (count === 0) {
         // Envoy counts update_empty and keeps the hosts (eds.cc).
         for (const n of this.edsNames) this.edsCounter(n).update_empty++;
       }
-      const unwrapped = this.unwrapAll(resources, typeUrl, errors);
-      if (unwrapped) this.applyAssignments(unwrapped.map((u) => ({ ...u, version })), errors);
+      const items = this.sotwItems(msg, typeUrl, errors);
+      if (items) this.applyAssignments(items, errors);
       const nack = this.recordOutcome(typeUrl, version, nonce, errors);
-      this.sendSotw(stream, { type_url: typeUrl, version_info: this.versionInfo(typeUrl), resource_names: [...this.edsNames], ...(nack ? { error_detail: nack } : {}) });
+      this.sendSotw(stream, { type_url: typeUrl, version_info: this.versionInfo(typeUrl), resource_names: this.edsNamesList, ...(nack ? { error_detail: nack } : {}) });
       this.checkInitialized();
       return;
     }
     // A type nobody watches: re-request without bumping the version (grpc_mux_impl.cc).
     this.logger.debug({ typeUrl }, 'response for an unwatched type');
     const t = this.type(typeUrl);
-    if (resources.length === 0) t.versionInfo = version;
+    if (count === 0) t.versionInfo = version;
     this.sendSotw(stream, { type_url: typeUrl, version_info: t.versionInfo, resource_names: [] });
   }
 
@@ -666,46 +854,55 @@ export class AdsClient {
     const typeUrl = String(msg['type_url'] ?? '');
     const version = String(msg['system_version_info'] ?? '');
     const nonce = String(msg['nonce'] ?? '');
-    const resources = (msg['resources'] as ProtoObject[] | undefined) ?? [];
+    const resources = (msg['resources'] as ResourceWrapper[] | undefined) ?? [];
     const removed = (msg['removed_resources'] as string[] | undefined) ?? [];
     const errors: string[] = [];
-    const names = resources.map((r) => String(r['name'] ?? ''));
+    const names = resources.map((r) => String(r.name ?? ''));
     const dup = names.find((n, i) => names.indexOf(n) !== i) ?? removed.find((n) => names.includes(n));
     if (typeUrl !== CDS_TYPE_URL && typeUrl !== EDS_TYPE_URL) {
       this.sendDelta(stream, { type_url: typeUrl, response_nonce: nonce });
       return;
     }
     const isCds = typeUrl === CDS_TYPE_URL;
+    const state = this.type(typeUrl);
     if (isCds) this.cdsCounters.update_attempt++;
     if (dup !== undefined) {
       errors.push(`duplicate resource name '${dup}' in one response`);
     } else {
       const seen = new Set<string>();
-      const items: { bytes: Uint8Array; wrapperName: string; version: string }[] = [];
+      const items: Item[] = [];
+      let unwrapFailed = false;
       resources.forEach((res, i) => {
-        const any = res['resource'] as AnyMessage | null | undefined;
-        if (!any) return; // heartbeat (TTL refresh): nothing to apply
-        const u = this.unwrap(any, typeUrl, i);
-        if (!u.ok) errors.push(u.error);
-        else items.push({ bytes: u.bytes, wrapperName: names[i]!, version: String(res['version'] ?? '') });
+        // A Resource without `resource` at the version the client has is a heartbeat (delta_subscription_state.cc).
+        const known = (name: string): boolean => {
+          const r = state.resources.get(name);
+          return r?.raw !== undefined && r.version === String(res.version ?? '');
+        };
+        const u = this.fromWrapper(res, typeUrl, i, String(res.version ?? ''), known);
+        if (typeof u !== 'string') items.push(u);
+        else if (res.resource) {
+          errors.push(u);
+          unwrapFailed = true;
+        } // else: no resource and not a heartbeat: nothing to apply
       });
-      if (errors.length > 0) {
+      if (unwrapFailed) {
         // a type mismatch rejects the whole response
       } else if (isCds) {
         items.forEach((u, i) => {
-          const err = this.applyCluster(u.bytes, u.version, u.version, seen, i, u.wrapperName);
+          const err = this.applyCluster(u, seen, i);
           if (err) errors.push(err);
         });
       } else {
         this.applyAssignments(items, errors);
       }
-      for (const name of errors.length > 0 && items.length < resources.filter((r) => r['resource']).length ? [] : removed) {
+      for (const name of unwrapFailed ? [] : removed) {
         if (isCds) {
           const cfg = [...this.sink.activeClusters()].find((c) => c.config.name === name)?.config ?? [...this.sink.warming()].find((c) => c.name === name);
           if (cfg === undefined || cfg.addedViaApi) this.removeCluster(name);
         } else if (this.edsNames.has(name)) {
           this.sink.setAssignment(name, undefined);
-          const r = this.type(EDS_TYPE_URL).resources.get(name);
+          if (this.edsTtl.size > 0) this.edsTtl.delete(name);
+          const r = state.resources.get(name);
           if (r) Object.assign(r, { status: 'REQUESTED', version: '', raw: undefined });
         }
       }

@@ -3,8 +3,11 @@
  * Everything here is plain data; the client hands out fresh snapshots.
  */
 
-/** Envoy admin `ClientResourceStatus` (the subset this client produces). */
-export type ResourceStatusKind = 'REQUESTED' | 'ACKED' | 'NACKED';
+/**
+ * Envoy admin `ClientResourceStatus` (the subset this client produces). DOES_NOT_EXIST: an EDS name whose
+ * does-not-exist timer fired before any CLA came, or whose TTL expired.
+ */
+export type ResourceStatusKind = 'REQUESTED' | 'ACKED' | 'NACKED' | 'DOES_NOT_EXIST';
 
 export interface UpdateFailure {
   /** The rejection message (what went into error_detail). */
@@ -41,6 +44,7 @@ export interface SubscriptionCounters {
   update_rejected: number;
   update_failure: number;
   update_empty: number;
+  /** CDS: initial_fetch_timeout fired. EDS: the name's does-not-exist timer fired (Envoy's EDS init_fetch_timeout). */
   init_fetch_timeout: number;
 }
 
