@@ -52,8 +52,10 @@ export type ConnectionState = 'idle' | 'connecting' | 'ready' | 'closed';
 export class PendingRequest {
   private cancelledFlag = false;
   constructor(
-    /** null for the connection's own AUTH/SELECT, whose replies are swallowed. */
+    /** null for the connection's own AUTH/SELECT, whose replies are swallowed (and for subclasses overriding complete()). */
     readonly callback: ((reply: RedisReply) => void) | null,
+    /** A plugin request (counted in inFlight), not the connection's own AUTH/SELECT. */
+    readonly user: boolean = callback !== null,
   ) {}
   get cancelled(): boolean {
     return this.cancelledFlag;
@@ -61,12 +63,19 @@ export class PendingRequest {
   cancel(): void {
     this.cancelledFlag = true;
   }
+  /** Receives the reply or failure (once, never if cancelled). Subclasses override it to avoid a closure per call. */
+  complete(reply: RedisReply): void {
+    this.callback?.(reply);
+  }
 }
 
 export const DEFAULT_MAX_BUFFER_SIZE_BEFORE_FLUSH = 1024;
 export const DEFAULT_BUFFER_FLUSH_TIMEOUT_MS = 3;
 /** A batch is written early once it reaches max(max_buffer_size_before_flush, this). */
 export const MIN_BATCH_BYTES = 64 * 1024;
+/** Size of each outbox block: queries are copied into it back to back and a batch is written as one slice. */
+const OUTBOX_BLOCK_BYTES = 16 * 1024;
+const EMPTY = Buffer.alloc(0);
 
 /** A FIFO with O(1) shift. */
 class Fifo<T> {
@@ -112,7 +121,11 @@ export class RedisConnection {
   private readonly pending = new Fifo<PendingRequest>();
   private socket: Socket | null = null;
   private stateValue: ConnectionState = 'idle';
-  private outbox: Buffer[] = [];
+  /**
+   * Queued bytes not yet written: outbox[0, outboxBytes). A flush writes that slice and keeps appending after it
+   * in the same block (the written bytes are never touched again), so a call costs one copy and no allocation.
+   */
+  private outbox: Buffer = EMPTY;
   private outboxBytes = 0;
   private flushScheduled: NodeJS.Immediate | null = null;
   private connectTimer: NodeJS.Timeout | null = null;
@@ -179,7 +192,11 @@ export class RedisConnection {
    * request was cancelled.
    */
   send(query: Uint8Array, callback: (reply: RedisReply) => void): PendingRequest {
-    const req = new PendingRequest(callback);
+    return this.sendRequest(query, new PendingRequest(callback));
+  }
+
+  /** send() with a caller-made request object: its complete() gets the reply (same rules as send's callback). */
+  sendRequest<R extends PendingRequest>(query: Uint8Array, req: R): R {
     this.rqTotal++;
     if (this.closing !== null || this.stateValue === 'closed') {
       this.failLater(req, new ClientClosedError(`redis connection to ${this.address} is closed`));
@@ -197,7 +214,7 @@ export class RedisConnection {
       this.startConnect();
     }
     // Copy now: the caller's bytes (guest memory) may change before the batch is written.
-    this.enqueue(req, Buffer.from(query));
+    this.enqueue(req, query);
     return req;
   }
 
@@ -217,7 +234,7 @@ export class RedisConnection {
     if (this.stateValue === 'closed') return Promise.resolve();
     this.stateValue = 'closed';
     this.clearTimers();
-    this.outbox = [];
+    this.outbox = EMPTY;
     this.outboxBytes = 0;
     const socket = this.socket;
     this.socket = null;
@@ -233,11 +250,10 @@ export class RedisConnection {
     return Promise.resolve();
   }
 
-  private enqueue(req: PendingRequest, bytes: Buffer): void {
-    if (req.callback) this.userInFlight++;
+  private enqueue(req: PendingRequest, bytes: Uint8Array): void {
+    if (req.user) this.userInFlight++;
     this.pending.push(req);
-    this.outbox.push(bytes);
-    this.outboxBytes += bytes.length;
+    this.append(bytes);
     if (this.stateValue !== 'ready') return;
     this.armOpTimer();
     if (this.maxBuffer === 0 || this.outboxBytes >= this.maxBuffer) this.flush();
@@ -249,15 +265,29 @@ export class RedisConnection {
     this.flush();
   };
 
+  /** Copies `bytes` to the end of the outbox (the caller's bytes, e.g. guest memory, may change afterwards). */
+  private append(bytes: Uint8Array): void {
+    const n = bytes.length;
+    const used = this.outboxBytes;
+    if (used + n > this.outbox.length) {
+      const next = Buffer.allocUnsafe(Math.max(OUTBOX_BLOCK_BYTES, (used + n) * 2));
+      this.outbox.copy(next, 0, 0, used);
+      this.outbox = next;
+    }
+    this.outbox.set(bytes, used);
+    this.outboxBytes = used + n;
+  }
+
   private flush(): void {
     if (this.flushScheduled) {
       clearImmediate(this.flushScheduled);
       this.flushScheduled = null;
     }
     const socket = this.socket;
-    if (!socket || this.stateValue !== 'ready' || this.outbox.length === 0) return;
-    const data = this.outbox.length === 1 ? this.outbox[0]! : Buffer.concat(this.outbox, this.outboxBytes);
-    this.outbox = [];
+    const n = this.outboxBytes;
+    if (!socket || this.stateValue !== 'ready' || n === 0) return;
+    const data = this.outbox.subarray(0, n);
+    this.outbox = this.outbox.subarray(n);
     this.outboxBytes = 0;
     this.writes++;
     socket.write(data);
@@ -275,8 +305,10 @@ export class RedisConnection {
     if (init.length > 0) {
       // Nothing has been written on this socket yet, so the handshake goes ahead of queued requests.
       this.pending.unshiftAll(init.map(() => new PendingRequest(null)));
-      this.outbox = [...init, ...this.outbox];
-      this.outboxBytes += init.reduce((n, b) => n + b.length, 0);
+      const queued = this.outbox.subarray(0, this.outboxBytes);
+      const head = Buffer.concat(init);
+      this.outbox = Buffer.concat([head, queued]);
+      this.outboxBytes = this.outbox.length;
     }
     this.connectTimer = setTimeout(() => {
       this.connectTimer = null;
@@ -346,7 +378,7 @@ export class RedisConnection {
       return;
     }
     this.repliesInChunk++;
-    if (req.callback) {
+    if (req.user) {
       this.userInFlight--;
       if (!req.cancelled) this.deliver(req, { ok: true, bytes });
     }
@@ -375,7 +407,7 @@ export class RedisConnection {
       this.logger.warn({ err: reason.message, retryInMs: delay }, 'connect failed');
     }
     this.established = false;
-    this.outbox = [];
+    this.outbox = EMPTY;
     this.outboxBytes = 0;
     this.failAll(reason);
     this.checkDrained();
@@ -384,12 +416,12 @@ export class RedisConnection {
   private failAll(err: Error): void {
     const reqs = this.pending.drain();
     this.userInFlight = 0;
-    for (const req of reqs) if (req.callback && !req.cancelled) this.deliver(req, { ok: false, error: err });
+    for (const req of reqs) if (req.user && !req.cancelled) this.deliver(req, { ok: false, error: err });
   }
 
   private deliver(req: PendingRequest, reply: RedisReply): void {
     try {
-      req.callback?.(reply);
+      req.complete(reply);
     } catch (cbErr) {
       this.logger.error({ err: String(cbErr) }, 'redis reply callback threw');
     }

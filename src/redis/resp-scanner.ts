@@ -174,8 +174,10 @@ function parseInteger(buf: Uint8Array, from: number, to: number): number {
 }
 
 /**
- * Accumulates socket chunks and hands out each complete reply as its own Buffer (a copy: the accumulator is
- * reused). When nothing is pending, replies are framed straight from the chunk without copying it first.
+ * Accumulates socket chunks and hands out each complete reply as its own Buffer. When nothing is pending,
+ * replies are framed straight from the chunk and handed out as slices of it, without a copy: the caller must
+ * pass chunks it never writes to or reuses afterwards (a net.Socket's 'data' chunks are fresh for every read).
+ * Replies completed in the accumulator are copies (the accumulator is reused).
  */
 export class RespFramer {
   private readonly scanner = new RespScanner();
@@ -196,7 +198,7 @@ export class RespFramer {
       for (;;) {
         const stop = this.scanner.scan(chunk, from, chunk.length);
         if (stop === NEED_MORE) break;
-        onReply(Buffer.from(chunk.subarray(from, stop)));
+        onReply(chunk.subarray(from, stop));
         from = stop;
         if (from === chunk.length) return;
       }
