@@ -20,12 +20,6 @@ abstract class ContextBase {
   abstract readonly root: RootContext;
 }
 
-export interface PendingRedisCall {
-  readonly cancel: () => void;
-  /** Set for the note's variant: the table index of the guest callback. */
-  readonly callbackIndex?: number;
-}
-
 /** The callout reply the current callback may read (buffers 4/9, maps 6/7, get_status). */
 export interface CalloutReplyState {
   redisReply?: Buffer;
@@ -42,7 +36,12 @@ export class RootContext extends ContextBase implements RedisOwner {
   readonly root = this;
   tickPeriodMs = 0;
   tickTimer: NodeJS.Timeout | undefined;
-  readonly pendingRedis = new Map<number, PendingRedisCall>();
+  /**
+   * Bumped when the root's callouts are cancelled (root deleted, VM failed or closed): a Redis reply for a call
+   * made in an earlier epoch is dropped. The calls themselves are cancelled by RedisService.release(root); no
+   * per-call registry is kept (a Map set/delete per call kept every in-flight call alive into the old generation).
+   */
+  redisEpoch = 0;
   readonly pendingHttp = new Map<number, { cancel: () => void }>();
   readonly pendingGrpc = new Map<number, { readonly call: GrpcCall | GrpcStreamCall; readonly stream: boolean }>();
   readonly queueRegistrations: Array<{ dispose(): void }> = [];

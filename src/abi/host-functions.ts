@@ -2,7 +2,7 @@ import { ALL_ABIS, type AbiVersion } from '../wasm/abi-version';
 import {
   BufferType, CalloutKind, MapType, MetricType, RedisStatus, StreamType, WasmResult, MAX_BUFFER_TYPE, MAX_MAP_TYPE,
 } from './enums';
-import { HttpContext, RootContext, type Context } from './contexts';
+import { HttpContext, RootContext, type CalloutReplyState, type Context } from './contexts';
 import { deserializePairs, serializePairs, type HeaderPairs } from './pairs';
 import { serializeProperty, splitPropertyPath } from './properties';
 import type { PluginVm } from './plugin-vm';
@@ -663,33 +663,43 @@ function redisInit(vm: PluginVm, cPtr: number, cLen: number, uPtr: number, uLen:
   return WasmResult.BadArgument;
 }
 
-type RedisDelivery = { kind: 'export' } | { kind: 'table'; index: number };
+type RedisDelivery = { readonly kind: 'export' } | { readonly kind: 'table'; readonly index: number };
 
-/** Dispatch shared by proxy_redis_call and the note's proxy_dispatch_redis_call. Returns a status and the token. */
-function dispatchRedis(vm: PluginVm, cPtr: number, cLen: number, qPtr: number, qLen: number, delivery: RedisDelivery): { status: WasmResult; token: number } {
-  const upstream = str(vm, cPtr, cLen);
-  const query = vm.memory.copy(qPtr, qLen);
-  if (upstream === undefined || query === undefined) return { status: WasmResult.InvalidMemoryAccess, token: 0 };
+const EXPORT_DELIVERY: RedisDelivery = { kind: 'export' };
+/** root.reply between deliveries (nothing may be read); shared, never mutated. */
+const NO_REPLY: CalloutReplyState = Object.freeze({});
+
+/**
+ * Dispatch shared by proxy_redis_call and the note's proxy_dispatch_redis_call. Returns the token (> 0) or the
+ * negated WasmResult of a refusal (a number rather than an object: this runs once per plugin Redis call).
+ */
+function dispatchRedis(vm: PluginVm, cPtr: number, cLen: number, qPtr: number, qLen: number, delivery: RedisDelivery): number {
+  const upstream = vm.memory.stringCached(cPtr, cLen);
+  // A view, not a copy: the service copies the query before call() returns.
+  const query = vm.memory.view(qPtr, qLen);
+  if (upstream === undefined || query === undefined) return -WasmResult.InvalidMemoryAccess;
   const root = rootOf(vm);
   const redis = vm.services.redis;
-  if (!root || !redis) return { status: WasmResult.BadArgument, token: 0 };
+  if (!root || !redis) return -WasmResult.BadArgument;
   const token = vm.nextCalloutToken(CalloutKind.RedisCall);
+  const epoch = root.redisEpoch;
   const outcome = redis.call(root, upstream, query, (reply) => {
-    if (!root.pendingRedis.delete(token)) return; // cancelled, or the root is gone
-    // The service calls back from the event loop, never inside proxy_redis_call.
-    vm.whenIdle(() => deliverRedisReply(vm, root, token, reply, delivery));
+    if (root.redisEpoch !== epoch) return; // cancelled: the root is gone or the VM failed
+    // The service calls back from the event loop, never inside proxy_redis_call; if a guest call is running
+    // (another root's reply callback), the delivery waits until it returned.
+    if (vm.inGuestCall) vm.whenIdle(() => deliverRedisReply(vm, root, token, reply, delivery));
+    else deliverRedisReply(vm, root, token, reply, delivery);
   });
   switch (outcome.status) {
     case 'ok':
-      root.pendingRedis.set(token, delivery.kind === 'table' ? { cancel: outcome.cancel, callbackIndex: delivery.index } : { cancel: outcome.cancel });
-      return { status: WasmResult.Ok, token };
+      return token;
     case 'no_host':
-      return { status: WasmResult.InternalFailure, token: 0 };
+      return -WasmResult.InternalFailure;
     case 'unsupported_cluster':
       vm.logger.warn({ plugin: root.label, cluster: upstream, reason: outcome.reason }, 'Redis call refused');
-      return { status: WasmResult.BadArgument, token: 0 };
+      return -WasmResult.BadArgument;
     default:
-      return { status: WasmResult.BadArgument, token: 0 };
+      return -WasmResult.BadArgument;
   }
 }
 
@@ -698,7 +708,7 @@ function deliverRedisReply(vm: PluginVm, root: RootContext, token: number, reply
   const bytes = reply.ok ? reply.bytes : undefined;
   const status = reply.ok ? RedisStatus.Ok : RedisStatus.NetworkError;
   const size = bytes?.length ?? 0;
-  root.reply = bytes ? { redisReply: bytes } : {};
+  root.reply = bytes ? { redisReply: bytes } : NO_REPLY;
   try {
     if (delivery.kind === 'export') {
       vm.callGuest(root, 'proxy_on_redis_call_response', root.id, token, status, size);
@@ -706,15 +716,15 @@ function deliverRedisReply(vm: PluginVm, root: RootContext, token: number, reply
       vm.logger.warn({ plugin: root.label, token, index: delivery.index }, 'Redis callback table entry is no longer valid; reply dropped');
     }
   } finally {
-    root.reply = {};
+    root.reply = NO_REPLY;
   }
 }
 
 function redisCall(vm: PluginVm, cPtr: number, cLen: number, qPtr: number, qLen: number, tokenPtr: number): WasmResult {
   // cpp-host writes 0 first so a bad token pointer fails before anything is sent.
   if (!vm.memory.setU32(tokenPtr, 0)) return WasmResult.InvalidMemoryAccess;
-  const { status, token } = dispatchRedis(vm, cPtr, cLen, qPtr, qLen, { kind: 'export' });
-  if (status !== WasmResult.Ok) return status;
+  const token = dispatchRedis(vm, cPtr, cLen, qPtr, qLen, EXPORT_DELIVERY);
+  if (token < 0) return -token as WasmResult;
   return writeU32(vm, tokenPtr, token);
 }
 
@@ -722,8 +732,8 @@ function redisCall(vm: PluginVm, cPtr: number, cLen: number, qPtr: number, qLen:
 function dispatchRedisCall(vm: PluginVm, cPtr: number, cLen: number, qPtr: number, qLen: number, callbackIndex: number): number {
   const f = vm.tableFunction(callbackIndex);
   if (!f || f.length !== 3) return -1;
-  const { status, token } = dispatchRedis(vm, cPtr, cLen, qPtr, qLen, { kind: 'table', index: callbackIndex });
-  return status === WasmResult.Ok ? token : -1;
+  const token = dispatchRedis(vm, cPtr, cLen, qPtr, qLen, { kind: 'table', index: callbackIndex });
+  return token > 0 ? token : -1;
 }
 
 /** The note's reader: a fresh guest-allocated copy of reply[start, start+min(max, size-start)), or -1. */

@@ -226,8 +226,7 @@ export class PluginVm {
 
   /** Cancel a root's pending callouts without callbacks and stop its timer (root deleted, VM failed or closed). */
   cancelCallouts(root: RootContext): void {
-    for (const call of root.pendingRedis.values()) call.cancel();
-    root.pendingRedis.clear();
+    root.redisEpoch++; // replies still on their way are dropped; release() below cancels the calls
     for (const call of root.pendingHttp.values()) call.cancel();
     root.pendingHttp.clear();
     for (const { call } of root.pendingGrpc.values()) call.cancel();

@@ -37,8 +37,8 @@ import type {
 import {
   DEFAULT_BUFFER_FLUSH_TIMEOUT_MS,
   DEFAULT_MAX_BUFFER_SIZE_BEFORE_FLUSH,
+  PendingRequest,
   RedisConnection,
-  type PendingRequest,
 } from './connection';
 
 /** Op timeout of the anonymous default pool (calls without proxy_redis_init). */
@@ -184,19 +184,60 @@ class Pool {
     readonly isDefault: boolean,
   ) {}
 
-  inFlight(hostKey: string): number {
-    return this.connections.get(hostKey)?.inFlight ?? 0;
-  }
+  /** In-flight calls on a host's connection (LEAST_REQUEST); one function per pool, not one per call. */
+  readonly inFlight = (host: Host): number => this.connections.get(host.key)?.inFlight ?? 0;
 }
 
-/** A call accepted by call(): settles exactly once, or never if cancelled / its owner released. */
-class PendingCall {
-  settled = false;
-  request: PendingRequest | null = null;
+/** What the manager keeps per owner: the pool its init selected per cluster, and whether it was released. */
+class OwnerState {
+  readonly pools = new Map<string, Pool>();
+  /** Set by release(): the owner's pending calls never call back. */
+  released = false;
+}
+
+/**
+ * A call accepted by call(), and its outcome: settles exactly once, or never if cancelled or its owner released.
+ * It is the connection-level request too (complete() gets the reply), so a call costs one object.
+ */
+class PendingCall extends PendingRequest {
+  readonly status = 'ok' as const;
+  private settled = false;
   constructor(
-    readonly owner: RedisOwner,
-    readonly onReply: (reply: RedisReply) => void,
-  ) {}
+    private readonly manager: RedisPoolManager,
+    private readonly state: OwnerState,
+    private readonly owner: RedisOwner,
+    private readonly cluster: string,
+    private readonly counters: ClusterCounters,
+    private readonly hostCounters: HostCounters,
+    private readonly onReply: (reply: RedisReply) => void,
+  ) {
+    super(null, true);
+  }
+
+  /**
+   * Cancel only marks (STYLE §3.9): the request keeps its FIFO slot and its reply is read and dropped. The
+   * connection-level request is left uncancelled so rq_active is still updated when the reply lands.
+   */
+  override cancel(): void {
+    this.settled = true;
+  }
+
+  override complete(reply: RedisReply): void {
+    this.hostCounters.rqActive--;
+    if (reply.ok) {
+      if (reply.bytes[0] === 0x2d) this.counters.errorReplies++;
+    } else {
+      this.counters.errors++;
+      if (reply.error instanceof RedisTimeoutError) this.counters.timeouts++;
+    }
+    if (this.settled || this.state.released) return;
+    this.settled = true;
+    try {
+      this.onReply(reply);
+    } catch (err) {
+      this.manager.onReplyThrew(this.cluster, this.owner, err);
+    }
+  }
 }
 
 export class RedisPoolManager implements RedisService {
@@ -205,9 +246,8 @@ export class RedisPoolManager implements RedisService {
   private readonly backoffBaseMs: number;
   private readonly backoffMaxMs: number;
   private readonly pools = new Map<string, Pool>();
-  /** owner → cluster name → the pool its init selected. */
-  private readonly ownerPools = new Map<RedisOwner, Map<string, Pool>>();
-  private readonly ownerCalls = new Map<RedisOwner, Set<PendingCall>>();
+  /** owner → the pools its inits selected (cluster name → pool), and its released flag. */
+  private readonly owners = new Map<RedisOwner, OwnerState>();
   /** cluster → its anonymous default pool (calls without init); kept for the manager's life. */
   private readonly defaultPools = new Map<string, Pool>();
   private readonly counters = new Map<string, ClusterCounters>();
@@ -241,8 +281,8 @@ export class RedisPoolManager implements RedisService {
     if (reason) return { status: 'unsupported_cluster', reason };
     const config = poolConfigFromInit(request);
     const key = poolKey(name, config, false);
-    let byCluster = this.ownerPools.get(owner);
-    const current = byCluster?.get(name);
+    const byCluster = this.ownerState(owner).pools;
+    const current = byCluster.get(name);
     if (current?.key === key) return { status: 'ok' };
     let pool = this.pools.get(key);
     if (!pool) {
@@ -254,7 +294,6 @@ export class RedisPoolManager implements RedisService {
       );
     }
     pool.owners.add(owner);
-    if (!byCluster) this.ownerPools.set(owner, (byCluster = new Map()));
     byCluster.set(name, pool);
     if (current) this.leavePool(owner, current);
     return { status: 'ok' };
@@ -266,8 +305,9 @@ export class RedisPoolManager implements RedisService {
     if (!cluster || this.closing) return { status: 'unknown_cluster' };
     const reason = this.unsupported(cluster);
     if (reason) return { status: 'unsupported_cluster', reason };
-    const pool = this.ownerPools.get(owner)?.get(name) ?? this.defaultPool(name);
-    const host = cluster.chooseHost((h) => pool.inFlight(h.key));
+    const state = this.ownerState(owner);
+    const pool = state.pools.get(name) ?? this.defaultPool(name);
+    const host = cluster.chooseHost(pool.inFlight);
     if (!host) return { status: 'no_host' };
     const conn = this.connectionFor(pool, cluster, host);
     const counters = this.clusterCounters(name);
@@ -275,38 +315,21 @@ export class RedisPoolManager implements RedisService {
     counters.calls++;
     hostCounters.rqTotal++;
     hostCounters.rqActive++;
-    const pending = new PendingCall(owner, onReply);
-    let calls = this.ownerCalls.get(owner);
-    if (!calls) this.ownerCalls.set(owner, (calls = new Set()));
-    calls.add(pending);
     // The connection never calls back inside send(), so onReply is always asynchronous.
-    pending.request = conn.send(query, (reply) => {
-      hostCounters.rqActive--;
-      if (reply.ok) {
-        if (reply.bytes[0] === 0x2d) counters.errorReplies++;
-      } else {
-        counters.errors++;
-        if (reply.error instanceof RedisTimeoutError) counters.timeouts++;
-      }
-      if (pending.settled) return;
-      pending.settled = true;
-      this.ownerCalls.get(owner)?.delete(pending);
-      try {
-        pending.onReply(reply);
-      } catch (err) {
-        this.logger.error({ cluster: name, owner: owner.label, err: String(err) }, 'redis onReply threw');
-      }
-    });
-    return { status: 'ok', cancel: () => this.cancel(pending) };
+    return conn.sendRequest(query, new PendingCall(this, state, owner, name, counters, hostCounters, onReply));
   }
 
   release(owner: RedisOwner): void {
-    const calls = this.ownerCalls.get(owner);
-    this.ownerCalls.delete(owner);
-    if (calls) for (const pending of calls) pending.settled = true;
-    const byCluster = this.ownerPools.get(owner);
-    this.ownerPools.delete(owner);
-    if (byCluster) for (const pool of byCluster.values()) this.leavePool(owner, pool);
+    const state = this.owners.get(owner);
+    if (!state) return;
+    this.owners.delete(owner);
+    state.released = true;
+    for (const pool of state.pools.values()) this.leavePool(owner, pool);
+  }
+
+  /** @internal A plugin's onReply threw (PendingCall). */
+  onReplyThrew(cluster: string, owner: RedisOwner, err: unknown): void {
+    this.logger.error({ cluster, owner: owner.label, err: String(err) }, 'redis onReply threw');
   }
 
   /** Stops taking calls and drains every connection. Idempotent. */
@@ -419,13 +442,10 @@ export class RedisPoolManager implements RedisService {
     return conn;
   }
 
-  /**
-   * Cancel only marks (STYLE §3.9): the request keeps its FIFO slot and its reply is read and dropped. The
-   * connection-level request is left uncancelled so the wrapper still updates rq_active when the reply lands.
-   */
-  private cancel(pending: PendingCall): void {
-    pending.settled = true;
-    this.ownerCalls.get(pending.owner)?.delete(pending);
+  private ownerState(owner: RedisOwner): OwnerState {
+    let state = this.owners.get(owner);
+    if (!state) this.owners.set(owner, (state = new OwnerState()));
+    return state;
   }
 
   private leavePool(owner: RedisOwner, pool: Pool): void {

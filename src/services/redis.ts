@@ -31,7 +31,8 @@ export type RedisInitOutcome =
   | { readonly status: 'unsupported_cluster'; readonly reason: string };
 
 export type RedisCallOutcome =
-  | { readonly status: 'ok'; readonly cancel: () => void }
+  /** cancel() is a method: call it on the outcome (`outcome.cancel()`), don't detach it. */
+  | { readonly status: 'ok'; cancel(): void }
   | { readonly status: 'unknown_cluster' }
   | { readonly status: 'unsupported_cluster'; readonly reason: string }
   | { readonly status: 'no_host' };
@@ -40,7 +41,8 @@ export interface RedisService {
   /** Installs (or keeps, if unchanged) the owner's config for that cluster. */
   init(owner: RedisOwner, request: RedisInitRequest): RedisInitOutcome;
   /**
-   * Queues `query` (RESP bytes, sent verbatim) on the cluster's pool. `onReply` is called exactly once,
+   * Queues `query` (RESP bytes, sent verbatim; copied before call() returns, so the caller may reuse its
+   * memory at once) on the cluster's pool. `onReply` is called exactly once,
    * always asynchronously, unless the call is cancelled or the owner released first.
    * The cluster string may carry `?` parameters; they are ignored here.
    */

@@ -58,6 +58,34 @@ export class GuestMemory {
     return Buffer.from(this.buffer, ptr, len).toString('utf8');
   }
 
+  private cachedPtr = -1;
+  private cachedBytes: Uint8Array = new Uint8Array(0);
+  private cachedString = '';
+
+  /**
+   * string(), remembering the last result: a plugin passes the same name (a Redis cluster) at the same address
+   * on every call, so when (ptr, len) and the bytes there are unchanged the previous string is returned without
+   * decoding (and its hash, cached by V8, serves the Map lookups that follow).
+   */
+  stringCached(ptr: number, len: number): string | undefined {
+    ptr >>>= 0;
+    len >>>= 0;
+    if (len === 0) return '';
+    if (!this.inBounds(ptr, len)) return undefined;
+    const bytes = this.bytes;
+    const cached = this.cachedBytes;
+    if (ptr === this.cachedPtr && len === cached.length) {
+      let i = 0;
+      while (i < len && bytes[ptr + i] === cached[i]) i++;
+      if (i === len) return this.cachedString;
+    }
+    const value = Buffer.from(this.buffer, ptr, len).toString('utf8');
+    this.cachedPtr = ptr;
+    this.cachedBytes = bytes.slice(ptr, ptr + len);
+    this.cachedString = value;
+    return value;
+  }
+
   write(ptr: number, bytes: Uint8Array): boolean {
     ptr >>>= 0;
     if (!this.inBounds(ptr, bytes.byteLength)) return false;
