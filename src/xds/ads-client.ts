@@ -92,12 +92,17 @@ export type XdsEvent =
   | { readonly type: 'nack'; readonly typeUrl: string; readonly version: string; readonly nonce: string; readonly detail: string };
 
 interface MutableResourceStatus {
+  readonly name: string;
   status: ResourceStatusKind;
   version: string;
   lastUpdated: Date | undefined;
   error: UpdateFailure | undefined;
   /** Raw bytes of the accepted resource (a copy, never a view of a response): an identical resend is skipped. */
   raw: Buffer | undefined;
+  /** The SotW EDS response that last carried this name (duplicate detection without a Set of 10 000 names). */
+  epoch: number;
+  /** EDS: this name's subscription counters (the same object as in AdsClient.edsCounters). */
+  counters: SubscriptionCounters | undefined;
 }
 
 class TypeState {
@@ -110,7 +115,7 @@ class TypeState {
   resource(name: string): MutableResourceStatus {
     let r = this.resources.get(name);
     if (!r) {
-      r = { status: 'REQUESTED', version: '', lastUpdated: undefined, error: undefined, raw: undefined };
+      r = { name, status: 'REQUESTED', version: '', lastUpdated: undefined, error: undefined, raw: undefined, epoch: 0, counters: undefined };
       this.resources.set(name, r);
     }
     return r;
@@ -213,6 +218,12 @@ export class AdsClient {
   private readonly typeUrlBytes = new Map<string, Buffer>();
   /** Scratch for locateAny(). */
   private readonly anyLoc = [0, 0, 0, 0];
+  /**
+   * The EDS resources of the last SotW EDS response, by position. A control plane that keeps its order sends the
+   * same bytes at the same index for every unchanged CLA: such an entry is recognised without reading its name.
+   */
+  private edsOrder: (MutableResourceStatus | undefined)[] = [];
+  private edsEpoch = 0;
   /** Does-not-exist timers of EDS names subscribed and not yet received (xds.md §4). */
   private readonly edsNotFound: DeadlineSet;
   /** Per-resource TTLs (xds.md §7). */
@@ -474,11 +485,14 @@ export class AdsClient {
   }
 
   private edsCounter(name: string): SubscriptionCounters {
+    const r = this.types.get(EDS_TYPE_URL)?.resources.get(name);
+    if (r?.counters) return r.counters;
     let c = this.edsCounters.get(name);
     if (!c) {
       c = emptyCounters();
       this.edsCounters.set(name, c);
     }
+    if (r) r.counters = c;
     return c;
   }
 
@@ -633,6 +647,97 @@ export class AdsClient {
     return failed ? undefined : items;
   }
 
+  /**
+   * SotW EDS: all subscribed CLAs, nearly all unchanged. An unchanged CLA is found by position (same bytes as the
+   * entry at that index last time) or else by name, and costs a byte comparison and two counter increments; only
+   * the others go through applyAssignment(). Duplicate names are found with per-entry epochs. Same outcome as
+   * sotwItems() + applyAssignments(), which Delta and wrapped resources use.
+   */
+  private applySotwAssignments(msg: RawDiscoveryResponse, errors: string[]): void {
+    const { buf, anyStart, anyEnd } = msg;
+    const version = msg.version_info;
+    const eds = this.type(EDS_TYPE_URL);
+    const expected = this.typeBytes(EDS_TYPE_URL);
+    const loc = this.anyLoc;
+    const epoch = ++this.edsEpoch;
+    const prevOrder = this.edsOrder;
+    const order: (MutableResourceStatus | undefined)[] = new Array<MutableResourceStatus | undefined>(anyStart.length);
+    const unchanged: MutableResourceStatus[] = [];
+    const others: { item: Item; index: number }[] = [];
+    /** Names of the response without a subscription entry (not requested), for duplicate detection. */
+    let strays: Set<string> | undefined;
+    let dups: Set<string> | undefined;
+    const mark = (name: string, entry: MutableResourceStatus | undefined): void => {
+      if (entry) {
+        if (entry.epoch === epoch) (dups ??= new Set()).add(name);
+        entry.epoch = epoch;
+      } else {
+        strays ??= new Set();
+        if (strays.has(name)) (dups ??= new Set()).add(name);
+        strays.add(name);
+      }
+    };
+    let wrapped: Item[] | undefined;
+    const errorsBefore = errors.length;
+    for (let i = 0; i < anyStart.length; i++) {
+      try {
+        locateAny(buf, anyStart[i]!, anyEnd[i]!, loc);
+      } catch (err) {
+        errors.push(`resource ${i}: malformed Any: ${(err as Error).message}`);
+        continue;
+      }
+      const [ts, te, vs, ve] = loc as [number, number, number, number];
+      if (!rangeEquals(buf, ts, te, expected)) {
+        // A Resource wrapper or a type mismatch: the general path sorts it out (and rejects a mismatch).
+        errors.length = errorsBefore;
+        wrapped = this.sotwItems(msg, EDS_TYPE_URL, errors);
+        break;
+      }
+      const p = prevOrder[i];
+      if (p !== undefined && p.raw !== undefined && p.status === 'ACKED' && rangeEquals(buf, vs, ve, p.raw)) {
+        mark(p.name, p);
+        unchanged.push(p);
+        order[i] = p;
+        continue;
+      }
+      const name = peekStringField(buf, 1, vs, ve) ?? '';
+      const entry = eds.resources.get(name);
+      mark(name, entry);
+      if (entry !== undefined && entry.raw !== undefined && entry.status === 'ACKED' && rangeEquals(buf, vs, ve, entry.raw)) {
+        unchanged.push(entry);
+        order[i] = entry;
+        continue;
+      }
+      others.push({ item: { name, buf, start: vs, end: ve, wrapperName: '', ttlMs: undefined, heartbeat: false, version }, index: i });
+    }
+    if (errors.length > errorsBefore) return; // a malformed Any or a type mismatch rejects the whole response
+    if (wrapped !== undefined) {
+      this.edsOrder = [];
+      this.applyAssignments(wrapped, errors);
+      return;
+    }
+    for (const name of dups ?? []) {
+      errors.push(`Unexpected EDS resource length: more than one ClusterLoadAssignment for '${name}'`);
+      if (this.edsNames.has(name)) this.edsCounter(name).update_rejected++;
+    }
+    const ttl = this.edsTtl.size > 0 ? this.edsTtl : undefined;
+    for (const r of unchanged) {
+      if (dups?.has(r.name)) continue;
+      const counters = r.counters ?? this.edsCounter(r.name);
+      counters.update_attempt++;
+      counters.update_success++;
+      r.version = version;
+      ttl?.delete(r.name); // resent without a TTL
+    }
+    for (const { item, index } of others) {
+      if (dups?.has(item.name)) continue;
+      const err = this.applyAssignment(item, index);
+      if (err) errors.push(err);
+      order[index] = eds.resources.get(item.name);
+    }
+    this.edsOrder = order;
+  }
+
   /** EDS: names carried by more than one CLA are rejected as a whole (eds.cc "Unexpected EDS resource length"). */
   private applyAssignments(items: readonly Item[], errors: string[]): void {
     const seen = new Set<string>();
@@ -752,6 +857,7 @@ export class AdsClient {
     this.edsNames = wanted;
     this.edsNamesList = [...wanted];
     const eds = this.type(EDS_TYPE_URL);
+    if (removed.length > 0) this.edsOrder = [];
     for (const n of removed) {
       eds.resources.delete(n);
       this.edsCounters.delete(n);
@@ -833,8 +939,7 @@ export class AdsClient {
         // Envoy counts update_empty and keeps the hosts (eds.cc).
         for (const n of this.edsNames) this.edsCounter(n).update_empty++;
       }
-      const items = this.sotwItems(msg, typeUrl, errors);
-      if (items) this.applyAssignments(items, errors);
+      this.applySotwAssignments(msg, errors);
       const nack = this.recordOutcome(typeUrl, version, nonce, errors);
       this.sendSotw(stream, { type_url: typeUrl, version_info: this.versionInfo(typeUrl), resource_names: this.edsNamesList, ...(nack ? { error_detail: nack } : {}) });
       this.checkInitialized();

@@ -77,8 +77,11 @@ class Cursor {
   }
 }
 
+const decoder = new TextDecoder();
+
+/** A Buffer's toString(range) makes no intermediate Buffer object (a view would cost more than the string). */
 function utf8(buf: Uint8Array, start: number, end: number): string {
-  return Buffer.from(buf.buffer, buf.byteOffset + start, end - start).toString('utf8');
+  return Buffer.isBuffer(buf) ? buf.toString('utf8', start, end) : decoder.decode(buf.subarray(start, end));
 }
 
 /** Scans a serialized DiscoveryResponse. Throws RangeError on malformed input. */
