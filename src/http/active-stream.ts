@@ -27,6 +27,8 @@ import { getHeader } from './http-headers';
 
 export type Direction = 'decode' | 'encode';
 
+const NO_FILTERS: readonly number[] = [];
+
 /** Where a direction's output goes: the router (decode) or the downstream connection (encode). */
 export interface StreamSink {
   headers(headers: HeaderPairs, endOfStream: boolean): void;
@@ -149,6 +151,8 @@ export class ActiveStream {
   readonly requestHeaders: HeaderPairs = [];
   responseHeaders: HeaderPairs = [];
   private readonly logger: Logger;
+  /** Decoder filters in call order (listener order); fixed for the stream's life. */
+  private readonly decodeOrder: readonly number[];
   private readonly queue: Array<() => void> = [];
   private pumping = false;
   private inCall = 0;
@@ -174,6 +178,7 @@ export class ActiveStream {
       slot.bypass = stream === undefined;
       return slot;
     });
+    this.decodeOrder = this.slots.map((s) => s.index);
   }
 
   get finished(): boolean {
@@ -260,7 +265,7 @@ export class ActiveStream {
   // ---------- iteration ----------
 
   private order(dir: Direction): readonly number[] {
-    return dir === 'decode' ? this.slots.map((s) => s.index) : (this.encodeOrder ?? []);
+    return dir === 'decode' ? this.decodeOrder : (this.encodeOrder ?? NO_FILTERS);
   }
 
   private aborted(dir: Direction): boolean {

@@ -4,7 +4,7 @@ import type { HeaderPairs } from '../common/headers';
 import type { Logger } from '../common/logger';
 import type { ActiveStream, RouterSink } from './active-stream';
 import { flatten, getHeader, HOP_BY_HOP, pairsFromObject } from './http-headers';
-import type { RouteTable } from './route-table';
+import type { RouteSelection, RouteTable } from './route-table';
 import { rewritePath } from './route-table';
 import type { UpstreamPools } from './upstream-pools';
 
@@ -67,6 +67,11 @@ export class RouterFilter implements RouterSink, Dispatcher.DispatchHandler {
   constructor(
     private readonly stream: ActiveStream,
     private readonly ctx: RouterContext,
+    /**
+     * The route the listener already selected from these same headers, when no filter could have changed them
+     * in between (no Wasm filters): used instead of selecting again. null: select here.
+     */
+    private readonly preselected: RouteSelection | undefined | null = null,
   ) {}
 
   private get routerIndex(): number {
@@ -79,7 +84,7 @@ export class RouterFilter implements RouterSink, Dispatcher.DispatchHandler {
   }
 
   headers(headers: HeaderPairs, endOfStream: boolean): void {
-    const sel = this.ctx.routes.select(headers);
+    const sel = this.preselected !== null ? this.preselected : this.ctx.routes.select(headers);
     if (!sel) {
       this.localReply(404, '', 'route_not_found', 'NR');
       return;
