@@ -104,7 +104,8 @@ export async function runHttpBench(): Promise<void> {
     }
     const variants: Array<[string, FilterSpec[]]> = [
       ['sidecar, no plugin', []],
-      ['sidecar, no-op plugin', [{ plugin: 'noop', name: 'noop', rootId: 'noop' }]],
+      ['sidecar, no-op plugin (AssemblyScript SDK)', [{ plugin: 'noop', name: 'noop', rootId: 'noop' }]],
+      ['sidecar, no-op plugin (.wat, no SDK)', [{ plugin: 'noop-min', name: 'noop-min', rootId: '' }]],
       ['sidecar, add-header plugin', [{ plugin: 'add-header', name: 'add', rootId: 'add_header' }]],
     ];
     for (const [name, filters] of variants) {
