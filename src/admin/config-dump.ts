@@ -92,6 +92,9 @@ function clustersSection(inputs: ConfigDumpInputs): Section {
     if (config.versionInfo !== '') entry['version_info'] = config.versionInfo;
     entry['cluster'] = withType(config.source, CLUSTER_TYPE_URL);
     entry['last_updated'] = timestamp(lastUpdated(config.name));
+    // envoy.admin.v3.ClientResourceStatus, as the xDS client recorded it (CSDS shape).
+    const status = resources.get(config.name)?.status;
+    if (status) entry['client_status'] = status;
     const error = resources.get(config.name)?.error;
     if (error) {
       entry['error_state'] = {

@@ -11,7 +11,7 @@
  *   control_plane.connected_state                                                          (with ADS only)
  *   cluster.<c>.membership_total|membership_healthy|membership_degraded|membership_excluded|max_host_weight  gauges
  *   cluster.<c>.membership_change                                                          counter
- *   cluster.<c>.update_attempt|update_success|update_rejected|update_failure|update_empty  (EDS: from the ADS client)
+ *   cluster.<c>.update_attempt|update_success|update_rejected|update_failure|update_empty|init_fetch_timeout  (EDS: from the ADS client)
  *   cluster.<c>.upstream_cx_active, cluster.<c>.upstream_rq_active                         gauges (Redis pools)
  *   cluster.<c>.upstream_rq_total                                                          counter (Redis pools)
  *   redis.<c>.calls|errors|timeouts|error_replies                                          counters (Redis pools)
@@ -191,7 +191,7 @@ export function collectStats(inputs: StatsInputs, events: ClusterEventCounters):
     out.push(tagged('gauge', 'cluster', c, 'max_host_weight', hosts.reduce((m, h) => Math.max(m, h.weight), 0)));
     out.push(tagged('counter', 'cluster', c, 'membership_change', events.membershipChange(cluster.name)));
     const eds = cluster.config.type === 'EDS' ? xds?.counters.eds[cluster.config.edsServiceName] : undefined;
-    for (const k of ['update_attempt', 'update_success', 'update_rejected', 'update_failure', 'update_empty'] as const) {
+    for (const k of ['update_attempt', 'update_success', 'update_rejected', 'update_failure', 'update_empty', 'init_fetch_timeout'] as const) {
       out.push(tagged('counter', 'cluster', c, k, eds?.[k] ?? 0));
     }
     const r = redisByCluster.get(cluster.name);

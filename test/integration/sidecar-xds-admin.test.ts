@@ -74,6 +74,14 @@ test('admin answers 503 until the initial xDS fetch, then the plugin uses the xD
   const dump = await (await request(`${admin}/config_dump`)).body.text();
   assert.ok(!dump.includes('s3cret-pw'), 'the Redis password never appears in /config_dump');
   assert.ok(dump.includes('type.googleapis.com/envoy.admin.v3.ClustersConfigDump'));
+  const clustersDump = (JSON.parse(dump) as { configs: Array<Record<string, unknown>> }).configs.find((c) => c['@type'] === 'type.googleapis.com/envoy.admin.v3.ClustersConfigDump')!;
+  const dynamic = clustersDump['dynamic_active_clusters'] as Array<{ cluster: { name: string }; client_status?: string; version_info?: string }>;
+  const redisEntry = dynamic.find((d) => d.cluster.name === REDIS);
+  assert.equal(redisEntry?.client_status, 'ACKED');
+  assert.equal(redisEntry?.version_info, '1');
+  const stats = await (await request(`${admin}/stats`)).body.text();
+  assert.match(stats, new RegExp(`^cluster\\.${REDIS.replace(/\|/g, '\\|')}\\.update_success: 1$`, 'm'));
+  assert.match(stats, new RegExp(`^cluster\\.${REDIS.replace(/\|/g, '\\|')}\\.init_fetch_timeout: 0$`, 'm'));
   const prom = await (await request(`${admin}/stats/prometheus`)).body.text();
   assert.match(prom, /^envoy_cluster_manager_active_clusters(\{[^}]*\})? 3$/m);
   assert.match(prom, /^envoy_control_plane_connected_state(\{[^}]*\})? 1$/m);
