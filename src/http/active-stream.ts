@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { LiveCluster } from '../upstream/cluster-manager';
 import { StreamType } from '../abi/enums';
 import type { PropertyValue } from '../abi/properties';
+import { streamAttribute } from '../runtime/stream-attributes';
 import type { LocalResponse, StreamHost } from '../abi/stream-state';
 import type { HeaderPairs } from '../common/headers';
 import type { Logger } from '../common/logger';
@@ -493,65 +494,13 @@ export class ActiveStream {
   // ---------- properties ----------
 
   property(path: readonly string[]): PropertyValue | undefined {
-    const info = this.info;
-    const rh = (name: string) => getHeader(this.requestHeaders, name);
-    const [a, b, c] = path;
-    switch (a) {
-      case 'request':
-        switch (b) {
-          case 'path': return rh(':path');
-          case 'url_path': return (rh(':path') ?? '').split('?')[0];
-          case 'method': return rh(':method');
-          case 'host': return rh(':authority');
-          case 'scheme': return rh(':scheme') ?? 'http';
-          case 'protocol': return 'HTTP/1.1';
-          case 'id': return rh('x-request-id') ?? info.requestId;
-          case 'referer': return rh('referer');
-          case 'useragent': return rh('user-agent');
-          case 'time': return info.startNs;
-          case 'duration': return process.hrtime.bigint() - this.monoStart;
-          case 'size': return BigInt(Number(rh('content-length') ?? info.requestBytes));
-          case 'total_size': return BigInt(info.requestBytes);
-          case 'headers': return c === undefined ? this.requestHeaders.filter(([k]) => !k.startsWith(':')) : joined(this.requestHeaders, c.toLowerCase());
-          default: return undefined;
-        }
-      case 'response':
-        switch (b) {
-          case 'code': return info.responseCode === 0 ? undefined : BigInt(info.responseCode);
-          case 'code_details': return info.responseCodeDetails || undefined;
-          case 'flags': return BigInt(0);
-          case 'size': return BigInt(info.responseBytes);
-          case 'total_size': return BigInt(info.responseBytes);
-          case 'headers': return c === undefined ? this.responseHeaders.filter(([k]) => !k.startsWith(':')) : joined(this.responseHeaders, c.toLowerCase());
-          default: return undefined;
-        }
-      case 'source':
-        if (b === 'address') return `${info.sourceAddress}:${info.sourcePort}`;
-        if (b === 'port') return BigInt(info.sourcePort);
-        return undefined;
-      case 'destination':
-        if (b === 'address') return `${info.destinationAddress}:${info.destinationPort}`;
-        if (b === 'port') return BigInt(info.destinationPort);
-        return undefined;
-      case 'connection':
-        if (b === 'requested_server_name') return '';
-        if (b === 'mtls') return false;
-        return undefined;
-      case 'upstream':
-        if (b === 'address') return info.upstreamHost || undefined;
-        return undefined;
-      case 'route_name': return info.routeName;
-      case 'cluster_name': return info.clusterName;
-      case 'x_request_id': return rh('x-request-id') ?? info.requestId;
-      case 'listener_direction': return BigInt(0);
-      case 'listener_metadata': return [];
-      case 'node':
-        if (b === 'id') return this.options.node.id;
-        if (b === 'cluster') return this.options.node.cluster;
-        return undefined;
-      default:
-        return undefined;
-    }
+    return streamAttribute(path, {
+      requestHeaders: this.requestHeaders,
+      responseHeaders: this.responseHeaders,
+      info: this.info,
+      node: this.options.node,
+      monoStart: this.monoStart,
+    });
   }
 
   private readonly monoStart = process.hrtime.bigint();
@@ -580,11 +529,6 @@ export class ActiveStream {
   }
 }
 
-function joined(headers: HeaderPairs, name: string): string | undefined {
-  let out: string | undefined;
-  for (const [k, v] of headers) if (k === name) out = out === undefined ? v : `${out},${v}`;
-  return out;
-}
 
 export function newRequestId(): string {
   return randomUUID();

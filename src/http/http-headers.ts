@@ -26,10 +26,7 @@ export function pairsFromObject(headers: IncomingHttpHeaders | Record<string, st
   return out;
 }
 
-export function getHeader(headers: HeaderPairs, name: string): string | undefined {
-  for (const [k, v] of headers) if (k === name) return v;
-  return undefined;
-}
+export { getHeader } from '../common/headers';
 
 export function setHeader(headers: HeaderPairs, name: string, value: string): void {
   const i = headers.findIndex(([k]) => k === name);

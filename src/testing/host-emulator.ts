@@ -11,6 +11,8 @@ import { SharedDataStore } from '../services/shared-data';
 import { SharedQueueRegistry } from '../services/shared-queue';
 import type { RedisService } from '../services/redis';
 import type { HttpCalloutService } from '../services/http-callout';
+import { getHeader } from '../common/headers';
+import { streamAttribute } from '../runtime/stream-attributes';
 import { Plugin, type PluginCode, type PluginConfig } from '../runtime/plugin';
 import type { DataAction, HeadersAction, HttpStream, TrailersAction } from '../runtime/http-stream';
 
@@ -135,6 +137,8 @@ export class EmulatedStream implements StreamHost {
   readonly continued: StreamType[] = [];
   readonly closed: StreamType[] = [];
   readonly stream: HttpStream;
+  private readonly startNs = BigInt(Date.now()) * 1_000_000n;
+  private readonly monoStart = process.hrtime.bigint();
 
   constructor(
     plugin: Plugin,
@@ -187,7 +191,7 @@ export class EmulatedStream implements StreamHost {
   }
 
   header(name: string, from: HeaderPairs = this.requestHeaders): string | undefined {
-    return from.find(([k]) => k === name.toLowerCase())?.[1];
+    return getHeader(from, name.toLowerCase());
   }
 
   // StreamHost
@@ -201,27 +205,29 @@ export class EmulatedStream implements StreamHost {
     this.localResponse = response;
   }
   property(path: readonly string[]): PropertyValue | undefined {
-    const key = path.join('.');
-    const given = this.options.properties?.[key];
+    const given = this.options.properties?.[path.join('.')];
     if (given !== undefined) return given;
-    const h = (name: string) => this.header(name);
-    switch (key) {
-      case 'request.path': return h(':path');
-      case 'request.method': return h(':method');
-      case 'request.host': return h(':authority');
-      case 'request.scheme': return h(':scheme');
-      case 'request.protocol': return 'HTTP/1.1';
-      case 'request.id': return h('x-request-id');
-      case 'x_request_id': return h('x-request-id');
-      case 'response.code': {
-        const status = this.header(':status', this.responseHeaders);
-        return status === undefined ? undefined : BigInt(status);
-      }
-      case 'source.address': return '127.0.0.1:50000';
-      default:
-        if (path[0] === 'request' && path[1] === 'headers' && path[2]) return h(path[2]);
-        if (path[0] === 'response' && path[1] === 'headers' && path[2]) return this.header(path[2], this.responseHeaders);
-        return undefined;
-    }
+    // The data plane's own attribute table, over what this emulated stream has seen.
+    return streamAttribute(path, {
+      requestHeaders: this.requestHeaders,
+      responseHeaders: this.responseHeaders,
+      info: {
+        startNs: this.startNs,
+        requestId: this.header('x-request-id') ?? '',
+        requestBytes: this.requestBody.length,
+        responseBytes: this.responseBody.length,
+        responseCode: Number(this.header(':status', this.responseHeaders) ?? 0),
+        responseCodeDetails: this.localResponse?.details ?? '',
+        sourceAddress: '127.0.0.1',
+        sourcePort: 50000,
+        destinationAddress: '127.0.0.1',
+        destinationPort: 8080,
+        upstreamHost: '',
+        routeName: '',
+        clusterName: '',
+      },
+      node: { id: 'host-emulator', cluster: 'host-emulator' },
+      monoStart: this.monoStart,
+    });
   }
 }
