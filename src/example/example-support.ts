@@ -1,7 +1,8 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server } from 'node:http';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
+import { freePort } from '../common/free-port';
 import { join, resolve } from 'node:path';
 
 /** What both examples need: free ports, a redis-server, an upstream, and a filled-in bootstrap template. */
@@ -14,16 +15,7 @@ Install it, then run \`make run\` again:
   Fedora/RHEL:    sudo dnf install -y redis
   macOS:          brew install redis`;
 
-export async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => res(port));
-    });
-  });
-}
+export { freePort };
 
 function ping(port: number): Promise<boolean> {
   return new Promise((res) => {

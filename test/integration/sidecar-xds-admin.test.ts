@@ -4,7 +4,7 @@ import { request } from 'undici';
 import { Sidecar } from '../../src/main';
 import { silentLogger } from '../../src/common/logger';
 import { claJson, edsClusterJson } from '../../src/example/control-plane';
-import { freePort } from '../../src/example/example-support';
+import { freePort } from '../../src/common/free-port';
 import { XdsTestServer } from '../support/xds-server';
 import { RedisServer } from '../support/redis-server';
 import { until } from '../support/until';

@@ -4,8 +4,9 @@
  * `restart()` starts it again on the same port. Stalls are made with `DEBUG SLEEP` through a side client.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { freePort } from '../../src/common/free-port';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Redis, { type RedisOptions } from 'ioredis';
@@ -28,18 +29,7 @@ export interface RedisServerOptions {
 
 const HOST = '127.0.0.1';
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.once('error', reject);
-    srv.listen(0, HOST, () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 export class RedisServer {
   readonly host = HOST;

@@ -1,4 +1,5 @@
 import { ClusterManager, type ClusterEvent } from '../../src/upstream/cluster-manager';
+import { until as pollUntil } from './until';
 
 /** Proto3 JSON builders for test resources. */
 
@@ -46,13 +47,9 @@ export function recordingManager(): { cm: ClusterManager; events: ClusterEvent[]
   return { cm, events };
 }
 
-/** Polls `predicate` every 5 ms until it holds; rejects after `timeoutMs`. Never a fixed sleep. */
-export async function until(predicate: () => boolean, timeoutMs = 10_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
+/** support/until with the xDS tests' defaults: a 10 s limit, polled every 5 ms. Never a fixed sleep. */
+export function until(predicate: () => boolean, timeoutMs = 10_000, what = 'condition'): Promise<void> {
+  return pollUntil(predicate, timeoutMs, what, 5);
 }
 
 export function hostKeys(cm: ClusterManager, name: string): string[] {
