@@ -2,11 +2,14 @@
 // Builds every test/example plugin from source into build/plugins/<name>.wasm:
 //   plugins/as/<name>/index.ts  -> AssemblyScript (asc) with the npm Proxy-Wasm SDK it imports
 //   plugins/wat/<name>.wat      -> wabt's wat2wasm (ABI edge cases written by hand)
+//   plugins/go/<sdk>/<name>/    -> build/plugins/go/<name>.wasm with Go >= 1.24 as Higress users build theirs:
+//                                  GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared; <sdk>/go.mod pins the SDK
 // Nothing compiled is committed; `make plugins` runs this.
 import { readdirSync, mkdirSync, readFileSync, writeFileSync, existsSync, statSync } from 'node:fs';
 import { join, dirname, basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
+import { execFileSync } from 'node:child_process';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const out = join(root, 'build', 'plugins');
@@ -72,5 +75,77 @@ async function buildWat() {
   }
 }
 
+// Go >= 1.24 is the first with wasip1 -buildmode=c-shared (reactor modules with _initialize), which both Go SDKs need.
+const GO_MIN = [1, 24];
+
+function goVersion() {
+  try {
+    const out = execFileSync('go', ['env', 'GOVERSION'], { encoding: 'utf8', env: goEnv() }).trim();
+    const m = /^go(\d+)\.(\d+)/.exec(out);
+    return m ? { text: out, major: Number(m[1]), minor: Number(m[2]) } : { text: out, major: 0, minor: 0 };
+  } catch {
+    return undefined;
+  }
+}
+
+function goEnv() {
+  // GOTOOLCHAIN=local: build with the Go that is installed, never fetch another behind the user's back.
+  // GOFLAGS=-mod=readonly: go.mod/go.sum are the pins; a build never rewrites them.
+  return { ...process.env, GOOS: 'wasip1', GOARCH: 'wasm', GOTOOLCHAIN: 'local', GOFLAGS: '-mod=readonly' };
+}
+
+function filesUnder(dir) {
+  const out = [];
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...filesUnder(p));
+    else out.push(p);
+  }
+  return out;
+}
+
+function buildGo() {
+  const dir = join(root, 'plugins', 'go');
+  if (!existsSync(dir)) return;
+  const modules = readdirSync(dir).filter((m) => existsSync(join(dir, m, 'go.mod')));
+  const jobs = [];
+  for (const mod of modules) {
+    const modDir = join(dir, mod);
+    const shared = filesUnder(modDir).filter((f) => dirname(f) === modDir || f.includes(`${join(modDir, 'internal')}`));
+    for (const name of readdirSync(modDir)) {
+      const pkgDir = join(modDir, name);
+      if (name === 'internal' || !statSync(pkgDir).isDirectory() || !existsSync(join(pkgDir, 'main.go'))) continue;
+      if (!wanted(name) && !wanted(`go/${name}`)) continue;
+      jobs.push({ mod, modDir, name, sources: [...shared, ...filesUnder(pkgDir)] });
+    }
+  }
+  const goOut = join(out, 'go');
+  mkdirSync(goOut, { recursive: true });
+  const stale = jobs.filter((j) => !upToDate(join(goOut, `${j.name}.wasm`), j.sources));
+  if (stale.length === 0) return;
+  const v = goVersion();
+  if (!v || v.major < GO_MIN[0] || (v.major === GO_MIN[0] && v.minor < GO_MIN[1])) {
+    console.error(
+      `plugins/go needs Go >= ${GO_MIN.join('.')} (found: ${v ? v.text : 'no \`go\` on PATH'}).\n` +
+      'Install a current Go from https://go.dev/dl/ (Debian/Ubuntu packages are often too old for wasip1), ' +
+      'put its bin/ on PATH, and run `make plugins` again.',
+    );
+    process.exit(1);
+  }
+  for (const j of stale) {
+    const target = join(goOut, `${j.name}.wasm`);
+    try {
+      execFileSync('go', ['build', '-buildmode=c-shared', '-trimpath', '-o', target, `./${j.name}`], {
+        cwd: j.modDir, env: goEnv(), stdio: ['ignore', 'inherit', 'inherit'],
+      });
+      console.log(`built ${target}`);
+    } catch (err) {
+      console.error(`go build failed for plugins/go/${j.mod}/${j.name}: ${err.message}`);
+      process.exitCode = 1;
+    }
+  }
+}
+
 await buildAs();
 await buildWat();
+buildGo();
