@@ -9,6 +9,7 @@ import type { PluginVm } from './plugin-vm';
 import type { RedisReply } from '../services/redis';
 import type { GrpcCalloutHandlers, GrpcStreamCall } from '../services/grpc-callout';
 import type { GuestExportName } from './guest-exports';
+import { hostCallRecorder } from './host-call-recorder';
 
 /**
  * Every host function the sidecar offers, declared once (cpp-host exports.h FOR_ALL_HOST_FUNCTIONS, plus the
@@ -835,9 +836,9 @@ export const HOST_FUNCTIONS: readonly HostFunction[] = [
 ];
 
 /** The `env` namespace for one VM of the given ABI. */
-export function buildHostImports(vm: PluginVm, abi: AbiVersion): Record<string, WebAssembly.ImportValue> {
+export function buildHostImports(vm: PluginVm, abi: AbiVersion, module?: WebAssembly.Module): Record<string, WebAssembly.ImportValue> {
   const env: Record<string, WebAssembly.ImportValue> = {};
-  const observe = vm.services.onHostCall;
+  const observe = combineObservers(vm.services.onHostCall, module ? hostCallRecorder(module) : undefined);
   for (const f of HOST_FUNCTIONS) {
     if (!f.abis.includes(abi)) continue;
     const handler = f.handler;
@@ -858,6 +859,16 @@ export function buildHostImports(vm: PluginVm, abi: AbiVersion): Record<string, 
       : call;
   }
   return env;
+}
+
+type HostCallObserver = (fn: string, status: number | undefined) => void;
+
+function combineObservers(a: HostCallObserver | undefined, b: HostCallObserver | undefined): HostCallObserver | undefined {
+  if (!a || !b) return a ?? b;
+  return (fn, status) => {
+    a(fn, status);
+    b(fn, status);
+  };
 }
 
 /** Names every function import the module declares that `imports` does not provide (better than a bare LinkError). */

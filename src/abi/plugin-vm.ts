@@ -73,7 +73,7 @@ export class PluginVm {
   }
 
   private instantiate(module: WebAssembly.Module): void {
-    const env = buildHostImports(this, this.abi);
+    const env = buildHostImports(this, this.abi, module);
     const wasi = buildWasiImports({
       memory: () => this.memory,
       environment: this.environment,

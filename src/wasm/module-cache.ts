@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { PluginLoadError } from '../common/errors';
 import { detectAbiVersion, type AbiVersion } from './abi-version';
+import { noteModuleDigest } from '../abi/host-call-recorder';
 
 export interface CompiledPlugin {
   readonly module: WebAssembly.Module;
@@ -38,6 +39,7 @@ async function compileModule(bytes: Uint8Array, sha256: string): Promise<Compile
   } catch (err) {
     throw new PluginLoadError(`not a valid WebAssembly module: ${(err as Error).message}`, { cause: err });
   }
+  noteModuleDigest(module, sha256);
   return { module, abi: detectAbiVersion(module), sha256 };
 }
 
