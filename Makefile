@@ -3,7 +3,7 @@ NODE ?= node
 TSC := node_modules/.bin/tsc
 TEST_CONCURRENCY ?= 2
 
-.PHONY: all install build plugins test bench run example run-xds check clean
+.PHONY: all install build plugins test bench conformance run example run-xds check clean
 
 all: build plugins
 
@@ -24,6 +24,11 @@ test: build plugins
 
 bench: build plugins
 	$(NODE) dist/bench/run.js
+
+# docs/conformance.md: the suite run with host-call recording, host function x plugin SDK (scripts/gen-conformance.mjs).
+# TESTS=<dist/test files> runs a subset instead of the whole suite.
+conformance: build plugins
+	$(NODE) scripts/gen-conformance.mjs --concurrency=$(TEST_CONCURRENCY) $(TESTS)
 
 # The bundled example: the example plugin, a static bootstrap, redis-server on a free port, an upstream.
 run example: build plugins
