@@ -1,10 +1,17 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { extname, join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import type { LevelWithSilent } from 'pino';
 import { ConfigError, SidecarError } from './common/errors';
 import { loadSidecarConfig, type SidecarConfig } from './http/listener-config';
 import { Sidecar } from './main';
+import {
+  DEFAULT_ADMIN, DEFAULT_LISTEN, parseClusterFlag, parseHostPort, parseUpstreamFlag, quickBootstrap, type QuickPlugin,
+} from './config/quick-bootstrap';
+import { readWasmPlugins } from './config/wasm-plugin-resource';
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
@@ -34,9 +41,113 @@ export function validateConfig(file: string): SidecarConfig {
   return config;
 }
 
+/** `--plugin` and the flags after it that describe it, in command-line order (commander calls parsers in order). */
+interface PluginFlags {
+  file: string;
+  config?: string;
+  rootId?: string;
+  vmId?: string;
+  name?: string;
+  failOpen?: boolean;
+  env: Record<string, string>;
+}
+
+/**
+ * A plugin's configuration from `--plugin-config`: JSON or YAML text, or a file (a path that exists, or `@path`).
+ * Higress plugins parse JSON, so YAML is converted; the text is validated here so a typo fails before start.
+ */
+export function pluginConfigText(value: string, what: string): string {
+  let text = value;
+  let source = 'text';
+  const asFile = value.startsWith('@') ? value.slice(1) : existsSync(value) && ['.json', '.yaml', '.yml'].includes(extname(value)) ? value : undefined;
+  if (asFile !== undefined) {
+    try {
+      text = readFileSync(asFile, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`cannot read ${asFile}: ${(err as Error).message}`, what, { cause: err });
+    }
+    source = asFile;
+  }
+  if (text.trim() === '') return '';
+  let parsed: unknown;
+  try {
+    parsed = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`${source} is neither JSON nor YAML: ${(err as Error).message}`, what, { cause: err });
+  }
+  // A plain word is a YAML string: plugins that take free text (the upstream SDK's examples) get it verbatim.
+  return typeof parsed === 'string' ? text : JSON.stringify(parsed);
+}
+
+function quickPlugins(flags: readonly PluginFlags[]): QuickPlugin[] {
+  return flags.map((f, i) => {
+    const what = `--plugin #${i + 1} (${f.file})`;
+    const base = f.file.replace(/^.*[\\/]/, '').replace(/\.wasm$/, '');
+    const name = f.name ?? base;
+    return {
+      name,
+      file: resolve(f.file),
+      configuration: f.config === undefined ? '' : pluginConfigText(f.config, `${what} --plugin-config`),
+      rootId: f.rootId ?? '',
+      vmId: f.vmId ?? name,
+      failOpen: f.failOpen ?? false,
+      environment: f.env,
+      origin: what,
+    };
+  });
+}
+
 function describe(err: unknown): string {
   if (err instanceof SidecarError) return `${err.code}: ${err.message}`;
   return err instanceof Error ? err.message : String(err);
+}
+
+interface RunOptions {
+  config?: string;
+  wasmPlugin?: string[];
+  labels?: string;
+  upstream?: string;
+  cluster?: string[];
+  listen: string;
+  admin: string;
+  routeTimeout: string;
+  printBootstrap?: boolean;
+  plugin?: string;
+  logLevel: LevelWithSilent;
+  concurrency: number;
+  drainTimeoutMs: number;
+}
+
+function parseLabels(text: string | undefined): Record<string, string> | undefined {
+  if (text === undefined) return undefined;
+  const labels: Record<string, string> = {};
+  for (const kv of text.split(',').filter(Boolean)) {
+    const eq = kv.indexOf('=');
+    if (eq <= 0) throw new ConfigError(`expected k=v, got '${kv}'`, '--labels');
+    labels[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
+  return labels;
+}
+
+/** The bootstrap the flags describe, or undefined when -c names one (mixing both is an error). */
+export function madeBootstrap(opts: RunOptions, plugins: readonly PluginFlags[]): Record<string, unknown> | undefined {
+  const quickFlags = plugins.length > 0 || (opts.wasmPlugin?.length ?? 0) > 0 || opts.upstream !== undefined || (opts.cluster?.length ?? 0) > 0;
+  if (opts.config !== undefined) {
+    if (quickFlags) throw new ConfigError('-c runs that bootstrap as it is; --plugin, --wasm-plugin, --upstream and --cluster make one instead: give one or the other', '-c');
+    return undefined;
+  }
+  if (plugins.length === 0 && (opts.wasmPlugin?.length ?? 0) === 0) {
+    throw new ConfigError('nothing to run: give -c <bootstrap>, or --plugin <file.wasm> / --wasm-plugin <file.yaml>', 'run');
+  }
+  const fromResources = readWasmPlugins(opts.wasmPlugin ?? [], { labels: parseLabels(opts.labels) });
+  return quickBootstrap({
+    listen: parseHostPort(opts.listen, '--listen'),
+    admin: parseHostPort(opts.admin, '--admin'),
+    upstream: opts.upstream === undefined ? undefined : parseUpstreamFlag(opts.upstream),
+    clusters: (opts.cluster ?? []).map(parseClusterFlag),
+    plugins: [...quickPlugins(plugins), ...fromResources],
+    routeTimeout: opts.routeTimeout,
+  });
 }
 
 export function buildCli(): Command {
@@ -59,19 +170,89 @@ export function buildCli(): Command {
       }
     });
 
+  const plugins: PluginFlags[] = [];
+  const lastPlugin = (flag: string): PluginFlags => {
+    const p = plugins.at(-1);
+    if (!p) throw new InvalidArgumentError(`${flag} describes the --plugin before it; give --plugin <file.wasm> first`);
+    return p;
+  };
+  const collect = (v: string, acc: string[] = []): string[] => [...acc, v];
   program
     .command('run')
-    .description('run the listeners of a bootstrap until SIGTERM/SIGINT (then drain and exit 0)')
-    .requiredOption('-c, --config <file>', 'Envoy v3 bootstrap (YAML or JSON)')
+    .description('run the listeners of a bootstrap (-c), or of one made from the flags below, until SIGTERM/SIGINT')
+    .option('-c, --config <file>', 'Envoy v3 bootstrap (YAML or JSON); without it the flags below make one')
+    .option('--plugin <file.wasm>', 'a plugin to run (repeatable; the flags after it describe it)', (v: string) => {
+      plugins.push({ file: v, env: {} });
+      return v;
+    })
+    .option('--plugin-config <json|yaml|file>', "the last --plugin's configuration: JSON or YAML text, a .json/.yaml file or @file", (v: string) => {
+      lastPlugin('--plugin-config').config = v;
+      return v;
+    })
+    .option('--root-id <id>', "the last --plugin's root_id", (v: string) => {
+      lastPlugin('--root-id').rootId = v;
+      return v;
+    })
+    .option('--vm-id <id>', "the last --plugin's vm_id (default: its name)", (v: string) => {
+      lastPlugin('--vm-id').vmId = v;
+      return v;
+    })
+    .option('--name <name>', "the last --plugin's filter name (default: the file name)", (v: string) => {
+      lastPlugin('--name').name = v;
+      return v;
+    })
+    .option('--fail-open', 'the last --plugin fails open (requests pass when it has failed)', () => {
+      lastPlugin('--fail-open').failOpen = true;
+      return true;
+    })
+    .option('--plugin-env <KEY=VALUE>', "an environment variable the last --plugin sees (repeatable)", (v: string) => {
+      const eq = v.indexOf('=');
+      if (eq <= 0) throw new InvalidArgumentError('expected KEY=VALUE');
+      lastPlugin('--plugin-env').env[v.slice(0, eq)] = v.slice(eq + 1);
+      return v;
+    })
+    .option('--wasm-plugin <file.yaml>', 'Higress or Istio WasmPlugin resources to run (repeatable)', collect)
+    .option('--labels <k=v,...>', "this sidecar's labels, matched against a WasmPlugin's spec.selector")
+    .option('--upstream <[name=]url>', 'where routed requests go: http://host:port (cluster "upstream" unless named)')
+    .option('--cluster <name=host:port[,host:port]>', 'another cluster, e.g. outbound|6379||redis.default.svc.cluster.local=127.0.0.1:6379 (repeatable)', collect)
+    .option('--listen <host:port>', 'the listener address', DEFAULT_LISTEN)
+    .option('--admin <host:port>', 'the admin address (loopback unless you mean it)', DEFAULT_ADMIN)
+    .option('--route-timeout <duration>', 'the route timeout, as Envoy writes durations', '15s')
+    .option('--print-bootstrap', 'print the bootstrap the flags make (YAML) and exit')
     .addOption(new Option('--log-level <level>', 'log level').choices(LEVELS).default('info'))
     .addOption(new Option('--concurrency <n>', 'worker threads (Envoy --concurrency); 1 serves from the main thread').argParser(positiveInt).default(1))
     .option('--drain-timeout-ms <ms>', 'how long to wait for in-flight streams on shutdown', positiveInt, 10_000)
-    .action(async (opts: { config: string; logLevel: LevelWithSilent; concurrency: number; drainTimeoutMs: number }) => {
-      let sidecar: Sidecar;
+    .action(async (opts: RunOptions) => {
+      let configFile: string;
+      let cleanup = (): void => undefined;
       try {
-        sidecar = await Sidecar.start({ configFile: opts.config, logLevel: opts.logLevel, drainTimeoutMs: opts.drainTimeoutMs, concurrency: opts.concurrency });
+        const made = madeBootstrap(opts, plugins);
+        if (made === undefined) {
+          if (opts.printBootstrap) throw new ConfigError('prints the bootstrap that the flags make; with -c the bootstrap is the file itself', '--print-bootstrap');
+          configFile = opts.config!;
+        } else {
+          if (opts.printBootstrap) {
+            process.stdout.write(toYaml(made));
+            return;
+          }
+          // Workers load the bootstrap from a file, so the one made from flags is written to a private temp dir.
+          const dir = mkdtempSync(join(tmpdir(), 'proxy-wasm-sidecar-'));
+          configFile = join(dir, 'bootstrap.json');
+          writeFileSync(configFile, JSON.stringify(made, null, 2), { mode: 0o600 });
+          cleanup = () => rmSync(dir, { recursive: true, force: true });
+          process.once('exit', cleanup);
+        }
       } catch (err) {
         process.stderr.write(`cannot start: ${describe(err)}\n`);
+        process.exitCode = 1;
+        return;
+      }
+      let sidecar: Sidecar;
+      try {
+        sidecar = await Sidecar.start({ configFile, logLevel: opts.logLevel, drainTimeoutMs: opts.drainTimeoutMs, concurrency: opts.concurrency });
+      } catch (err) {
+        process.stderr.write(`cannot start: ${describe(err)}\n`);
+        cleanup();
         process.exitCode = 1;
         return;
       }
@@ -79,7 +260,7 @@ export function buildCli(): Command {
       const stop = (signal: string) => {
         sidecar.logger.info({ signal }, 'draining');
         sidecar.stop().then(
-          () => { process.exitCode = 0; },
+          () => { cleanup(); process.exitCode = 0; },
           (err: unknown) => { process.stderr.write(`shutdown failed: ${describe(err)}\n`); process.exitCode = 1; },
         );
       };
