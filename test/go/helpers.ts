@@ -71,7 +71,7 @@ function routeJson(r: RouteSpec): Record<string, unknown> {
 export function goBootstrap(spec: GoSidecarSpec): Record<string, unknown> {
   const bootstrap = bootstrapJson({ filters: spec.filters, clusters: spec.clusters });
   if (spec.virtualHosts) {
-    const hcm = (bootstrap as BootstrapShape).static_resources.listeners[0]!.filter_chains[0]!.filters[0]!.typed_config;
+    const hcm = (bootstrap as unknown as BootstrapShape).static_resources.listeners[0]!.filter_chains[0]!.filters[0]!.typed_config;
     hcm.route_config = {
       name: 'local_route',
       virtual_hosts: spec.virtualHosts.map((vh) => ({ name: vh.name, domains: [...vh.domains], routes: vh.routes.map(routeJson) })),
