@@ -217,6 +217,7 @@ export class Sidecar {
       },
       // With workers, plugin metrics live in each worker: the admin reads their sum, refreshed every second.
       metrics: self.pool ? (self.metricsView = new WorkerMetricsView(() => self.workerMetrics(), self.logger)) : self.services.metrics,
+      tagProducer: self.config.bootstrap.tagProducer,
       plugins: () => self.plugins.map((p) => ({ name: p.config.name, rootId: p.config.rootId, vmId: p.config.vmId, abi: p.abi, failed: p.failed !== undefined })),
       commandLineOptions,
       startTime: new Date(),

@@ -175,6 +175,7 @@ export class AdminServer {
         pluginsActive: s.plugins().filter((p) => !p.failed).length,
       },
       this.events,
+      s.tagProducer,
     );
   }
 

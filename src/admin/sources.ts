@@ -11,6 +11,7 @@ import type { PluginMetric } from '../services/metrics';
 import type { ClusterEvent, LiveCluster } from '../upstream/cluster-manager';
 import type { ClusterConfig } from '../upstream/types';
 import type { XdsStatus } from '../xds/status';
+import type { TagProducer } from '../observability/tag-extractor';
 
 /** Envoy `envoy.admin.v3.ServerInfo.State`. /ready answers 200 only in LIVE. */
 export type ServerState = 'LIVE' | 'DRAINING' | 'PRE_INITIALIZING' | 'INITIALIZING';
@@ -69,6 +70,8 @@ export interface AdminSources {
   /** Absent when Redis pools are not in use. */
   readonly redis?: RedisStatsSource | undefined;
   readonly metrics: PluginMetricsSource;
+  /** Tag extraction from the bootstrap's stats_config; absent: Envoy's default tags. */
+  readonly tagProducer?: TagProducer | undefined;
   plugins(): readonly PluginInfo[];
   /** `envoy.admin.v3.CommandLineOptions` fields (snake_case), as the CLI parsed them. */
   readonly commandLineOptions: AdminJsonObject;

@@ -7,6 +7,7 @@ import { decodeProtoJson, toProtoJson, type JsonObject, type ProtoObject } from 
 import { loadEnvoyProtos, type EnvoyProtos } from '../xds/protos';
 import { clusterToConfig } from '../xds/resources/cluster';
 import { ProtoValidator } from '../xds/validate';
+import { TagProducer, type TagSpecifier } from '../observability/tag-extractor';
 
 import type { AdsClientOptions, ClusterSink } from '../xds/ads-client';
 
@@ -16,9 +17,23 @@ export { claToHosts } from '../xds/resources/endpoint';
 /**
  * Envoy v3 bootstrap loading (YAML or JSON, proto3 JSON mapping). The whole document is decoded into
  * `envoy.config.bootstrap.v3.Bootstrap` and PGV-validated, so a typo or an unknown `@type` is a ConfigError that
- * names its JSON path. Only node, static clusters, ADS, cds_config and admin are acted on; the rest is kept as
- * parsed (listeners are exposed for the HTTP data plane).
+ * names its JSON path. node, static clusters, ADS, cds_config, admin, stats_config (tag extraction) and
+ * bootstrap_extensions (Wasm services) are acted on; listeners are exposed for the HTTP data plane. Fields of
+ * stats_config and bootstrap extensions the sidecar does not implement are refused with their path.
  */
+
+/** The typed_config of an `envoy.bootstrap.wasm` bootstrap extension. */
+export const WASM_SERVICE_TYPE = 'type.googleapis.com/envoy.extensions.wasm.v3.WasmService';
+
+/** One `envoy.extensions.wasm.v3.WasmService` from bootstrap_extensions. */
+export interface WasmServiceConfig {
+  /** JSON path of the extension's typed_config, for errors. */
+  readonly path: string;
+  /** true: one instance, in the main thread; false: one per worker, on that worker's VMs. */
+  readonly singleton: boolean;
+  /** The service's PluginConfig as proto3 JSON (snake_case), read like an HTTP filter's. */
+  readonly config: JsonObject;
+}
 
 /** 0 means "wait forever" (Istio and Higress send "0s"). */
 export const DEFAULT_INITIAL_FETCH_TIMEOUT_MS = 15_000;
@@ -61,6 +76,10 @@ export interface Bootstrap {
   readonly ads: AdsConfig | undefined;
   readonly cds: CdsConfig | undefined;
   readonly admin: { readonly address: string; readonly port: number } | undefined;
+  /** Tag extraction from stats_config (stats_tags, use_all_default_tags); Envoy's default tags without one. */
+  readonly tagProducer: TagProducer;
+  /** bootstrap_extensions of type WasmService, in order. */
+  readonly wasmServices: readonly WasmServiceConfig[];
   /** The whole bootstrap, re-serialized as canonical proto3 JSON (for /config_dump). */
   readonly json: JsonObject;
 }
@@ -156,7 +175,47 @@ export function bootstrapFromJson(doc: unknown, options: BootstrapOptions = {}):
   const sock = ((msg['admin'] as ProtoObject | null | undefined)?.['address'] as ProtoObject | null | undefined)?.['socket_address'] as ProtoObject | null | undefined;
   if (sock) admin = { address: String(sock['address'] ?? ''), port: Number(sock['port_value'] ?? 0) };
 
-  return { node, staticClusters, staticListeners, ads, cds, admin, json };
+  const tagProducer = statsConfig((msg['stats_config'] as ProtoObject | null | undefined) ?? undefined);
+  // From the proto3 JSON form, where each typed_config Any is already decoded to `{"@type", ...fields}`.
+  const wasmServices = bootstrapExtensions((json['bootstrap_extensions'] as JsonObject[] | undefined) ?? []);
+
+  return { node, staticClusters, staticListeners, ads, cds, admin, tagProducer, wasmServices, json };
+}
+
+/** StatsConfig fields the sidecar does not implement: refused rather than silently ignored. */
+const UNSUPPORTED_STATS_FIELDS: ReadonlyArray<readonly [string, string]> = [
+  ['stats_matcher', 'stats_matcher is not supported (every stat is kept)'],
+  ['histogram_bucket_settings', "histogram_bucket_settings is not supported (histograms use Envoy's default buckets)"],
+];
+
+function statsConfig(msg: ProtoObject | undefined): TagProducer {
+  if (!msg) return new TagProducer();
+  for (const [field, message] of UNSUPPORTED_STATS_FIELDS) {
+    const v = msg[field];
+    if (present(msg, field) && !(Array.isArray(v) && v.length === 0)) throw new ConfigError(message, `stats_config.${field}`);
+  }
+  const statsTags = ((msg['stats_tags'] as ProtoObject[] | undefined) ?? []).map((t): TagSpecifier => {
+    const tagName = String(t['tag_name'] ?? '');
+    if (present(t, 'fixed_value')) return { tagName, fixedValue: String(t['fixed_value']) };
+    return present(t, 'regex') ? { tagName, regex: String(t['regex']) } : { tagName };
+  });
+  const useAll = msg['use_all_default_tags'] as ProtoObject | null | undefined;
+  // BoolValue: absent means true (Envoy: !has_use_all_default_tags() || value).
+  return new TagProducer({ statsTags, useAllDefaultTags: !useAll || useAll['value'] !== false }, 'stats_config');
+}
+
+function bootstrapExtensions(extensions: readonly JsonObject[]): WasmServiceConfig[] {
+  return extensions.map((e, i) => {
+    const path = `bootstrap_extensions[${i}].typed_config`;
+    const tc = e['typed_config'] as JsonObject | undefined;
+    const type = tc ? String(tc['@type'] ?? '') : '';
+    if (type !== WASM_SERVICE_TYPE) {
+      throw new ConfigError(`bootstrap extension ${type || '(no typed_config)'} is not supported (only envoy.bootstrap.wasm: envoy.extensions.wasm.v3.WasmService)`, tc ? `${path}.@type` : path);
+    }
+    const config = tc!['config'];
+    if (!config || typeof config !== 'object' || Array.isArray(config)) throw new ConfigError('WasmService needs a config (PluginConfig)', `${path}.config`);
+    return { path, singleton: tc!['singleton'] === true, config: config as JsonObject };
+  });
 }
 
 const API_TYPES: Readonly<Record<number, string>> = { 0: 'DEPRECATED_AND_UNAVAILABLE_DO_NOT_USE', 1: 'REST', 2: 'GRPC', 3: 'DELTA_GRPC', 5: 'AGGREGATED_GRPC', 6: 'AGGREGATED_DELTA_GRPC' };

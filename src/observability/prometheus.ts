@@ -17,11 +17,32 @@ export const ENVOY_DEFAULT_BUCKETS = [
 
 export const PROMETHEUS_CONTENT_TYPE = Registry.PROMETHEUS_CONTENT_TYPE;
 
-/** The Prometheus metric name Envoy gives a stat. */
-export function prometheusName(stat: Pick<Stat, 'tagExtractedName' | 'customNamespace'>): string {
-  const sanitized = stat.tagExtractedName.replace(/[^a-zA-Z0-9_]/g, '_');
+/** Envoy's PrometheusStatsFormatter::sanitizeName: every character outside [a-zA-Z0-9_] becomes `_`. */
+function sanitizeName(name: string): string {
+  return name.replace(/[^a-zA-Z0-9_]/g, '_');
+}
+
+/**
+ * The Prometheus metric name Envoy gives a stat, or undefined when Envoy leaves it out: a custom-namespace name
+ * is printed as the plugin wrote it (no `envoy_`), so one that is empty or starts with a digit is not a valid
+ * Prometheus name and is skipped.
+ */
+export function prometheusName(stat: Pick<Stat, 'tagExtractedName' | 'customNamespace'>): string | undefined {
+  const sanitized = sanitizeName(stat.tagExtractedName);
   if (!stat.customNamespace) return `envoy_${sanitized}`;
-  return /^[0-9]/.test(sanitized) ? `_${sanitized}` : sanitized;
+  return sanitized === '' || /^[0-9]/.test(sanitized) ? undefined : sanitized;
+}
+
+/** A stat as one Prometheus sample: its labels are the tags with sanitized names, in Envoy's tag order. */
+interface Sample {
+  readonly stat: Stat;
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+function labelsOf(stat: Stat): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const [k, v] of Object.entries(stat.tags)) labels[sanitizeName(k)] = v;
+  return labels;
 }
 
 interface Family {
@@ -40,7 +61,7 @@ export class PrometheusExporter {
   private readonly registry = new Registry();
   private readonly families = new Map<string, Family>();
   private readonly fed = new Map<string, Fed>();
-  private current = new Map<string, Stat[]>();
+  private current = new Map<string, Sample[]>();
   private chain: Promise<unknown> = Promise.resolve();
 
   /** Renders `stats` in the text exposition format. Scrapes are serialized (collect() reads one snapshot). */
@@ -51,21 +72,23 @@ export class PrometheusExporter {
   }
 
   private async renderNow(stats: readonly Stat[]): Promise<string> {
-    const groups = new Map<string, Stat[]>();
-    for (const s of stats) {
-      const name = prometheusName(s);
+    const groups = new Map<string, Sample[]>();
+    for (const stat of stats) {
+      const name = prometheusName(stat);
+      if (name === undefined) continue;
+      const s = { stat, labels: labelsOf(stat) };
       const g = groups.get(name);
       if (g) {
         // Same family must keep one kind and one label set; a clashing stat (e.g. a plugin counter and gauge
         // sharing a name) is dropped rather than corrupting the family.
-        if (g[0]!.kind === s.kind && labelKey(g[0]!) === labelKey(s)) g.push(s);
+        if (g[0]!.stat.kind === stat.kind && labelKey(g[0]!) === labelKey(s)) g.push(s);
       } else {
         groups.set(name, [s]);
       }
     }
     for (const [name, family] of this.families) {
       const g = groups.get(name);
-      if (!g || g[0]!.kind !== family.kind || labelKey(g[0]!) !== family.labelNames) {
+      if (!g || g[0]!.stat.kind !== family.kind || labelKey(g[0]!) !== family.labelNames) {
         this.registry.removeSingleMetric(name);
         this.families.delete(name);
       }
@@ -73,13 +96,14 @@ export class PrometheusExporter {
     for (const [name, g] of groups) if (!this.families.has(name)) this.register(name, g[0]!);
     this.current = groups;
     const live = new Set<string>();
-    for (const g of groups.values()) for (const s of g) if (s.kind === 'histogram') live.add(s.id);
+    for (const g of groups.values()) for (const { stat } of g) if (stat.kind === 'histogram') live.add(stat.id);
     for (const id of this.fed.keys()) if (!live.has(id)) this.fed.delete(id);
     return this.registry.metrics();
   }
 
-  private register(name: string, first: Stat): void {
-    const labelNames = Object.keys(first.tags).sort();
+  private register(name: string, sample: Sample): void {
+    const first = sample.stat;
+    const labelNames = Object.keys(sample.labels).sort();
     const help = helpFor(first);
     // collect() runs inside registry.metrics(), with `this` bound to the prom-client metric.
     const self = this;
@@ -93,7 +117,7 @@ export class PrometheusExporter {
           registers: [this.registry],
           collect(this: Counter) {
             this.reset();
-            for (const s of self.current.get(name) ?? []) this.inc(s.tags, Number((s as ScalarStat).value));
+            for (const s of self.current.get(name) ?? []) this.inc(s.labels, Number((s.stat as ScalarStat).value));
           },
         });
         break;
@@ -105,7 +129,7 @@ export class PrometheusExporter {
           registers: [this.registry],
           collect(this: Gauge) {
             this.reset();
-            for (const s of self.current.get(name) ?? []) this.set(s.tags, Number((s as ScalarStat).value));
+            for (const s of self.current.get(name) ?? []) this.set(s.labels, Number((s.stat as ScalarStat).value));
           },
         });
         break;
@@ -117,7 +141,7 @@ export class PrometheusExporter {
           buckets: ENVOY_DEFAULT_BUCKETS,
           registers: [this.registry],
           collect(this: Histogram) {
-            for (const s of self.current.get(name) ?? []) self.feed(this, s as HistogramStat);
+            for (const s of self.current.get(name) ?? []) self.feed(this, s.stat as HistogramStat, s.labels);
           },
         });
         break;
@@ -130,26 +154,26 @@ export class PrometheusExporter {
    * arrived meanwhile, the missing ones are observed at their mean, so _count and _sum stay exact and only their
    * bucket placement is approximate.
    */
-  private feed(h: Histogram, s: HistogramStat): void {
+  private feed(h: Histogram, s: HistogramStat, labels: Readonly<Record<string, string>>): void {
     let fed = this.fed.get(s.id);
     if (!fed) this.fed.set(s.id, (fed = { count: 0, sum: 0 }));
     const fresh = s.count - fed.count;
     if (fresh <= 0) return;
     const known = s.samples.slice(Math.max(0, s.samples.length - fresh));
     const knownSum = known.reduce((a, b) => a + b, 0);
-    for (const v of known) h.observe(s.tags, v);
+    for (const v of known) h.observe(labels, v);
     const missing = fresh - known.length;
     if (missing > 0) {
       const mean = (s.sum - fed.sum - knownSum) / missing;
-      for (let i = 0; i < missing; i++) h.observe(s.tags, mean);
+      for (let i = 0; i < missing; i++) h.observe(labels, mean);
     }
     fed.count = s.count;
     fed.sum = s.sum;
   }
 }
 
-function labelKey(s: Stat): string {
-  return Object.keys(s.tags).sort().join(',');
+function labelKey(s: Sample): string {
+  return Object.keys(s.labels).sort().join(',');
 }
 
 function helpFor(s: Stat): string {

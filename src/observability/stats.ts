@@ -19,9 +19,11 @@
  *   wasm.envoy.wasm.runtime.v8.active                                                      gauge: plugins not failed
  *   wasmcustom.<name>                                                                      plugin-defined metrics
  *
- * Tags (Prometheus labels): `cluster.<c>.*` and `redis.<c>.*` carry `envoy_cluster_name="<c>"`; their tag-extracted
- * names are `cluster.<stat>` and `redis.<stat>`. `wasmcustom.` is a custom namespace: Prometheus output strips it
- * and adds no `envoy_` prefix (Envoy's behaviour for Wasm custom metrics).
+ * Tags (Prometheus labels) come from Envoy's tag extraction (tag-extractor.ts) over the full names, with the
+ * bootstrap's `stats_config` (default: Envoy's default tags, so `cluster.<c>.*` and `redis.<c>.*` carry
+ * `envoy.cluster_name`, and their tag-extracted names are `cluster.<stat>` and `redis.<stat>`). `wasmcustom.` is a
+ * custom namespace: Prometheus output strips it and adds no `envoy_` prefix (Envoy's behaviour for Wasm custom
+ * metrics).
  */
 import type { Disposable } from '../common/disposable';
 import type { ClusterEvent, LiveCluster } from '../upstream/cluster-manager';
@@ -29,14 +31,19 @@ import type { ClusterConfig } from '../upstream/types';
 import type { RedisStats } from '../redis/pool-manager';
 import type { PluginMetric } from '../services/metrics';
 import type { XdsStatus } from '../xds/status';
+import { TagProducer } from './tag-extractor';
 
 export type StatKind = 'counter' | 'gauge' | 'histogram';
 
 interface StatBase {
   /** The full Envoy name, e.g. `cluster.redis-a.membership_total`. */
   readonly name: string;
-  /** The name with tag values removed, e.g. `cluster.membership_total`; for custom namespaces, without the namespace. */
+  /**
+   * The name with tag values removed (Envoy's tag-extracted name), e.g. `cluster.membership_total`; for custom
+   * namespaces, without the namespace.
+   */
   readonly tagExtractedName: string;
+  /** Tag name -> value, in Envoy's extraction order (Prometheus prints the labels in this order). */
   readonly tags: Readonly<Record<string, string>>;
   /** True for `wasmcustom.*`: Prometheus output has no `envoy_` prefix. */
   readonly customNamespace: boolean;
@@ -59,7 +66,8 @@ export interface HistogramStat extends StatBase {
 
 export type Stat = ScalarStat | HistogramStat;
 
-export const CLUSTER_TAG = 'envoy_cluster_name';
+/** Envoy's tag name for a cluster (`envoy_cluster_name` as a Prometheus label). */
+export const CLUSTER_TAG = 'envoy.cluster_name';
 export const WASM_CUSTOM_NAMESPACE = 'wasmcustom';
 
 /** Envoy's `server.state` gauge values. */
@@ -146,24 +154,39 @@ export class ClusterEventCounters {
   }
 }
 
-function scalar(kind: 'counter' | 'gauge', name: string, value: number | bigint): ScalarStat {
-  return { kind, name, tagExtractedName: name, tags: {}, customNamespace: false, value };
+/** A stat before tag extraction: its full name and value. */
+type RawStat =
+  | { readonly kind: 'counter' | 'gauge'; readonly name: string; readonly value: number | bigint }
+  | { readonly kind: 'histogram'; readonly name: string; readonly count: number; readonly sum: number; readonly samples: readonly number[]; readonly id: string };
+
+function scalar(kind: 'counter' | 'gauge', name: string, value: number | bigint): RawStat {
+  return { kind, name, value };
 }
 
-function tagged(kind: 'counter' | 'gauge', prefix: string, tagValue: string, stat: string, value: number | bigint): ScalarStat {
-  return {
-    kind,
-    name: `${prefix}.${tagValue}.${stat}`,
-    tagExtractedName: `${prefix}.${stat}`,
-    tags: { [CLUSTER_TAG]: tagValue },
-    customNamespace: false,
-    value,
-  };
+function scoped(kind: 'counter' | 'gauge', prefix: string, tagValue: string, stat: string, value: number | bigint): RawStat {
+  return { kind, name: `${prefix}.${tagValue}.${stat}`, value };
 }
 
-/** Every stat, sorted by name. */
-export function collectStats(inputs: StatsInputs, events: ClusterEventCounters): Stat[] {
-  const out: Stat[] = [];
+const CUSTOM_PREFIX = `${WASM_CUSTOM_NAMESPACE}.`;
+
+/** Envoy's tags for the sidecar when the bootstrap has no stats_config. */
+export const DEFAULT_TAG_PRODUCER = new TagProducer();
+
+/** Tags a raw stat the way Envoy's stats store does (tag extraction on the full name). */
+function withTags(raw: RawStat, producer: TagProducer): Stat {
+  const { tagExtractedName, tags } = producer.produce(raw.name);
+  const tagObject: Record<string, string> = {};
+  // Envoy keeps every tag; a name that two extractors produce keeps the first (the dedup in TagProducer).
+  for (const t of tags) if (!(t.name in tagObject)) tagObject[t.name] = t.value;
+  // A custom namespace is recognised on the tag-extracted name, as Envoy's Prometheus formatter does.
+  const customNamespace = tagExtractedName.startsWith(CUSTOM_PREFIX);
+  const base = { name: raw.name, tagExtractedName: customNamespace ? tagExtractedName.slice(CUSTOM_PREFIX.length) : tagExtractedName, tags: tagObject, customNamespace };
+  return raw.kind === 'histogram' ? { ...raw, ...base } : { ...raw, ...base };
+}
+
+/** Every stat, sorted by name; tags from `tags` (the bootstrap's stats_config, default Envoy's default tags). */
+export function collectStats(inputs: StatsInputs, events: ClusterEventCounters, tags: TagProducer = DEFAULT_TAG_PRODUCER): Stat[] {
+  const out: RawStat[] = [];
   out.push(scalar('gauge', 'server.state', STATE_VALUE[inputs.state] ?? 2));
   out.push(scalar('gauge', 'server.live', inputs.state === 'LIVE' ? 1 : 0));
   out.push(scalar('gauge', 'server.uptime', Math.floor(inputs.uptimeSeconds)));
@@ -184,44 +207,43 @@ export function collectStats(inputs: StatsInputs, events: ClusterEventCounters):
   for (const cluster of inputs.active) {
     const c = clusterStatName(cluster.config);
     const hosts = cluster.hosts;
-    out.push(tagged('gauge', 'cluster', c, 'membership_total', hosts.length));
-    out.push(tagged('gauge', 'cluster', c, 'membership_healthy', hosts.filter((h) => h.health === 'HEALTHY' || h.health === 'UNKNOWN').length));
-    out.push(tagged('gauge', 'cluster', c, 'membership_degraded', hosts.filter((h) => h.health === 'DEGRADED').length));
-    out.push(tagged('gauge', 'cluster', c, 'membership_excluded', 0));
-    out.push(tagged('gauge', 'cluster', c, 'max_host_weight', hosts.reduce((m, h) => Math.max(m, h.weight), 0)));
-    out.push(tagged('counter', 'cluster', c, 'membership_change', events.membershipChange(cluster.name)));
+    out.push(scoped('gauge', 'cluster', c, 'membership_total', hosts.length));
+    out.push(scoped('gauge', 'cluster', c, 'membership_healthy', hosts.filter((h) => h.health === 'HEALTHY' || h.health === 'UNKNOWN').length));
+    out.push(scoped('gauge', 'cluster', c, 'membership_degraded', hosts.filter((h) => h.health === 'DEGRADED').length));
+    out.push(scoped('gauge', 'cluster', c, 'membership_excluded', 0));
+    out.push(scoped('gauge', 'cluster', c, 'max_host_weight', hosts.reduce((m, h) => Math.max(m, h.weight), 0)));
+    out.push(scoped('counter', 'cluster', c, 'membership_change', events.membershipChange(cluster.name)));
     const eds = cluster.config.type === 'EDS' ? xds?.counters.eds[cluster.config.edsServiceName] : undefined;
     for (const k of ['update_attempt', 'update_success', 'update_rejected', 'update_failure', 'update_empty', 'init_fetch_timeout'] as const) {
-      out.push(tagged('counter', 'cluster', c, k, eds?.[k] ?? 0));
+      out.push(scoped('counter', 'cluster', c, k, eds?.[k] ?? 0));
     }
     const r = redisByCluster.get(cluster.name);
-    out.push(tagged('gauge', 'cluster', c, 'upstream_cx_active', r?.cx_active ?? 0));
-    out.push(tagged('gauge', 'cluster', c, 'upstream_rq_active', r?.hosts.reduce((n, h) => n + h.rq_active, 0) ?? 0));
-    out.push(tagged('counter', 'cluster', c, 'upstream_rq_total', r?.hosts.reduce((n, h) => n + h.rq_total, 0) ?? 0));
+    out.push(scoped('gauge', 'cluster', c, 'upstream_cx_active', r?.cx_active ?? 0));
+    out.push(scoped('gauge', 'cluster', c, 'upstream_rq_active', r?.hosts.reduce((n, h) => n + h.rq_active, 0) ?? 0));
+    out.push(scoped('counter', 'cluster', c, 'upstream_rq_total', r?.hosts.reduce((n, h) => n + h.rq_total, 0) ?? 0));
   }
 
   for (const r of inputs.redis?.clusters ?? []) {
     const c = r.cluster.replace(/:/g, '_');
-    out.push(tagged('counter', 'redis', c, 'calls', r.calls));
-    out.push(tagged('counter', 'redis', c, 'errors', r.errors));
-    out.push(tagged('counter', 'redis', c, 'timeouts', r.timeouts));
-    out.push(tagged('counter', 'redis', c, 'error_replies', r.error_replies));
-    out.push(tagged('gauge', 'redis', c, 'cx_active', r.cx_active));
-    out.push(tagged('gauge', 'redis', c, 'pools', r.pools));
+    out.push(scoped('counter', 'redis', c, 'calls', r.calls));
+    out.push(scoped('counter', 'redis', c, 'errors', r.errors));
+    out.push(scoped('counter', 'redis', c, 'timeouts', r.timeouts));
+    out.push(scoped('counter', 'redis', c, 'error_replies', r.error_replies));
+    out.push(scoped('gauge', 'redis', c, 'cx_active', r.cx_active));
+    out.push(scoped('gauge', 'redis', c, 'pools', r.pools));
   }
 
   out.push(scalar('gauge', 'wasm.envoy.wasm.runtime.v8.active', inputs.pluginsActive));
 
   for (const m of inputs.pluginMetrics) {
-    const name = `${WASM_CUSTOM_NAMESPACE}.${m.name}`;
-    const base = { name, tagExtractedName: m.name, tags: {}, customNamespace: true };
+    const name = `${CUSTOM_PREFIX}${m.name}`;
     if (m.type === 2) {
-      out.push({ ...base, kind: 'histogram', count: m.count, sum: Number(m.sum), samples: m.samples.map(Number), id: `${m.type}:${m.id}` });
+      out.push({ kind: 'histogram', name, count: m.count, sum: Number(m.sum), samples: m.samples.map(Number), id: `${m.type}:${m.id}` });
     } else {
-      out.push({ ...base, kind: m.type === 0 ? 'counter' : 'gauge', value: m.value });
+      out.push({ kind: m.type === 0 ? 'counter' : 'gauge', name, value: m.value });
     }
   }
-  return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return out.map((r) => withTags(r, tags)).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
 /** Envoy's quantiles for /stats histograms. */
