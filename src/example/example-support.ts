@@ -3,9 +3,10 @@ import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { connect } from 'node:net';
 import { freePort } from '../common/free-port';
-import { join, resolve } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 
-/** What both examples need: free ports, a redis-server, an upstream, and a filled-in bootstrap template. */
+/** What both examples need: free ports, a redis-server, an upstream, and the shipped bootstrap on those ports. */
 
 export const ROOT = resolve(__dirname, '..', '..', '..');
 
@@ -59,9 +60,40 @@ export async function startUpstream(): Promise<{ port: number; server: Server }>
   return { port, server };
 }
 
-/** Reads examples/<name>/bootstrap.yaml and replaces each {{KEY}} with its value. */
-export function fillTemplate(example: string, values: Readonly<Record<string, string | number>>): string {
-  let text = readFileSync(join(ROOT, 'examples', example, 'bootstrap.yaml'), 'utf8');
-  for (const [k, v] of Object.entries({ PLUGIN_DIR: join(ROOT, 'build', 'plugins'), ...values })) text = text.replaceAll(`{{${k}}}`, String(v));
-  return text;
+export interface ExamplePorts {
+  readonly admin: number;
+  readonly listener: number;
+  /** Cluster name -> the port of its (single, loopback) endpoint. */
+  readonly clusters: Readonly<Record<string, number>>;
+}
+
+// A YAML tree edited by known paths; the result is loaded and validated by the sidecar like any bootstrap.
+type Doc = Record<string, any>;
+
+/**
+ * examples/<name>/bootstrap.yaml as shipped (a real bootstrap with default ports), moved to the given free ports
+ * and with its plugin paths made absolute, so the example runs from any directory without clashing with
+ * anything already on 9901, 10000, 6379 or 8080.
+ */
+export function exampleBootstrap(example: string, ports: ExamplePorts): string {
+  const doc = parseYaml(readFileSync(join(ROOT, 'examples', example, 'bootstrap.yaml'), 'utf8')) as Doc;
+  doc['admin'].address.socket_address.port_value = ports.admin;
+  const listeners = doc['static_resources'].listeners as Doc[];
+  listeners[0]!['address'].socket_address.port_value = ports.listener;
+  for (const l of listeners) {
+    for (const chain of l['filter_chains'] as Doc[]) {
+      for (const f of chain['filters'] as Doc[]) {
+        for (const hf of (f['typed_config']?.http_filters ?? []) as Doc[]) {
+          const local = hf['typed_config']?.config?.vm_config?.code?.local;
+          if (local && !isAbsolute(local.filename)) local.filename = join(ROOT, local.filename);
+        }
+      }
+    }
+  }
+  for (const c of doc['static_resources'].clusters as Doc[]) {
+    const port = ports.clusters[c['name']];
+    if (port === undefined) continue;
+    for (const e of c['load_assignment'].endpoints as Doc[]) for (const lb of e['lb_endpoints'] as Doc[]) lb['endpoint'].address.socket_address.port_value = port;
+  }
+  return stringifyYaml(doc);
 }

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Sidecar } from '../main';
-import { fillTemplate, freePort, startRedis, startUpstream } from './example-support';
+import { exampleBootstrap, freePort, startRedis, startUpstream } from './example-support';
 
 /**
  * The bundled example (`make run`): starts redis-server on a free loopback port, a small upstream, and the
@@ -42,8 +42,8 @@ async function main(): Promise<void> {
   const redis = await startRedis(dir);
   const upstream = await startUpstream();
   const [listenerPort, adminPort] = [await freePort(), await freePort()];
-  const bootstrap = fillTemplate('static', {
-    ADMIN_PORT: adminPort, LISTENER_PORT: listenerPort, UPSTREAM_PORT: upstream.port, REDIS_PORT: redis.port,
+  const bootstrap = exampleBootstrap('static', {
+    admin: adminPort, listener: listenerPort, clusters: { app: upstream.port, 'outbound|6379||redis.static': redis.port },
   });
   const configFile = join(dir, 'bootstrap.yaml');
   writeFileSync(configFile, bootstrap);

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Sidecar } from '../main';
 import { startControlPlane } from './control-plane';
-import { fillTemplate, freePort, startRedis, startUpstream } from './example-support';
+import { exampleBootstrap, freePort, startRedis, startUpstream } from './example-support';
 
 /**
  * The xDS example (`make run-xds`): two redis-servers A and B, the test control plane serving the Redis cluster
@@ -36,7 +36,7 @@ async function main(): Promise<void> {
   const [listenerPort, adminPort, xdsPort] = [await freePort(), await freePort(), await freePort()];
   const cp = await startControlPlane(xdsPort, new Map([[CLUSTER, [['127.0.0.1', a.port] as const]]]));
   const configFile = join(dir, 'bootstrap.yaml');
-  writeFileSync(configFile, fillTemplate('xds', { ADMIN_PORT: adminPort, LISTENER_PORT: listenerPort, UPSTREAM_PORT: upstream.port, XDS_PORT: xdsPort }));
+  writeFileSync(configFile, exampleBootstrap('xds', { admin: adminPort, listener: listenerPort, clusters: { app: upstream.port, 'xds-grpc': xdsPort } }));
   let sidecar: Sidecar | undefined;
   const cleanup = async (): Promise<void> => {
     await sidecar?.stop();
