@@ -1,4 +1,7 @@
+import { deflateSync, inflateSync } from 'node:zlib';
+import * as protobuf from 'protobufjs';
 import { ALL_ABIS, type AbiVersion } from '../wasm/abi-version';
+import { ioCycleLimit } from '../common/limits';
 import {
   BufferType, CalloutKind, MapType, MetricType, RedisStatus, StreamType, WasmResult, MAX_BUFFER_TYPE, MAX_MAP_TYPE,
 } from './enums';
@@ -129,6 +132,12 @@ function lower(s: string): string {
   return s.toLowerCase();
 }
 
+/** A request-header change clears the route cache in Envoy's Wasm context (unless the plugin opted out). */
+function headersModified(vm: PluginVm, type: number): WasmResult {
+  if (type === MapType.HttpRequestHeaders) httpCtx(vm)?.stream.host.requestHeadersModified?.();
+  return WasmResult.Ok;
+}
+
 function parsePairsAt(vm: PluginVm, ptr: number, len: number): HeaderPairs | WasmResult {
   if ((len >>> 0) === 0) return [];
   const bytes = vm.memory.view(ptr, len);
@@ -235,7 +244,7 @@ function addHeaderMapValue(vm: PluginVm, type: number, kPtr: number, kLen: numbe
   const value = str(vm, vPtr, vLen);
   if (key === undefined || value === undefined) return WasmResult.InvalidMemoryAccess;
   map.push([lower(key), value]);
-  return WasmResult.Ok;
+  return headersModified(vm, type);
 }
 
 function replaceHeaderMapValue(vm: PluginVm, type: number, kPtr: number, kLen: number, vPtr: number, vLen: number): WasmResult {
@@ -248,11 +257,11 @@ function replaceHeaderMapValue(vm: PluginVm, type: number, kPtr: number, kLen: n
   const first = map.findIndex(([name]) => name === k);
   if (first === -1) {
     map.push([k, value]);
-    return WasmResult.Ok;
+    return headersModified(vm, type);
   }
   map[first] = [k, value];
   for (let j = map.length - 1; j > first; j--) if (map[j]![0] === k) map.splice(j, 1);
-  return WasmResult.Ok;
+  return headersModified(vm, type);
 }
 
 function removeHeaderMapValue(vm: PluginVm, type: number, kPtr: number, kLen: number): WasmResult {
@@ -262,7 +271,7 @@ function removeHeaderMapValue(vm: PluginVm, type: number, kPtr: number, kLen: nu
   if (key === undefined) return WasmResult.InvalidMemoryAccess;
   const k = lower(key);
   for (let j = map.length - 1; j >= 0; j--) if (map[j]![0] === k) map.splice(j, 1);
-  return WasmResult.Ok;
+  return headersModified(vm, type);
 }
 
 function getHeaderMapPairs(vm: PluginVm, type: number, ptrPtr: number, sizePtr: number): WasmResult {
@@ -278,7 +287,7 @@ function setHeaderMapPairs(vm: PluginVm, type: number, ptr: number, len: number)
   const map = mapOrStatus(vm, type);
   if (typeof map === 'number') return map;
   map.splice(0, map.length, ...pairs.map(([k, v]): [string, string] => [lower(k), v]));
-  return WasmResult.Ok;
+  return headersModified(vm, type);
 }
 
 /** Envoy's meaning: the sum of key and value bytes (map->byteSize()). */
@@ -360,6 +369,8 @@ function setProperty(vm: PluginVm, pPtr: number, pLen: number, vPtr: number, vLe
   if (raw === undefined || value === undefined) return WasmResult.InvalidMemoryAccess;
   const ctx = httpCtx(vm);
   if (!ctx) return WasmResult.NotFound;
+  // A property declared read-only (declare_property) takes one value per stream (Envoy CelState::setValue).
+  if (declaredProperties.get(ctx.root)?.get(raw)?.readonly && ctx.stream.properties.has(raw)) return WasmResult.BadArgument;
   ctx.stream.properties.set(raw, value);
   ctx.stream.host.propertyWritten?.(raw, value);
   return WasmResult.Ok;
@@ -479,22 +490,125 @@ function done(vm: PluginVm): WasmResult {
   return WasmResult.Ok;
 }
 
-function callForeignFunction(vm: PluginVm, nPtr: number, nLen: number, aPtr: number, aLen: number, ptrPtr: number, sizePtr: number): WasmResult {
-  const name = str(vm, nPtr, nLen);
-  if (name === undefined || ((aLen >>> 0) > 0 && vm.memory.view(aPtr, aLen) === undefined)) return WasmResult.InvalidMemoryAccess;
+/** The argument messages of Envoy's and Higress's foreign functions (source/extensions/common/wasm/ext/*.proto). */
+const INJECT_ARGS = new protobuf.Type('InjectEncodedDataToFilterChainArguments')
+  .add(new protobuf.Field('body', 1, 'string'))
+  .add(new protobuf.Field('endstream', 2, 'bool'));
+const DECLARE_PROPERTY_ARGS = new protobuf.Type('DeclarePropertyArguments')
+  .add(new protobuf.Field('name', 1, 'string'))
+  .add(new protobuf.Field('readonly', 2, 'bool'))
+  .add(new protobuf.Field('type', 3, 'int32'))
+  .add(new protobuf.Field('schema', 4, 'bytes'))
+  .add(new protobuf.Field('span', 5, 'int32'));
+const SET_ENVOY_FILTER_STATE_ARGS = new protobuf.Type('SetEnvoyFilterStateArguments')
+  .add(new protobuf.Field('path', 1, 'string'))
+  .add(new protobuf.Field('value', 2, 'string'))
+  .add(new protobuf.Field('span', 3, 'int32'));
+
+/** A declared property (declare_property): Envoy's CelStatePrototype, reduced to what changes behaviour here. */
+interface PropertyPrototype {
+  readonly readonly: boolean;
+}
+
+/** Per root context, as Envoy keeps state_prototypes_ on the root (a declaration is never replaced). */
+const declaredProperties = new WeakMap<RootContext, Map<string, PropertyPrototype>>();
+
+function decodeArgs<T>(type: protobuf.Type, bytes: Uint8Array): T | undefined {
+  try {
+    return type.toObject(type.decode(bytes), { defaults: true }) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+type ForeignOutcome = WasmResult | Uint8Array;
+
+/**
+ * Envoy's and Higress's foreign functions (foreign.cc), by name. A result is the bytes the plugin receives
+ * (status OK); a bare status is returned as is. Names Envoy does not register here (CEL expr_*, which needs
+ * Envoy's CEL build, sign/verify_signature) answer NOT_FOUND, as cpp-host does for an unknown function.
+ */
+function foreignFunction(vm: PluginVm, name: string, args: Uint8Array): ForeignOutcome {
   switch (name) {
     case 'get_log_level': {
       const out = Buffer.alloc(4);
       out.writeUInt32LE(vm.services.logLevel());
-      return copyOut(vm, out, ptrPtr, sizePtr);
+      return out;
     }
-    // Accepted and ignored, as the data plane has no per-IO-cycle cap or injection point for these.
-    case 'set_global_max_requests_per_io_cycle':
-    case 'inject_encoded_data_to_filter_chain_on_header':
-      return copyOut(vm, Buffer.alloc(0), ptrPtr, sizePtr);
+    case 'compress':
+      // zlib compress(): the zlib format at the default level.
+      return deflateSync(args);
+    case 'uncompress':
+      try {
+        return inflateSync(args);
+      } catch {
+        return WasmResult.SerializationFailure;
+      }
+    case 'declare_property': {
+      const a = decodeArgs<{ name: string; readonly: boolean }>(DECLARE_PROPERTY_ARGS, args);
+      const root = rootOf(vm);
+      if (!a || !root) return WasmResult.BadArgument;
+      let declared = declaredProperties.get(root);
+      if (!declared) declaredProperties.set(root, (declared = new Map()));
+      if (declared.has(a.name)) return WasmResult.BadArgument;
+      declared.set(a.name, { readonly: a.readonly });
+      return WasmResult.Ok;
+    }
+    case 'set_envoy_filter_state':
+      // Envoy looks the path up among registered filter-state object factories; this host registers none.
+      return decodeArgs(SET_ENVOY_FILTER_STATE_ARGS, args) ? WasmResult.NotFound : WasmResult.BadArgument;
+    case 'clear_route_cache':
+      httpCtx(vm)?.stream.host.clearRouteCache?.();
+      return WasmResult.Ok;
+    case 'set_global_max_requests_per_io_cycle': {
+      // wasm-go sends the limit as a little-endian uint64.
+      if (args.length !== 8) return WasmResult.BadArgument;
+      const max = Buffer.from(args.buffer, args.byteOffset, 8).readBigUInt64LE();
+      ioCycleLimit.set(max > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(max));
+      return WasmResult.Ok;
+    }
+    case 'inject_encoded_data_to_filter_chain':
+    case 'inject_encoded_data_to_filter_chain_on_header': {
+      const a = decodeArgs<{ body: string; endstream: boolean }>(INJECT_ARGS, args);
+      if (!a) return WasmResult.BadArgument;
+      return injectEncoded(vm, Buffer.from(a.body, 'utf8'), a.endstream, name.endsWith('_on_header'));
+    }
     default:
       return WasmResult.NotFound;
   }
+}
+
+/**
+ * Higress injectEncodedDataToFilterChain. Envoy answers OK whenever the context has encoder callbacks (any HTTP
+ * stream), so this does too; before a response reached the filter there are no headers to release (Envoy would
+ * misbehave), so the data is dropped with a warning. Outside an HTTP stream: NOT_FOUND.
+ */
+function injectEncoded(vm: PluginVm, body: Buffer, endOfStream: boolean, onHeader: boolean): WasmResult {
+  const ctx = httpCtx(vm);
+  const host = ctx?.stream.host;
+  if (!ctx || !host?.injectEncodedData) return WasmResult.NotFound;
+  if (!host.injectEncodedData(body, endOfStream, onHeader)) {
+    vm.logger.warn({ plugin: ctx.root.label, bytes: body.length }, 'inject_encoded_data_to_filter_chain before the response reached the filter; dropped');
+  }
+  return WasmResult.Ok;
+}
+
+function injectEncodedDataToFilterChain(vm: PluginVm, bPtr: number, bLen: number, endOfStream: number): WasmResult {
+  const body = (bLen >>> 0) === 0 ? Buffer.alloc(0) : vm.memory.copy(bPtr, bLen);
+  if (body === undefined) return WasmResult.InvalidMemoryAccess;
+  return injectEncoded(vm, body, endOfStream !== 0, false);
+}
+
+function callForeignFunction(vm: PluginVm, nPtr: number, nLen: number, aPtr: number, aLen: number, ptrPtr: number, sizePtr: number): WasmResult {
+  const name = str(vm, nPtr, nLen);
+  const args = (aLen >>> 0) === 0 ? Buffer.alloc(0) : vm.memory.copy(aPtr, aLen);
+  if (name === undefined || args === undefined) return WasmResult.InvalidMemoryAccess;
+  const outcome = foreignFunction(vm, name, args);
+  if (typeof outcome === 'number') {
+    if (outcome !== WasmResult.Ok) return outcome;
+    return copyOut(vm, Buffer.alloc(0), ptrPtr, sizePtr);
+  }
+  return copyOut(vm, outcome, ptrPtr, sizePtr);
 }
 
 // ---------- HTTP callouts ----------
@@ -820,11 +934,14 @@ export const HOST_FUNCTIONS: readonly HostFunction[] = [
   hostFn('proxy_get_configuration', p(2), V01, 'spec-0.1.0', (vm, pp, sp) => getConfiguration(vm, pp, sp)),
   hostFn('proxy_continue_request', [], V01, 'spec-0.1.0', (vm) => streamAction(vm, StreamType.HttpRequest, 'continueStream')),
   hostFn('proxy_continue_response', [], V01, 'spec-0.1.0', (vm) => streamAction(vm, StreamType.HttpResponse, 'continueStream')),
-  hostFn('proxy_clear_route_cache', [], V01, 'spec-0.1.0', () => WasmResult.Ok),
+  hostFn('proxy_clear_route_cache', [], V01, 'spec-0.1.0', (vm) => {
+    httpCtx(vm)?.stream.host.clearRouteCache?.();
+    return WasmResult.Ok;
+  }),
   // Higress (every ABI, as in the Higress cpp-host FOR_ALL_HOST_FUNCTIONS)
   hostFn('proxy_redis_init', p(7), ALL_ABIS, 'higress', (vm, a, b, c, d, e, f, t) => redisInit(vm, a, b, c, d, e, f, t)),
   hostFn('proxy_redis_call', p(5), ALL_ABIS, 'higress', (vm, a, b, c, d, tok) => redisCall(vm, a, b, c, d, tok)),
-  hostFn('proxy_inject_encoded_data_to_filter_chain', p(3), ALL_ABIS, 'higress', () => WasmResult.Ok),
+  hostFn('proxy_inject_encoded_data_to_filter_chain', p(3), ALL_ABIS, 'higress', (vm, bp, bl, eos) => injectEncodedDataToFilterChain(vm, bp, bl, eos)),
   hostFn('proxy_get_upstream_hosts', p(2), ALL_ABIS, 'higress', (vm, pp, sp) => getUpstreamHosts(vm, pp, sp)),
   hostFn('proxy_set_upstream_override_host', p(2), ALL_ABIS, 'higress', (vm, ap, al) => setUpstreamOverrideHost(vm, ap, al)),
   // The requirements note's variant

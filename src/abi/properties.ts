@@ -4,7 +4,8 @@
  */
 import { serializePairs } from './pairs';
 
-export type PropertyValue = string | Buffer | bigint | number | boolean | ReadonlyArray<readonly [string, string]>;
+/** Maps are pairs; a value may be bytes (a metadata namespace's Struct). */
+export type PropertyValue = string | Buffer | bigint | number | boolean | ReadonlyArray<readonly [string, string | Uint8Array]>;
 
 export function serializeProperty(value: PropertyValue): Buffer {
   if (typeof value === 'string') return Buffer.from(value, 'utf8');

@@ -24,6 +24,19 @@ export interface StreamHost {
   property(path: readonly string[]): PropertyValue | undefined;
   /** A property written by the plugin (`clear_route_cache`, `set_decoder_buffer_limit`, ...), after it is stored. */
   propertyWritten?(path: string, value: Buffer): void;
+  /**
+   * The plugin changed the request headers (add/replace/remove/set pairs): Envoy's Wasm context clears the
+   * route cache then, unless this plugin wrote `clear_route_cache=off` (Higress).
+   */
+  requestHeadersModified?(): void;
+  /** proxy_clear_route_cache / the `clear_route_cache` foreign function (same Higress opt-out). */
+  clearRouteCache?(): void;
+  /**
+   * Higress injectEncodedDataToFilterChain: `data` (and end of stream) goes to the encoder filters after this one,
+   * releasing this filter's response headers first. `onHeader`: the `_on_header` form, run on the next event-loop
+   * turn. False when there is no response at this filter yet (Envoy has no headers to release then).
+   */
+  injectEncodedData?(data: Buffer, endOfStream: boolean, onHeader: boolean): boolean;
   /** Higress proxy_get_upstream_hosts: the hosts of this request's cluster as (`ip:port`, JSON) pairs. */
   upstreamHosts?(): ReadonlyArray<readonly [string, string]>;
   /** Higress proxy_set_upstream_override_host: send this request to that endpoint, bypassing the LB. */

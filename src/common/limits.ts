@@ -3,3 +3,16 @@ export const MAX_MEMORY_BYTES = 1024 * 1024 * 1024;
 export const MAX_RANDOM_GET_BYTES = 64 * 1024;
 export const MAX_PAIRS_BYTES = 1024 * 1024;
 export const MAX_PAIRS_COUNT = 1024;
+
+/**
+ * Higress's set_global_max_requests_per_io_cycle (Envoy's http.max_requests_per_io_cycle): how many requests one
+ * connection may start per event-loop turn; 0 = no cap. Process-wide, as in Higress, and the smallest value any
+ * plugin set wins (wasm-go WithMaxRequestsPerIoCycle documents that).
+ */
+export const ioCycleLimit = {
+  maxRequestsPerIoCycle: 0,
+  set(max: number): void {
+    if (max <= 0) return;
+    this.maxRequestsPerIoCycle = this.maxRequestsPerIoCycle === 0 ? max : Math.min(this.maxRequestsPerIoCycle, max);
+  },
+};

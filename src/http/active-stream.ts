@@ -2,13 +2,14 @@ import { randomUUID } from 'node:crypto';
 import type { LiveCluster } from '../upstream/cluster-manager';
 import { StreamType } from '../abi/enums';
 import type { PropertyValue } from '../abi/properties';
-import { streamAttribute } from '../runtime/stream-attributes';
+import { streamAttribute, wasmLocalReplyDetails, type StreamAttributeConfig } from '../runtime/stream-attributes';
 import type { LocalResponse, StreamHost } from '../abi/stream-state';
 import type { HeaderPairs } from '../common/headers';
 import type { Logger } from '../common/logger';
 import type { Plugin } from '../runtime/plugin';
 import type { HttpStream } from '../runtime/http-stream';
 import { getHeader } from './http-headers';
+import type { RouteSelection, RouteTable } from './route-table';
 
 /**
  * One HTTP stream through the filter chain, as Envoy's FilterManager runs it: decoder filters in listener order
@@ -58,17 +59,35 @@ export interface StreamInfo {
   readonly destinationAddress: string;
   readonly destinationPort: number;
   readonly listenerName: string;
+  /** Downstream connection id (process-wide counter, as Envoy numbers connections). */
+  readonly connectionId: number;
   requestId: string;
+  hasRoute: boolean;
   routeName: string;
   clusterName: string;
+  virtualHostName: string;
   upstreamHost: string;
+  upstreamTransportFailureReason: string;
   responseCode: number;
+  /** `via_upstream` for an upstream response, else the local reply's details (Envoy ResponseCodeDetails). */
   responseCodeDetails: string;
   /** Envoy response flags (UF, UT, NR, ...). */
   responseFlags: string[];
   requestBytes: number;
   responseBytes: number;
+  /** Set when the stream completed (request.duration). */
+  durationNs: bigint | undefined;
 }
+
+/** Envoy StreamInfo::ResponseCodeDetails values the data plane sets. */
+export const ResponseCodeDetails = {
+  viaUpstream: 'via_upstream',
+  requestPayloadTooLarge: 'request_payload_too_large',
+  responsePayloadTooLarge: 'response_payload_too_large',
+  wasmCloseStream: 'wasm_close_stream',
+  wasmFailStream: 'wasm_fail_stream',
+} as const;
+
 
 class DirState {
   /** Headers held by StopIteration/StopAll (not yet passed on). */
@@ -92,6 +111,8 @@ export class FilterSlot implements StreamHost {
   readonly encode = new DirState();
   /** FAIL_OPEN after a failure, or no filter: data passes untouched. */
   bypass: boolean;
+  /** Higress `clear_route_cache=off`: this filter's header changes no longer clear the route cache. */
+  routeCacheClearDisabled = false;
 
   constructor(
     readonly index: number,
@@ -112,18 +133,33 @@ export class FilterSlot implements StreamHost {
     else if (type === StreamType.HttpResponse) this.owner.enqueue(() => this.owner.continueFilter(this, 'encode'));
   }
   closeStream(_type: StreamType): void {
+    this.owner.info.responseCodeDetails ||= ResponseCodeDetails.wasmCloseStream;
     this.owner.enqueue(() => this.owner.reset(`wasm close_stream from ${this.plugin.config.name}`));
   }
   sendLocalResponse(response: LocalResponse): void {
     this.owner.enqueue(() => {
-      this.owner.sendLocalReply(this.index, response.statusCode, response.body, response.headers, response.details || 'wasm_local_reply');
+      this.owner.sendLocalReply(this.index, response.statusCode, response.body, response.headers, wasmLocalReplyDetails(this.plugin.config.name, response.details));
     });
+  }
+  requestHeadersModified(): void {
+    this.clearRouteCache();
+  }
+  clearRouteCache(): void {
+    if (!this.routeCacheClearDisabled) this.owner.clearRouteCache();
+  }
+  injectEncodedData(data: Buffer, endOfStream: boolean, onHeader: boolean): boolean {
+    if (!this.owner.canInjectEncoded(this)) return false;
+    const inject = () => this.owner.enqueue(() => this.owner.injectEncoded(this, data, endOfStream));
+    // The _on_header form is posted to the dispatcher: headers are still being encoded when it is called.
+    if (onHeader) setImmediate(inject);
+    else inject();
+    return true;
   }
   property(path: readonly string[]): PropertyValue | undefined {
     return this.owner.property(path);
   }
   propertyWritten(path: string, value: Buffer): void {
-    this.owner.propertyWritten(this.plugin.config.name, path, value);
+    this.owner.propertyWritten(this, path, value);
   }
   upstreamHosts(): ReadonlyArray<readonly [string, string]> {
     return this.owner.upstreamHosts();
@@ -141,9 +177,16 @@ export interface ActiveStreamOptions {
   readonly plugins: readonly Plugin[];
   readonly info: StreamInfo;
   readonly logger: Logger;
-  readonly node: { readonly id: string; readonly cluster: string };
+  /** `message`: the serialized envoy.config.core.v3.Node. */
+  readonly node: { readonly id: string; readonly cluster: string; readonly message?: Buffer };
   /** Cluster lookup for proxy_get_upstream_hosts. */
   readonly clusters?: { get(name: string): LiveCluster | undefined };
+  /** The route table the stream's route is selected from (and re-selected after the route cache is cleared). */
+  readonly routes?: RouteTable;
+  /** Listener facts for xds.* attributes. */
+  readonly listener?: Pick<StreamAttributeConfig, 'listenerMetadata' | 'filterChainName' | 'listenerDirection'>;
+  /** The stream's buffer limit (Listener.per_connection_buffer_limit_bytes); 0 = none. */
+  readonly bufferLimit?: number;
 }
 
 export class ActiveStream {
@@ -164,8 +207,12 @@ export class ActiveStream {
   private encodeAborted = false;
   private localReplySent = false;
   private done = false;
-  /** clear_route_cache=off was written by a plugin: keep the first route. */
-  routeCacheLocked = false;
+  /** The cached route (Envoy's cached route): undefined until selected or after clearRouteCache(). */
+  private routeSel: RouteSelection | undefined;
+  private routeCached = false;
+  /** Envoy's stream buffer limit, shared by both directions (set_decoder/encoder_buffer_limit both set it). */
+  bufferLimit: number;
+  responseTrailers: HeaderPairs | undefined;
   router!: RouterSink;
   downstream!: DownstreamSink;
 
@@ -180,6 +227,28 @@ export class ActiveStream {
       return slot;
     });
     this.decodeOrder = this.slots.map((s) => s.index);
+    this.bufferLimit = options.bufferLimit ?? 0;
+  }
+
+  // ---------- route cache ----------
+
+  /** The stream's route: the cached one, or selected now from the current request headers (Envoy route()). */
+  route(): RouteSelection | undefined {
+    if (!this.routeCached && this.options.routes) {
+      this.routeCached = true;
+      const sel = this.options.routes.select(this.requestHeaders);
+      this.routeSel = sel;
+      this.info.hasRoute = sel !== undefined;
+      this.info.routeName = sel?.route.name ?? '';
+      this.info.virtualHostName = sel?.virtualHost.name ?? '';
+      this.info.clusterName = sel && sel.route.action.kind === 'cluster' ? sel.route.action.cluster : '';
+    }
+    return this.routeSel;
+  }
+
+  /** Envoy clearRouteCache(): the next route() selects again from the (changed) headers. */
+  clearRouteCache(): void {
+    this.routeCached = false;
   }
 
   get finished(): boolean {
@@ -219,7 +288,7 @@ export class ActiveStream {
     for (const slot of this.slots) {
       if (slot.stream === undefined && slot.plugin.failurePolicy !== 'FAIL_OPEN') {
         this.logger.warn({ plugin: slot.plugin.config.name, policy: slot.plugin.failurePolicy }, 'wasm filter unavailable (VM failed); failing the stream');
-        this.enqueue(() => this.sendLocalReply(slot.index, 503, Buffer.alloc(0), [], 'wasm_fail_stream'));
+        this.enqueue(() => this.sendLocalReply(slot.index, 503, Buffer.alloc(0), [], ResponseCodeDetails.wasmFailStream));
         return;
       }
     }
@@ -259,6 +328,7 @@ export class ActiveStream {
 
   encodeTrailers(trailers: HeaderPairs): void {
     if (this.done || this.encodeAborted) return;
+    this.responseTrailers = trailers;
     this.doTrailers('encode', 0, trailers);
     this.pump();
   }
@@ -313,6 +383,7 @@ export class ActiveStream {
       if (slot.bypass || !slot.stream) continue;
       if (st.stopAll) {
         st.buffer = st.buffer ? Buffer.concat([st.buffer, data]) : data;
+        if (slot.stream.stopAllBuffers) this.checkBufferLimit(slot, dir, st.buffer.length);
         return;
       }
       const body = st.buffer ? Buffer.concat([st.buffer, data]) : data;
@@ -340,6 +411,7 @@ export class ActiveStream {
       }
       if (action === 'stop_buffer' || action === 'stop_watermark') st.buffer = out;
       if (eos) st.endHeld = true;
+      if (action === 'stop_buffer') this.checkBufferLimit(slot, dir, out.length);
       // stop_no_buffer: the filter keeps (drops) the chunk; only continue_stream moves the stream on.
       return;
     }
@@ -416,6 +488,49 @@ export class ActiveStream {
     if (trailers) this.doTrailers(dir, wasStopAll ? pos : pos + 1, trailers);
   }
 
+  /**
+   * Envoy's buffered-data high watermark for a filter that buffers (StopIterationAndBuffer, StopAllIterationAndBuffer):
+   * past the stream's limit a request is answered 413, a response 500 (or reset once its headers went out).
+   * Streaming filters (the watermark statuses) are never failed for size.
+   */
+  private checkBufferLimit(slot: FilterSlot, dir: Direction, buffered: number): void {
+    if (this.bufferLimit <= 0 || buffered <= this.bufferLimit) return;
+    this.logger.debug({ plugin: slot.plugin.config.name, dir, buffered, limit: this.bufferLimit }, 'buffered body over the stream buffer limit');
+    if (dir === 'decode') {
+      this.enqueue(() => this.sendLocalReply(slot.index, 413, Buffer.from('Payload Too Large'), [], ResponseCodeDetails.requestPayloadTooLarge));
+    } else {
+      this.enqueue(() => this.sendLocalReply(this.slots.length, 500, Buffer.from('Internal Server Error'), [], ResponseCodeDetails.responsePayloadTooLarge));
+    }
+  }
+
+  // ---------- Higress injectEncodedDataToFilterChain ----------
+
+  /** A response has reached this filter (its encoder callbacks hold headers to release). */
+  canInjectEncoded(slot: FilterSlot): boolean {
+    return !this.done && !this.encodeAborted && this.encodeOrder !== undefined && this.encodeOrder.includes(slot.index);
+  }
+
+  /**
+   * Envoy ActiveStreamEncoderFilter::injectEncodedDataToFilterChain: the filter's held response headers continue
+   * (without end of stream), then `data` is encoded from the next filter on. The filter itself stays stopped, so
+   * upstream data that reaches it later is held there, not passed on.
+   */
+  injectEncoded(slot: FilterSlot, data: Buffer, endOfStream: boolean): void {
+    if (!this.canInjectEncoded(slot)) return;
+    const st = slot.encode;
+    const pos = this.order('encode').indexOf(slot.index);
+    if (st.heldHeaders) {
+      const held = st.heldHeaders;
+      st.heldHeaders = undefined;
+      this.clearHeaderAccess(slot, 'encode');
+      // Keep the filter stopped: upstream data arriving after the injection stays here (Envoy keeps its state).
+      st.stopAll = true;
+      this.doHeaders('encode', pos + 1, held, false);
+    }
+    this.doData('encode', pos + 1, data, endOfStream);
+    if (endOfStream) this.encodeAborted = true; // the response is complete downstream
+  }
+
   private clearHeaderAccess(slot: FilterSlot, dir: Direction): void {
     // Envoy drops the filter's header map reference once it continued (later header calls fail).
     if (!slot.stream) return;
@@ -429,7 +544,7 @@ export class ActiveStream {
     const policy = slot.plugin.failurePolicy;
     this.logger.error({ plugin: slot.plugin.config.name, policy, dir, err: slot.plugin.failed?.message }, 'wasm filter failed during the stream');
     if (policy === 'FAIL_OPEN') return true;
-    this.enqueue(() => this.sendLocalReply(dir === 'decode' ? slot.index : this.slots.length, 503, Buffer.alloc(0), [], 'wasm_fail_stream'));
+    this.enqueue(() => this.sendLocalReply(dir === 'decode' ? slot.index : this.slots.length, 503, Buffer.alloc(0), [], ResponseCodeDetails.wasmFailStream));
     return false;
   }
 
@@ -481,6 +596,7 @@ export class ActiveStream {
     this.queue.length = 0;
     this.router?.abort('stream complete');
     this.done = true;
+    this.info.durationNs = process.hrtime.bigint() - this.monoStart;
     for (const slot of this.slots) {
       if (!slot.stream) continue;
       try {
@@ -494,12 +610,18 @@ export class ActiveStream {
   // ---------- properties ----------
 
   property(path: readonly string[]): PropertyValue | undefined {
+    const sel = this.route();
+    const listener = this.options.listener;
     return streamAttribute(path, {
       requestHeaders: this.requestHeaders,
       responseHeaders: this.responseHeaders,
+      ...(this.responseTrailers ? { responseTrailers: this.responseTrailers } : {}),
       info: this.info,
       node: this.options.node,
-      monoStart: this.monoStart,
+      config: {
+        ...listener,
+        ...(sel ? { routeMetadata: sel.route.metadata, virtualHostMetadata: sel.virtualHost.metadata } : {}),
+      },
     });
   }
 
@@ -521,11 +643,31 @@ export class ActiveStream {
     })] as const);
   }
 
-  /** Higress property writes: accepted (stored by the runtime); the few with data-plane meaning are applied. */
-  propertyWritten(plugin: string, path: string, value: Buffer): void {
+  /**
+   * Property writes with data-plane meaning in Higress's Envoy (context.cc setProperty); the runtime stores every
+   * write as filter state. `clear_route_cache`: "off" stops this filter's header changes from clearing the route
+   * cache (any other value re-enables it); `set_decoder_buffer_limit` / `set_encoder_buffer_limit`: a decimal
+   * uint32 that becomes the stream's buffer limit (Envoy keeps one limit for both directions; a value that does
+   * not parse is ignored, as Envoy's stringViewToUint32 fails).
+   */
+  propertyWritten(slot: FilterSlot, path: string, value: Buffer): void {
     const key = path.split('\0').join('.');
-    if (key === 'clear_route_cache' && value.toString() === 'off') this.routeCacheLocked = true;
-    else if (key === 'wasm_need_rebuild') this.logger.debug({ plugin }, 'plugin asked for a VM rebuild (ignored)');
+    switch (key) {
+      case 'clear_route_cache':
+        slot.routeCacheClearDisabled = value.toString() === 'off';
+        break;
+      case 'set_decoder_buffer_limit':
+      case 'set_encoder_buffer_limit': {
+        const text = value.toString();
+        const n = /^\s*\d+\s*$/.test(text) ? Number(text) : NaN;
+        if (Number.isSafeInteger(n) && n <= 0xffffffff) this.bufferLimit = n;
+        else this.logger.debug({ plugin: slot.plugin.config.name, key, value: text }, 'buffer limit is not a uint32; ignored');
+        break;
+      }
+      case 'wasm_need_rebuild':
+        this.logger.debug({ plugin: slot.plugin.config.name }, 'plugin asked for a VM rebuild (ignored)');
+        break;
+    }
   }
 }
 

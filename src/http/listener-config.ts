@@ -4,6 +4,9 @@ import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../common/errors';
 import type { FailurePolicy } from '../abi/enums';
 import { bootstrapFromJson, type Bootstrap } from '../config/bootstrap';
+import { loadEnvoyProtos } from '../xds/protos';
+import { decodeProtoJson, type ProtoObject } from '../xds/proto-json';
+import { EMPTY_METADATA, type EncodedMetadata } from '../runtime/stream-attributes';
 
 /**
  * static_resources.listeners, reduced to the HTTP data plane the sidecar runs: one HttpConnectionManager per
@@ -22,6 +25,9 @@ const TYPED_STRUCT_TYPES = ['type.googleapis.com/xds.type.v3.TypedStruct', 'type
 
 /** Envoy's route timeout default (RouteAction.timeout). */
 export const DEFAULT_ROUTE_TIMEOUT_MS = 15_000;
+
+/** Envoy's default Listener.per_connection_buffer_limit_bytes (1 MiB): also each stream's buffer limit. */
+export const DEFAULT_BUFFER_LIMIT_BYTES = 1024 * 1024;
 
 export type StringMatcher =
   | { readonly kind: 'exact' | 'prefix' | 'suffix' | 'contains'; readonly value: string; readonly ignoreCase: boolean }
@@ -59,12 +65,15 @@ export interface RouteConfigEntry {
   readonly caseSensitive: boolean;
   readonly headers: readonly HeaderMatcher[];
   readonly action: RouteActionConfig;
+  /** Route.metadata (xds.route_metadata). */
+  readonly metadata: EncodedMetadata;
 }
 
 export interface VirtualHostConfig {
   readonly name: string;
   readonly domains: readonly string[];
   readonly routes: readonly RouteConfigEntry[];
+  readonly metadata: EncodedMetadata;
 }
 
 export interface RouteTableConfig {
@@ -109,6 +118,14 @@ export interface ListenerConfig {
   readonly wasmFilters: readonly WasmFilterConfig[];
   /** HttpConnectionManager.generate_request_id (default true). */
   readonly generateRequestId: boolean;
+  /** Listener.per_connection_buffer_limit_bytes: each stream's buffer limit (Envoy: 413/500 past it while buffering). */
+  readonly bufferLimitBytes: number;
+  /** Listener.metadata (xds.listener_metadata). */
+  readonly metadata: EncodedMetadata;
+  /** Listener.traffic_direction (0 UNSPECIFIED, 1 INBOUND, 2 OUTBOUND). */
+  readonly trafficDirection: number;
+  /** filter_chains[0].name (xds.filter_chain_name). */
+  readonly filterChainName: string;
 }
 
 /** PluginConfig fields newer than the protos the bootstrap loader ships with, taken from the raw document. */
@@ -151,6 +168,23 @@ function bool(v: unknown, path: string, fallback: boolean): boolean {
   return v;
 }
 
+/** A UInt32Value (proto3 JSON: a number, or {value}). */
+function uint32(v: unknown, path: string, fallback: number): number {
+  if (v === undefined || v === null) return fallback;
+  const n = isObject(v) && 'value' in v ? Number(v['value']) : Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new ConfigError('must be a 32-bit unsigned integer', path);
+  return n;
+}
+
+const TRAFFIC_DIRECTIONS: Readonly<Record<string, number>> = { UNSPECIFIED: 0, INBOUND: 1, OUTBOUND: 2, 0: 0, 1: 1, 2: 2 };
+
+function trafficDirection(v: unknown, path: string): number {
+  if (v === undefined || v === null) return 0;
+  const d = TRAFFIC_DIRECTIONS[String(v)];
+  if (d === undefined) throw new ConfigError(`unknown traffic_direction '${String(v)}'`, path);
+  return d;
+}
+
 /** proto3 JSON Duration: "1.5s"; also {seconds, nanos} as YAML users sometimes write it. */
 export function durationMs(v: unknown, path: string): number | undefined {
   if (v === undefined || v === null) return undefined;
@@ -161,6 +195,21 @@ export function durationMs(v: unknown, path: string): number | undefined {
   }
   if (isObject(v)) return Number(v['seconds'] ?? 0) * 1000 + Math.round(Number(v['nanos'] ?? 0) / 1e6);
   throw new ConfigError('must be a duration string such as "15s"', path);
+}
+
+/** A Metadata in proto3 JSON → the protobuf bytes Envoy serves for it, and each filter_metadata namespace's Struct. */
+export function encodeMetadata(v: unknown, path: string): EncodedMetadata {
+  if (v === undefined || v === null) return EMPTY_METADATA;
+  obj(v, path);
+  const protos = loadEnvoyProtos();
+  const type = protos.lookup('envoy.config.core.v3.Metadata');
+  const struct = protos.lookup('google.protobuf.Struct');
+  if (!type || !struct) throw new ConfigError('envoy.config.core.v3.Metadata is missing from the loaded protos', path);
+  const msg = decodeProtoJson(protos, type, v, path);
+  const filterMetadata = new Map<string, Buffer>();
+  const fm = ((msg as unknown as ProtoObject)['filter_metadata'] ?? {}) as Record<string, ProtoObject>;
+  for (const [ns, value] of Object.entries(fm)) filterMetadata.set(ns, Buffer.from(struct.encode(value).finish()));
+  return { message: Buffer.from(type.encode(msg).finish()), filterMetadata };
 }
 
 function compileRegex(v: unknown, path: string, anchored: boolean): RegExp {
@@ -226,7 +275,7 @@ function route(v: unknown, path: string): RouteConfigEntry {
   } else {
     throw new ConfigError('needs `route` or `direct_response`', path);
   }
-  return { name: str(r['name'], `${path}.name`, ''), path: pathMatch, caseSensitive, headers, action };
+  return { name: str(r['name'], `${path}.name`, ''), path: pathMatch, caseSensitive, headers, action, metadata: encodeMetadata(r['metadata'], `${path}.metadata`) };
 }
 
 function routeTable(v: unknown, path: string): RouteTableConfig {
@@ -237,7 +286,7 @@ function routeTable(v: unknown, path: string): RouteTableConfig {
     const domains = arr(o['domains'], `${p}.domains`).map((d, j) => str(d, `${p}.domains[${j}]`).toLowerCase());
     if (domains.length === 0) throw new ConfigError('needs at least one domain', `${p}.domains`);
     const routes = arr(o['routes'], `${p}.routes`).map((r, j) => route(r, `${p}.routes[${j}]`));
-    return { name: str(o['name'], `${p}.name`), domains, routes };
+    return { name: str(o['name'], `${p}.name`), domains, routes, metadata: encodeMetadata(o['metadata'], `${p}.metadata`) };
   });
   return { name: str(rc['name'], `${path}.name`, ''), virtualHosts };
 }
@@ -331,7 +380,8 @@ function listener(v: unknown, path: string, extras: PluginConfigExtras, baseDir:
   const chains = arr(l['filter_chains'], `${path}.filter_chains`);
   if (chains.length !== 1) throw new ConfigError('exactly one filter chain is supported', `${path}.filter_chains`);
   const fcPath = `${path}.filter_chains[0]`;
-  const filters = arr(obj(chains[0], fcPath, true)!['filters'], `${fcPath}.filters`);
+  const chain = obj(chains[0], fcPath, true)!;
+  const filters = arr(chain['filters'], `${fcPath}.filters`);
   if (filters.length !== 1) throw new ConfigError('exactly one network filter (http_connection_manager) is supported', `${fcPath}.filters`);
   const fPath = `${fcPath}.filters[0]`;
   const hcmAny = obj(obj(filters[0], fPath, true)!['typed_config'], `${fPath}.typed_config`, true)!;
@@ -363,6 +413,10 @@ function listener(v: unknown, path: string, extras: PluginConfigExtras, baseDir:
     routeConfig,
     wasmFilters,
     generateRequestId: bool(hcmAny['generate_request_id'], `${hPath}.generate_request_id`, true),
+    bufferLimitBytes: uint32(l['per_connection_buffer_limit_bytes'], `${path}.per_connection_buffer_limit_bytes`, DEFAULT_BUFFER_LIMIT_BYTES),
+    metadata: encodeMetadata(l['metadata'], `${path}.metadata`),
+    trafficDirection: trafficDirection(l['traffic_direction'], `${path}.traffic_direction`),
+    filterChainName: str(chain['name'], `${fcPath}.name`, ''),
   };
 }
 

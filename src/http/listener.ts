@@ -9,6 +9,8 @@ import type { ListenerConfig } from './listener-config';
 import { RouteTable } from './route-table';
 import { RouterFilter } from './router';
 import type { UpstreamPools } from './upstream-pools';
+import { loadEnvoyProtos } from '../xds/protos';
+import { ioCycleLimit } from '../common/limits';
 
 export interface HttpListenerOptions {
   readonly config: ListenerConfig;
@@ -16,11 +18,30 @@ export interface HttpListenerOptions {
   readonly plugins: readonly Plugin[];
   readonly pools: UpstreamPools;
   readonly logger: Logger;
-  readonly node?: { readonly id: string; readonly cluster: string };
+  /** The bootstrap node; `message` (the decoded envoy.config.core.v3.Node) is served as the `node` attribute. */
+  readonly node?: { readonly id: string; readonly cluster: string; readonly message?: Record<string, unknown> };
+}
+
+/** Envoy numbers downstream connections process-wide (connection.id). */
+let nextConnectionId = 0;
+const connectionIds = new WeakMap<Socket, number>();
+
+function connectionId(socket: Socket): number {
+  let id = connectionIds.get(socket);
+  if (id === undefined) {
+    id = nextConnectionId++;
+    connectionIds.set(socket, id);
+  }
+  return id;
+}
+
+function encodeNode(node: HttpListenerOptions['node']): Buffer | undefined {
+  if (!node?.message) return undefined;
+  const type = loadEnvoyProtos().lookup('envoy.config.core.v3.Node');
+  return type ? Buffer.from(type.encode(node.message).finish()) : undefined;
 }
 
 const RESPONSE_SKIP = new Set([...HOP_BY_HOP]);
-const NO_NODE = { id: '', cluster: '' };
 
 /** Responses whose headers were written (without end of stream) in the current turn. */
 const headerFlushes: NodeDownstream[] = [];
@@ -110,9 +131,20 @@ export class HttpListener {
   private boundPort = 0;
   /** Cluster lookup for proxy_get_upstream_hosts, shared by every stream. */
   private readonly clusterLookup = { get: (name: string) => this.options.pools.cluster(name) };
+  private readonly node: { readonly id: string; readonly cluster: string; readonly message?: Buffer };
+  private readonly listenerAttributes: NonNullable<ConstructorParameters<typeof ActiveStream>[0]['listener']>;
+  /** Requests started per connection in the current event-loop turn (Higress max_requests_per_io_cycle). */
+  private readonly cycleCounts = new Map<Socket, number>();
 
   constructor(private readonly options: HttpListenerOptions) {
     this.routes = new RouteTable(options.config.routeConfig);
+    const message = encodeNode(options.node);
+    this.node = { id: options.node?.id ?? '', cluster: options.node?.cluster ?? '', ...(message ? { message } : {}) };
+    this.listenerAttributes = {
+      listenerMetadata: options.config.metadata,
+      filterChainName: options.config.filterChainName,
+      listenerDirection: options.config.trafficDirection,
+    };
     this.logger = options.logger.child({ component: 'http', listener: options.config.name });
     this.server = createServer({ keepAlive: true, requestTimeout: 0, headersTimeout: 60_000 }, (req, res) => this.onRequest(req, res));
     this.server.on('connection', (s: Socket) => {
@@ -164,15 +196,37 @@ export class HttpListener {
     this.logger.info({ address: this.options.config.address, port: this.boundPort, filters: this.options.plugins.map((p) => p.config.name) }, 'listener started');
   }
 
+  /**
+   * Higress set_global_max_requests_per_io_cycle (Envoy http.max_requests_per_io_cycle): past the cap, a
+   * connection's further requests in this event-loop turn start on a later turn.
+   */
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const max = ioCycleLimit.maxRequestsPerIoCycle;
+    if (max > 0) {
+      const socket = req.socket;
+      const n = this.cycleCounts.get(socket) ?? 0;
+      if (n >= max) {
+        setImmediate(() => this.onRequest(req, res));
+        return;
+      }
+      if (this.cycleCounts.size === 0) setImmediate(() => this.cycleCounts.clear());
+      this.cycleCounts.set(socket, n + 1);
+    }
+    this.startStream(req, res);
+  }
+
+  private startStream(req: IncomingMessage, res: ServerResponse): void {
     const cfg = this.options.config;
     const plugins = this.options.plugins;
     const now = Date.now();
     const stream = new ActiveStream({
       plugins,
       logger: this.logger,
-      node: this.options.node ?? NO_NODE,
+      node: this.node,
       clusters: this.clusterLookup,
+      routes: this.routes,
+      listener: this.listenerAttributes,
+      bufferLimit: cfg.bufferLimitBytes,
       info: {
         startTime: new Date(now),
         startNs: BigInt(now) * 1_000_000n,
@@ -181,15 +235,20 @@ export class HttpListener {
         destinationAddress: req.socket.localAddress ?? '',
         destinationPort: req.socket.localPort ?? 0,
         listenerName: cfg.name,
+        connectionId: connectionId(req.socket),
         requestId: '',
+        hasRoute: false,
         routeName: '',
         clusterName: '',
+        virtualHostName: '',
         upstreamHost: '',
+        upstreamTransportFailureReason: '',
         responseCode: 0,
         responseCodeDetails: '',
         responseFlags: [],
         requestBytes: 0,
         responseBytes: 0,
+        durationNs: undefined,
       },
     });
     this.inFlight++;
@@ -205,16 +264,12 @@ export class HttpListener {
     }
     stream.info.requestId = requestId ?? '';
     if (getHeader(headers, 'x-forwarded-proto') === undefined) headers.push(['x-forwarded-proto', 'http']);
-    // The route as first selected, so plugins can read route_name / cluster_name (Higress _rules_ matching).
-    const sel = this.routes.select(headers);
-    if (sel) {
-      stream.info.routeName = sel.route.name;
-      if (sel.route.action.kind === 'cluster') stream.info.clusterName = sel.route.action.cluster;
-    }
+    // Envoy selects the route before the filters run (refreshCachedRoute), so plugins read route_name /
+    // cluster_name (Higress _rules_ matching); a filter's header change clears it and the router selects again.
+    stream.route();
     // The 'drain' listener is added only once the router waits for one (a paused upstream response).
     let drainWaiters: Array<() => void> | undefined;
     stream.router = new RouterFilter(stream, {
-      routes: this.routes,
       pools: this.options.pools,
       logger: this.logger,
       downstreamBlocked: () => res.writableNeedDrain,
@@ -227,7 +282,7 @@ export class HttpListener {
         }
         drainWaiters.push(cb);
       },
-    }, plugins.length === 0 ? sel : null);
+    });
     const te = req.headers['transfer-encoding'];
     const cl = req.headers['content-length'];
     const hasBody = te !== undefined || (cl !== undefined && cl !== '0');

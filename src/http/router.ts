@@ -2,9 +2,8 @@ import { PassThrough } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { HeaderPairs } from '../common/headers';
 import type { Logger } from '../common/logger';
-import type { ActiveStream, RouterSink } from './active-stream';
+import { ResponseCodeDetails, type ActiveStream, type RouterSink } from './active-stream';
 import { flatten, getHeader, HOP_BY_HOP, pairsFromObject } from './http-headers';
-import type { RouteSelection, RouteTable } from './route-table';
 import { rewritePath } from './route-table';
 import type { UpstreamPools } from './upstream-pools';
 
@@ -17,7 +16,6 @@ export const NO_HEALTHY_UPSTREAM_BODY = 'no healthy upstream';
 const UPSTREAM_SKIP = new Set([...HOP_BY_HOP, 'expect', 'host']);
 
 export interface RouterContext {
-  readonly routes: RouteTable;
   readonly pools: UpstreamPools;
   readonly logger: Logger;
   /** Downstream backpressure: true while the client socket's buffer is full. */
@@ -67,11 +65,6 @@ export class RouterFilter implements RouterSink, Dispatcher.DispatchHandler {
   constructor(
     private readonly stream: ActiveStream,
     private readonly ctx: RouterContext,
-    /**
-     * The route the listener already selected from these same headers, when no filter could have changed them
-     * in between (no Wasm filters): used instead of selecting again. null: select here.
-     */
-    private readonly preselected: RouteSelection | undefined | null = null,
   ) {}
 
   private get routerIndex(): number {
@@ -84,19 +77,18 @@ export class RouterFilter implements RouterSink, Dispatcher.DispatchHandler {
   }
 
   headers(headers: HeaderPairs, endOfStream: boolean): void {
-    const sel = this.preselected !== null ? this.preselected : this.ctx.routes.select(headers);
+    // The stream's cached route: selected before the filters ran, again if a filter cleared the route cache.
+    const sel = this.stream.route();
     if (!sel) {
       this.localReply(404, '', 'route_not_found', 'NR');
       return;
     }
     const { route } = sel;
-    this.stream.info.routeName = route.name;
     if (route.action.kind === 'direct_response') {
       this.stream.enqueue(() => this.stream.sendLocalReply(this.routerIndex, (route.action as { status: number }).status, Buffer.from((route.action as { body: string }).body), [], 'direct_response'));
       return;
     }
     const action = route.action;
-    this.stream.info.clusterName = action.cluster;
     const cluster = this.ctx.pools.cluster(action.cluster);
     if (!cluster) {
       this.localReply(503, '', 'cluster_not_found', 'NC');
@@ -184,7 +176,8 @@ export class RouterFilter implements RouterSink, Dispatcher.DispatchHandler {
       this.ctx.logger.info({ cluster: this.stream.info.clusterName, host: this.stream.info.upstreamHost, timeoutMs: this.timeoutMs }, 'upstream request timeout');
       const started = this.responseStarted;
       this.cancel(new RouteTimeout('route timeout'));
-      if (!started) this.stream.enqueue(() => this.stream.sendLocalReply(this.routerIndex, 504, Buffer.from(UPSTREAM_TIMEOUT_BODY), [], 'upstream_response_timeout'));
+      // Envoy StreamInfo::ResponseCodeDetails::ResponseTimeout.
+      if (!started) this.stream.enqueue(() => this.stream.sendLocalReply(this.routerIndex, 504, Buffer.from(UPSTREAM_TIMEOUT_BODY), [], 'response_timeout'));
       else this.stream.reset('upstream request timeout');
     }, this.timeoutMs);
   }
@@ -217,6 +210,7 @@ export class RouterFilter implements RouterSink, Dispatcher.DispatchHandler {
     const serviceMs = Number((process.hrtime.bigint() - this.sentAt) / 1_000_000n);
     const pairs: HeaderPairs = [[':status', String(statusCode)], ...pairsFromObject(headers)];
     pairs.push(['x-envoy-upstream-service-time', String(serviceMs)]);
+    this.stream.info.responseCodeDetails = ResponseCodeDetails.viaUpstream;
     this.headOrEmpty = this.method === 'HEAD' || statusCode === 204 || statusCode === 304 || headers['content-length'] === '0';
     this.stream.encodeHeaders(pairs, this.headOrEmpty);
     if (this.ctx.downstreamBlocked()) this.pause(controller);
@@ -257,6 +251,8 @@ export class RouterFilter implements RouterSink, Dispatcher.DispatchHandler {
     const log = { cluster: this.stream.info.clusterName, host: this.stream.info.upstreamHost, reason, err: error.message, code: (error as { code?: string }).code };
     if (!this.responseStarted) {
       const flag = reason === 'connection failure' || reason === 'connection timeout' ? 'UF' : 'UC';
+      // upstream.transport_failure_reason: the connect error as the socket reported it.
+      if (flag === 'UF') this.stream.info.upstreamTransportFailureReason = (error as { code?: string }).code ?? error.message;
       this.ctx.logger.info(log, 'upstream reset before response headers');
       this.localReply(503, UPSTREAM_RESET_BODY_PREFIX + reason, `upstream_reset_before_response_started{${reason.replace(/ /g, '_')}}`, flag);
     } else {

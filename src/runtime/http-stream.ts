@@ -26,6 +26,11 @@ export class HttpStream {
   private logged = false;
   private finished = false;
   private readonly stopIterationOnPause: boolean;
+  /**
+   * The last 'stop_all' was StopAllIterationAndBuffer: data held meanwhile counts against the buffer limit
+   * (413/500 past it). A watermark StopAll (what a 0.2.x PAUSE becomes) streams instead and never errors.
+   */
+  stopAllBuffers = false;
 
   constructor(
     readonly vm: PluginVm,
@@ -57,6 +62,7 @@ export class HttpStream {
 
   private headersAction(result: number | undefined, ctx: HttpContext): HeadersAction {
     if (result === undefined) return this.vm.failed ? 'failed' : 'continue';
+    this.stopAllBuffers = false;
     if (ctx.stopNextIteration) {
       ctx.stopNextIteration = false;
       return 'stop_all';
@@ -67,6 +73,9 @@ export class HttpStream {
         return 'continue';
       case FilterHeadersStatus.StopIteration:
         return this.stopIterationOnPause ? 'stop_iteration' : 'stop_all';
+      case FilterHeadersStatus.StopAllIterationAndBuffer:
+        this.stopAllBuffers = true;
+        return 'stop_all';
       default:
         return 'stop_all';
     }

@@ -12,7 +12,7 @@ import { SharedQueueRegistry } from '../services/shared-queue';
 import type { RedisService } from '../services/redis';
 import type { HttpCalloutService } from '../services/http-callout';
 import { getHeader } from '../common/headers';
-import { streamAttribute } from '../runtime/stream-attributes';
+import { streamAttribute, wasmLocalReplyDetails } from '../runtime/stream-attributes';
 import { Plugin, type PluginCode, type PluginConfig } from '../runtime/plugin';
 import type { DataAction, HeadersAction, HttpStream, TrailersAction } from '../runtime/http-stream';
 
@@ -136,9 +136,16 @@ export class EmulatedStream implements StreamHost {
   localResponse: LocalResponse | undefined;
   readonly continued: StreamType[] = [];
   readonly closed: StreamType[] = [];
+  /** Times the plugin cleared the route cache (a request-header change, or proxy_clear_route_cache), as the data plane counts them. */
+  routeCacheClears = 0;
+  /** Higress `clear_route_cache=off` was written: header changes no longer clear the route cache. */
+  routeCacheClearDisabled = false;
+  /** proxy_inject_encoded_data_to_filter_chain and its foreign-function forms, in call order. */
+  readonly injected: Array<{ readonly data: Buffer; readonly endOfStream: boolean; readonly onHeader: boolean }> = [];
   readonly stream: HttpStream;
   private readonly startNs = BigInt(Date.now()) * 1_000_000n;
-  private readonly monoStart = process.hrtime.bigint();
+  private readonly pluginName: string;
+  private responseSeen = false;
 
   constructor(
     plugin: Plugin,
@@ -147,6 +154,7 @@ export class EmulatedStream implements StreamHost {
     const s = plugin.createStream(this);
     if (!s) throw plugin.failed ?? new Error('plugin cannot serve streams');
     this.stream = s;
+    this.pluginName = plugin.config.name;
   }
 
   get contextId(): number {
@@ -171,6 +179,7 @@ export class EmulatedStream implements StreamHost {
 
   sendResponseHeaders(headers: HeaderPairs, endOfStream = false): HeadersAction {
     this.responseHeaders.splice(0, this.responseHeaders.length, ...headers.map(([k, v]): [string, string] => [k.toLowerCase(), v]));
+    this.responseSeen = true;
     return this.stream.responseHeaders(this.responseHeaders, endOfStream);
   }
 
@@ -204,6 +213,21 @@ export class EmulatedStream implements StreamHost {
   sendLocalResponse(response: LocalResponse): void {
     this.localResponse = response;
   }
+  requestHeadersModified(): void {
+    this.clearRouteCache();
+  }
+  clearRouteCache(): void {
+    if (!this.routeCacheClearDisabled) this.routeCacheClears++;
+  }
+  propertyWritten(path: string, value: Buffer): void {
+    if (path.split('\0').join('.') === 'clear_route_cache') this.routeCacheClearDisabled = value.toString() === 'off';
+  }
+  injectEncodedData(data: Buffer, endOfStream: boolean, onHeader: boolean): boolean {
+    // As the data plane: only once a response has reached the filter.
+    if (!this.responseSeen) return false;
+    this.injected.push({ data, endOfStream, onHeader });
+    return true;
+  }
   property(path: readonly string[]): PropertyValue | undefined {
     const given = this.options.properties?.[path.join('.')];
     if (given !== undefined) return given;
@@ -211,23 +235,32 @@ export class EmulatedStream implements StreamHost {
     return streamAttribute(path, {
       requestHeaders: this.requestHeaders,
       responseHeaders: this.responseHeaders,
+      responseTrailers: this.responseTrailers,
       info: {
         startNs: this.startNs,
         requestId: this.header('x-request-id') ?? '',
         requestBytes: this.requestBody.length,
         responseBytes: this.responseBody.length,
         responseCode: Number(this.header(':status', this.responseHeaders) ?? 0),
-        responseCodeDetails: this.localResponse?.details ?? '',
+        // As the data plane reports them: the plugin's local reply, or a response the test sent as the upstream's.
+        responseCodeDetails: this.localResponse
+          ? wasmLocalReplyDetails(this.pluginName, this.localResponse.details)
+          : this.responseSeen ? 'via_upstream' : '',
+        responseFlags: [],
         sourceAddress: '127.0.0.1',
         sourcePort: 50000,
         destinationAddress: '127.0.0.1',
         destinationPort: 8080,
+        connectionId: 0,
         upstreamHost: '',
+        upstreamTransportFailureReason: '',
+        hasRoute: false,
         routeName: '',
         clusterName: '',
+        virtualHostName: '',
+        durationNs: undefined,
       },
       node: { id: 'host-emulator', cluster: 'host-emulator' },
-      monoStart: this.monoStart,
     });
   }
 }
