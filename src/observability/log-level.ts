@@ -25,6 +25,18 @@ export function toPinoLevel(level: EnvoyLogLevel): LevelWithSilent {
   return TO_PINO[level];
 }
 
+/**
+ * What proxy_get_log_level (and Higress's get_log_level foreign function) answers for a pino level: Envoy
+ * returns its wasm logger's spdlog level as an integer (Context::getLogLevel), trace 0, debug 1, info 2, warn 3,
+ * error 4, critical 5 and off 6. SDKs compare their line's level against it and skip the proxy_log call when the
+ * line is below (wasm-go's DefaultLog: `level < hostLevel`), so `off` must be above critical, not equal to it.
+ */
+const SPDLOG_LEVEL: Readonly<Record<string, number>> = { trace: 0, debug: 1, info: 2, warn: 3, error: 4, fatal: 5, silent: 6 };
+
+export function proxyLogLevel(pinoLevel: string): number {
+  return SPDLOG_LEVEL[pinoLevel] ?? SPDLOG_LEVEL['info']!;
+}
+
 export function fromPinoLevel(level: string): EnvoyLogLevel {
   switch (level) {
     case 'trace':
