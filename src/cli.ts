@@ -12,6 +12,8 @@ import {
   DEFAULT_ADMIN, DEFAULT_LISTEN, parseClusterFlag, parseHostPort, parseUpstreamFlag, quickBootstrap, type QuickPlugin,
 } from './config/quick-bootstrap';
 import { readWasmPlugins } from './config/wasm-plugin-resource';
+import { refuseNonBootstrap } from './config/document-kind';
+import { collectDecodeErrors } from './xds/proto-json';
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
@@ -23,6 +25,7 @@ function positiveInt(v: string): number {
 
 /** Config checks beyond parsing: every Wasm module must be readable and compile. */
 export function validateConfig(file: string): SidecarConfig {
+  refuseNonBootstrap(file);
   const config = loadSidecarConfig(file);
   config.listeners.forEach((l) => l.wasmFilters.forEach((f) => {
     const codePath = `${f.path}.typed_config.config.vm_config.code.local`;
@@ -160,12 +163,19 @@ export function buildCli(): Command {
     .description('check a bootstrap (exit 0 if it would run, 1 with the offending field path otherwise)')
     .requiredOption('-c, --config <file>', 'Envoy v3 bootstrap (YAML or JSON)')
     .action((opts: { config: string }) => {
-      try {
-        const config = validateConfig(opts.config);
+      // Every field error the decoder meets is reported, not only the first; checks that need a decoded
+      // configuration (clusters named by routes, plugins that compile) run after and report the first they find.
+      const { value: config, errors, thrown } = collectDecodeErrors(() => validateConfig(opts.config));
+      const all = [...errors.map(describe), ...(thrown === undefined ? [] : [describe(thrown)])];
+      const unique = [...new Set(all)];
+      if (config && unique.length === 0) {
         const filters = config.listeners.reduce((n, l) => n + l.wasmFilters.length, 0);
         process.stdout.write(`configuration '${opts.config}' OK: ${config.listeners.length} listener(s), ${filters} wasm filter(s), ${config.bootstrap.staticClusters.length} static cluster(s)\n`);
-      } catch (err) {
-        process.stderr.write(`configuration '${opts.config}' is invalid: ${describe(err)}\n`);
+      } else if (unique.length === 1) {
+        process.stderr.write(`configuration '${opts.config}' is invalid: ${unique[0]}\n`);
+        process.exitCode = 1;
+      } else {
+        process.stderr.write(`configuration '${opts.config}' is invalid: ${unique.length} errors\n${unique.map((e) => `  ${e}\n`).join('')}`);
         process.exitCode = 1;
       }
     });
@@ -230,6 +240,7 @@ export function buildCli(): Command {
         if (made === undefined) {
           if (opts.printBootstrap) throw new ConfigError('prints the bootstrap that the flags make; with -c the bootstrap is the file itself', '--print-bootstrap');
           configFile = opts.config!;
+          refuseNonBootstrap(configFile);
         } else {
           if (opts.printBootstrap) {
             process.stdout.write(toYaml(made));
@@ -251,7 +262,9 @@ export function buildCli(): Command {
       try {
         sidecar = await Sidecar.start({ configFile, logLevel: opts.logLevel, drainTimeoutMs: opts.drainTimeoutMs, concurrency: opts.concurrency });
       } catch (err) {
-        process.stderr.write(`cannot start: ${describe(err)}\n`);
+        // Name the file as validate does; a bootstrap made from flags has no file of the user's to name.
+        const where = opts.config !== undefined && err instanceof ConfigError ? `${opts.config}: ` : '';
+        process.stderr.write(`cannot start: ${where}${describe(err)}\n`);
         cleanup();
         process.exitCode = 1;
         return;

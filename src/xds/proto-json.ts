@@ -57,6 +57,31 @@ function child(path: string, key: string): string {
 // JSON -> message
 
 /** Parses proto3 JSON into a plain object that `type.encode()` accepts. Throws ConfigError with the JSON path. */
+/**
+ * While set, decoding records a field's error and goes on with the next field instead of stopping at the first,
+ * so `validate` can report every mistake in a file at once. Only collectDecodeErrors() sets it.
+ */
+let collected: ConfigError[] | undefined;
+
+/** Runs `fn` (which decodes proto3 JSON) and returns every field error it met, plus what it threw, if anything. */
+export function collectDecodeErrors<T>(fn: () => T): { readonly value: T | undefined; readonly errors: readonly ConfigError[]; readonly thrown: unknown } {
+  const outer = collected;
+  const errors: ConfigError[] = [];
+  collected = errors;
+  try {
+    return { value: fn(), errors, thrown: undefined };
+  } catch (err) {
+    return { value: undefined, errors, thrown: err };
+  } finally {
+    collected = outer;
+  }
+}
+
+function recordOrThrow(err: unknown): void {
+  if (collected && err instanceof ConfigError) collected.push(err);
+  else throw err;
+}
+
 export function fromProtoJson(protos: EnvoyProtos, type: protobuf.Type, json: unknown, path = ''): ProtoObject {
   return parseMessage(protos, type, json, path);
 }
@@ -80,18 +105,22 @@ function parseMessage(protos: EnvoyProtos, type: protobuf.Type, json: unknown, p
   const index = fieldIndex(type);
   const seenOneofs = new Map<string, string>();
   for (const [key, value] of Object.entries(json as Record<string, unknown>)) {
-    const field = index.get(key);
-    const p = child(path, key);
-    if (!field) throw new ConfigError(`unknown field '${key}' in ${type.fullName.slice(1)}`, p);
-    if (value === null && !isValueType(field)) continue; // null means "default" except for google.protobuf.Value
-    if (field.partOf && !isSyntheticOneof(field.partOf)) {
-      const other = seenOneofs.get(field.partOf.name);
-      if (other !== undefined && other !== field.name) {
-        throw new ConfigError(`oneof '${field.partOf.name}' has both '${other}' and '${field.name}'`, p);
+    try {
+      const field = index.get(key);
+      const p = child(path, key);
+      if (!field) throw new ConfigError(`unknown field '${key}' in ${type.fullName.slice(1)}`, p);
+      if (value === null && !isValueType(field)) continue; // null means "default" except for google.protobuf.Value
+      if (field.partOf && !isSyntheticOneof(field.partOf)) {
+        const other = seenOneofs.get(field.partOf.name);
+        if (other !== undefined && other !== field.name) {
+          throw new ConfigError(`oneof '${field.partOf.name}' has both '${other}' and '${field.name}'`, p);
+        }
+        seenOneofs.set(field.partOf.name, field.name);
       }
-      seenOneofs.set(field.partOf.name, field.name);
+      out[field.name] = parseField(protos, field, value, p);
+    } catch (err) {
+      recordOrThrow(err); // collecting: the field is left out and decoding goes on
     }
-    out[field.name] = parseField(protos, field, value, p);
   }
   return out;
 }
