@@ -1,0 +1,47 @@
+;; Calls the foreign function named by the request header `x-ff` with the request body as its arguments, and
+;; answers with a local reply whose status is 200 + the call's proxy_status_t (200 OK, 201 NOT_FOUND,
+;; 202 BAD_ARGUMENT, 203 SERIALIZATION_FAILURE, ...) and whose body is the exact bytes the host returned.
+;; A request without a body calls it with empty arguments from the headers callback.
+(module
+  (import "env" "proxy_get_header_map_value" (func $get_header (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_buffer_bytes" (func $get_buffer (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_call_foreign_function" (func $foreign (param i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_send_local_response" (func $reply (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  ;; 64: value ptr, 68: value len (host writes), 72: result ptr, 76: result len; 1024..: the saved name.
+  (global $heap (mut i32) (i32.const 65536))
+  (global $name_len (mut i32) (i32.const 0))
+  (data (i32.const 16) "x-ff")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param $n i32) (result i32)
+    (local $p i32) (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n))) (local.get $p))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
+  (func $run (param $args i32) (param $args_len i32)
+    (local $status i32)
+    (i32.store (i32.const 72) (i32.const 0))
+    (i32.store (i32.const 76) (i32.const 0))
+    (local.set $status (call $foreign (i32.const 1024) (global.get $name_len)
+      (local.get $args) (local.get $args_len) (i32.const 72) (i32.const 76)))
+    (drop (call $reply (i32.add (i32.const 200) (local.get $status)) (i32.const 0) (i32.const 0)
+      (i32.load (i32.const 72)) (i32.load (i32.const 76)) (i32.const 0) (i32.const 0) (i32.const -1))))
+  (func (export "proxy_on_request_headers") (param $ctx i32) (param $n i32) (param $eos i32) (result i32)
+    (global.set $name_len (i32.const 0))
+    (if (i32.eqz (call $get_header (i32.const 0) (i32.const 16) (i32.const 4) (i32.const 64) (i32.const 68)))
+      (then
+        (global.set $name_len (i32.load (i32.const 68)))
+        (memory.copy (i32.const 1024) (i32.load (i32.const 64)) (global.get $name_len))))
+    (if (local.get $eos) (then (call $run (i32.const 0) (i32.const 0))))
+    (i32.const 0))
+  (func (export "proxy_on_request_body") (param $ctx i32) (param $size i32) (param $eos i32) (result i32)
+    (if (i32.eqz (local.get $eos)) (then (return (i32.const 1)))) ;; StopIterationAndBuffer until the end
+    (i32.store (i32.const 64) (i32.const 0))
+    (i32.store (i32.const 68) (i32.const 0))
+    (drop (call $get_buffer (i32.const 0) (i32.const 0) (local.get $size) (i32.const 64) (i32.const 68)))
+    (call $run (i32.load (i32.const 64)) (i32.load (i32.const 68)))
+    (i32.const 1))
+  (func (export "proxy_on_log") (param i32))
+  (func (export "proxy_on_done") (param i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_delete") (param i32)))
