@@ -10,12 +10,12 @@
  * are one write. A size of 0 still means "write every request at once". Otherwise the size only caps a batch, at
  * max(size, MIN_BATCH_BYTES), so the 1024 default does not split a burst of small commands.
  *
- * Reconnects: the connection is made on demand. After an established connection closes, the next request
- * reconnects at once. After a failed connect, requests fail fast until a jittered backoff has elapsed, so a
- * dead server never makes a call wait longer than one connect timeout.
+ * Reconnects: the connection is made on demand, and the request after any close or failed connect starts a new
+ * one at once, with no backoff: Envoy drops a failed client and the next send creates another
+ * (AsyncClientImpl::ThreadLocalActiveClient::onEvent), so a call made once Redis is back succeeds however many
+ * calls failed while it was down. Requests issued while a connect is in progress share it.
  */
 import { connect, type Socket } from 'node:net';
-import { JitteredBackoff } from '../common/backoff';
 import { ClientClosedError, RedisConnectionError, RedisProtocolError, RedisTimeoutError } from '../common/errors';
 import type { Logger } from '../common/logger';
 import { silentLogger } from '../common/logger';
@@ -39,8 +39,6 @@ export interface RedisConnectionOptions {
   readonly maxBufferSizeBeforeFlush?: number;
   /** Accepted for Higress compatibility; we always flush at the end of the current tick (see the file comment). */
   readonly bufferFlushTimeoutMs?: number;
-  /** Reconnect backoff after a failed connect. Default 100 ms base, 2 s max. */
-  readonly backoff?: JitteredBackoff;
   /** For logs and errors, e.g. the cluster name. */
   readonly label?: string;
   readonly logger?: Logger;
@@ -115,7 +113,6 @@ class Fifo<T> {
 export class RedisConnection {
   private readonly opts: RedisConnectionOptions;
   private readonly logger: Logger;
-  private readonly backoff: JitteredBackoff;
   private readonly maxBuffer: number;
   private readonly label: string;
   private readonly pending = new Fifo<PendingRequest>();
@@ -130,8 +127,6 @@ export class RedisConnection {
   private flushScheduled: NodeJS.Immediate | null = null;
   private connectTimer: NodeJS.Timeout | null = null;
   private opTimer: NodeJS.Timeout | null = null;
-  /** No connect attempt before this time (ms since epoch) after a failed one. */
-  private retryAt = 0;
   /** Set once the current socket has connected; a close after that is not a connect failure. */
   private established = false;
   /** The error to fail pending requests with when the socket closes; set by whoever closes it. */
@@ -153,7 +148,6 @@ export class RedisConnection {
     this.opts = opts;
     this.label = opts.label ?? '';
     this.logger = (opts.logger ?? silentLogger()).child({ component: 'redis', cluster: this.label, host: this.address });
-    this.backoff = opts.backoff ?? new JitteredBackoff(100, 2000);
     const max = opts.maxBufferSizeBeforeFlush ?? DEFAULT_MAX_BUFFER_SIZE_BEFORE_FLUSH;
     const valid = Number.isFinite(max) && max >= 0 ? max : DEFAULT_MAX_BUFFER_SIZE_BEFORE_FLUSH;
     this.maxBuffer = valid === 0 ? 0 : Math.max(valid, MIN_BATCH_BYTES);
@@ -202,17 +196,7 @@ export class RedisConnection {
       this.failLater(req, new ClientClosedError(`redis connection to ${this.address} is closed`));
       return req;
     }
-    if (this.stateValue === 'idle') {
-      const waitMs = this.retryAt - Date.now();
-      if (waitMs > 0) {
-        this.failLater(
-          req,
-          new RedisConnectionError(`redis ${this.address}: last connect failed; next attempt in ${waitMs} ms`),
-        );
-        return req;
-      }
-      this.startConnect();
-    }
+    if (this.stateValue === 'idle') this.startConnect();
     // Copy now: the caller's bytes (guest memory) may change before the batch is written.
     this.enqueue(req, query);
     return req;
@@ -362,8 +346,6 @@ export class RedisConnection {
     this.connectTimer = null;
     this.established = true;
     this.stateValue = 'ready';
-    this.backoff.reset();
-    this.retryAt = 0;
     this.logger.debug('connected');
     if (this.pending.length > 0) this.armOpTimer();
     this.flush();
@@ -402,9 +384,7 @@ export class RedisConnection {
       this.logger.debug({ err: reason.message }, 'connection closed');
     } else {
       this.cxConnectFail++;
-      const delay = this.backoff.nextMs();
-      this.retryAt = Date.now() + delay;
-      this.logger.warn({ err: reason.message, retryInMs: delay }, 'connect failed');
+      this.logger.warn({ err: reason.message }, 'connect failed');
     }
     this.established = false;
     this.outbox = EMPTY;

@@ -19,7 +19,6 @@
  * connections. They are not part of the pool key, so the first owner of a pool sets them.
  */
 import { createHash } from 'node:crypto';
-import { JitteredBackoff } from '../common/backoff';
 import type { Disposable } from '../common/disposable';
 import { ClientClosedError, RedisConnectionError, RedisTimeoutError } from '../common/errors';
 import type { Logger } from '../common/logger';
@@ -62,9 +61,6 @@ export interface RedisPoolManagerOptions {
   readonly logger?: Logger;
   /** See DEFAULT_DRAIN_TIMEOUT_MS. */
   readonly drainTimeoutMs?: number;
-  /** Reconnect backoff after a failed connect (per connection). Default 100 ms base, 2 s max. */
-  readonly backoffBaseMs?: number;
-  readonly backoffMaxMs?: number;
 }
 
 export interface RedisHostStats {
@@ -243,8 +239,6 @@ class PendingCall extends PendingRequest {
 export class RedisPoolManager implements RedisService {
   private readonly logger: Logger;
   private readonly drainTimeoutMs: number;
-  private readonly backoffBaseMs: number;
-  private readonly backoffMaxMs: number;
   private readonly pools = new Map<string, Pool>();
   /** owner → the pools its inits selected (cluster name → pool), and its released flag. */
   private readonly owners = new Map<RedisOwner, OwnerState>();
@@ -264,8 +258,6 @@ export class RedisPoolManager implements RedisService {
   ) {
     this.logger = (options.logger ?? logger ?? silentLogger()).child({ component: 'redis' });
     this.drainTimeoutMs = options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS;
-    this.backoffBaseMs = options.backoffBaseMs ?? 100;
-    this.backoffMaxMs = options.backoffMaxMs ?? 2000;
     this.subscription = clusters.onEvent((event) => this.onClusterEvent(event));
   }
 
@@ -433,7 +425,6 @@ export class RedisPoolManager implements RedisService {
         opTimeoutMs: c.opTimeoutMs,
         bufferFlushTimeoutMs: c.bufferFlushTimeoutMs,
         maxBufferSizeBeforeFlush: c.maxBufferSizeBeforeFlush,
-        backoff: new JitteredBackoff(this.backoffBaseMs, this.backoffMaxMs),
         label: cluster.name,
         logger: this.logger,
       });

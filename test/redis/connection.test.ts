@@ -211,6 +211,20 @@ test('nothing listening: calls fail promptly and never hang', async () => {
   for (const r of replies) assert.equal(errorCode(r), 'PWS_ERR_REDIS_CONNECTION');
 });
 
+test('after failed connects, the first request once Redis listens connects and succeeds (no backoff, as Envoy)', async () => {
+  const port = await freePort();
+  const c = open({ host: '127.0.0.1', port });
+  for (let i = 0; i < 5; i++) assert.equal(errorCode(await send(c, resp('ping'))), 'PWS_ERR_REDIS_CONNECTION');
+  assert.equal(c.cxConnectFail, 5);
+  const server = await RedisServer.start({ port });
+  try {
+    assert.equal(text(await send(c, resp('ping'))), '+PONG\r\n');
+  } finally {
+    await c.destroy();
+    await server.stop();
+  }
+});
+
 test('connect timeout: a listener that never completes the handshake fails queued requests', async (t) => {
   // A socket with listen(0) that never accepts: once its accept queue is full, the kernel drops further SYNs, so
   // our connect stays pending until the connect timeout. (Node's net.Server always accepts, hence python3.)
@@ -240,8 +254,10 @@ test('connect timeout: a listener that never completes the handshake fails queue
     const elapsed = Date.now() - t0;
     for (const r of replies) assert.equal(errorCode(r), 'PWS_ERR_REDIS_CONNECTION');
     assert.ok(elapsed >= 150 && elapsed < 1000, `failed after ${elapsed} ms`);
-    // within the backoff window the next request fails at once
+    // No backoff (Envoy): the next request makes a new connect attempt of its own.
+    const attempts = c.cxTotal;
     assert.equal(errorCode(await send(c, resp('ping'))), 'PWS_ERR_REDIS_CONNECTION');
+    assert.equal(c.cxTotal, attempts + 1);
     for (const s of fillers) s.destroy();
   } finally {
     py.kill('SIGKILL');
