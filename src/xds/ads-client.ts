@@ -134,6 +134,13 @@ class TypeState {
 
 type Call = grpc.ClientDuplexStream<ProtoObject, unknown>;
 
+/** A Cluster of a response, decoded and validated, before anything is applied. */
+type PreparedCluster =
+  | { readonly kind: 'apply'; readonly config: ClusterConfig; readonly bytes: Buffer; readonly ttlMs: number | undefined; readonly version: string }
+  /** A heartbeat or an identical resend: only its TTL (and version) is refreshed. */
+  | { readonly kind: 'refresh'; readonly name: string; readonly ttlMs: number | undefined; readonly version: string | undefined; readonly keep: boolean }
+  | { readonly kind: 'error'; readonly stage: 'decode' | 'build'; readonly label: string; readonly detail: string; readonly version: string };
+
 /** Per-stream state; a new one is built on every (re)connect and seeded from the client. */
 class AdsStream {
   readonly nonces = new Map<string, string>();
@@ -759,39 +766,66 @@ export class AdsClient {
   }
 
   /**
-   * Applies one Cluster. Returns an error string or undefined. `seen` collects names for duplicate detection and
-   * SotW removal.
+   * Decodes and validates one Cluster of a response without applying it (Envoy decodes the whole response before
+   * any of it is applied). `seen` collects names for duplicate detection and SotW removal.
    */
-  private applyCluster(u: Item, seen: Set<string>, index: number): string | undefined {
+  private prepareCluster(u: Item, seen: Set<string>, index: number): PreparedCluster {
     const state = this.type(CDS_TYPE_URL);
     const name = u.name || u.wrapperName;
-    if (seen.has(name)) return `duplicate cluster name '${name}' in one response`;
+    if (seen.has(name)) return { kind: 'error', stage: 'build', label: name, detail: `duplicate cluster name '${name}' in one response`, version: u.version };
     seen.add(name);
     const prior = state.resources.get(name);
-    if (u.heartbeat) {
-      if (prior?.raw) AdsClient.setTtl(this.cdsTtl, name, u.ttlMs);
-      return undefined;
-    }
+    if (u.heartbeat) return { kind: 'refresh', name, ttlMs: u.ttlMs, version: undefined, keep: prior?.raw !== undefined };
     if (prior && prior.status === 'ACKED' && prior.raw && rangeEquals(u.buf, u.start, u.end, prior.raw)) {
-      prior.version = u.version || prior.version;
-      AdsClient.setTtl(this.cdsTtl, name, u.ttlMs);
-      return undefined; // identical resend: nothing to rebuild
+      return { kind: 'refresh', name, ttlMs: u.ttlMs, version: u.version, keep: true }; // identical resend: nothing to rebuild
     }
     const bytes = Buffer.from(u.buf.subarray(u.start, u.end)); // a copy: the response buffer is not kept alive
     const decoded = decodeCluster(this.protos, this.validator, bytes, u.version);
     const label = decoded.name || name || `#${index}`;
-    if (!decoded.ok) {
-      const detail = `cluster '${label}': ${decoded.errors.join('; ')}`;
-      const r = state.resource(label);
+    if (!decoded.ok) return { kind: 'error', stage: decoded.stage, label, detail: `cluster '${label}': ${decoded.errors.join('; ')}`, version: u.version };
+    return { kind: 'apply', config: decoded.value, bytes, ttlMs: u.ttlMs, version: u.version };
+  }
+
+  /**
+   * One CDS response, as Envoy handles it: every resource is decoded and validated first, and a decode error
+   * (malformed bytes, a protoc-gen-validate rule) rejects the whole response with nothing applied and nothing
+   * removed (grpc_mux_impl.cc onDiscoveryResponse). Otherwise each cluster is applied, one that fails to build
+   * is rejected alone, and the response is NACKed if any was (cds_api_helper.cc). Returns the SotW `seen` names
+   * to remove the others by, or undefined when nothing may be removed.
+   */
+  private applyClusters(items: readonly Item[], errors: string[]): Set<string> | undefined {
+    const seen = new Set<string>();
+    const prepared = items.map((u, i) => this.prepareCluster(u, seen, i));
+    const state = this.type(CDS_TYPE_URL);
+    const markNacked = (p: Extract<PreparedCluster, { kind: 'error' }>): void => {
+      const r = state.resource(p.label);
       r.status = 'NACKED';
-      r.error = { details: detail, versionInfo: u.version, lastUpdateAttempt: new Date() };
-      return detail;
+      r.error = { details: p.detail, versionInfo: p.version, lastUpdateAttempt: new Date() };
+    };
+    const decodeErrors = prepared.filter((p): p is Extract<PreparedCluster, { kind: 'error' }> => p.kind === 'error' && p.stage === 'decode');
+    if (decodeErrors.length > 0) {
+      for (const p of decodeErrors) {
+        markNacked(p);
+        errors.push(p.detail);
+      }
+      return undefined;
     }
-    this.sink.addOrUpdateCluster(decoded.value);
-    const r = state.resource(decoded.name);
-    Object.assign(r, { status: 'ACKED', version: u.version, lastUpdated: new Date(), error: undefined, raw: bytes });
-    AdsClient.setTtl(this.cdsTtl, decoded.name, u.ttlMs);
-    return undefined;
+    for (const p of prepared) {
+      if (p.kind === 'error') {
+        markNacked(p);
+        errors.push(p.detail);
+      } else if (p.kind === 'refresh') {
+        const prior = state.resources.get(p.name);
+        if (prior && p.version) prior.version = p.version;
+        if (p.keep) AdsClient.setTtl(this.cdsTtl, p.name, p.ttlMs);
+      } else {
+        this.sink.addOrUpdateCluster(p.config);
+        const r = state.resource(p.config.name);
+        Object.assign(r, { status: 'ACKED', version: p.version, lastUpdated: new Date(), error: undefined, raw: p.bytes });
+        AdsClient.setTtl(this.cdsTtl, p.config.name, p.ttlMs);
+      }
+    }
+    return seen;
   }
 
   private applyAssignment(u: Item, index: number): string | undefined {
@@ -913,17 +947,12 @@ export class AdsClient {
     const errors: string[] = [];
     if (typeUrl === CDS_TYPE_URL) {
       this.cdsCounters.update_attempt++;
-      const seen = new Set<string>();
       const items = this.sotwItems(msg, typeUrl, errors);
       // EDS requests are paused while the batch is applied; resumeEds() sends one request afterwards.
-      if (items) {
-        for (let i = 0; i < items.length; i++) {
-          const err = this.applyCluster(items[i]!, seen, i);
-          if (err) errors.push(err);
-        }
-        // SotW: dynamic clusters missing from the response are removed; static ones never (cds_api_impl.cc).
-        for (const name of this.dynamicClusterNames()) if (!seen.has(name)) this.removeCluster(name);
-      }
+      const seen = items ? this.applyClusters(items, errors) : undefined;
+      // SotW: dynamic clusters missing from the response are removed; static ones never (cds_api_impl.cc).
+      // A response rejected while decoding removes nothing.
+      if (seen) for (const name of this.dynamicClusterNames()) if (!seen.has(name)) this.removeCluster(name);
       if (count === 0) this.cdsCounters.update_empty++;
       if (errors.length === 0) this.cdsCounters.update_success++;
       else this.cdsCounters.update_rejected++;
@@ -974,7 +1003,6 @@ export class AdsClient {
     if (dup !== undefined) {
       errors.push(`duplicate resource name '${dup}' in one response`);
     } else {
-      const seen = new Set<string>();
       const items: Item[] = [];
       let unwrapFailed = false;
       resources.forEach((res, i) => {
@@ -990,17 +1018,10 @@ export class AdsClient {
           unwrapFailed = true;
         } // else: no resource and not a heartbeat: nothing to apply
       });
-      if (unwrapFailed) {
-        // a type mismatch rejects the whole response
-      } else if (isCds) {
-        items.forEach((u, i) => {
-          const err = this.applyCluster(u, seen, i);
-          if (err) errors.push(err);
-        });
-      } else {
-        this.applyAssignments(items, errors);
-      }
-      for (const name of unwrapFailed ? [] : removed) {
+      let rejected = unwrapFailed; // a type mismatch rejects the whole response
+      if (!rejected && isCds) rejected = this.applyClusters(items, errors) === undefined;
+      else if (!rejected) this.applyAssignments(items, errors);
+      for (const name of rejected ? [] : removed) {
         if (isCds) {
           const cfg = [...this.sink.activeClusters()].find((c) => c.config.name === name)?.config ?? [...this.sink.warming()].find((c) => c.name === name);
           if (cfg === undefined || cfg.addedViaApi) this.removeCluster(name);

@@ -181,16 +181,27 @@ describe('ADS SotW: NACKs keep the previous config', () => {
     assert.equal(h.cm.configOf('no-eds'), undefined);
   });
 
-  it("Envoy's CDS rule: valid clusters applied, response NACKed, version kept", async () => {
+  it('a cluster failing validation rejects the whole response: nothing applied, nothing removed (Envoy decodes first)', async () => {
     const before = h.client.versionInfo(CDS_TYPE_URL);
-    const n = await nackFor(() => pushClusters([edsCluster('good'), staticCluster('s1', 7001), staticCluster('fresh', 7002), { ...staticCluster('zero-timeout', 1), connect_timeout: '0s' }]));
+    // s1 is left out and 'fresh' is new: neither change may happen, because zero-timeout fails its PGV rule.
+    const n = await nackFor(() => pushClusters([edsCluster('good'), staticCluster('fresh', 7002), { ...staticCluster('zero-timeout', 1), connect_timeout: '0s' }]));
     assert.match(n.message, /cluster 'zero-timeout': connect_timeout: value must be > 0s \(duration\.gt\)/);
     assert.equal(n.version, before);
-    assert.deepEqual(hostKeys(h.cm, 'fresh'), ['127.0.0.1:7002']);
+    assert.equal(h.cm.configOf('fresh'), undefined, 'a valid sibling of an invalid cluster is not applied');
+    assert.deepEqual(hostKeys(h.cm, 's1'), ['127.0.0.1:7001'], 'a cluster the rejected response left out is kept');
     const st = h.client.status().types.find((t) => t.typeUrl === CDS_TYPE_URL);
     assert.equal(st?.resources.find((r) => r.name === 'zero-timeout')?.status, 'NACKED');
     assert.ok(st?.lastError?.details.includes('zero-timeout'));
     assert.ok(h.client.counters().cds.update_rejected >= 1);
+  });
+
+  it("a cluster that only fails to build is rejected alone: its valid siblings apply (Envoy's cds_api_helper)", async () => {
+    const before = h.client.versionInfo(CDS_TYPE_URL);
+    const n = await nackFor(() => pushClusters([edsCluster('good'), staticCluster('s1', 7001), staticCluster('fresh', 7002), { name: 'no-eds2', type: 'EDS', connect_timeout: '1s', eds_cluster_config: { service_name: 'x' } }]));
+    assert.match(n.message, /cluster 'no-eds2': eds_cluster_config\.eds_config: an EDS cluster needs an eds_config/);
+    assert.equal(n.version, before);
+    assert.deepEqual(hostKeys(h.cm, 'fresh'), ['127.0.0.1:7002']);
+    assert.equal(h.cm.configOf('no-eds2'), undefined);
   });
 
   it('EDS: duplicate CLAs and bad ports are NACKed, hosts kept', async () => {

@@ -89,7 +89,9 @@ export function clusterToConfig(
   meta: ClusterMeta,
 ): Decoded<ClusterConfig> {
   const name = String(msg['name'] ?? '');
-  const errors = validator.validate(protos.Cluster, msg).map((v) => `${v.path}: ${v.message}`);
+  const violations = validator.validate(protos.Cluster, msg).map((v) => `${v.path}: ${v.message}`);
+  if (violations.length > 0) return { name, ok: false, errors: violations, stage: 'decode' };
+  const errors: string[] = [];
   let type: DiscoveryType;
   let typeDetail = '';
   if (has(msg, 'cluster_type')) {
@@ -101,7 +103,7 @@ export function clusterToConfig(
     if (type === 'ORIGINAL_DST') typeDetail = 'ORIGINAL_DST clusters have no host list';
   }
   errors.push(...semanticErrors(msg, type));
-  if (errors.length > 0) return { name, ok: false, errors };
+  if (errors.length > 0) return { name, ok: false, errors, stage: 'build' };
   const eds = msg['eds_cluster_config'] as ProtoObject | null | undefined;
   const la = msg['load_assignment'] as ProtoObject | null | undefined;
   const raw = meta.raw ?? protos.Cluster.encode(msg).finish();
@@ -137,7 +139,7 @@ export function decodeCluster(
   try {
     msg = protos.Cluster.decode(bytes) as unknown as ProtoObject;
   } catch (err) {
-    return { name: '', ok: false, errors: [`cannot decode Cluster: ${(err as Error).message}`] };
+    return { name: '', ok: false, errors: [`cannot decode Cluster: ${(err as Error).message}`], stage: 'decode' };
   }
   return clusterToConfig(protos, validator, msg, { versionInfo, addedViaApi: true, raw: bytes });
 }

@@ -59,7 +59,7 @@ export function decodeClusterLoadAssignment(
   try {
     msg = protos.ClusterLoadAssignment.decode(bytes) as unknown as ProtoObject;
   } catch (err) {
-    return { name: '', ok: false, errors: [`cannot decode ClusterLoadAssignment: ${(err as Error).message}`] };
+    return { name: '', ok: false, errors: [`cannot decode ClusterLoadAssignment: ${(err as Error).message}`], stage: 'decode' };
   }
   return claFromMessage(protos.ClusterLoadAssignment, validator, msg);
 }
@@ -67,6 +67,6 @@ export function decodeClusterLoadAssignment(
 export function claFromMessage(type: protobuf.Type, validator: ProtoValidator, msg: ProtoObject): Decoded<EndpointAssignment> {
   const name = String(msg['cluster_name'] ?? '');
   const errors = validator.validate(type, msg).map((v) => `${v.path}: ${v.message}`);
-  if (errors.length > 0) return { name, ok: false, errors };
+  if (errors.length > 0) return { name, ok: false, errors, stage: 'decode' };
   return { name, ok: true, value: { serviceName: name, hosts: claToHosts(msg) } };
 }
