@@ -280,6 +280,30 @@ describe('wasm-go RedisClient command families through the sidecar', () => {
     assert.ok(pttl > 0 && pttl <= 100000);
   });
 
+  it('concurrent streams: each request gets its own replies, pipelined on the shared connection', async () => {
+    const n = 40;
+    const runs = await Promise.all(
+      Array.from({ length: n }, (_, i) =>
+        runOps(env.url, 'c', [
+          { op: 'Incr', args: [`par:${i}`] },
+          { op: 'IncrBy', args: [`par:${i}`, i] },
+          { op: 'Incr', args: ['par:shared'] },
+          { op: 'Get', args: [`par:${i}`] },
+        ]),
+      ),
+    );
+    const shared = new Set<number>();
+    for (const [i, { results }] of runs.entries()) {
+      assert.deepEqual(results[0]!.reply, int(1));
+      assert.deepEqual(results[1]!.reply, int(1 + i));
+      assert.deepEqual(results[3]!.reply, bulk(String(1 + i)));
+      shared.add(results[2]!.reply!.int!);
+    }
+    // Every INCR of the shared key was seen by exactly one stream.
+    assert.deepEqual([...shared].sort((a, b) => a - b), Array.from({ length: n }, (_, i) => i + 1));
+    assert.equal(await db.get('par:shared'), String(n));
+  });
+
   it('answers an unknown SDK method with the plugin error and no Redis call', async () => {
     const { results } = await runOps(env.url, 'c', [{ op: 'NoSuchMethod' }, { op: 'Get', args: ['s:k2'] }]);
     assert.deepEqual(results, [

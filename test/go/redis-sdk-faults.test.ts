@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { request } from 'undici';
 import { freePort } from '../../src/common/free-port';
 import type { RedisClusterStats } from '../../src/redis/pool-manager';
 import { TempDir } from '../http/helpers';
@@ -31,6 +32,7 @@ const CLIENTS: readonly ClientConfig[] = [
   { name: 'unknown', cluster: fqdn('redis-nowhere'), timeout: 2000 },
   { name: 'no-host', cluster: fqdn('redis-empty'), timeout: 2000 },
   { name: 'restarted', cluster: fqdn('redis-restarted'), timeout: 2000 },
+  { name: 'abandoned', cluster: fqdn('redis-abandoned'), timeout: 60_000 },
 ];
 
 const tmp = new TempDir();
@@ -39,15 +41,17 @@ let auth: RedisServer;
 let acl: RedisServer;
 let plain: RedisServer;
 let restarted: RedisServer;
+let abandoned: RedisServer;
 let env: GoRedisSidecar;
 let reports: InitReport[];
 
 before(async () => {
-  [stalled, auth, acl, plain, restarted] = await Promise.all([
-    RedisServer.start(),
+  [stalled, auth, acl, plain, restarted, abandoned] = await Promise.all([
     RedisServer.start(),
     RedisServer.start({ requirepass: 'the-password' }),
     RedisServer.start({ requirepass: 'default-pass', users: [{ name: 'app', password: 'app-pass', rules: ['~app:*', '+@all'] }] }),
+    RedisServer.start(),
+    RedisServer.start(),
     RedisServer.start(),
   ]);
   const closedPort = await freePort(); // nothing listens there
@@ -63,6 +67,7 @@ before(async () => {
       { name: clusterOf('redis-db99'), port: plain.port },
       { name: clusterOf('redis-empty'), port: plain.port, noEndpoints: true },
       { name: clusterOf('redis-restarted'), port: restarted.port },
+      { name: clusterOf('redis-abandoned'), port: abandoned.port },
       // redis-nowhere is deliberately not declared.
     ],
   });
@@ -70,9 +75,9 @@ before(async () => {
 });
 
 after(async () => {
-  if (stalled?.pid !== undefined) process.kill(stalled.pid, 'SIGCONT');
+  for (const s of [stalled, abandoned]) if (s?.pid !== undefined) process.kill(s.pid, 'SIGCONT');
   await env?.close();
-  await Promise.all([stalled, auth, acl, plain, restarted].map((s) => s?.stop()));
+  await Promise.all([stalled, auth, acl, plain, restarted, abandoned].map((s) => s?.stop()));
   tmp.cleanup();
 });
 
@@ -222,6 +227,29 @@ describe('wasm-go RedisClient faults through the sidecar', () => {
     const { results } = await runOps(env.url, 'no-host', [{ op: 'Get', args: ['k'] }]);
     assert.deepEqual(results, [{ op: 'Get', dispatch_err: 'error status returned by host: internal failure' }]);
     assert.ok(env.logs.pluginMatching('redis call failed, request-id: ').some((l) => l.message.endsWith('error: error status returned by host: internal failure')));
+  });
+
+  it('a reply that arrives after its HTTP stream is gone is delivered once and dropped by the SDK; the VM lives on', async () => {
+    assert.deepEqual((await runOps(env.url, 'abandoned', [{ op: 'Set', args: ['k', 'v0'] }])).results[0]!.reply, { type: 'SimpleString', str: 'OK' });
+    const active = (): number => clusterStats('redis-abandoned')?.hosts.reduce((n, h) => n + h.rq_active, 0) ?? 0;
+    process.kill(abandoned.pid!, 'SIGSTOP');
+    const aborted = new AbortController();
+    try {
+      const req = request(`${env.url}/ops`, {
+        headers: { 'x-redis-client': 'abandoned', 'x-redis-ops': JSON.stringify([{ op: 'Set', args: ['k', 'late'] }]) },
+        signal: aborted.signal,
+      });
+      req.catch(() => {});
+      await until(() => active() === 1, 30_000, 'the call is in flight');
+      aborted.abort();
+      await assert.rejects(req);
+    } finally {
+      process.kill(abandoned.pid!, 'SIGCONT');
+    }
+    await until(() => active() === 0, 30_000, 'the late reply arrived');
+    assert.equal(await abandoned.client().get('k'), 'late');
+    const { results } = await runOps(env.url, 'abandoned', [{ op: 'Get', args: ['k'] }]);
+    assert.deepEqual(results, [{ op: 'Get', reply: { type: 'BulkString', str: 'late' } }]);
   });
 
   it('answered every request itself; the VM never failed', () => {
