@@ -204,6 +204,17 @@ describe('ADS SotW: NACKs keep the previous config', () => {
     assert.equal(h.cm.configOf('no-eds2'), undefined);
   });
 
+  it('a cluster asking for upstream TLS is refused, never connected to in plaintext', async () => {
+    const tls = {
+      ...staticCluster('tls-upstream', 7443),
+      transport_socket: { name: 'envoy.transport_sockets.tls', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext', sni: 'api.example.com' } },
+    };
+    const n = await nackFor(() => pushClusters([edsCluster('good'), staticCluster('s1', 7001), staticCluster('fresh', 7002), tls]));
+    assert.match(n.message, /cluster 'tls-upstream': transport_socket: transport socket 'envoy\.transport_sockets\.tls' is not supported/);
+    assert.equal(h.cm.configOf('tls-upstream'), undefined);
+    assert.deepEqual(hostKeys(h.cm, 'fresh'), ['127.0.0.1:7002']);
+  });
+
   it('EDS: duplicate CLAs and bad ports are NACKed, hosts kept', async () => {
     const before = h.client.versionInfo(EDS_TYPE_URL);
     const a = h.server.encodeAny(EDS_TYPE_URL, cla('good', [['10.1.0.7', 6379]]));

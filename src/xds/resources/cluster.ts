@@ -51,8 +51,32 @@ export function hashBytes(bytes: Uint8Array): string {
  * Envoy's checks beyond PGV (cluster_factory_impl.cc, eds.cc, logical_dns_cluster.cc): EDS needs an eds_config
  * this client can serve (ADS), LOGICAL_DNS exactly one endpoint, STATIC numeric addresses.
  */
-function semanticErrors(msg: ProtoObject, type: DiscoveryType): string[] {
+const RAW_BUFFER_NAME = 'envoy.transport_sockets.raw_buffer';
+const RAW_BUFFER_TYPE = 'type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer';
+
+/**
+ * Upstream connections are plaintext only. A cluster asking for any other transport socket (TLS, mTLS through
+ * Istio's transport_socket_matches, ALTS ...) is refused: connecting in plaintext where encryption was configured
+ * would be the worst kind of silent failure.
+ */
+function transportSocketErrors(msg: ProtoObject): string[] {
   const errors: string[] = [];
+  const check = (ts: ProtoObject | null | undefined, path: string): void => {
+    if (!ts) return;
+    const typeUrl = String((ts['typed_config'] as ProtoObject | null | undefined)?.['type_url'] ?? '');
+    const name = String(ts['name'] ?? '');
+    if (typeUrl === RAW_BUFFER_TYPE || (typeUrl === '' && (name === RAW_BUFFER_NAME || name === ''))) return;
+    errors.push(`${path}: transport socket '${name || typeUrl}' is not supported: upstream connections are plaintext only, and this cluster asks for more`);
+  };
+  check(msg['transport_socket'] as ProtoObject | null | undefined, 'transport_socket');
+  ((msg['transport_socket_matches'] as ProtoObject[] | undefined) ?? []).forEach((m, i) => {
+    check(m['transport_socket'] as ProtoObject | null | undefined, `transport_socket_matches[${i}].transport_socket`);
+  });
+  return errors;
+}
+
+function semanticErrors(msg: ProtoObject, type: DiscoveryType): string[] {
+  const errors: string[] = transportSocketErrors(msg);
   if (type === 'EDS') {
     const eds = msg['eds_cluster_config'] as ProtoObject | null | undefined;
     const source = eds?.['eds_config'] as ProtoObject | null | undefined;
