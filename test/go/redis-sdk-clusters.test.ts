@@ -104,6 +104,17 @@ describe('cluster types of wasm-go v1.1.1', () => {
         1,
       );
     }
+    // What the host received from proxy_redis_init: the pool it built for each cluster carries the init's
+    // database, timeout and kind of credentials (never the credentials themselves).
+    const pools = env.logs.records.filter((r) => r['msg'] === 'redis pool created');
+    for (const c of CASES.filter((x) => x.client.init !== 'request')) {
+      const pool = pools.find((p) => p['cluster'] === c.clusterName);
+      assert.ok(pool, `no pool for ${c.clusterName}`);
+      assert.equal(pool['db'], String(c.client.database));
+      assert.equal(pool['opTimeoutMs'], c.client.timeout);
+      assert.equal(pool['auth'], c.client.username ? 'user' : c.client.password ? 'password' : 'none');
+      assert.ok(!JSON.stringify(pool).includes(c.client.password ?? '\0'), 'no password in the log');
+    }
     // RouteCluster outside a request: cluster_name is not available, the SDK logs it and proxy_redis_init gets an
     // empty cluster name, which the host refuses (BadArgument); wasm-go's Init swallows that and stays not ready.
     const early = reports.find((x) => x.name === 'route-at-config');

@@ -79,6 +79,12 @@ describe('wasm-go RedisClient command families through the sidecar', () => {
     assert.ok(ttl3 > 0 && ttl3 <= 50, `ttl ${ttl3}`);
     assert.equal(await db.exists('s:m1'), 0);
     assert.equal(await db.get('s:m2'), '2');
+    // The SDK's debug log carries the query it dispatched: wasm-go's encoding, a RESP array of bulk strings.
+    const sent = env.logs
+      .pluginMatching('redis call start, request-id: ')
+      .map((l) => Buffer.from(l.message.split('respQuery: ')[1] ?? '', 'base64').toString());
+    assert.ok(sent.includes('*3\r\n$3\r\nset\r\n$4\r\ns:k1\r\n$2\r\nv1\r\n'), 'Set as wasm-go encodes it');
+    assert.ok(sent.includes('*5\r\n$3\r\nset\r\n$4\r\ns:k2\r\n$2\r\nv2\r\n$2\r\nex\r\n$3\r\n100\r\n'), 'SetEx');
     // Database 1 only: nothing written to database 0.
     assert.equal(await server.client({ db: 0 }).dbsize(), 0);
   });
