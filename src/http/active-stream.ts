@@ -213,6 +213,7 @@ export class ActiveStream {
   /** Envoy's stream buffer limit, shared by both directions (set_decoder/encoder_buffer_limit both set it). */
   bufferLimit: number;
   responseTrailers: HeaderPairs | undefined;
+  private bufferLimitHit = false;
   router!: RouterSink;
   downstream!: DownstreamSink;
 
@@ -494,7 +495,8 @@ export class ActiveStream {
    * Streaming filters (the watermark statuses) are never failed for size.
    */
   private checkBufferLimit(slot: FilterSlot, dir: Direction, buffered: number): void {
-    if (this.bufferLimit <= 0 || buffered <= this.bufferLimit) return;
+    if (this.bufferLimit <= 0 || buffered <= this.bufferLimit || this.bufferLimitHit) return;
+    this.bufferLimitHit = true; // one reply: more data may still arrive before it has been sent
     this.logger.debug({ plugin: slot.plugin.config.name, dir, buffered, limit: this.bufferLimit }, 'buffered body over the stream buffer limit');
     if (dir === 'decode') {
       this.enqueue(() => this.sendLocalReply(slot.index, 413, Buffer.from('Payload Too Large'), [], ResponseCodeDetails.requestPayloadTooLarge));

@@ -146,6 +146,9 @@ export class EmulatedStream implements StreamHost {
   private readonly startNs = BigInt(Date.now()) * 1_000_000n;
   private readonly pluginName: string;
   private responseSeen = false;
+  private readonly monoStart = process.hrtime.bigint();
+  /** Set by complete(): request.duration is readable from proxy_on_log on, as in Envoy. */
+  private durationNs: bigint | undefined;
 
   constructor(
     plugin: Plugin,
@@ -196,6 +199,7 @@ export class EmulatedStream implements StreamHost {
 
   /** proxy_on_log, proxy_on_done, proxy_on_delete. */
   complete(): void {
+    this.durationNs ??= process.hrtime.bigint() - this.monoStart;
     this.stream.finish({ requestHeaders: this.requestHeaders, responseHeaders: this.responseHeaders });
   }
 
@@ -258,7 +262,7 @@ export class EmulatedStream implements StreamHost {
         routeName: '',
         clusterName: '',
         virtualHostName: '',
-        durationNs: undefined,
+        durationNs: this.durationNs,
       },
       node: { id: 'host-emulator', cluster: 'host-emulator' },
     });
