@@ -41,6 +41,23 @@ function runNode(script: string): string {
   return r.stdout;
 }
 
+/**
+ * Why a module cannot run in stock Envoy, or undefined: Higress's own ABI marker (0_2_100) and host functions
+ * exist only in Higress's Envoy, so such plugins are sidecar-only cases (the brief of the oracle: never run them in
+ * Envoy and call that a difference).
+ */
+export const HIGRESS_ONLY_IMPORTS = [
+  'proxy_redis_init', 'proxy_redis_call', 'proxy_dispatch_redis_call', 'proxy_get_redis_call_response',
+  'proxy_get_upstream_hosts', 'proxy_set_upstream_override_host', 'proxy_inject_encoded_data_to_filter_chain',
+];
+
+export function higressOnly(file: string): string | undefined {
+  const mod = new WebAssembly.Module(readFileSync(file));
+  if (WebAssembly.Module.exports(mod).some((e) => e.name === 'proxy_abi_version_0_2_100')) return 'exports the Higress ABI marker proxy_abi_version_0_2_100';
+  const imports = WebAssembly.Module.imports(mod).filter((i) => i.module === 'env' && HIGRESS_ONLY_IMPORTS.includes(i.name)).map((i) => i.name);
+  return imports.length > 0 ? `imports Higress-only ${imports.join(', ')}` : undefined;
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // the description
 
@@ -230,8 +247,10 @@ async function startEnvoy(bin: string, file: string, tmp: TempDir, spec: OracleS
   // proxy_on_configure (the plugin is not bound yet); both map to the plugin's name, as the sidecar logs it.
   const prefixes = new Map<string, string>();
   for (const f of spec.filters) {
-    prefixes.set(`${f.name} ${f.rootId} ${f.vmId ?? f.name}`, f.name);
-    prefixes.set(`${f.rootId} ${f.vmId ?? f.name}`, f.name);
+    // Envoy leaves empty parts out.
+    const join = (...parts: string[]): string => parts.filter((p) => p !== '').join(' ');
+    prefixes.set(join(f.name, f.rootId, f.vmId ?? f.name), f.name);
+    prefixes.set(join(f.rootId, f.vmId ?? f.name), f.name);
   }
   const pluginOf = (prefix: string): string => prefixes.get(prefix) ?? prefix;
   const addressFile = join(tmp.path, `envoy-admin-${process.pid}.txt`);
@@ -508,7 +527,18 @@ export class Oracle {
     private readonly agent: Agent,
   ) {}
 
+  /** Both sides started; throws (with the side's own words) if either refuses the configuration. */
   static async start(spec: OracleSpec): Promise<Oracle> {
+    const r = await Oracle.attempt(spec);
+    if (r.oracle) return r.oracle;
+    throw new Error(`envoy: ${r.envoy}\nsidecar: ${r.sidecar}`);
+  }
+
+  /**
+   * Starts both sides independently: `started`, or `refused` with the reason, for each. When both started the
+   * oracle is returned (the caller closes it); otherwise whatever started is closed again.
+   */
+  static async attempt(spec: OracleSpec): Promise<{ envoy: string; sidecar: string; oracle?: Oracle }> {
     const bin = envoyBinary();
     buildOraclePlugins();
     const tmp = new TempDir();
@@ -527,17 +557,16 @@ export class Oracle {
       }
       files[side] = tmp.write(`${spec.name}-${side}.json`, bootstrapFor(spec, side, ports));
     }
-    let envoy: SideHandle | undefined;
-    try {
-      envoy = await startEnvoy(bin, files.envoy!, tmp, spec);
-      const sidecar = await startSidecar(files.sidecar!);
-      return new Oracle(spec, envoy, sidecar, upstreams, tmp, new Agent({ keepAliveTimeout: 1, pipelining: 0 }));
-    } catch (err) {
-      await envoy?.close();
-      for (const m of Object.values(upstreams)) for (const u of m.values()) await u.close();
-      tmp.cleanup();
-      throw err;
+    const [envoy, sidecar] = await Promise.allSettled([startEnvoy(bin, files.envoy!, tmp, spec), startSidecar(files.sidecar!)]);
+    if (envoy.status === 'fulfilled' && sidecar.status === 'fulfilled') {
+      return { envoy: 'started', sidecar: 'started', oracle: new Oracle(spec, envoy.value, sidecar.value, upstreams, tmp, new Agent({ keepAliveTimeout: 1, pipelining: 0 })) };
     }
+    if (envoy.status === 'fulfilled') await envoy.value.close();
+    if (sidecar.status === 'fulfilled') await sidecar.value.close();
+    for (const m of Object.values(upstreams)) for (const u of m.values()) await u.close();
+    tmp.cleanup();
+    const why = (r: PromiseSettledResult<SideHandle>): string => (r.status === 'fulfilled' ? 'started' : `refused: ${r.reason instanceof Error ? r.reason.message : String(r.reason)}`);
+    return { envoy: why(envoy), sidecar: why(sidecar) };
   }
 
   side(name: SideName): SideHandle {
