@@ -19,41 +19,41 @@ interface Case {
 
 const CASES: readonly Case[] = [
   {
-    client: { name: 'fqdn', cluster: { type: 'fqdn', fqdn: 'redis.default.svc.cluster.local', port: 6379 }, password: 'fqdn-pass', timeout: 2000, database: 1 },
+    client: { name: 'fqdn', cluster: { type: 'fqdn', fqdn: 'redis.default.svc.cluster.local', port: 6379 }, password: 'fqdn-pass', timeout: 10_000, database: 1 },
     clusterName: 'outbound|6379||redis.default.svc.cluster.local',
     requirepass: 'fqdn-pass',
   },
   {
-    client: { name: 'k8s', cluster: { type: 'k8s', service: 'redis-k8s', namespace: 'cache', port: 6379, version: 'v1' }, username: 'k8s-user', password: 'k8s-pass', timeout: 2000, database: 2 },
+    client: { name: 'k8s', cluster: { type: 'k8s', service: 'redis-k8s', namespace: 'cache', port: 6379, version: 'v1' }, username: 'k8s-user', password: 'k8s-pass', timeout: 10_000, database: 2 },
     clusterName: 'outbound|6379|v1|redis-k8s.cache.svc.cluster.local',
     requirepass: 'default-pass',
     aclUser: { name: 'k8s-user', password: 'k8s-pass' },
   },
   {
-    client: { name: 'static', cluster: { type: 'static', service: 'redis-static', port: 6380 }, timeout: 2000, database: 3 },
+    client: { name: 'static', cluster: { type: 'static', service: 'redis-static', port: 6380 }, timeout: 10_000, database: 3 },
     clusterName: 'outbound|6380||redis-static.static',
   },
   {
-    client: { name: 'dns', cluster: { type: 'dns', service: 'redis-dns', domain: 'localhost', port: 6379 }, timeout: 2000, database: 4 },
+    client: { name: 'dns', cluster: { type: 'dns', service: 'redis-dns', domain: 'localhost', port: 6379 }, timeout: 10_000, database: 4 },
     clusterName: 'outbound|6379||redis-dns.dns',
     dns: true,
   },
   {
-    client: { name: 'nacos', cluster: { type: 'nacos', service: 'redis-nacos', group: 'CACHE_GROUP', namespace_id: 'ns-1', port: 6379, ext_registry: true }, timeout: 2000, database: 5 },
+    client: { name: 'nacos', cluster: { type: 'nacos', service: 'redis-nacos', group: 'CACHE_GROUP', namespace_id: 'ns-1', port: 6379, ext_registry: true }, timeout: 10_000, database: 5 },
     clusterName: 'outbound|6379||redis-nacos.CACHE-GROUP.ns-1.nacos-ext',
   },
   {
-    client: { name: 'consul', cluster: { type: 'consul', service: 'redis-consul', datacenter: 'dc1', port: 6379 }, timeout: 2000, database: 6 },
+    client: { name: 'consul', cluster: { type: 'consul', service: 'redis-consul', datacenter: 'dc1', port: 6379 }, timeout: 10_000, database: 6 },
     clusterName: 'outbound|6379||redis-consul.dc1.consul',
   },
   {
-    client: { name: 'target', cluster: { type: 'target', cluster: 'redis-target' }, password: 'target-pass', timeout: 2000, database: 7 },
+    client: { name: 'target', cluster: { type: 'target', cluster: 'redis-target' }, password: 'target-pass', timeout: 10_000, database: 7 },
     clusterName: 'redis-target',
     requirepass: 'target-pass',
   },
   {
     // RouteCluster's name is the request's route cluster, so it can only be initialised in a request.
-    client: { name: 'route', cluster: { type: 'route' }, timeout: 2000, database: 8, init: 'request' },
+    client: { name: 'route', cluster: { type: 'route' }, timeout: 10_000, database: 8, init: 'request' },
     clusterName: 'outbound|6379||redis-route.default.svc.cluster.local',
   },
 ];
@@ -78,7 +78,7 @@ before(async () => {
     clients: [
       ...CASES.map((c) => c.client),
       // The same RouteCluster initialised while the configuration is parsed: there is no route yet.
-      { name: 'route-at-config', cluster: { type: 'route' }, timeout: 2000 },
+      { name: 'route-at-config', cluster: { type: 'route' }, timeout: 10_000 },
     ],
     clusters: CASES.map((c) => ({ name: c.clusterName, port: servers.get(c.client.name)!.port, ...(c.dns ? { dns: true } : {}) })),
     redisRoute: { prefix: '/route/', cluster: CASES.find((c) => c.client.name === 'route')!.clusterName },

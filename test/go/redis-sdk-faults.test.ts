@@ -22,16 +22,16 @@ const clusterOf = (name: string) => `outbound|6379||${name}.default.svc.cluster.
 const CANNOT_CONNECT = { type: 'Error', err: 'cannot connect to redis cluster' };
 
 const CLIENTS: readonly ClientConfig[] = [
-  { name: 'dead', cluster: fqdn('redis-dead'), timeout: 2000 },
-  { name: 'stalled', cluster: fqdn('redis-stalled'), timeout: 500 },
-  { name: 'wrong-password', cluster: fqdn('redis-auth'), password: 'not-the-password', timeout: 2000 },
-  { name: 'acl', cluster: fqdn('redis-acl'), username: 'app', password: 'app-pass', timeout: 2000 },
-  { name: 'acl-wrong-password', cluster: fqdn('redis-acl-bad'), username: 'app', password: 'nope', timeout: 2000 },
-  { name: 'db5', cluster: fqdn('redis-db5'), timeout: 2000, database: 5 },
-  { name: 'db-out-of-range', cluster: fqdn('redis-db99'), timeout: 2000, database: 99 },
-  { name: 'unknown', cluster: fqdn('redis-nowhere'), timeout: 2000 },
-  { name: 'no-host', cluster: fqdn('redis-empty'), timeout: 2000 },
-  { name: 'restarted', cluster: fqdn('redis-restarted'), timeout: 2000 },
+  { name: 'dead', cluster: fqdn('redis-dead'), timeout: 10_000 },
+  { name: 'stalled', cluster: fqdn('redis-stalled'), timeout: 1500 },
+  { name: 'wrong-password', cluster: fqdn('redis-auth'), password: 'not-the-password', timeout: 10_000 },
+  { name: 'acl', cluster: fqdn('redis-acl'), username: 'app', password: 'app-pass', timeout: 10_000 },
+  { name: 'acl-wrong-password', cluster: fqdn('redis-acl-bad'), username: 'app', password: 'nope', timeout: 10_000 },
+  { name: 'db5', cluster: fqdn('redis-db5'), timeout: 10_000, database: 5 },
+  { name: 'db-out-of-range', cluster: fqdn('redis-db99'), timeout: 10_000, database: 99 },
+  { name: 'unknown', cluster: fqdn('redis-nowhere'), timeout: 10_000 },
+  { name: 'no-host', cluster: fqdn('redis-empty'), timeout: 10_000 },
+  { name: 'restarted', cluster: fqdn('redis-restarted'), timeout: 10_000 },
   { name: 'abandoned', cluster: fqdn('redis-abandoned'), timeout: 60_000 },
 ];
 
@@ -113,7 +113,7 @@ describe('wasm-go RedisClient faults through the sidecar', () => {
     assert.deepEqual(first.results, [{ op: 'Set', reply: { type: 'SimpleString', str: 'OK' } }]);
     process.kill(stalled.pid!, 'SIGSTOP');
     try {
-      // Several requests at once on the stalled connection: the op timeout (500 ms, from Init) closes it and fails
+      // Several requests at once on the stalled connection: the op timeout (1500 ms, from Init) closes it and fails
       // every call on it; each HTTP request is still answered.
       const runs = await Promise.all(
         [1, 2, 3, 4].map((i) => runOps(env.url, 'stalled', [{ op: 'Set', args: ['k', `during-${i}`] }, { op: 'Get', args: ['k'] }])),
