@@ -1,23 +1,65 @@
+import { networkInterfaces } from 'node:os';
 import type { Dispatcher } from 'undici';
 import type { HeaderPairs } from '../common/headers';
 import type { Logger } from '../common/logger';
 import { silentLogger } from '../common/logger';
 import type { HttpCalloutOutcome, HttpCalloutRequest, HttpCalloutResponse, HttpCalloutService } from '../services/http-callout';
 import { flatten, HOP_BY_HOP, pairsFromObject } from './http-headers';
+import { NO_HEALTHY_UPSTREAM_BODY, UPSTREAM_RESET_BODY_PREFIX, UPSTREAM_TIMEOUT_BODY } from './router';
 import type { UpstreamPools } from './upstream-pools';
 
 const SKIP = new Set([...HOP_BY_HOP, 'expect', 'host']);
-const EMPTY: HttpCalloutResponse = { headers: [], body: Buffer.alloc(0), trailers: [] };
+/** A reset after response headers (Envoy AsyncClient onFailure): zero headers, no body. */
+const RESET: HttpCalloutResponse = { headers: [], body: Buffer.alloc(0), trailers: [] };
 
 /**
- * proxy_http_call over the same keep-alive pools as the router (Envoy's AsyncClient). The cluster name is
- * exact (no `?` stripping, unlike Redis); an unknown cluster is BAD_ARGUMENT. The reply carries `:status`,
- * the body and trailers. A timeout, a reset or an unreachable host is delivered as a response with zero
- * headers (Envoy onFailure), always asynchronously and exactly once; cancel() suppresses it.
+ * A local reply of the router inside Envoy's AsyncClient (Utility::sendLocalReply): AsyncStreamImpl encodes it
+ * as the response, so the plugin's callback gets it like any other (:status, content-length, content-type).
+ */
+function localReply(status: number, text: string): HttpCalloutResponse {
+  const body = Buffer.from(text);
+  return { headers: [[':status', String(status)], ['content-length', String(body.length)], ['content-type', 'text/plain']], body, trailers: [] };
+}
+
+/**
+ * The reset reason in Envoy's "upstream connect error ... reset reason: <reason>" body, as the data-plane
+ * router words it (src/http/router.ts resetReason; one of the two should import the other, see the report).
+ */
+function resetReason(err: Error & { code?: string }): string {
+  switch (err.code) {
+    case 'UND_ERR_CONNECT_TIMEOUT': return 'connection timeout';
+    case 'ECONNREFUSED': case 'EHOSTUNREACH': case 'ENETUNREACH': case 'ENOTFOUND': case 'EADDRNOTAVAIL': case 'EAI_AGAIN':
+      return 'connection failure';
+    case 'ECONNRESET': return 'remote reset';
+    default: return 'connection termination';
+  }
+}
+
+/**
+ * Envoy's LocalInfo address (Network::Utility::getLocalAddress): the first non-loopback IPv4 address of this
+ * host, else 127.0.0.1. The AsyncClient appends it to x-forwarded-for (StreamOptions::send_xff, on by default).
+ */
+function localAddress(): string {
+  for (const addrs of Object.values(networkInterfaces())) {
+    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return '127.0.0.1';
+}
+
+/**
+ * proxy_http_call as Envoy's Context::httpCall and AsyncClient do it, over the same keep-alive pools as the
+ * router. The cluster name is exact (no `?` stripping, unlike Redis); an unknown cluster is BAD_ARGUMENT at
+ * dispatch. The request carries what the AsyncClient's router adds: x-envoy-internal, x-forwarded-for and, with
+ * a timeout, x-envoy-expected-rq-timeout-ms. What the router would answer locally is delivered as a response,
+ * as the AsyncClient does: no healthy host 503 `no healthy upstream`, connect failure or reset before headers
+ * 503 `upstream connect error ...`, timeout before headers 504 `upstream request timeout`. Only a reset (or the
+ * timeout) after response headers is a failure, delivered with zero headers (onFailure). Every outcome is
+ * asynchronous and delivered exactly once; cancel() suppresses it.
  */
 export class UndiciHttpCalloutService implements HttpCalloutService {
   private readonly logger: Logger;
   private readonly inflight = new Set<() => void>();
+  private readonly xffAddress = localAddress();
   private closed = false;
 
   constructor(
@@ -65,17 +107,24 @@ export class UndiciHttpCalloutService implements HttpCalloutService {
     this.inflight.add(cancel);
     if (!host) {
       this.logger.info({ cluster: cluster.name }, 'http callout: no healthy upstream');
-      deliver(EMPTY);
+      deliver(localReply(503, NO_HEALTHY_UPSTREAM_BODY));
       return { status: 'ok', cancel };
     }
     release = this.pools.track(cluster.name, host);
     const lowered: HeaderPairs = request.headers.map(([k, v]) => [k.toLowerCase(), v]);
-    const headers = flatten(lowered, SKIP);
+    const headers = flatten(lowered.filter(([k]) => k !== 'x-forwarded-for'), SKIP);
     headers.push('host', authority);
+    const xff = lowered.filter(([k]) => k === 'x-forwarded-for').map(([, v]) => v);
+    headers.push('x-forwarded-for', [...xff, this.xffAddress].join(', '));
+    if (!lowered.some(([k]) => k === 'x-envoy-internal')) headers.push('x-envoy-internal', 'true');
+    if (request.timeoutMs > 0 && !lowered.some(([k]) => k === 'x-envoy-expected-rq-timeout-ms')) {
+      headers.push('x-envoy-expected-rq-timeout-ms', String(request.timeoutMs));
+    }
     if (request.body.length > 0 && !lowered.some(([k]) => k === 'content-length')) headers.push('content-length', String(request.body.length));
     let status = 0;
     let responseHeaders: HeaderPairs = [];
     const chunks: Buffer[] = [];
+    const sentAt = process.hrtime.bigint();
     const handler: Dispatcher.DispatchHandler = {
       onRequestStart: (c) => {
         controller = c;
@@ -85,6 +134,7 @@ export class UndiciHttpCalloutService implements HttpCalloutService {
         if (statusCode < 200) return;
         status = statusCode;
         responseHeaders = pairsFromObject(h);
+        responseHeaders.push(['x-envoy-upstream-service-time', String((process.hrtime.bigint() - sentAt) / 1_000_000n)]);
       },
       onResponseData: (_c, chunk) => {
         chunks.push(chunk);
@@ -94,16 +144,17 @@ export class UndiciHttpCalloutService implements HttpCalloutService {
       },
       onResponseError: (_c, err) => {
         if (settled) return;
-        this.logger.info({ cluster: cluster.name, host: host.key, err: err.message }, 'http callout failed');
-        deliver(EMPTY);
+        const reason = resetReason(err as Error & { code?: string });
+        this.logger.info({ cluster: cluster.name, host: host.key, err: err.message, reason, afterHeaders: status !== 0 }, 'http callout failed');
+        deliver(status !== 0 ? RESET : localReply(503, UPSTREAM_RESET_BODY_PREFIX + reason));
       },
     };
     if (request.timeoutMs > 0) {
       timer = setTimeout(() => {
         timer = undefined;
-        this.logger.info({ cluster: cluster.name, timeoutMs: request.timeoutMs }, 'http callout timed out');
+        this.logger.info({ cluster: cluster.name, timeoutMs: request.timeoutMs, afterHeaders: status !== 0 }, 'http callout timed out');
         const c = controller;
-        deliver(EMPTY);
+        deliver(status !== 0 ? RESET : localReply(504, UPSTREAM_TIMEOUT_BODY));
         c?.abort(new Error('callout timeout'));
       }, request.timeoutMs);
     }

@@ -1,6 +1,10 @@
 import type { HeaderPairs } from '../common/headers';
 
-/** A completed callout. `headers` is empty when the call failed (reset/timeout), as Envoy reports it. */
+/**
+ * A completed callout. As Envoy's AsyncClient: what its router answers locally (no healthy upstream, connect
+ * failure, timeout before headers) is a response like any other; `headers` is empty only when the call failed
+ * after response headers (a reset), which Envoy reports through onFailure.
+ */
 export interface HttpCalloutResponse {
   readonly headers: HeaderPairs;
   readonly body: Buffer;

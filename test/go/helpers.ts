@@ -46,6 +46,8 @@ export interface GoSidecarSpec {
   readonly virtualHosts?: readonly VirtualHostSpec[];
   /** An admin endpoint on a free loopback port (for /logging). */
   readonly admin?: boolean;
+  /** STATIC clusters with no endpoints (Envoy accepts them; every request to them finds no healthy host). */
+  readonly emptyClusters?: readonly string[];
 }
 
 function routeJson(r: RouteSpec): Record<string, unknown> {
@@ -77,13 +79,21 @@ export function goBootstrap(spec: GoSidecarSpec): Record<string, unknown> {
       virtual_hosts: spec.virtualHosts.map((vh) => ({ name: vh.name, domains: [...vh.domains], routes: vh.routes.map(routeJson) })),
     };
   }
+  for (const name of spec.emptyClusters ?? []) {
+    (bootstrap as unknown as BootstrapShape).static_resources.clusters.push({
+      name, type: 'STATIC', connect_timeout: '1s', load_assignment: { cluster_name: name, endpoints: [] },
+    });
+  }
   if (spec.admin) bootstrap['admin'] = { address: { socket_address: { address: '127.0.0.1', port_value: 0 } } };
   return bootstrap;
 }
 
 /** The part of bootstrapJson's output this file rewrites. */
 interface BootstrapShape {
-  static_resources: { listeners: Array<{ filter_chains: Array<{ filters: Array<{ typed_config: { route_config: unknown } }> }> }> };
+  static_resources: {
+    listeners: Array<{ filter_chains: Array<{ filters: Array<{ typed_config: { route_config: unknown } }> }> }>;
+    clusters: unknown[];
+  };
 }
 
 export interface GoSidecar {

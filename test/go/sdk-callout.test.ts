@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
+import { freePort } from '../../src/common/free-port';
 import { TempDir, Upstream } from '../http/helpers';
 import { until } from '../support/until';
 import { k8sClusterName, startGoSidecar, type GoSidecar } from './helpers';
@@ -9,12 +10,17 @@ import { k8sClusterName, startGoSidecar, type GoSidecar } from './helpers';
 // HTTP callouts through the Higress SDK's cluster clients (wasm-go pkg/wrapper cluster_wrapper.go,
 // http_wrapper.go): each Cluster kind names an Envoy cluster (`outbound|port||host`) and a default :authority;
 // HttpCall adds :method/:path/:authority and dispatches with proxy_http_call, default timeout 500 ms. Envoy's
-// Context::httpCall answers BadArgument at once for an unknown cluster; a callout that times out or fails is
-// delivered as a response with no headers and no body, which the SDK reports as 502 (no :status).
+// Context::httpCall answers BadArgument at once for an unknown cluster. Everything else goes through the
+// AsyncClient, whose router adds x-envoy-internal, x-forwarded-for and x-envoy-expected-rq-timeout-ms, and
+// whose local replies (no healthy upstream 503, connect failure 503, timeout before headers 504) reach the
+// plugin as responses (AsyncStreamImpl::sendLocalReply encodes them); only a reset after response headers is
+// onFailure, zero headers, which the SDK reports as 502.
 
 const AUTH = k8sClusterName('auth', 'default', 80);
 const AUTH_STATIC = 'outbound|8080||auth.static';
 const AUTH_DNS = 'outbound|80||auth.dns';
+const DEAD = k8sClusterName('dead', 'default', 80);
+const EMPTY = k8sClusterName('empty', 'default', 80);
 
 const tmp = new TempDir();
 let backend: Upstream;
@@ -25,6 +31,12 @@ const held: Array<() => void> = [];
 function authHandler(req: IncomingMessage, res: ServerResponse, body: string): void {
   const original = String(req.headers['x-original-path'] ?? '');
   if (req.url === '/slow') return; // never answers: the callout's timeout fires
+  if (original.includes('/reset')) {
+    // Headers and part of the body, then the connection goes away: a reset after response headers.
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.write('partial', () => res.socket?.destroy());
+    return;
+  }
   if (original.includes('/deny')) {
     res.writeHead(403, { 'content-type': 'text/plain' }).end('no entry');
     return;
@@ -50,7 +62,9 @@ before(async () => {
       { name: AUTH, port: auth.port },
       { name: AUTH_STATIC, port: auth.port },
       { name: AUTH_DNS, port: auth.port },
+      { name: DEAD, port: await freePort() },
     ],
+    emptyClusters: [EMPTY],
   });
 });
 
@@ -94,6 +108,10 @@ describe('cluster clients: the callout reaches the cluster each kind names, the 
       assert.equal(seen.url, `/check?kind=${c.kind}`);
       assert.equal(seen.headers['host'], c.host);
       assert.equal(seen.headers['x-callout-from'], c.kind);
+      // What Envoy's AsyncClient router adds to every callout.
+      assert.equal(seen.headers['x-envoy-internal'], 'true');
+      assert.equal(seen.headers['x-envoy-expected-rq-timeout-ms'], '5000');
+      assert.match(String(seen.headers['x-forwarded-for']), /^\d+\.\d+\.\d+\.\d+$/);
       const resumed = backendSaw(path);
       assert.ok(resumed, 'the original request went on to the route cluster');
       assert.equal(resumed.headers['x-callout-status'], '200');
@@ -151,18 +169,38 @@ describe('callouts that do not succeed', () => {
 
   it('an unknown cluster is refused at dispatch (BadArgument), with no callback', async () => {
     const before = auth.requests.length + backend.requests.length;
-    const res = await send('/unknown/x');
+    const res = await send('/svc/missing/x');
     assert.equal(res.status, 500);
     assert.equal(res.body, 'callout refused: error status returned by host: bad argument');
     assert.equal(res.headers['x-callout-cluster'], 'outbound|80||missing.default.svc.cluster.local');
     assert.equal(auth.requests.length + backend.requests.length, before);
   });
 
-  it('a callout that times out is delivered without headers: the SDK reports 502 and an empty body', async () => {
+  it('a cluster without endpoints answers 503 no healthy upstream, as a response', async () => {
+    const res = await send('/svc/empty/x');
+    assert.equal(res.status, 503);
+    assert.equal(res.body, 'callout answered 503: no healthy upstream');
+    assert.equal(res.headers['x-callout-cluster'], EMPTY);
+  });
+
+  it('a connect failure answers 503 upstream connect error, as a response', async () => {
+    const res = await send('/svc/dead/x');
+    assert.equal(res.status, 503);
+    assert.match(res.body, /^callout answered 503: upstream connect error or disconnect\/reset before headers\. reset reason: connection failure/);
+  });
+
+  it('a callout that times out before response headers answers 504 upstream request timeout, as a response', async () => {
     const res = await send('/slow/x');
-    assert.equal(res.status, 502);
-    assert.equal(res.body, 'callout answered 502: ');
+    assert.equal(res.status, 504);
+    assert.equal(res.body, 'callout answered 504: upstream request timeout');
     assert.ok(authSaw('/slow/x'), 'the callout was sent');
     assert.equal(backendSaw('/slow/x'), undefined);
+  });
+
+  it('a reset after response headers is a failure: zero headers, which the SDK reports as 502 with no body', async () => {
+    const res = await send('/fqdn/reset');
+    assert.equal(res.status, 502);
+    assert.equal(res.body, 'callout answered 502: ');
+    assert.equal(backendSaw('/fqdn/reset'), undefined);
   });
 });

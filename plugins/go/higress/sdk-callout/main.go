@@ -10,7 +10,8 @@
 //	/dns/...     DnsCluster{ServiceName, Domain}     -> outbound|<port>||<svc>.dns
 //	/route/...   RouteCluster{Host}                  -> the current route's cluster_name
 //	/post/...    FQDNCluster, Post with a body
-//	/unknown/... a cluster the sidecar does not have -> DispatchHttpCall fails at once
+//	/svc/<name>/ FQDNCluster{<name>.<namespace>.svc.cluster.local}: a cluster that does not exist (dispatch
+//	             fails at once), has no endpoints or a dead one
 //	/slow/...    FQDNCluster with the short timeout
 package main
 
@@ -65,7 +66,8 @@ func (c config) fqdn() string {
 
 func onRequestHeaders(ctx wrapper.HttpContext, c config) types.Action {
 	path := ctx.Path()
-	kind := strings.SplitN(strings.TrimPrefix(path, "/"), "/", 2)[0]
+	segments := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	kind := segments[0]
 	headers := [][2]string{{"x-callout-from", kind}, {"x-original-path", path}}
 	target := "/check?kind=" + kind
 	timeout := c.timeoutMs
@@ -81,8 +83,11 @@ func onRequestHeaders(ctx wrapper.HttpContext, c config) types.Action {
 		client = wrapper.NewClusterClient(wrapper.DnsCluster{ServiceName: c.service, Domain: c.dnsDomain, Port: c.port})
 	case "route":
 		client = wrapper.NewClusterClient(wrapper.RouteCluster{Host: "route-callout.internal"})
-	case "unknown":
-		client = wrapper.NewClusterClient(wrapper.FQDNCluster{FQDN: "missing." + c.namespace + ".svc.cluster.local", Port: c.port})
+	case "svc":
+		if len(segments) < 2 {
+			return types.ActionContinue
+		}
+		client = wrapper.NewClusterClient(wrapper.FQDNCluster{FQDN: segments[1] + "." + c.namespace + ".svc.cluster.local", Port: c.port})
 	case "slow":
 		client = wrapper.NewClusterClient(wrapper.FQDNCluster{FQDN: c.fqdn(), Port: c.port})
 		target = "/slow"
