@@ -79,6 +79,8 @@ export interface VirtualHostConfig {
 export interface RouteTableConfig {
   readonly name: string;
   readonly virtualHosts: readonly VirtualHostConfig[];
+  /** RouteConfiguration.ignore_port_in_host_matching: virtual hosts are matched without the :authority port. */
+  readonly ignorePortInHostMatching: boolean;
 }
 
 export type WasmCode = { readonly kind: 'file'; readonly filename: string } | { readonly kind: 'inline'; readonly bytes: Buffer };
@@ -118,6 +120,8 @@ export interface ListenerConfig {
   readonly wasmFilters: readonly WasmFilterConfig[];
   /** HttpConnectionManager.generate_request_id (default true). */
   readonly generateRequestId: boolean;
+  /** HttpConnectionManager strip_any_host_port / strip_matching_host_port: the :authority port removed on arrival. */
+  readonly stripHostPort: 'none' | 'any' | 'matching';
   /** Listener.per_connection_buffer_limit_bytes: each stream's buffer limit (Envoy: 413/500 past it while buffering). */
   readonly bufferLimitBytes: number;
   /** Listener.metadata (xds.listener_metadata). */
@@ -288,7 +292,11 @@ function routeTable(v: unknown, path: string): RouteTableConfig {
     const routes = arr(o['routes'], `${p}.routes`).map((r, j) => route(r, `${p}.routes[${j}]`));
     return { name: str(o['name'], `${p}.name`), domains, routes, metadata: encodeMetadata(o['metadata'], `${p}.metadata`) };
   });
-  return { name: str(rc['name'], `${path}.name`, ''), virtualHosts };
+  return {
+    name: str(rc['name'], `${path}.name`, ''),
+    virtualHosts,
+    ignorePortInHostMatching: bool(rc['ignore_port_in_host_matching'], `${path}.ignore_port_in_host_matching`, false),
+  };
 }
 
 /** A PluginConfig/VmConfig `configuration` Any → the bytes the plugin reads (proxy-wasm-abi.md §11). */
@@ -413,11 +421,19 @@ function listener(v: unknown, path: string, extras: PluginConfigExtras, baseDir:
     routeConfig,
     wasmFilters,
     generateRequestId: bool(hcmAny['generate_request_id'], `${hPath}.generate_request_id`, true),
+    stripHostPort: stripHostPort(hcmAny, hPath),
     bufferLimitBytes: uint32(l['per_connection_buffer_limit_bytes'], `${path}.per_connection_buffer_limit_bytes`, DEFAULT_BUFFER_LIMIT_BYTES),
     metadata: encodeMetadata(l['metadata'], `${path}.metadata`),
     trafficDirection: trafficDirection(l['traffic_direction'], `${path}.traffic_direction`),
     filterChainName: str(chain['name'], `${fcPath}.name`, ''),
   };
+}
+
+function stripHostPort(hcm: Json, path: string): ListenerConfig['stripHostPort'] {
+  const any = bool(hcm['strip_any_host_port'], `${path}.strip_any_host_port`, false);
+  const matching = bool(hcm['strip_matching_host_port'], `${path}.strip_matching_host_port`, false);
+  if (any && matching) throw new ConfigError('only one of strip_matching_host_port or strip_any_host_port can be set', `${path}.strip_any_host_port`);
+  return any ? 'any' : matching ? 'matching' : 'none';
 }
 
 /** Parses listeners (proto3 JSON, snake_case) into ListenerConfigs. `baseDir` resolves relative code filenames. */

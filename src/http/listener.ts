@@ -6,7 +6,7 @@ import type { Plugin } from '../runtime/plugin';
 import { ActiveStream, newRequestId, type DownstreamSink } from './active-stream';
 import { flatten, getHeader, HOP_BY_HOP, pairsFromRaw } from './http-headers';
 import type { ListenerConfig } from './listener-config';
-import { RouteTable } from './route-table';
+import { RouteTable, stripPort } from './route-table';
 import { RouterFilter } from './router';
 import type { UpstreamPools } from './upstream-pools';
 import { loadEnvoyProtos } from '../xds/protos';
@@ -255,7 +255,7 @@ export class HttpListener {
     let finished = false;
     const headers = stream.requestHeaders;
     const raw = pairsFromRaw(req.rawHeaders);
-    headers.push([':authority', getHeader(raw, 'host') ?? ''], [':path', req.url ?? '/'], [':method', req.method ?? 'GET'], [':scheme', 'http']);
+    headers.push([':authority', this.authority(getHeader(raw, 'host') ?? '', req.socket.localPort)], [':path', req.url ?? '/'], [':method', req.method ?? 'GET'], [':scheme', 'http']);
     for (const pair of raw) if (pair[0] !== 'host') headers.push(pair);
     let requestId = getHeader(headers, 'x-request-id');
     if (requestId === undefined && cfg.generateRequestId) {
@@ -322,6 +322,15 @@ export class HttpListener {
       if (trailers.length > 0) stream.decodeTrailers(trailers);
       else stream.decodeData(Buffer.alloc(0), true);
     });
+  }
+
+  /** HCM strip_any_host_port / strip_matching_host_port (the latter: only the port the listener listens on). */
+  private authority(host: string, localPort: number | undefined): string {
+    const mode = this.options.config.stripHostPort;
+    if (mode === 'none') return host;
+    const stripped = stripPort(host);
+    if (stripped === host || mode === 'any') return stripped;
+    return host.slice(stripped.length + 1) === String(localPort) ? stripped : host;
   }
 
   /** Stops accepting, lets in-flight streams finish (up to `drainTimeoutMs`), then closes every connection. */

@@ -50,6 +50,14 @@ function matchPath(route: RouteConfigEntry, path: string): boolean {
   }
 }
 
+/** `host:port` → `host` (IPv6 `[::1]:80` → `[::1]`); a host without a port is returned as is. */
+export function stripPort(host: string): string {
+  const colon = host.lastIndexOf(':');
+  if (colon <= 0 || host.endsWith(']')) return host;
+  if (host.startsWith('[') ? host[colon - 1] !== ']' : host.indexOf(':') !== colon) return host; // a bare IPv6 literal
+  return /^\d+$/.test(host.slice(colon + 1)) ? host.slice(0, colon) : host;
+}
+
 export class RouteTable {
   private readonly exact = new Map<string, VirtualHostConfig>();
   private readonly suffixes: Array<[string, VirtualHostConfig]> = [];
@@ -70,14 +78,13 @@ export class RouteTable {
     this.prefixes.sort((a, b) => b[0].length - a[0].length);
   }
 
+  /**
+   * Envoy RouteMatcher::findVirtualHost: the lower-cased :authority as sent, port included; with the route
+   * configuration's ignore_port_in_host_matching, without its port.
+   */
   virtualHost(authority: string): VirtualHostConfig | undefined {
     const host = authority.toLowerCase();
-    const found = this.findHost(host);
-    if (found) return found;
-    // Envoy strips the port when no virtual host names it (strip_any_host_port-like fallback).
-    const colon = host.lastIndexOf(':');
-    if (colon > 0 && !host.endsWith(']')) return this.findHost(host.slice(0, colon)) ?? this.defaultHost;
-    return this.defaultHost;
+    return this.findHost(this.config.ignorePortInHostMatching ? stripPort(host) : host) ?? this.defaultHost;
   }
 
   private findHost(host: string): VirtualHostConfig | undefined {
