@@ -112,7 +112,8 @@ export class UndiciHttpCalloutService implements HttpCalloutService {
     }
     release = this.pools.track(cluster.name, host);
     const lowered: HeaderPairs = request.headers.map(([k, v]) => [k.toLowerCase(), v]);
-    const headers = flatten(lowered.filter(([k]) => k !== 'x-forwarded-for'), SKIP);
+    // Context::httpCall sets content-length to the body's length itself (and none without a body).
+    const headers = flatten(lowered.filter(([k]) => k !== 'x-forwarded-for' && k !== 'content-length'), SKIP);
     headers.push('host', authority);
     const xff = lowered.filter(([k]) => k === 'x-forwarded-for').map(([, v]) => v);
     headers.push('x-forwarded-for', [...xff, this.xffAddress].join(', '));
@@ -120,7 +121,7 @@ export class UndiciHttpCalloutService implements HttpCalloutService {
     if (request.timeoutMs > 0 && !lowered.some(([k]) => k === 'x-envoy-expected-rq-timeout-ms')) {
       headers.push('x-envoy-expected-rq-timeout-ms', String(request.timeoutMs));
     }
-    if (request.body.length > 0 && !lowered.some(([k]) => k === 'content-length')) headers.push('content-length', String(request.body.length));
+    if (request.body.length > 0) headers.push('content-length', String(request.body.length));
     let status = 0;
     let responseHeaders: HeaderPairs = [];
     const chunks: Buffer[] = [];

@@ -132,7 +132,7 @@ describe('cluster clients: the callout reaches the cluster each kind names, the 
     assert.equal(resumed?.headers['x-callout-body'], 'upstream saw GET /check?kind=route');
   });
 
-  it('Post sends the body with its content-length; the client\'s own body follows the resumed request', async () => {
+  it('Post sends the body with its own content-length (not the plugin\'s); the client\'s own body follows the resumed request', async () => {
     const res = await send('/post/item', { method: 'POST', body: 'client body' });
     assert.equal(res.status, 200, res.body);
     const seen = authSaw('/post/item');
