@@ -29,6 +29,8 @@ const PROPS = [
   ['connection', 'tls_version'], // 14
   ['xds', 'virtual_host_name'], // 15
   ['upstream', 'transport_failure_reason'], // 16
+  ['response', 'grpc_status'], // 17
+  ['request', 'duration'], // 18
 ] as const;
 
 const CONFIG = JSON.stringify({ properties: PROPS, deny_header: 'x-deny' });
@@ -113,6 +115,8 @@ test('an upstream response: via_upstream, the route and its metadata, upstream a
   assert.equal(r.h('x-resp-8'), hex(`127.0.0.1:${upstream.port}`));
   assert.equal(r.h('x-resp-12'), int64Hex(upstream.port));
   assert.equal(r.h('x-resp-16'), NOT_FOUND);
+  assert.equal(r.h('x-resp-17'), int64Hex(2), 'no grpc-status: inferred from HTTP 200 (Unknown)');
+  assert.equal(r.h('x-resp-18'), NOT_FOUND, 'request.duration only once the stream completed');
 });
 
 test("a plugin's local reply: Higress's via_wasm::<plugin>::<details>, and it is not from upstream", async () => {
@@ -146,6 +150,7 @@ test("the router's local replies carry Envoy's details and response flags", asyn
   assert.equal(uf.h('x-resp-7'), int64Hex(0x20), 'UF');
   assert.equal(uf.h('x-resp-16'), hex('ECONNREFUSED'));
   assert.equal(uf.h('x-resp-8'), hex(`127.0.0.1:${deadPort}`));
+  assert.equal(uf.h('x-resp-17'), int64Hex(14), '503 is UNAVAILABLE');
 
   const ut = await get('/hang');
   assert.equal(ut.status, 504);
