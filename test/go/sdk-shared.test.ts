@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { TempDir, Upstream } from '../http/helpers';
 import { until } from '../support/until';
-import { startGoSidecar, type GoSidecar } from './helpers';
+import { k8sClusterName, startGoSidecar, type GoSidecar } from './helpers';
 
 // Ticks and shared data through the Higress SDK (plugins/go/higress/sdk-shared). Envoy's behaviour
 // (proxy-wasm-cpp-host src/shared_data.cc): get of a missing key is NOT_FOUND with cas 0; set of an existing
@@ -13,13 +13,18 @@ import { startGoSidecar, type GoSidecar } from './helpers';
 
 const tmp = new TempDir();
 let backend: Upstream;
+let tokens: Upstream;
+const TOKEN_CLUSTER = k8sClusterName('token', 'default', 80);
 
 before(async () => {
   backend = await Upstream.start();
+  let issued = 0;
+  tokens = await Upstream.start((_req, res) => res.end(`token-${++issued}`));
 });
 
 after(async () => {
   await backend?.close();
+  await tokens?.close();
   tmp.cleanup();
 });
 
@@ -45,9 +50,10 @@ async function call(url: string, path: string): Promise<Answer> {
 describe('one VM', () => {
   let sc: GoSidecar;
   before(async () => {
+    const configuration = JSON.stringify({ ...JSON.parse(CONFIG), refresh_fqdn: 'token.default.svc.cluster.local', refresh_port: 80 });
     sc = await startGoSidecar(tmp, {
-      filters: [{ plugin: 'go/sdk-shared', name: 'shared', rootId: '', vmId: 'shared-vm', configuration: CONFIG }],
-      clusters: [{ name: 'backend', port: backend.port }],
+      filters: [{ plugin: 'go/sdk-shared', name: 'shared', rootId: '', vmId: 'shared-vm', configuration }],
+      clusters: [{ name: 'backend', port: backend.port }, { name: TOKEN_CLUSTER, port: tokens.port }],
     });
   });
   after(async () => {
@@ -67,6 +73,22 @@ describe('one VM', () => {
     const slow = await counter('ticks.slow');
     const fast = await counter('ticks.fast');
     assert.ok(slow <= fast, `slow ${slow} <= fast ${fast}`);
+  });
+
+  it('a tick calls out from the root context through a cluster client; its answer lands in shared data', async () => {
+    let value: string | undefined;
+    await until(async () => {
+      const a = await call(sc.url, '/shared/get?key=token');
+      value = a.header('x-shared-value');
+      return a.status === 200;
+    }, 20_000, 'token stored');
+    assert.match(value ?? '', /^token-\d+$/);
+    const seen = tokens.requests[0]!;
+    assert.equal(seen.method, 'GET');
+    assert.equal(seen.url, '/token');
+    assert.equal(seen.headers['host'], 'token.default.svc.cluster.local');
+    // Later ticks refresh it.
+    await until(async () => (await call(sc.url, '/shared/get?key=token')).header('x-shared-value') !== value, 20_000, 'token refreshed');
   });
 
   it('get of a missing key is NOT_FOUND with cas 0', async () => {

@@ -1,7 +1,8 @@
 // A Higress SDK plugin for ticks and shared data as the SDK exposes them. parseConfig registers two tick
 // functions (wrapper.RegisterTickFunc; the SDK then sets a 100 ms tick period and runs each function when its
 // own period has passed) that count their runs in shared data. Requests under /shared/ read and write shared
-// data with the CAS value the client passes, so CAS can be exercised across requests:
+// data with the CAS value the client passes, so CAS can be exercised across requests. With `refresh_fqdn`, one
+// more tick calls that service's /token from the root context and stores the answer under "token".
 //
 //	/shared/get?key=K                 200 x-shared-value, x-shared-cas; 404 when the key does not exist
 //	/shared/set?key=K&value=V&cas=N   200 x-shared-result: ok; 409 with the host's error (cas mismatch)
@@ -11,6 +12,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -42,7 +44,36 @@ func parseConfig(json gjson.Result, _ *config) error {
 	}
 	wrapper.RegisterTickFunc(fast, func() { tickCount(prefix + ".fast") })
 	wrapper.RegisterTickFunc(slow, func() { tickCount(prefix + ".slow") })
+	if fqdn := json.Get("refresh_fqdn").String(); fqdn != "" {
+		registerRefresh(wrapper.NewClusterClient(wrapper.FQDNCluster{FQDN: fqdn, Port: json.Get("refresh_port").Int()}))
+	}
 	return nil
+}
+
+// registerRefresh: a tick that calls out from the root context (no HTTP stream), as plugins that refresh a
+// token or a rule set do, and stores what it got in shared data for every request (and VM) to read.
+func registerRefresh(client wrapper.HttpClient) {
+	inFlight := false
+	wrapper.RegisterTickFunc(200, func() {
+		if inFlight {
+			return
+		}
+		inFlight = true
+		err := client.Get("/token", nil, func(code int, _ http.Header, body []byte) {
+			inFlight = false
+			if code != 200 {
+				log.Warnf("refresh answered %d", code)
+				return
+			}
+			if err := proxywasm.SetSharedData("token", body, 0); err != nil {
+				log.Errorf("store token: %v", err)
+			}
+		}, 2000)
+		if err != nil {
+			inFlight = false
+			log.Errorf("refresh refused: %v", err)
+		}
+	})
 }
 
 func tickCount(key string) {
