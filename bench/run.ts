@@ -1,28 +1,37 @@
 /**
  * `make bench`: every benchmark, each printing its figures beside a baseline measured in the same run.
  * Benchmarks are never pass/fail; run one alone with `node dist/bench/<area>/<name>.js`, or name areas:
- * `node dist/bench/run.js redis xds`.
+ * `node dist/bench/run.js redis xds`. `--quick` gives the benches that have one a short development run.
  */
 import { runStreamBench } from './abi/stream-bench';
 import { runRedisBench } from './redis/redis-bench';
 import { runXdsBench } from './xds/xds-bench';
 import { runHttpBench } from './http/http-bench';
+import { runGoBench } from './go/go-bench';
 
-const BENCHES: Readonly<Record<string, () => Promise<void>>> = {
+interface BenchFlags {
+  readonly quick: boolean;
+}
+
+const BENCHES: Readonly<Record<string, (flags: BenchFlags) => Promise<void>>> = {
   abi: () => runStreamBench(),
   redis: () => runRedisBench(),
   xds: () => runXdsBench(),
   http: () => runHttpBench(),
+  go: (flags) => runGoBench({ quick: flags.quick }),
 };
+const FLAGS = ['--quick'];
 
 async function main(): Promise<void> {
-  const wanted = process.argv.slice(2);
+  const args = process.argv.slice(2);
+  const flags: BenchFlags = { quick: args.includes('--quick') };
+  const wanted = args.filter((a) => !FLAGS.includes(a));
   const unknown = wanted.filter((w) => !(w in BENCHES));
-  if (unknown.length > 0) throw new Error(`unknown bench ${unknown.join(', ')}; known: ${Object.keys(BENCHES).join(', ')}`);
+  if (unknown.length > 0) throw new Error(`unknown bench ${unknown.join(', ')}; known: ${Object.keys(BENCHES).join(', ')} (flags: ${FLAGS.join(', ')})`);
   for (const [name, run] of Object.entries(BENCHES)) {
     if (wanted.length > 0 && !wanted.includes(name)) continue;
     console.log(`\n######## ${name} ########`);
-    await run();
+    await run(flags);
   }
 }
 

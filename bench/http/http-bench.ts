@@ -53,7 +53,7 @@ function autocannon(url: string, seconds: number): Promise<AutocannonJson> {
 }
 
 /** The upstream in its own process: 200 "ok" to everything. Resolves with its port. */
-function startUpstream(): Promise<{ port: number; child: ChildProcess }> {
+export function startUpstream(): Promise<{ port: number; child: ChildProcess }> {
   const code = `const s=require('node:http').createServer((q,r)=>{q.resume();q.on('end',()=>{r.setHeader('content-type','text/plain');r.end('ok')})});s.keepAliveTimeout=60000;s.listen(0,'127.0.0.1',()=>console.log(s.address().port));process.on('SIGTERM',()=>process.exit(0));`;
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
