@@ -369,6 +369,8 @@ function setProperty(vm: PluginVm, pPtr: number, pLen: number, vPtr: number, vLe
   if (raw === undefined || value === undefined) return WasmResult.InvalidMemoryAccess;
   const ctx = httpCtx(vm);
   if (!ctx) return WasmResult.NotFound;
+  // Higress hands `trace_span_tag.<tag>` to the tracer as a span tag instead of storing it; no tracer here.
+  if (raw.startsWith('trace_span_tag.')) return WasmResult.Ok;
   // A property declared read-only (declare_property) takes one value per stream (Envoy CelState::setValue).
   if (declaredProperties.get(ctx.root)?.get(raw)?.readonly && ctx.stream.properties.has(raw)) return WasmResult.BadArgument;
   ctx.stream.properties.set(raw, value);

@@ -61,6 +61,8 @@ export interface StreamInfo {
   readonly listenerName: string;
   /** Downstream connection id (process-wide counter, as Envoy numbers connections). */
   readonly connectionId: number;
+  /** The downstream protocol as Envoy names it (`HTTP/1.1`, `HTTP/1.0`). */
+  readonly protocol: string;
   requestId: string;
   hasRoute: boolean;
   routeName: string;

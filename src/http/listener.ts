@@ -236,6 +236,7 @@ export class HttpListener {
         destinationPort: req.socket.localPort ?? 0,
         listenerName: cfg.name,
         connectionId: connectionId(req.socket),
+        protocol: `HTTP/${req.httpVersion}`,
         requestId: '',
         hasRoute: false,
         routeName: '',

@@ -15,6 +15,8 @@ export const EMPTY_METADATA: EncodedMetadata = { message: Buffer.alloc(0), filte
 /** What an HTTP stream knows about itself, as Envoy's StreamInfo does (the data plane fills it as traffic flows). */
 export interface StreamAttributeInfo {
   readonly startNs: bigint;
+  /** `HTTP/1.1`, `HTTP/1.0` (request.protocol); absent: HTTP/1.1. */
+  readonly protocol?: string;
   readonly requestId: string;
   /** Body bytes received from the client (Envoy bytesReceived). */
   readonly requestBytes: number;
@@ -160,7 +162,7 @@ export function streamAttribute(path: readonly string[], s: StreamAttributeSourc
         case 'method': return rh(':method');
         case 'host': return rh(':authority');
         case 'scheme': return rh(':scheme');
-        case 'protocol': return 'HTTP/1.1';
+        case 'protocol': return info.protocol ?? 'HTTP/1.1';
         case 'id': return rh('x-request-id');
         case 'referer': return rh('referer');
         case 'useragent': return rh('user-agent');
