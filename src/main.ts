@@ -9,12 +9,13 @@ import type { HttpListener } from './http/listener';
 import { loadSidecarConfig, type ListenerConfig, type SidecarConfig } from './http/listener-config';
 import type { UpstreamPools } from './http/upstream-pools';
 import type { RedisPoolManager } from './redis/pool-manager';
-import type { Plugin } from './runtime/plugin';
+import { VmRegistry, type Plugin } from './runtime/plugin';
 import { MetricsRegistry } from './services/metrics';
 import { SharedDataStore } from './services/shared-data';
 import { SharedQueueRegistry } from './services/shared-queue';
 import { ClusterManager } from './upstream/cluster-manager';
-import { DataPlane } from './workers/data-plane';
+import { DataPlane, loadFilterPlugin } from './workers/data-plane';
+import { parseWasmServices } from './workers/wasm-services';
 import { WorkerPool, type WorkerMetrics } from './workers/worker-pool';
 import { AdsClient } from './xds/ads-client';
 import { AdminServer } from './admin/admin-server';
@@ -75,6 +76,10 @@ export class Sidecar {
   private metricsView: WorkerMetricsView | undefined;
   /** Envoy's server state for /ready: INITIALIZING until the initial xDS fetch is done and listeners serve. */
   private serverState: ServerState = 'PRE_INITIALIZING';
+  /** Singleton Wasm services (bootstrap_extensions with `singleton: true`): Envoy runs them on the main thread. */
+  private readonly singletons: Plugin[] = [];
+  /** The main thread's VMs, apart from any data plane's (Envoy's singleton VMs are not the workers' VMs). */
+  private readonly mainVms = new VmRegistry();
 
   private constructor(
     readonly config: SidecarConfig,
@@ -99,6 +104,11 @@ export class Sidecar {
   /** Plugins of this thread's data plane; empty with workers (each worker loads its own). */
   get plugins(): readonly Plugin[] {
     return this.plane?.plugins ?? [];
+  }
+
+  /** Singleton Wasm services, running in this thread. Non-singleton ones run in each data plane. */
+  get wasmServices(): readonly Plugin[] {
+    return [...this.singletons, ...(this.plane?.wasmServices ?? [])];
   }
 
   /** This thread's HTTP listeners; empty with workers (each worker serves on its own). */
@@ -184,6 +194,7 @@ export class Sidecar {
         await Promise.race([sidecar.ads.initialized, sidecar.whenStopping()]);
       }
       if (sidecar.stopping) throw new SidecarError('stopped while waiting for the initial xDS configuration');
+      await sidecar.startSingletons();
       await sidecar.plane?.start();
       await sidecar.pool?.start();
     } catch (err) {
@@ -193,6 +204,26 @@ export class Sidecar {
     sidecar.currentState = 'running';
     sidecar.serverState = 'LIVE';
     return sidecar;
+  }
+
+  /**
+   * Envoy starts bootstrap extensions once the server is initialized (after the initial xDS fetch), singletons on
+   * the main thread with its services (with workers: shared data, queues and metrics, no Redis or callouts).
+   */
+  private async startSingletons(): Promise<void> {
+    for (const s of parseWasmServices(this.config.bootstrap.wasmServices)) {
+      if (s.singleton) this.singletons.push(await loadFilterPlugin(s.plugin, this.services, this.logger, this.mainVms));
+    }
+  }
+
+  private closeSingletons(): void {
+    for (const p of this.singletons.splice(0)) {
+      try {
+        p.close();
+      } catch (err) {
+        this.logger.error({ plugin: p.config.name, err: (err as Error).message }, 'wasm service close failed');
+      }
+    }
   }
 
   private stopRequested: (() => void) | undefined;
@@ -218,6 +249,7 @@ export class Sidecar {
       // With workers, plugin metrics live in each worker: the admin reads their sum, refreshed every second.
       metrics: self.pool ? (self.metricsView = new WorkerMetricsView(() => self.workerMetrics(), self.logger)) : self.services.metrics,
       tagProducer: self.config.bootstrap.tagProducer,
+      statsMatcher: self.config.bootstrap.statsMatcher,
       plugins: () => self.plugins.map((p) => ({ name: p.config.name, rootId: p.config.rootId, vmId: p.config.vmId, abi: p.abi, failed: p.failed !== undefined })),
       commandLineOptions,
       startTime: new Date(),
@@ -239,9 +271,13 @@ export class Sidecar {
       this.currentState = 'draining';
       this.serverState = 'DRAINING';
       if (this.plane) {
-        await this.plane.stop(async () => { await this.ads?.close(); });
+        await this.plane.stop(async () => {
+          this.closeSingletons();
+          await this.ads?.close();
+        });
       } else {
         await this.pool?.stop();
+        this.closeSingletons();
         await this.ads?.close();
         this.clusterManager.close();
       }

@@ -176,6 +176,7 @@ export class AdminServer {
       },
       this.events,
       s.tagProducer,
+      s.statsMatcher,
     );
   }
 

@@ -12,6 +12,7 @@ import type { ClusterEvent, LiveCluster } from '../upstream/cluster-manager';
 import type { ClusterConfig } from '../upstream/types';
 import type { XdsStatus } from '../xds/status';
 import type { TagProducer } from '../observability/tag-extractor';
+import type { StatsMatcher } from '../observability/stats-matcher';
 
 /** Envoy `envoy.admin.v3.ServerInfo.State`. /ready answers 200 only in LIVE. */
 export type ServerState = 'LIVE' | 'DRAINING' | 'PRE_INITIALIZING' | 'INITIALIZING';
@@ -72,6 +73,8 @@ export interface AdminSources {
   readonly metrics: PluginMetricsSource;
   /** Tag extraction from the bootstrap's stats_config; absent: Envoy's default tags. */
   readonly tagProducer?: TagProducer | undefined;
+  /** Which stats exist (stats_config.stats_matcher); absent: every one. */
+  readonly statsMatcher?: StatsMatcher | undefined;
   plugins(): readonly PluginInfo[];
   /** `envoy.admin.v3.CommandLineOptions` fields (snake_case), as the CLI parsed them. */
   readonly commandLineOptions: AdminJsonObject;

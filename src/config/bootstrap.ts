@@ -8,6 +8,7 @@ import { loadEnvoyProtos, type EnvoyProtos } from '../xds/protos';
 import { clusterToConfig } from '../xds/resources/cluster';
 import { ProtoValidator } from '../xds/validate';
 import { TagProducer, type TagSpecifier } from '../observability/tag-extractor';
+import { StatsMatcher } from '../observability/stats-matcher';
 
 import type { AdsClientOptions, ClusterSink } from '../xds/ads-client';
 
@@ -78,6 +79,8 @@ export interface Bootstrap {
   readonly admin: { readonly address: string; readonly port: number } | undefined;
   /** Tag extraction from stats_config (stats_tags, use_all_default_tags); Envoy's default tags without one. */
   readonly tagProducer: TagProducer;
+  /** stats_config.stats_matcher: which stats exist; every one without it. */
+  readonly statsMatcher: StatsMatcher;
   /** bootstrap_extensions of type WasmService, in order. */
   readonly wasmServices: readonly WasmServiceConfig[];
   /** The whole bootstrap, re-serialized as canonical proto3 JSON (for /config_dump). */
@@ -175,16 +178,17 @@ export function bootstrapFromJson(doc: unknown, options: BootstrapOptions = {}):
   const sock = ((msg['admin'] as ProtoObject | null | undefined)?.['address'] as ProtoObject | null | undefined)?.['socket_address'] as ProtoObject | null | undefined;
   if (sock) admin = { address: String(sock['address'] ?? ''), port: Number(sock['port_value'] ?? 0) };
 
-  const tagProducer = statsConfig((msg['stats_config'] as ProtoObject | null | undefined) ?? undefined);
+  const statsMsg = (msg['stats_config'] as ProtoObject | null | undefined) ?? undefined;
+  const tagProducer = statsConfig(statsMsg);
+  const statsMatcher = StatsMatcher.fromProto(statsMsg?.['stats_matcher'] as ProtoObject | null | undefined, 'stats_config.stats_matcher');
   // From the proto3 JSON form, where each typed_config Any is already decoded to `{"@type", ...fields}`.
   const wasmServices = bootstrapExtensions((json['bootstrap_extensions'] as JsonObject[] | undefined) ?? []);
 
-  return { node, staticClusters, staticListeners, ads, cds, admin, tagProducer, wasmServices, json };
+  return { node, staticClusters, staticListeners, ads, cds, admin, tagProducer, statsMatcher, wasmServices, json };
 }
 
 /** StatsConfig fields the sidecar does not implement: refused rather than silently ignored. */
 const UNSUPPORTED_STATS_FIELDS: ReadonlyArray<readonly [string, string]> = [
-  ['stats_matcher', 'stats_matcher is not supported (every stat is kept)'],
   ['histogram_bucket_settings', "histogram_bucket_settings is not supported (histograms use Envoy's default buckets)"],
 ];
 
@@ -204,17 +208,26 @@ function statsConfig(msg: ProtoObject | undefined): TagProducer {
   return new TagProducer({ statsTags, useAllDefaultTags: !useAll || useAll['value'] !== false }, 'stats_config');
 }
 
+/**
+ * Bootstrap extensions that change nothing here: internal_listener only enables listeners with an
+ * `envoy_internal_address`, which the listener reader refuses (it needs a socket_address). Higress and Istio
+ * gateways carry it in every bootstrap.
+ */
+const INERT_EXTENSIONS = ['type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener'];
+const TYPED_STRUCTS = ['type.googleapis.com/udpa.type.v1.TypedStruct', 'type.googleapis.com/xds.type.v3.TypedStruct'];
+
 function bootstrapExtensions(extensions: readonly JsonObject[]): WasmServiceConfig[] {
-  return extensions.map((e, i) => {
+  return extensions.flatMap((e, i): WasmServiceConfig[] => {
     const path = `bootstrap_extensions[${i}].typed_config`;
     const tc = e['typed_config'] as JsonObject | undefined;
     const type = tc ? String(tc['@type'] ?? '') : '';
+    if (INERT_EXTENSIONS.includes(type) || (TYPED_STRUCTS.includes(type) && INERT_EXTENSIONS.includes(String(tc!['type_url'] ?? '')))) return [];
     if (type !== WASM_SERVICE_TYPE) {
       throw new ConfigError(`bootstrap extension ${type || '(no typed_config)'} is not supported (only envoy.bootstrap.wasm: envoy.extensions.wasm.v3.WasmService)`, tc ? `${path}.@type` : path);
     }
     const config = tc!['config'];
     if (!config || typeof config !== 'object' || Array.isArray(config)) throw new ConfigError('WasmService needs a config (PluginConfig)', `${path}.config`);
-    return { path, singleton: tc!['singleton'] === true, config: config as JsonObject };
+    return [{ path, singleton: tc!['singleton'] === true, config: config as JsonObject }];
   });
 }
 

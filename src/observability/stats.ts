@@ -32,6 +32,7 @@ import type { RedisStats } from '../redis/pool-manager';
 import type { PluginMetric } from '../services/metrics';
 import type { XdsStatus } from '../xds/status';
 import { TagProducer } from './tag-extractor';
+import { StatsMatcher } from './stats-matcher';
 
 export type StatKind = 'counter' | 'gauge' | 'histogram';
 
@@ -184,8 +185,11 @@ function withTags(raw: RawStat, producer: TagProducer): Stat {
   return raw.kind === 'histogram' ? { ...raw, ...base } : { ...raw, ...base };
 }
 
-/** Every stat, sorted by name; tags from `tags` (the bootstrap's stats_config, default Envoy's default tags). */
-export function collectStats(inputs: StatsInputs, events: ClusterEventCounters, tags: TagProducer = DEFAULT_TAG_PRODUCER): Stat[] {
+/**
+ * Every stat the stats_matcher keeps, sorted by name; tags from `tags` (the bootstrap's stats_config, default
+ * Envoy's default tags).
+ */
+export function collectStats(inputs: StatsInputs, events: ClusterEventCounters, tags: TagProducer = DEFAULT_TAG_PRODUCER, matcher: StatsMatcher = StatsMatcher.ACCEPT_ALL): Stat[] {
   const out: RawStat[] = [];
   out.push(scalar('gauge', 'server.state', STATE_VALUE[inputs.state] ?? 2));
   out.push(scalar('gauge', 'server.live', inputs.state === 'LIVE' ? 1 : 0));
@@ -243,7 +247,7 @@ export function collectStats(inputs: StatsInputs, events: ClusterEventCounters, 
       out.push({ kind: m.type === 0 ? 'counter' : 'gauge', name, value: m.value });
     }
   }
-  return out.map((r) => withTags(r, tags)).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return out.filter((r) => matcher.accepts(r.name)).map((r) => withTags(r, tags)).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
 /** Envoy's quantiles for /stats histograms. */

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { PluginStartError } from '../common/errors';
 import type { Logger } from '../common/logger';
@@ -36,6 +37,11 @@ export interface PluginOptions {
   readonly services: HostServices;
   readonly logger?: Logger;
   readonly moduleCache?: ModuleCache;
+  /**
+   * The VMs this plugin may share (one registry per worker thread, as Envoy's thread-local Wasm map). Absent:
+   * a registry of its own, so the plugin gets a VM of its own.
+   */
+  readonly vms?: VmRegistry;
 }
 
 function toBuffer(v: Buffer | string | undefined): Buffer {
@@ -44,21 +50,79 @@ function toBuffer(v: Buffer | string | undefined): Buffer {
 }
 
 /**
- * A loaded plugin: one VM with one root context, started as cpp-host does (start-up, root context create,
- * proxy_on_vm_start with buffer 6, proxy_on_configure with buffer 7; false from either fails the plugin).
- * Streams are created per request. After a trap the plugin follows its failure policy: FAIL_RELOAD builds
- * a new VM for a later stream (with backoff); FAIL_OPEN and FAIL_CLOSED leave it to the caller to bypass
- * or refuse (see `failed` and `failurePolicy`).
+ * cpp-host's vm key (makeVmKey): vm_id, the VM configuration and the code's hash. Plugins with one key share one
+ * VM per worker; environment variables are not part of it, so the first plugin's apply (as in Envoy).
+ */
+export function vmKey(config: Pick<PluginConfig, 'vmId' | 'vmConfiguration'>, codeSha256: string): string {
+  return createHash('sha256').update(config.vmId ?? '').update('||').update(toBuffer(config.vmConfiguration)).update('||').update(codeSha256).digest('hex');
+}
+
+/** cpp-host's PluginBase::key: plugins with one key in one VM share one root context. */
+function pluginKey(config: PluginConfig): string {
+  return createHash('sha256').update(config.name).update('||').update(config.rootId ?? '').update('||').update(toBuffer(config.configuration)).digest('hex');
+}
+
+/** One VM instance and the root contexts its plugins run on. */
+export class SharedVm {
+  /** Root contexts by plugin key, with how many plugins use each. */
+  readonly roots = new Map<string, { readonly root: RootContext; users: number }>();
+  users = 0;
+  constructor(
+    readonly key: string,
+    readonly vm: PluginVm,
+  ) {}
+}
+
+/**
+ * The VMs of one worker thread (Envoy's thread-local Wasm map, cpp-host getOrCreateThreadLocalWasm): a plugin
+ * acquires the live VM of its vm key, or a new one when there is none or it has failed (a failed VM is never
+ * handed out again; plugins still on it keep their failure until they reload or close). A VM is closed when
+ * its last plugin releases it.
+ */
+export class VmRegistry {
+  private readonly live = new Map<string, SharedVm>();
+
+  acquire(key: string, create: () => PluginVm): SharedVm {
+    let shared = this.live.get(key);
+    if (!shared || shared.vm.failed) {
+      shared = new SharedVm(key, create());
+      this.live.set(key, shared);
+    }
+    shared.users++;
+    return shared;
+  }
+
+  release(shared: SharedVm): void {
+    if (--shared.users > 0) return;
+    if (this.live.get(shared.key) === shared) this.live.delete(shared.key);
+    shared.vm.close();
+  }
+
+  /** VM instances that plugins hold (for tests and stats). */
+  get size(): number {
+    return this.live.size;
+  }
+}
+
+/**
+ * A loaded plugin: a root context in a VM it may share with other plugins of the same vm key, started as
+ * cpp-host does (start-up once per VM; then per plugin root context create, proxy_on_vm_start with buffer 6,
+ * proxy_on_configure with buffer 7; false from either fails the plugin). Streams are created per request.
+ * A trap fails the VM and so every plugin on it; each then follows its own failure policy: FAIL_RELOAD moves
+ * to a new VM for a later stream (with backoff; plugins of the same key that reload share it again);
+ * FAIL_OPEN and FAIL_CLOSED leave it to the caller to bypass or refuse (see `failed` and `failurePolicy`).
  */
 export class Plugin {
   readonly config: Required<Pick<PluginConfig, 'name' | 'rootId' | 'vmId' | 'failurePolicy'>> & PluginConfig;
   readonly logger: Logger;
-  private vmInstance!: PluginVm;
+  private shared!: SharedVm;
   private rootContext!: RootContext;
   private reloadAt = 0;
   private reloadBackoffMs: number;
   private closed = false;
-  /** Number of VMs created (1 + reloads), for tests and stats. */
+  private readonly key: string;
+  private readonly rootKey: string;
+  /** Number of VMs this plugin has started on (1 + reloads), for tests and stats. */
   vmGeneration = 0;
 
   private constructor(
@@ -66,6 +130,7 @@ export class Plugin {
     config: PluginConfig,
     private readonly services: HostServices,
     logger: Logger,
+    private readonly vms: VmRegistry,
   ) {
     this.config = {
       ...config,
@@ -75,6 +140,8 @@ export class Plugin {
     };
     this.logger = logger.child({ plugin: config.name });
     this.reloadBackoffMs = config.reloadBackoffMs ?? 1000;
+    this.key = vmKey(config, compiled.sha256);
+    this.rootKey = pluginKey(config);
   }
 
   static async load(code: PluginCode, config: PluginConfig, options: PluginOptions): Promise<Plugin> {
@@ -83,7 +150,7 @@ export class Plugin {
     if (typeof code === 'string') compiled = await cache.compile(await readFile(code));
     else if (code instanceof Uint8Array) compiled = await cache.compile(code);
     else compiled = code;
-    const plugin = new Plugin(compiled, config, options.services, options.logger ?? silentLogger());
+    const plugin = new Plugin(compiled, config, options.services, options.logger ?? silentLogger(), options.vms ?? new VmRegistry());
     plugin.start();
     return plugin;
   }
@@ -93,7 +160,7 @@ export class Plugin {
   }
 
   get vm(): PluginVm {
-    return this.vmInstance;
+    return this.shared.vm;
   }
 
   get root(): RootContext {
@@ -106,11 +173,11 @@ export class Plugin {
 
   /** The current VM's failure, if any. */
   get failed(): Error | undefined {
-    return this.closed ? new PluginStartError(`${this.config.name}: plugin closed`) : this.vmInstance.failed;
+    return this.closed ? new PluginStartError(`${this.config.name}: plugin closed`) : this.shared.vm.failed;
   }
 
   private start(): void {
-    const vm = PluginVm.create({
+    const shared = this.vms.acquire(this.key, () => PluginVm.create({
       module: this.compiled.module,
       abi: this.compiled.abi,
       vmId: this.config.vmId,
@@ -118,31 +185,57 @@ export class Plugin {
       environment: this.config.environment ?? {},
       services: this.services,
       logger: this.logger,
-      label: this.config.name,
-    });
-    const root = vm.createRootContext({
+      // A shared VM is named by its vm_id in its own log lines (each plugin's lines carry the plugin's name).
+      label: this.config.vmId !== '' ? `vm ${this.config.vmId}` : this.config.name,
+    }));
+    try {
+      this.rootContext = this.startRoot(shared);
+    } catch (err) {
+      this.vms.release(shared);
+      throw err;
+    }
+    this.shared = shared;
+    this.vmGeneration++;
+  }
+
+  /**
+   * cpp-host WasmBase::start + configure: the plugin's root context (a new one, or the one of an identical
+   * plugin on this VM), proxy_on_context_create and proxy_on_vm_start (its onStart), then proxy_on_configure.
+   */
+  private startRoot(shared: SharedVm): RootContext {
+    const vm = shared.vm;
+    const existing = shared.roots.get(this.rootKey);
+    const root = existing?.root ?? vm.createRootContext({
       name: this.config.name,
       rootId: this.config.rootId,
       configuration: toBuffer(this.config.configuration),
     });
-    vm.callGuest(root, 'proxy_on_context_create', root.id, 0);
-    this.check(vm, 'proxy_on_context_create', undefined);
-    const vmConfigSize = toBuffer(this.config.vmConfiguration).length;
-    this.check(vm, 'proxy_on_vm_start', vm.callGuest(root, 'proxy_on_vm_start', root.id, vmConfigSize));
-    const configSize = root.plugin.configuration.length;
-    this.check(vm, 'proxy_on_configure', vm.callGuest(root, 'proxy_on_configure', root.id, configSize));
-    this.vmInstance = vm;
-    this.rootContext = root;
-    this.vmGeneration++;
+    const abandon = (): void => {
+      if (existing) return;
+      vm.cancelCallouts(root);
+      vm.contexts.delete(root.id);
+    };
+    try {
+      vm.callGuest(root, 'proxy_on_context_create', root.id, 0);
+      this.check(vm, 'proxy_on_context_create', undefined);
+      const vmConfigSize = toBuffer(this.config.vmConfiguration).length;
+      this.check(vm, 'proxy_on_vm_start', vm.callGuest(root, 'proxy_on_vm_start', root.id, vmConfigSize));
+      const configSize = root.plugin.configuration.length;
+      this.check(vm, 'proxy_on_configure', vm.callGuest(root, 'proxy_on_configure', root.id, configSize));
+    } catch (err) {
+      abandon();
+      throw err;
+    }
+    if (existing) existing.users++;
+    else shared.roots.set(this.rootKey, { root, users: 1 });
+    return root;
   }
 
   private check(vm: PluginVm, callback: string, result: number | undefined): void {
     if (vm.failed) {
-      vm.close();
       throw new PluginStartError(`plugin '${this.config.name}': ${callback} failed: ${describeError(vm.failed.cause ?? vm.failed)}`, { cause: vm.failed });
     }
     if (result === 0 && callback !== 'proxy_on_context_create') {
-      vm.close();
       const what = callback === 'proxy_on_vm_start' ? 'VM start' : 'configure';
       throw new PluginStartError(`plugin '${this.config.name}': ${callback} returned false (${what} failure; the plugin rejected its ${what === 'VM start' ? 'VM configuration' : 'configuration'})`);
     }
@@ -154,8 +247,8 @@ export class Plugin {
    */
   createStream(host: StreamHost): HttpStream | undefined {
     if (this.closed) return undefined;
-    if (this.vmInstance.failed && !this.tryReload()) return undefined;
-    return new HttpStream(this.vmInstance, this.rootContext, host, {
+    if (this.shared.vm.failed && !this.tryReload()) return undefined;
+    return new HttpStream(this.shared.vm, this.rootContext, host, {
       allowOnHeadersStopIteration: this.config.allowOnHeadersStopIteration === true,
     });
   }
@@ -166,10 +259,10 @@ export class Plugin {
     if (now < this.reloadAt) return false;
     this.reloadAt = now + this.reloadBackoffMs;
     this.reloadBackoffMs = Math.min(this.reloadBackoffMs * 2, 30_000);
-    const old = this.vmInstance;
+    const old = this.shared;
     try {
       this.start();
-      old.close();
+      this.vms.release(old);
       this.reloadBackoffMs = this.config.reloadBackoffMs ?? 1000;
       this.logger.warn({ generation: this.vmGeneration }, 'plugin VM reloaded after failure');
       return true;
@@ -179,17 +272,29 @@ export class Plugin {
     }
   }
 
-  /** Root shutdown: proxy_on_done (then proxy_on_delete unless the plugin defers with proxy_done), close the VM. */
+  /**
+   * Root shutdown when this is the last plugin on its root context: proxy_on_done (then proxy_on_delete unless
+   * the plugin defers with proxy_done), its callouts cancelled; the VM closes with its last plugin.
+   */
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    const vm = this.vmInstance;
+    const shared = this.shared;
+    const vm = shared.vm;
     const root = this.rootContext;
-    vm.shuttingDown = true;
-    if (!vm.failed) {
-      const done = vm.callGuest(root, 'proxy_on_done', root.id);
-      if (done !== 0) vm.callGuest(root, 'proxy_on_delete', root.id);
+    const entry = shared.roots.get(this.rootKey);
+    if (entry && entry.root === root && --entry.users === 0) {
+      shared.roots.delete(this.rootKey);
+      const wasShuttingDown = vm.shuttingDown;
+      vm.shuttingDown = true;
+      if (!vm.failed) {
+        const done = vm.callGuest(root, 'proxy_on_done', root.id);
+        if (done !== 0) vm.callGuest(root, 'proxy_on_delete', root.id);
+      }
+      vm.shuttingDown = wasShuttingDown;
+      vm.cancelCallouts(root);
+      vm.contexts.delete(root.id);
     }
-    vm.close();
+    this.vms.release(shared);
   }
 }

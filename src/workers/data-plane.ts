@@ -7,11 +7,12 @@ import { HttpListener } from '../http/listener';
 import type { ListenerConfig, SidecarConfig, WasmFilterConfig } from '../http/listener-config';
 import { UpstreamPools } from '../http/upstream-pools';
 import { RedisPoolManager } from '../redis/pool-manager';
-import { Plugin } from '../runtime/plugin';
+import { Plugin, VmRegistry } from '../runtime/plugin';
 import { MetricsRegistry } from '../services/metrics';
 import type { SharedDataService } from '../services/shared-data';
 import type { SharedQueueService } from '../services/shared-queue';
 import { ClusterManager } from '../upstream/cluster-manager';
+import { parseWasmServices } from './wasm-services';
 
 /**
  * One worker's data plane: its ClusterManager (fed static clusters from the bootstrap, dynamic ones by its owner),
@@ -24,8 +25,11 @@ const PROXY_LOG_LEVEL: Readonly<Record<string, LogLevel>> = {
   trace: LogLevel.Trace, debug: LogLevel.Debug, info: LogLevel.Info, warn: LogLevel.Warn, error: LogLevel.Error, fatal: LogLevel.Critical, silent: LogLevel.Critical,
 };
 
-/** Loads the Wasm plugin of one http filter with its PluginConfig. */
-export async function loadFilterPlugin(filter: WasmFilterConfig, services: HostServices, logger: Logger): Promise<Plugin> {
+/**
+ * Loads the Wasm plugin of one http filter (or Wasm service) with its PluginConfig, on a VM of `vms` when one
+ * of the same vm key is there (default: a VM of its own).
+ */
+export async function loadFilterPlugin(filter: WasmFilterConfig, services: HostServices, logger: Logger, vms?: VmRegistry): Promise<Plugin> {
   const code = filter.code.kind === 'file' ? filter.code.filename : filter.code.bytes;
   return Plugin.load(code, {
     name: filter.name || filter.filterName,
@@ -37,7 +41,7 @@ export async function loadFilterPlugin(filter: WasmFilterConfig, services: HostS
     failurePolicy: filter.failurePolicy,
     allowOnHeadersStopIteration: filter.allowOnHeadersStopIteration,
     ...(filter.reloadBackoffMs !== undefined ? { reloadBackoffMs: filter.reloadBackoffMs } : {}),
-  }, { services, logger });
+  }, { services, logger, ...(vms ? { vms } : {}) });
 }
 
 export interface DataPlaneOptions {
@@ -58,7 +62,11 @@ export class DataPlane {
   readonly grpcCallout: GrpcJsCalloutService;
   readonly services: HostServices;
   readonly plugins: Plugin[] = [];
+  /** Non-singleton Wasm services (bootstrap_extensions), one each per data plane. */
+  readonly wasmServices: Plugin[] = [];
   readonly listeners: HttpListener[] = [];
+  /** This worker's VMs: plugins (and services) of one vm key share one (Envoy's thread-local Wasm map). */
+  readonly vms = new VmRegistry();
   private stopping: Promise<void> | null = null;
 
   constructor(private readonly options: DataPlaneOptions) {
@@ -80,13 +88,19 @@ export class DataPlane {
     };
   }
 
-  /** Loads every listener's plugins (in listener order) and starts the listeners. On failure, call stop(). */
+  /**
+   * Starts the non-singleton Wasm services (Envoy starts bootstrap extensions before listeners), then loads every
+   * listener's plugins (in listener order) and starts the listeners. On failure, call stop().
+   */
   async start(): Promise<void> {
     const { config, logger } = this.options;
+    for (const s of parseWasmServices(config.bootstrap.wasmServices)) {
+      if (!s.singleton) this.wasmServices.push(await loadFilterPlugin(s.plugin, this.services, logger, this.vms));
+    }
     for (const l of config.listeners) {
       const own: Plugin[] = [];
       for (const f of l.wasmFilters) {
-        const p = await loadFilterPlugin(f, this.services, logger);
+        const p = await loadFilterPlugin(f, this.services, logger, this.vms);
         own.push(p);
         this.plugins.push(p);
       }
@@ -105,7 +119,7 @@ export class DataPlane {
     this.stopping ??= (async () => {
       const logger = this.options.logger;
       await Promise.all(this.listeners.map((l) => l.close(this.options.drainTimeoutMs)));
-      for (const p of this.plugins) {
+      for (const p of [...this.plugins, ...this.wasmServices]) {
         try {
           p.close();
         } catch (err) {

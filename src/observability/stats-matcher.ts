@@ -1,0 +1,74 @@
+/**
+ * Envoy's StatsMatcher (envoy.config.metrics.v3.StatsMatcher, source/common/stats/stats_matcher_impl.cc): which
+ * stats exist at all. `reject_all: true` keeps none, `false` every one; `inclusion_list` keeps the stats whose
+ * full name matches one of its matchers; `exclusion_list` drops them. Without a matcher every stat is kept.
+ * A stat that is not kept appears nowhere (/stats, /stats/prometheus), as in Envoy, which never creates it.
+ */
+import { ConfigError } from '../common/errors';
+import type { ProtoObject } from '../xds/proto-json';
+
+type Match = (name: string) => boolean;
+
+/** One envoy.type.matcher.v3.StringMatcher (exact, prefix, suffix, contains, safe_regex; ignore_case). */
+function stringMatcher(m: ProtoObject, path: string): Match {
+  const ignoreCase = m['ignore_case'] === true;
+  const norm = (s: string): string => (ignoreCase ? s.toLowerCase() : s);
+  for (const kind of ['exact', 'prefix', 'suffix', 'contains'] as const) {
+    const v = m[kind];
+    if (typeof v !== 'string') continue;
+    const want = norm(v);
+    switch (kind) {
+      case 'exact': return (n) => norm(n) === want;
+      case 'prefix': return (n) => norm(n).startsWith(want);
+      case 'suffix': return (n) => norm(n).endsWith(want);
+      case 'contains': return (n) => norm(n).includes(want);
+    }
+  }
+  const re = m['safe_regex'] as ProtoObject | null | undefined;
+  if (re) {
+    const source = String(re['regex'] ?? '');
+    let regex: RegExp;
+    try {
+      // RE2 full match, as Envoy's safe_regex matchers.
+      regex = new RegExp(`^(?:${source})$`);
+    } catch (err) {
+      throw new ConfigError(`invalid regex: ${(err as Error).message}`, `${path}.safe_regex.regex`, { cause: err });
+    }
+    return (n) => regex.test(n);
+  }
+  throw new ConfigError('needs one of exact, prefix, suffix, contains or safe_regex', path);
+}
+
+function listMatcher(list: ProtoObject, path: string): Match {
+  const patterns = ((list['patterns'] as ProtoObject[] | undefined) ?? []).map((p, i) => stringMatcher(p, `${path}.patterns[${i}]`));
+  return (n) => patterns.some((p) => p(n));
+}
+
+export class StatsMatcher {
+  /** Every stat kept (no stats_matcher). */
+  static readonly ACCEPT_ALL = new StatsMatcher(() => true);
+
+  private constructor(private readonly keep: Match) {}
+
+  /** From a decoded StatsMatcher message; `path` names it in errors (`stats_config.stats_matcher`). */
+  static fromProto(msg: ProtoObject | null | undefined, path: string): StatsMatcher {
+    if (!msg) return StatsMatcher.ACCEPT_ALL;
+    if (msg['reject_all'] !== undefined && msg['reject_all'] !== null) {
+      const rejectAll = msg['reject_all'] === true;
+      return new StatsMatcher(() => !rejectAll);
+    }
+    const inclusion = msg['inclusion_list'] as ProtoObject | null | undefined;
+    if (inclusion) return new StatsMatcher(listMatcher(inclusion, `${path}.inclusion_list`));
+    const exclusion = msg['exclusion_list'] as ProtoObject | null | undefined;
+    if (exclusion) {
+      const excluded = listMatcher(exclusion, `${path}.exclusion_list`);
+      return new StatsMatcher((n) => !excluded(n));
+    }
+    return StatsMatcher.ACCEPT_ALL;
+  }
+
+  /** Whether the stat of this full name exists. */
+  accepts(name: string): boolean {
+    return this.keep(name);
+  }
+}
