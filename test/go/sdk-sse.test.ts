@@ -104,6 +104,23 @@ describe('request body, chunk by chunk', () => {
   });
 });
 
+describe('request body with a content-length, chunk by chunk', () => {
+  it('streams too, and the upstream gets the rewritten length (the plugin dropped content-length)', async () => {
+    received.length = 0;
+    const seen = () => received.join('');
+    async function* body(): AsyncGenerator<string> {
+      yield 'first-';
+      await until(() => seen().includes('FIRST-'), 20_000, 'upstream received FIRST-');
+      yield 'second';
+    }
+    const res = await request(`${sc.url}/upload`, {
+      method: 'POST', headers: { 'content-type': 'text/plain', 'content-length': String('first-second'.length) }, body: Readable.from(body()),
+    });
+    assert.equal(res.statusCode, 200);
+    assert.equal(await res.body.text(), 'got FIRST-SECOND|END');
+  });
+});
+
 describe('text/event-stream response, event by event', () => {
   it('the client receives the first rewritten event before the upstream sends the last', async () => {
     const res = await request(`${sc.url}/events`);
