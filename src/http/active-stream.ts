@@ -516,8 +516,9 @@ export class ActiveStream {
 
   /**
    * Envoy ActiveStreamEncoderFilter::injectEncodedDataToFilterChain: the filter's held response headers continue
-   * (without end of stream), then `data` is encoded from the next filter on. The filter itself stays stopped, so
-   * upstream data that reaches it later is held there, not passed on.
+   * (without end of stream), then `data` is encoded from the next filter on. The filter keeps its iteration state:
+   * after StopAll, upstream data that reaches it later stays there; after StopIteration, its body callbacks decide.
+   * With end of stream the response is complete downstream and nothing more is encoded.
    */
   injectEncoded(slot: FilterSlot, data: Buffer, endOfStream: boolean): void {
     if (!this.canInjectEncoded(slot)) return;
@@ -527,8 +528,6 @@ export class ActiveStream {
       const held = st.heldHeaders;
       st.heldHeaders = undefined;
       this.clearHeaderAccess(slot, 'encode');
-      // Keep the filter stopped: upstream data arriving after the injection stays here (Envoy keeps its state).
-      st.stopAll = true;
       this.doHeaders('encode', pos + 1, held, false);
     }
     this.doData('encode', pos + 1, data, endOfStream);
