@@ -18,11 +18,13 @@ let env: GoRedisSidecar;
 
 before(async () => {
   server = await RedisServer.start({ requirepass: 'cmd-pass' });
-  db = server.client({ db: 1 });
   env = await startGoRedisSidecar(tmp, {
-    clients: [{ name: 'c', cluster: { type: 'fqdn', fqdn: 'redis.default.svc.cluster.local', port: 6379 }, password: 'cmd-pass', timeout: 5000, database: 1 }],
+    clients: [{ name: 'c', cluster: { type: 'fqdn', fqdn: 'redis.default.svc.cluster.local', port: 6379 }, password: 'cmd-pass', timeout: 10_000, database: 1 }],
     clusters: [{ name: CLUSTER, port: server.port }],
   });
+  // After the sidecar is up: its start compiles the plugin, and a client connecting meanwhile could time out.
+  db = server.client({ db: 1 });
+  await db.ping();
 });
 
 after(async () => {
