@@ -288,6 +288,24 @@ describe('wasm-go RedisClient command families through the sidecar', () => {
     assert.ok(pttl > 0 && pttl <= 100000);
   });
 
+  it('raw Command: a transaction (MULTI/EXEC) and a null array reply (BLPOP timing out)', async () => {
+    const r = await run([
+      { op: 'Command', args: [['MULTI']] },
+      { op: 'Command', args: [['SET', 'tx:a', '1']] },
+      { op: 'Command', args: [['INCR', 'tx:a']] },
+      { op: 'Command', args: [['EXEC']] },
+      { op: 'Command', args: [['BLPOP', 'tx:empty-list', '0.05']] },
+    ]);
+    assert.deepEqual(r.map((x) => x.reply), [
+      OK,
+      { type: 'SimpleString', str: 'QUEUED' },
+      { type: 'SimpleString', str: 'QUEUED' },
+      { type: 'Array', array: [OK, int(2)] },
+      { type: 'Array', null: true },
+    ]);
+    assert.equal(await db.get('tx:a'), '2');
+  });
+
   it('concurrent streams: each request gets its own replies, pipelined on the shared connection', async () => {
     const n = 40;
     const runs = await Promise.all(

@@ -33,6 +33,7 @@ const CLIENTS: readonly ClientConfig[] = [
   { name: 'no-host', cluster: fqdn('redis-empty'), timeout: 10_000 },
   { name: 'restarted', cluster: fqdn('redis-restarted'), timeout: 10_000 },
   { name: 'abandoned', cluster: fqdn('redis-abandoned'), timeout: 60_000 },
+  { name: 'resp3', cluster: fqdn('redis-resp3'), timeout: 10_000 },
 ];
 
 const tmp = new TempDir();
@@ -68,6 +69,7 @@ before(async () => {
       { name: clusterOf('redis-empty'), port: plain.port, noEndpoints: true },
       { name: clusterOf('redis-restarted'), port: restarted.port },
       { name: clusterOf('redis-abandoned'), port: abandoned.port },
+      { name: clusterOf('redis-resp3'), port: plain.port },
       // redis-nowhere is deliberately not declared.
     ],
   });
@@ -250,6 +252,20 @@ describe('wasm-go RedisClient faults through the sidecar', () => {
     assert.equal(await abandoned.client().get('k'), 'late');
     const { results } = await runOps(env.url, 'abandoned', [{ op: 'Get', args: ['k'] }]);
     assert.deepEqual(results, [{ op: 'Get', reply: { type: 'BulkString', str: 'late' } }]);
+  });
+
+  it('a RESP3 reply (HELLO 3) is a protocol error: that call fails with status 1, the next one works on a new connection', async () => {
+    const { results } = await runOps(env.url, 'resp3', [
+      { op: 'Command', args: [['CLIENT', 'ID']] },
+      { op: 'Command', args: [['HELLO', '3']] },
+      { op: 'Command', args: [['CLIENT', 'ID']] },
+      { op: 'Command', args: [['PING']] },
+    ]);
+    assert.equal(results[0]!.reply!.type, 'Integer');
+    assert.deepEqual(results[1], { op: 'Command', reply: CANNOT_CONNECT });
+    assert.equal(results[2]!.reply!.type, 'Integer');
+    assert.notEqual(results[2]!.reply!.int, results[0]!.reply!.int, 'a new connection');
+    assert.deepEqual(results[3], { op: 'Command', reply: { type: 'SimpleString', str: 'PONG' } });
   });
 
   it('answered every request itself; the VM never failed', () => {
