@@ -122,4 +122,19 @@ describe('oracle: xDS CDS ACK/NACK and kept configuration (Envoy vs sidecar)', (
       assertExplained(diffs, (m) => t.diagnostic(m));
     });
   }
+
+  it('admin shapes with xDS clusters (STATIC and EDS with endpoints)', async (t) => {
+    xds.setClusters([staticCluster('base', 10001), edsCluster('eds-live')]);
+    xds.setEndpoints([{ cluster_name: 'eds-live', endpoints: [{ locality: { region: 'r1', zone: 'z1' }, lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: 10020 } } }, health_status: 'HEALTHY', load_balancing_weight: 3 }] }] }]);
+    xds.push();
+    const cds = xds.version(CDS_TYPE_URL);
+    const eds = xds.version(EDS_TYPE_URL);
+    const acked = (side: SideName, type: string, v: string): boolean => xds.requests.some((r) => r.stream === streamOf.get(side) && r.typeUrl === type && r.versionInfo === v && !r.errorDetail);
+    await xds.waitFor(() => (['envoy', 'sidecar'] as const).every((side) => acked(side, CDS_TYPE_URL, cds) && acked(side, EDS_TYPE_URL, eds)), 20_000, 'both to ACK CDS and EDS');
+    const diffs: Difference[] = [];
+    for (const path of ['/clusters?format=json', '/config_dump', '/config_dump?include_eds', '/config_dump?resource=dynamic_active_clusters']) {
+      diffs.push(...(await oracle.shapeDiffs(path)).map((d) => ({ ...d, case: 'xds/admin' })));
+    }
+    assertExplained(diffs, (m) => t.diagnostic(m));
+  });
 });
