@@ -306,6 +306,16 @@ describe('wasm-go RedisClient command families through the sidecar', () => {
     assert.equal(await db.get('tx:a'), '2');
   });
 
+  it('wrapper.RedisCall (no client) on the same cluster shares the connection the client initialised (AUTH, SELECT 1)', async () => {
+    const r = await run([
+      { op: 'RedisCall', args: [['SET', 'rc:k', 'via RedisCall']] },
+      { op: 'RedisCall', args: [['CLIENT', 'INFO']] },
+    ]);
+    assert.deepEqual(r[0]!.reply, OK);
+    assert.match(r[1]!.reply!.str!, /\bdb=1\b/);
+    assert.equal(await db.get('rc:k'), 'via RedisCall');
+  });
+
   it('concurrent streams: each request gets its own replies, pipelined on the shared connection', async () => {
     const n = 40;
     const runs = await Promise.all(

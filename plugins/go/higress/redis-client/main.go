@@ -12,6 +12,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -45,10 +46,10 @@ type initReport struct {
 }
 
 type client struct {
-	spec   gjson.Result
-	redis  wrapper.RedisClient
-	name   func() string
-	report initReport
+	spec    gjson.Result
+	redis   wrapper.RedisClient
+	cluster wrapper.Cluster
+	report  initReport
 }
 
 type config struct {
@@ -66,11 +67,11 @@ func parseConfig(json gjson.Result, c *config) error {
 		if _, dup := c.clients[name]; dup {
 			return fmt.Errorf("client %q is listed twice", name)
 		}
-		rc, clusterName, err := newClient(spec.Get("cluster"))
+		cluster, err := newCluster(spec.Get("cluster"))
 		if err != nil {
 			return fmt.Errorf("client %q: %v", name, err)
 		}
-		cl := &client{spec: spec, redis: rc, name: clusterName, report: initReport{Name: name}}
+		cl := &client{spec: spec, redis: newClient(cluster), cluster: cluster, report: initReport{Name: name}}
 		c.clients[name] = cl
 		c.order = append(c.order, name)
 		if spec.Get("init").String() != "request" {
@@ -80,39 +81,56 @@ func parseConfig(json gjson.Result, c *config) error {
 	return nil
 }
 
-// newClient builds the client from the cluster type the configuration names, one SDK type per case.
-func newClient(c gjson.Result) (wrapper.RedisClient, func() string, error) {
+// newCluster builds the SDK cluster type the configuration names.
+func newCluster(c gjson.Result) (wrapper.Cluster, error) {
 	port := c.Get("port").Int()
 	switch t := c.Get("type").String(); t {
 	case "fqdn":
-		cl := wrapper.FQDNCluster{FQDN: c.Get("fqdn").String(), Host: c.Get("host").String(), Port: port}
-		return wrapper.NewRedisClusterClient(cl), cl.ClusterName, nil
+		return wrapper.FQDNCluster{FQDN: c.Get("fqdn").String(), Host: c.Get("host").String(), Port: port}, nil
 	case "k8s":
-		cl := wrapper.K8sCluster{ServiceName: c.Get("service").String(), Namespace: c.Get("namespace").String(),
-			Port: port, Version: c.Get("version").String()}
-		return wrapper.NewRedisClusterClient(cl), cl.ClusterName, nil
+		return wrapper.K8sCluster{ServiceName: c.Get("service").String(), Namespace: c.Get("namespace").String(),
+			Port: port, Version: c.Get("version").String()}, nil
 	case "static":
-		cl := wrapper.StaticIpCluster{ServiceName: c.Get("service").String(), Port: port}
-		return wrapper.NewRedisClusterClient(cl), cl.ClusterName, nil
+		return wrapper.StaticIpCluster{ServiceName: c.Get("service").String(), Port: port}, nil
 	case "dns":
-		cl := wrapper.DnsCluster{ServiceName: c.Get("service").String(), Domain: c.Get("domain").String(), Port: port}
-		return wrapper.NewRedisClusterClient(cl), cl.ClusterName, nil
+		return wrapper.DnsCluster{ServiceName: c.Get("service").String(), Domain: c.Get("domain").String(), Port: port}, nil
 	case "nacos":
-		cl := wrapper.NacosCluster{ServiceName: c.Get("service").String(), Group: c.Get("group").String(),
+		return wrapper.NacosCluster{ServiceName: c.Get("service").String(), Group: c.Get("group").String(),
 			NamespaceID: c.Get("namespace_id").String(), Port: port, IsExtRegistry: c.Get("ext_registry").Bool(),
-			Version: c.Get("version").String()}
-		return wrapper.NewRedisClusterClient(cl), cl.ClusterName, nil
+			Version: c.Get("version").String()}, nil
 	case "consul":
-		cl := wrapper.ConsulCluster{ServiceName: c.Get("service").String(), Datacenter: c.Get("datacenter").String(), Port: port}
-		return wrapper.NewRedisClusterClient(cl), cl.ClusterName, nil
+		return wrapper.ConsulCluster{ServiceName: c.Get("service").String(), Datacenter: c.Get("datacenter").String(), Port: port}, nil
 	case "target":
-		cl := wrapper.TargetCluster{Cluster: c.Get("cluster").String(), Host: c.Get("host").String()}
-		return wrapper.NewRedisClusterClient(cl), cl.ClusterName, nil
+		return wrapper.TargetCluster{Cluster: c.Get("cluster").String(), Host: c.Get("host").String()}, nil
 	case "route":
-		cl := wrapper.RouteCluster{}
-		return wrapper.NewRedisClusterClient(cl), cl.ClusterName, nil
+		return wrapper.RouteCluster{}, nil
 	default:
-		return nil, nil, fmt.Errorf("unknown cluster type %q", t)
+		return nil, fmt.Errorf("unknown cluster type %q", t)
+	}
+}
+
+// newClient instantiates RedisClusterClient with the concrete cluster type, as a plugin written for one
+// cluster type would (the client is generic over it).
+func newClient(c wrapper.Cluster) wrapper.RedisClient {
+	switch t := c.(type) {
+	case wrapper.FQDNCluster:
+		return wrapper.NewRedisClusterClient(t)
+	case wrapper.K8sCluster:
+		return wrapper.NewRedisClusterClient(t)
+	case wrapper.StaticIpCluster:
+		return wrapper.NewRedisClusterClient(t)
+	case wrapper.DnsCluster:
+		return wrapper.NewRedisClusterClient(t)
+	case wrapper.NacosCluster:
+		return wrapper.NewRedisClusterClient(t)
+	case wrapper.ConsulCluster:
+		return wrapper.NewRedisClusterClient(t)
+	case wrapper.TargetCluster:
+		return wrapper.NewRedisClusterClient(t)
+	case wrapper.RouteCluster:
+		return wrapper.NewRedisClusterClient(t)
+	default:
+		return wrapper.NewRedisClusterClient(c)
 	}
 }
 
@@ -120,7 +138,7 @@ func (cl *client) initialise(phase string) {
 	s := cl.spec
 	err := cl.redis.Init(s.Get("username").String(), s.Get("password").String(), s.Get("timeout").Int(),
 		wrapper.WithDataBase(int(s.Get("database").Int())))
-	cl.report.Cluster = cl.name()
+	cl.report.Cluster = cl.cluster.ClusterName()
 	cl.report.Phase = phase
 	cl.report.Err = errString(err)
 	cl.report.Ready = cl.redis.Ready()
@@ -218,7 +236,7 @@ func (r *run) next() {
 		op := r.ops[len(r.results)]
 		idx := len(r.results)
 		r.results = append(r.results, result{Op: op.Get("op").String()})
-		err := dispatch(r.client.redis, op, func(v resp.Value) {
+		err := dispatch(r.client, op, func(v resp.Value) {
 			rv := toValue(v)
 			r.results[idx].Reply = &rv
 			r.next()
@@ -241,7 +259,8 @@ func reply(status uint32, body interface{}) types.Action {
 }
 
 // dispatch calls the SDK method named by op with its JSON args.
-func dispatch(c wrapper.RedisClient, op gjson.Result, cb wrapper.RedisResponseCallback) error {
+func dispatch(cl *client, op gjson.Result, cb wrapper.RedisResponseCallback) error {
+	c := cl.redis
 	a := op.Get("args").Array()
 	s := func(i int) string { return arg(a, i).String() }
 	n := func(i int) int { return int(arg(a, i).Int()) }
@@ -269,6 +288,9 @@ func dispatch(c wrapper.RedisClient, op gjson.Result, cb wrapper.RedisResponseCa
 		return out
 	}
 	switch name := op.Get("op").String(); name {
+	case "RedisCall":
+		// The package-level call: no client, no ready check, no NOAUTH retry; the query is encoded here.
+		return wrapper.RedisCall(cl.cluster, encode(list(0)), cb)
 	case "Command":
 		return c.Command(list(0), cb)
 	case "Eval":
@@ -390,6 +412,17 @@ func dispatch(c wrapper.RedisClient, op gjson.Result, cb wrapper.RedisResponseCa
 	default:
 		return fmt.Errorf("unknown op %q", name)
 	}
+}
+
+// encode writes args as wasm-go does: a RESP array of bulk strings, each fmt.Sprint-ed.
+func encode(args []interface{}) []byte {
+	var buf bytes.Buffer
+	vals := make([]resp.Value, 0, len(args))
+	for _, a := range args {
+		vals = append(vals, resp.StringValue(fmt.Sprint(a)))
+	}
+	_ = resp.NewWriter(&buf).WriteArray(vals)
+	return buf.Bytes()
 }
 
 func arg(a []gjson.Result, i int) gjson.Result {
