@@ -129,6 +129,11 @@ export class RedisConnection {
   private opTimer: NodeJS.Timeout | null = null;
   /** Set once the current socket has connected; a close after that is not a connect failure. */
   private established = false;
+  /**
+   * Set by a failed connect, cleared by a successful one: only the first failure of a run is a warning, since
+   * with no backoff a dead server fails one connect per call.
+   */
+  private connectFailing = false;
   /** The error to fail pending requests with when the socket closes; set by whoever closes it. */
   private closeReason: Error | null = null;
   private closing: Promise<void> | null = null;
@@ -345,6 +350,7 @@ export class RedisConnection {
     if (this.connectTimer) clearTimeout(this.connectTimer);
     this.connectTimer = null;
     this.established = true;
+    this.connectFailing = false;
     this.stateValue = 'ready';
     this.logger.debug('connected');
     if (this.pending.length > 0) this.armOpTimer();
@@ -384,7 +390,8 @@ export class RedisConnection {
       this.logger.debug({ err: reason.message }, 'connection closed');
     } else {
       this.cxConnectFail++;
-      this.logger.warn({ err: reason.message }, 'connect failed');
+      this.logger[this.connectFailing ? 'debug' : 'warn']({ err: reason.message, cxConnectFail: this.cxConnectFail }, 'connect failed');
+      this.connectFailing = true;
     }
     this.established = false;
     this.outbox = EMPTY;
