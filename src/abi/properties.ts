@@ -4,8 +4,8 @@
  */
 import { serializePairs } from './pairs';
 
-/** Maps are pairs; a value may be bytes (a metadata namespace's Struct). */
-export type PropertyValue = string | Buffer | bigint | number | boolean | ReadonlyArray<readonly [string, string | Uint8Array]>;
+/** Maps are pairs; keys and values may be bytes (serialized nested values, as Envoy's serializeValue). */
+export type PropertyValue = string | Buffer | bigint | number | boolean | ReadonlyArray<readonly [string | Uint8Array, string | Uint8Array]>;
 
 export function serializeProperty(value: PropertyValue): Buffer {
   if (typeof value === 'string') return Buffer.from(value, 'utf8');

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { LiveCluster } from '../upstream/cluster-manager';
 import { StreamType } from '../abi/enums';
 import type { PropertyValue } from '../abi/properties';
-import { streamAttribute, wasmLocalReplyDetails, type StreamAttributeConfig } from '../runtime/stream-attributes';
+import { streamAttribute, wasmLocalReplyDetails, type StreamAttributeConfig, type StreamAttributeSource } from '../runtime/stream-attributes';
 import type { LocalResponse, StreamHost } from '../abi/stream-state';
 import type { HeaderPairs } from '../common/headers';
 import type { Logger } from '../common/logger';
@@ -179,8 +179,8 @@ export interface ActiveStreamOptions {
   readonly plugins: readonly Plugin[];
   readonly info: StreamInfo;
   readonly logger: Logger;
-  /** `message`: the serialized envoy.config.core.v3.Node. */
-  readonly node: { readonly id: string; readonly cluster: string; readonly message?: Buffer };
+  /** `message`: the serialized envoy.config.core.v3.Node; `metadata`: its metadata Struct as JSON. */
+  readonly node: StreamAttributeSource['node'];
   /** Cluster lookup for proxy_get_upstream_hosts. */
   readonly clusters?: { get(name: string): LiveCluster | undefined };
   /** The route table the stream's route is selected from (and re-selected after the route cache is cleared). */

@@ -5,8 +5,8 @@ import { ConfigError } from '../common/errors';
 import type { FailurePolicy } from '../abi/enums';
 import { bootstrapFromJson, type Bootstrap } from '../config/bootstrap';
 import { loadEnvoyProtos } from '../xds/protos';
-import { decodeProtoJson, type ProtoObject } from '../xds/proto-json';
-import { EMPTY_METADATA, type EncodedMetadata } from '../runtime/stream-attributes';
+import { decodeProtoJson } from '../xds/proto-json';
+import { EMPTY_METADATA, type EncodedMetadata, type StructObject } from '../runtime/stream-attributes';
 
 /**
  * static_resources.listeners, reduced to the HTTP data plane the sidecar runs: one HttpConnectionManager per
@@ -207,12 +207,12 @@ export function encodeMetadata(v: unknown, path: string): EncodedMetadata {
   obj(v, path);
   const protos = loadEnvoyProtos();
   const type = protos.lookup('envoy.config.core.v3.Metadata');
-  const struct = protos.lookup('google.protobuf.Struct');
-  if (!type || !struct) throw new ConfigError('envoy.config.core.v3.Metadata is missing from the loaded protos', path);
+  if (!type) throw new ConfigError('envoy.config.core.v3.Metadata is missing from the loaded protos', path);
   const msg = decodeProtoJson(protos, type, v, path);
-  const filterMetadata = new Map<string, Buffer>();
-  const fm = ((msg as unknown as ProtoObject)['filter_metadata'] ?? {}) as Record<string, ProtoObject>;
-  for (const [ns, value] of Object.entries(fm)) filterMetadata.set(ns, Buffer.from(struct.encode(value).finish()));
+  // The decode above validated the document; a Struct's proto3 JSON form is the value itself.
+  const filterMetadata = new Map<string, StructObject>();
+  const fm = (v as Record<string, unknown>)['filter_metadata'];
+  if (isObject(fm)) for (const [ns, value] of Object.entries(fm)) filterMetadata.set(ns, (isObject(value) ? value : {}) as StructObject);
   return { message: Buffer.from(type.encode(msg).finish()), filterMetadata };
 }
 

@@ -11,6 +11,7 @@ import { RouterFilter } from './router';
 import type { UpstreamPools } from './upstream-pools';
 import { loadEnvoyProtos } from '../xds/protos';
 import { ioCycleLimit } from '../common/limits';
+import type { StructObject } from '../runtime/stream-attributes';
 
 export interface HttpListenerOptions {
   readonly config: ListenerConfig;
@@ -19,7 +20,7 @@ export interface HttpListenerOptions {
   readonly pools: UpstreamPools;
   readonly logger: Logger;
   /** The bootstrap node; `message` (the decoded envoy.config.core.v3.Node) is served as the `node` attribute. */
-  readonly node?: { readonly id: string; readonly cluster: string; readonly message?: Record<string, unknown> };
+  readonly node?: { readonly id: string; readonly cluster: string; readonly message?: Record<string, unknown>; readonly metadata?: StructObject };
 }
 
 /** Envoy numbers downstream connections process-wide (connection.id). */
@@ -131,7 +132,7 @@ export class HttpListener {
   private boundPort = 0;
   /** Cluster lookup for proxy_get_upstream_hosts, shared by every stream. */
   private readonly clusterLookup = { get: (name: string) => this.options.pools.cluster(name) };
-  private readonly node: { readonly id: string; readonly cluster: string; readonly message?: Buffer };
+  private readonly node: ConstructorParameters<typeof ActiveStream>[0]['node'];
   private readonly listenerAttributes: NonNullable<ConstructorParameters<typeof ActiveStream>[0]['listener']>;
   /** Requests started per connection in the current event-loop turn (Higress max_requests_per_io_cycle). */
   private readonly cycleCounts = new Map<Socket, number>();
@@ -139,7 +140,12 @@ export class HttpListener {
   constructor(private readonly options: HttpListenerOptions) {
     this.routes = new RouteTable(options.config.routeConfig);
     const message = encodeNode(options.node);
-    this.node = { id: options.node?.id ?? '', cluster: options.node?.cluster ?? '', ...(message ? { message } : {}) };
+    this.node = {
+      id: options.node?.id ?? '',
+      cluster: options.node?.cluster ?? '',
+      ...(message ? { message } : {}),
+      ...(options.node?.metadata ? { metadata: options.node.metadata } : {}),
+    };
     this.listenerAttributes = {
       listenerMetadata: options.config.metadata,
       filterChainName: options.config.filterChainName,

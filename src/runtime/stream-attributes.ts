@@ -1,13 +1,18 @@
 import { getHeader, type HeaderPairs } from '../common/headers';
-import type { PropertyValue } from '../abi/properties';
+import { serializeProperty, type PropertyValue } from '../abi/properties';
+
+/** A google.protobuf.Struct value in its JSON form (what proto3 JSON and the bootstrap carry). */
+export type StructValue = null | boolean | number | string | StructValue[] | { [key: string]: StructValue };
+export type StructObject = { [key: string]: StructValue };
 
 /**
  * An `envoy.config.core.v3.Metadata` as Envoy serves it through proxy_get_property: the whole message as
- * protobuf bytes, and each `filter_metadata` namespace as the bytes of its `google.protobuf.Struct`.
+ * protobuf bytes; below it, `filter_metadata` is a map whose Structs CEL unwraps into maps (cel-cpp treats
+ * google.protobuf.Struct as a map), so they are walked and serialized as maps, not as message bytes.
  */
 export interface EncodedMetadata {
   readonly message: Buffer;
-  readonly filterMetadata: ReadonlyMap<string, Buffer>;
+  readonly filterMetadata: ReadonlyMap<string, StructObject>;
 }
 
 export const EMPTY_METADATA: EncodedMetadata = { message: Buffer.alloc(0), filterMetadata: new Map() };
@@ -63,7 +68,7 @@ export interface StreamAttributeSource {
   readonly responseTrailers?: HeaderPairs;
   readonly info: StreamAttributeInfo;
   /** `message`: the serialized envoy.config.core.v3.Node (Higress serves `node` as that message). */
-  readonly node: { readonly id: string; readonly cluster: string; readonly message?: Buffer };
+  readonly node: { readonly id: string; readonly cluster: string; readonly message?: Buffer; readonly metadata?: StructObject };
   readonly config?: StreamAttributeConfig;
 }
 
@@ -124,16 +129,47 @@ function headerAttribute(headers: HeaderPairs | undefined, name: string | undefi
   return name === undefined ? headers : joined(headers, name.toLowerCase());
 }
 
-/** Metadata traversal as Envoy walks a message: the message, its filter_metadata map, one namespace's Struct. */
+/** Metadata traversal as Envoy walks it: the message, then its filter_metadata map, then each Struct as a map. */
 function metadataAttribute(md: EncodedMetadata | undefined, rest: readonly string[]): PropertyValue | undefined {
   if (!md) return undefined;
   const [field, ns, ...deeper] = rest;
   if (field === undefined) return md.message;
   if (field !== 'filter_metadata') return field === 'typed_filter_metadata' && ns === undefined ? [] : undefined;
-  if (ns === undefined) return [...md.filterMetadata];
-  // Struct fields below a namespace would need a Value traversal Envoy does through CEL; not served.
-  if (deeper.length > 0) return undefined;
-  return md.filterMetadata.get(ns);
+  if (ns === undefined) return [...md.filterMetadata].map(([k, v]) => [k, serializeStruct(v)] as const);
+  const struct = md.filterMetadata.get(ns);
+  return struct === undefined ? undefined : structAttribute(struct, deeper);
+}
+
+/**
+ * A Struct value as Envoy's serializeValue writes the CEL value it becomes: strings raw, numbers as 8-byte
+ * doubles, booleans one byte, structs as pairs (key, serialized value), lists as pairs (serialized element, '').
+ * A null has no serialization in Envoy (SERIALIZATION_FAILURE); here it is not found.
+ */
+function structAttribute(value: StructValue, rest: readonly string[]): PropertyValue | undefined {
+  let v: StructValue | undefined = value;
+  for (const part of rest) {
+    if (Array.isArray(v)) v = /^\d+$/.test(part) ? v[Number(part)] : undefined;
+    else if (v !== null && typeof v === 'object') v = Object.prototype.hasOwnProperty.call(v, part) ? v[part] : undefined;
+    else v = undefined;
+    if (v === undefined) return undefined;
+  }
+  if (v === null) return undefined;
+  if (typeof v === 'number') {
+    const out = Buffer.alloc(8);
+    out.writeDoubleLE(v);
+    return out;
+  }
+  if (typeof v === 'string' || typeof v === 'boolean') return v;
+  return Array.isArray(v) ? v.map((e) => [structBytes(e), ''] as const) : Object.entries(v).map(([k, e]) => [k, structBytes(e)] as const);
+}
+
+function structBytes(v: StructValue): Uint8Array {
+  const p = structAttribute(v, []);
+  return p === undefined ? Buffer.alloc(0) : serializeProperty(p);
+}
+
+function serializeStruct(v: StructObject): Uint8Array {
+  return structBytes(v);
 }
 
 /**
@@ -249,6 +285,7 @@ export function streamAttribute(path: readonly string[], s: StreamAttributeSourc
 function nodeAttribute(s: StreamAttributeSource, rest: readonly string[]): PropertyValue | undefined {
   const [field] = rest;
   if (field === undefined) return s.node.message ?? Buffer.alloc(0);
+  if (field === 'metadata') return s.node.metadata ? structAttribute(s.node.metadata, rest.slice(1)) : undefined;
   if (rest.length > 1) return undefined;
   if (field === 'id') return s.node.id;
   if (field === 'cluster') return s.node.cluster;

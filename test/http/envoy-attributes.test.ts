@@ -31,11 +31,25 @@ const PROPS = [
   ['upstream', 'transport_failure_reason'], // 16
   ['response', 'grpc_status'], // 17
   ['request', 'duration'], // 18
+  ['xds', 'route_metadata', 'filter_metadata', 'test.ns', 'k'], // 19
+  ['xds', 'route_metadata'], // 20
+  ['xds', 'listener_metadata', 'filter_metadata', 'lst', 'n'], // 21
+  ['xds', 'listener_metadata', 'filter_metadata', 'lst', 'list'], // 22
+  ['node', 'metadata', 'role'], // 23
+  ['xds', 'listener_metadata', 'filter_metadata', 'lst', 'nested'], // 24
 ] as const;
 
 const CONFIG = JSON.stringify({ properties: PROPS, deny_header: 'x-deny' });
-/** google.protobuf.Struct {fields: {k: {string_value: "v"}}} in protobuf wire format, written out by hand. */
-const STRUCT_K_V = '0a080a016b12031a0176';
+/**
+ * cel-cpp unwraps a google.protobuf.Struct into a map, so Envoy serializes {k: "v"} as pairs: count 1, lengths
+ * 1 and 1, then "k\0v\0".
+ */
+const STRUCT_K_V = '0100000001000000010000006b007600';
+/**
+ * envoy.config.core.v3.Metadata {filter_metadata: {"test.ns": Struct{k: "v"}}} in protobuf wire format:
+ * map entry (field 1) = key (field 1) "test.ns" + value (field 2) Struct{fields (1): entry{key "k", Value{string_value (3) "v"}}}.
+ */
+const ROUTE_METADATA = `0a15` + `0a07${Buffer.from('test.ns').toString('hex')}` + `120a` + `0a080a016b12031a0176`;
 const NOT_FOUND = '!error status returned by host: not found';
 
 const tmp = new TempDir();
@@ -63,8 +77,9 @@ before(async () => {
   const started = await startShaped(tmp, {
     filters: [{ plugin: 'go/host-attrs', name: 'attrs', rootId: '', configuration: CONFIG }],
     clusters: [{ name: 'backend', port: upstream.port }, { name: 'dead', port: deadPort, connectTimeout: '1s' }],
-  }, ({ listener, routeConfig }) => {
-    listener['metadata'] = { filter_metadata: { lst: { k: 'v' } } };
+  }, ({ doc, listener, routeConfig }) => {
+    doc['node'] = { id: 'test-node', cluster: 'test', metadata: { role: 'edge' } };
+    listener['metadata'] = { filter_metadata: { lst: { k: 'v', n: 2, list: ['a', true], nested: { x: 'y' } } } };
     (listener['filter_chains'] as Array<Record<string, unknown>>)[0]!['name'] = 'chain-a';
     routeConfig['virtual_hosts'] = [{
       name: 'vh',
@@ -104,7 +119,15 @@ test('an upstream response: via_upstream, the route and its metadata, upstream a
   assert.equal(r.h('x-req-8'), NOT_FOUND, 'no upstream host yet');
   assert.equal(r.h('x-req-9'), hex('chain-a'));
   assert.equal(r.h('x-req-10'), hex('test-node'));
-  assert.equal(r.h('x-req-11'), STRUCT_K_V);
+  // {k: "v", n: 2, list: [...], nested: {...}}: pairs whose values are serialized in turn.
+  assert.ok(r.h('x-req-11').startsWith('04000000'), 'four keys');
+  assert.equal(r.h('x-req-19'), hex('v'), 'a Struct field is its value');
+  assert.equal(r.h('x-req-20'), ROUTE_METADATA, 'the Metadata message in protobuf bytes');
+  assert.equal(r.h('x-req-21'), '0000000000000040', 'a number is an 8-byte double (2.0)');
+  // A list: pairs (serialized element, ''): "a" and the one byte of true.
+  assert.equal(r.h('x-req-22'), '02000000' + '0100000000000000' + '0100000000000000' + '610000' + '010000');
+  assert.equal(r.h('x-req-23'), hex('edge'), 'node.metadata is a Struct too');
+  assert.equal(r.h('x-req-24'), '010000000100000001000000780079' + '00', 'a nested Struct: pairs');
   assert.equal(r.h('x-req-13'), '00', 'connection.mtls is a one-byte false');
   assert.equal(r.h('x-req-14'), NOT_FOUND, 'no TLS: no tls_version');
   assert.equal(r.h('x-req-15'), hex('vh'));

@@ -6,6 +6,8 @@ type Json = Record<string, unknown>;
 
 /** The listener and its HttpConnectionManager of a bootstrapJson() document, for a test to reshape. */
 export interface ListenerParts {
+  /** The whole bootstrap document. */
+  readonly doc: Json;
   readonly listener: Json;
   readonly hcm: Json;
   readonly routeConfig: Json;
@@ -17,7 +19,7 @@ export async function startShaped(tmp: TempDir, spec: BootstrapSpec, shape: (par
   const listener = ((doc['static_resources'] as Json)['listeners'] as Json[])[0]!;
   const chain = (listener['filter_chains'] as Json[])[0]!;
   const hcm = ((chain['filters'] as Json[])[0]!['typed_config']) as Json;
-  shape({ listener, hcm, routeConfig: hcm['route_config'] as Json });
+  shape({ doc, listener, hcm, routeConfig: hcm['route_config'] as Json });
   const file = tmp.write(`bootstrap-${Math.random().toString(36).slice(2)}.json`, doc);
   const sidecar = await Sidecar.start({ configFile: file, logger: silentLogger(), drainTimeoutMs: 2000 });
   return { sidecar, url: `http://127.0.0.1:${sidecar.listeners[0]!.port}` };
