@@ -17,6 +17,8 @@ interface Case {
   readonly aclUser?: { name: string; password: string };
 }
 
+const TARGET_PASS = 'p w&db=9?x=%41#';
+
 const CASES: readonly Case[] = [
   {
     client: { name: 'fqdn', cluster: { type: 'fqdn', fqdn: 'redis.default.svc.cluster.local', port: 6379 }, password: 'fqdn-pass', timeout: 10_000, database: 1 },
@@ -47,9 +49,10 @@ const CASES: readonly Case[] = [
     clusterName: 'outbound|6379||redis-consul.dc1.consul',
   },
   {
-    client: { name: 'target', cluster: { type: 'target', cluster: 'redis-target' }, password: 'target-pass', timeout: 10_000, database: 7 },
+    // Credentials are used raw (no URL decoding), so a password may hold what a query string would split on.
+    client: { name: 'target', cluster: { type: 'target', cluster: 'redis-target' }, password: TARGET_PASS, timeout: 10_000, database: 7 },
     clusterName: 'redis-target',
-    requirepass: 'target-pass',
+    requirepass: TARGET_PASS,
   },
   {
     // RouteCluster's name is the request's route cluster, so it can only be initialised in a request.
