@@ -8,7 +8,8 @@
 // `GET /ops` runs the operations of the `x-redis-ops` header (JSON: [{"op":"HSet","args":["h","f","v"]}, ...])
 // one after the other, each in the previous one's callback, on the client named by `x-redis-client`, and answers
 // with a local reply whose JSON body holds what the plugin saw for each: the SDK's synchronous error, or the
-// resp.Value its callback received.
+// resp.Value its callback received. An op is a RedisClient method name (args in the method's order; maps as
+// JSON objects), or "RedisCall" for the package-level wrapper.RedisCall on the client's cluster.
 package main
 
 import (
