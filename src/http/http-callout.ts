@@ -1,4 +1,3 @@
-import { networkInterfaces } from 'node:os';
 import type { Dispatcher } from 'undici';
 import type { HeaderPairs } from '../common/headers';
 import type { Logger } from '../common/logger';
@@ -36,30 +35,20 @@ function resetReason(err: Error & { code?: string }): string {
 }
 
 /**
- * Envoy's LocalInfo address (Network::Utility::getLocalAddress): the first non-loopback IPv4 address of this
- * host, else 127.0.0.1. The AsyncClient appends it to x-forwarded-for (StreamOptions::send_xff, on by default).
- */
-function localAddress(): string {
-  for (const addrs of Object.values(networkInterfaces())) {
-    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
-  }
-  return '127.0.0.1';
-}
-
-/**
- * proxy_http_call as Envoy's Context::httpCall and AsyncClient do it, over the same keep-alive pools as the
- * router. The cluster name is exact (no `?` stripping, unlike Redis); an unknown cluster is BAD_ARGUMENT at
- * dispatch. The request carries what the AsyncClient's router adds: x-envoy-internal, x-forwarded-for and, with
- * a timeout, x-envoy-expected-rq-timeout-ms. What the router would answer locally is delivered as a response,
- * as the AsyncClient does: no healthy host 503 `no healthy upstream`, connect failure or reset before headers
- * 503 `upstream connect error ...`, timeout before headers 504 `upstream request timeout`. Only a reset (or the
- * timeout) after response headers is a failure, delivered with zero headers (onFailure). Every outcome is
- * asynchronous and delivered exactly once; cancel() suppresses it.
+ * proxy_http_call as Envoy's Context::httpCall and AsyncClient do it (checked against Envoy 1.40), over the same
+ * keep-alive pools as the router. The cluster name is exact (no `?` stripping, unlike Redis); an unknown cluster
+ * is BAD_ARGUMENT at dispatch. A cluster with no healthy host is INTERNAL_FAILURE at dispatch, with no callback:
+ * the AsyncClient's router answers it synchronously inside send(), which then returns no request. The request
+ * carries the body's own content-length and what the AsyncClient's router adds: x-envoy-internal and, with a
+ * timeout, x-envoy-expected-rq-timeout-ms. The router's asynchronous local replies come back as responses, as
+ * AsyncStreamImpl::sendLocalReply encodes them: connect failure or reset before headers 503 `upstream connect
+ * error ...`, timeout before headers 504 `upstream request timeout`. Only a reset (or the timeout) after response
+ * headers is a failure (onFailure), delivered with zero headers. Every outcome is asynchronous and delivered
+ * exactly once; cancel() suppresses it.
  */
 export class UndiciHttpCalloutService implements HttpCalloutService {
   private readonly logger: Logger;
   private readonly inflight = new Set<() => void>();
-  private readonly xffAddress = localAddress();
   private closed = false;
 
   constructor(
@@ -84,39 +73,35 @@ export class UndiciHttpCalloutService implements HttpCalloutService {
     const authority = get(':authority');
     if (!method || !path || authority === undefined) return { status: 'bad_argument', reason: ':method, :path and :authority are required' };
     const host = this.pools.chooseHost(cluster);
+    if (!host) {
+      this.logger.info({ cluster: cluster.name }, 'http callout: no healthy upstream');
+      return { status: 'internal_failure', reason: NO_HEALTHY_UPSTREAM_BODY };
+    }
+    const release = this.pools.track(cluster.name, host);
     let settled = false;
     const deliver = (response: HttpCalloutResponse) => {
       if (settled) return;
       settled = true;
       this.inflight.delete(cancel);
       if (timer) clearTimeout(timer);
-      release?.();
+      release();
       setImmediate(() => onResponse(response));
     };
     let controller: Dispatcher.DispatchController | undefined;
     let timer: NodeJS.Timeout | undefined;
-    let release: (() => void) | undefined;
     const cancel = () => {
       if (settled) return;
       settled = true;
       this.inflight.delete(cancel);
       if (timer) clearTimeout(timer);
-      release?.();
+      release();
       controller?.abort(new Error('callout cancelled'));
     };
     this.inflight.add(cancel);
-    if (!host) {
-      this.logger.info({ cluster: cluster.name }, 'http callout: no healthy upstream');
-      deliver(localReply(503, NO_HEALTHY_UPSTREAM_BODY));
-      return { status: 'ok', cancel };
-    }
-    release = this.pools.track(cluster.name, host);
     const lowered: HeaderPairs = request.headers.map(([k, v]) => [k.toLowerCase(), v]);
     // Context::httpCall sets content-length to the body's length itself (and none without a body).
-    const headers = flatten(lowered.filter(([k]) => k !== 'x-forwarded-for' && k !== 'content-length'), SKIP);
+    const headers = flatten(lowered.filter(([k]) => k !== 'content-length'), SKIP);
     headers.push('host', authority);
-    const xff = lowered.filter(([k]) => k === 'x-forwarded-for').map(([, v]) => v);
-    headers.push('x-forwarded-for', [...xff, this.xffAddress].join(', '));
     if (!lowered.some(([k]) => k === 'x-envoy-internal')) headers.push('x-envoy-internal', 'true');
     if (request.timeoutMs > 0 && !lowered.some(([k]) => k === 'x-envoy-expected-rq-timeout-ms')) {
       headers.push('x-envoy-expected-rq-timeout-ms', String(request.timeoutMs));

@@ -89,7 +89,7 @@ describe('local replies pass through untouched', () => {
     const r = await send('/dead');
     assert.equal(r.status, 503);
     assert.equal(r.marked, undefined);
-    assert.match(r.body, /^upstream connect error or disconnect\/reset before headers\. reset reason: connection failure/);
+    assert.match(r.body, /^upstream connect error or disconnect\/reset before headers\. reset reason: (remote )?connection failure/);
   });
 
   it('route timeout (504 UT)', async () => {
