@@ -40,7 +40,14 @@ describe('oracle: data plane (Envoy vs sidecar)', () => {
             res.end(`upstream saw ${req.method} ${req.url} ${body.toString()}`);
           },
         },
-        { name: 'callout', handler: (req, res) => { res.setHeader('x-callout', '1'); res.end(`callout answer for ${req.url}`); } },
+        {
+          name: 'callout',
+          handler: (req, res) => {
+            res.setHeader('x-callout', '1');
+            if (req.url === '/slow') setTimeout(() => res.end('late'), 3000).unref();
+            else res.end(`callout answer for ${req.url}`);
+          },
+        },
         { name: 'closed', unreachable: true },
       ],
     });
@@ -60,6 +67,9 @@ describe('oracle: data plane (Envoy vs sidecar)', () => {
     ['local-resp-headers', { path: '/deny-resp', headers: { 'x-oracle': 'local-resp-headers' } }],
     ['local-resp-body', { path: '/deny-resp-body', headers: { 'x-oracle': 'local-resp-body' } }],
     ['callout', { path: '/callout', headers: { 'x-oracle': 'callout', 'x-callout-path': '/side' } }],
+    ['callout-timeout', { path: '/callout-timeout', headers: { 'x-oracle': 'callout', 'x-callout-path': '/slow', 'x-callout-timeout': '200' } }],
+    ['callout-unknown-cluster', { path: '/callout-unknown', headers: { 'x-oracle': 'callout', 'x-callout-cluster': 'no-such-cluster' } }],
+    ['callout-refused', { path: '/callout-refused', headers: { 'x-oracle': 'callout', 'x-callout-cluster': 'closed' } }],
     ['stop-headers', { method: 'POST', path: '/stop', body: 'held', headers: { 'x-oracle': 'stop-headers' }, timeoutMs: 3000 }],
     ['buffer-req-small', { method: 'POST', path: '/buf', body: 'small', headers: { 'x-oracle': 'buffer-req' } }],
     ['buffer-req-over-limit', { method: 'POST', path: '/buf-big', body: big, headers: { 'x-oracle': 'buffer-req' } }],

@@ -9,7 +9,8 @@
 //                  a local reply from that phase (status 403 / 418 / 502 / 503, header x-local: <phase>)
 //   body-rewrite   buffers both bodies; request upper-cased, response wrapped in [ ]; content-length removed
 //   buffer-req / buffer-resp   StopIterationAndBuffer until end of stream, no change (the buffer limits)
-//   callout        pauses; proxy_http_call to cluster `callout` (path x-callout-path, timeout x-callout-timeout ms)
+//   callout        pauses; proxy_http_call to cluster `callout` (or x-callout-cluster; path x-callout-path, timeout
+//                  x-callout-timeout ms)
 //                  and resumes with x-callout-status / x-callout-body, or a local 502 when it failed
 //   trailers       adds x-oracle-trailer to the response trailers
 //   props          response headers x-prop-*: request.path, request.method, plugin_name, plugin_root_id, response.code
@@ -150,7 +151,8 @@ class OracleStream extends Context {
       headers.push(makeHeaderPair(":method", "GET"));
       headers.push(makeHeaderPair(":path", path.length > 0 ? path : "/callout"));
       headers.push(makeHeaderPair(":authority", "callout.local"));
-      const r = this.root_context.httpCall("callout", headers, new ArrayBuffer(0), [], timeout.length > 0 ? <u32>I32.parseInt(timeout) : 1000, this, calloutDone);
+      const cluster = stream_context.headers.request.get("x-callout-cluster");
+      const r = this.root_context.httpCall(cluster.length > 0 ? cluster : "callout", headers, new ArrayBuffer(0), [], timeout.length > 0 ? <u32>I32.parseInt(timeout) : 1000, this, calloutDone);
       if (r != WasmResultValues.Ok) local(500, "callout-dispatch", "callout dispatch failed: " + r.toString() + "\n");
       return FilterHeadersStatusValues.StopIteration;
     }
