@@ -6,6 +6,7 @@ import type { RedisClusterStats } from '../../src/redis/pool-manager';
 import { TempDir } from '../http/helpers';
 import { RedisServer } from '../support/redis-server';
 import { until } from '../support/until';
+import { startBlackhole, type Blackhole } from '../redis/helpers';
 import { initReports, runOps, type ClientConfig, type GoRedisSidecar, type InitReport, startGoRedisSidecar } from '../redis/go-sdk-fixture';
 
 // Faults as wasm-go v1.1.1 sees them through the sidecar. What the SDK does with what the host reports
@@ -34,6 +35,8 @@ const CLIENTS: readonly ClientConfig[] = [
   { name: 'restarted', cluster: fqdn('redis-restarted'), timeout: 10_000 },
   { name: 'abandoned', cluster: fqdn('redis-abandoned'), timeout: 60_000 },
   { name: 'resp3', cluster: fqdn('redis-resp3'), timeout: 10_000 },
+  // Its op timeout would never fire within the test: only the cluster's connect_timeout can end the call.
+  { name: 'blackholed', cluster: fqdn('redis-blackholed'), timeout: 600_000 },
 ];
 
 const tmp = new TempDir();
@@ -43,6 +46,7 @@ let acl: RedisServer;
 let plain: RedisServer;
 let restarted: RedisServer;
 let abandoned: RedisServer;
+let hole: Blackhole | null;
 let env: GoRedisSidecar;
 let reports: InitReport[];
 
@@ -56,6 +60,7 @@ before(async () => {
     RedisServer.start(),
   ]);
   const closedPort = await freePort(); // nothing listens there
+  hole = await startBlackhole();
   env = await startGoRedisSidecar(tmp, {
     clients: CLIENTS,
     clusters: [
@@ -70,6 +75,7 @@ before(async () => {
       { name: clusterOf('redis-restarted'), port: restarted.port },
       { name: clusterOf('redis-abandoned'), port: abandoned.port },
       { name: clusterOf('redis-resp3'), port: plain.port },
+      { name: clusterOf('redis-blackholed'), port: hole?.port ?? closedPort, connectTimeout: '0.5s' },
       // redis-nowhere is deliberately not declared.
     ],
   });
@@ -79,6 +85,7 @@ before(async () => {
 after(async () => {
   for (const s of [stalled, abandoned]) if (s?.pid !== undefined) process.kill(s.pid, 'SIGCONT');
   await env?.close();
+  hole?.close();
   await Promise.all([stalled, auth, acl, plain, restarted, abandoned].map((s) => s?.stop()));
   tmp.cleanup();
 });
@@ -153,6 +160,18 @@ describe('wasm-go RedisClient faults through the sidecar', () => {
       { op: 'Set', reply: ok },
       { op: 'Get', reply: { type: 'BulkString', str: 'back' } },
     ]);
+  });
+
+  it('unreachable Redis (connect never completes): the cluster connect_timeout ends the call, not the op timeout', async (t) => {
+    if (!hole) return t.skip('python3 not available');
+    const { results } = await runOps(env.url, 'blackholed', [{ op: 'Get', args: ['k'] }, { op: 'Get', args: ['k'] }]);
+    assert.deepEqual(results, [
+      { op: 'Get', reply: CANNOT_CONNECT },
+      { op: 'Get', reply: CANNOT_CONNECT },
+    ]);
+    const failures = env.logs.records.filter((r) => r['msg'] === 'connect failed' && r['cluster'] === clusterOf('redis-blackholed'));
+    assert.equal(failures.length, 2, 'one connect per call, no backoff');
+    for (const f of failures) assert.match(String(f['err']), /connect timeout after 500 ms/);
   });
 
   it('wrong password: AUTH fails silently, the call gets NOAUTH after the SDK re-inits and retries once', async () => {

@@ -18,6 +18,8 @@ export interface RedisClusterDef {
   readonly dns?: boolean;
   /** Declared with no endpoint at all (proxy_redis_call finds no host). */
   readonly noEndpoints?: boolean;
+  /** The cluster's connect_timeout (Envoy duration); default 1s. */
+  readonly connectTimeout?: string;
 }
 
 /** One entry of the plugin's `clients` configuration (see the plugin's parseConfig). */
@@ -115,7 +117,7 @@ export async function startGoRedisSidecar(tmp: TempDir, spec: GoRedisSidecarSpec
   const backend = await Upstream.start();
   const boot = bootstrapJson({
     filters: [{ plugin: 'go/redis-client', name: 'redis-client', rootId: '', configuration: JSON.stringify({ clients: spec.clients }) }],
-    clusters: [{ name: 'backend', port: backend.port }, ...spec.clusters.map((c) => ({ name: c.name, port: c.port }))],
+    clusters: [{ name: 'backend', port: backend.port }, ...spec.clusters.map((c) => ({ name: c.name, port: c.port, ...(c.connectTimeout ? { connectTimeout: c.connectTimeout } : {}) }))],
     routeCluster: 'backend',
   });
   const res = boot['static_resources'] as Json;

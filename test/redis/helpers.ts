@@ -1,4 +1,6 @@
 /** Shared bits for the redis tests: RESP encoding as wasm-go does it, and promise wrappers. */
+import { spawn } from 'node:child_process';
+import { connect, type Socket } from 'node:net';
 import type { RedisReply } from '../../src/services/redis';
 import type { ClusterConfig, HostSpec } from '../../src/upstream/types';
 
@@ -64,3 +66,46 @@ if ttl < 0 then
 end
 return {ARGV[1], redis.call('incrby', KEYS[1], -1), ttl}
 `;
+
+const BLACKHOLE_PY =
+  "import socket,sys,time\ns=socket.socket()\ns.bind(('127.0.0.1',0))\ns.listen(0)\nsys.stdout.write(str(s.getsockname()[1]))\nsys.stdout.flush()\ntime.sleep(600)\n";
+
+/** A loopback port where a connect never completes; close() releases it. */
+export interface Blackhole {
+  readonly port: number;
+  close(): void;
+}
+
+/**
+ * A socket with listen(0) that never accepts, its accept queue filled: the kernel then drops further SYNs, so a
+ * connect stays pending until the client's connect timeout. Node's net.Server always accepts, hence python3;
+ * resolves null when python3 is not available.
+ */
+export async function startBlackhole(): Promise<Blackhole | null> {
+  const py = spawn('python3', ['-c', BLACKHOLE_PY], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const port = await new Promise<number>((resolve) => {
+    py.once('error', () => resolve(0));
+    py.once('exit', () => resolve(0));
+    py.stdout.once('data', (d: Buffer) => resolve(Number(d.toString())));
+  });
+  if (!port) return null;
+  const fillers: Socket[] = [];
+  // Fill the accept queue until a connect no longer completes (the filler that did not connect stays pending too).
+  for (let i = 0; i < 8; i++) {
+    const s = connect({ host: '127.0.0.1', port });
+    s.on('error', () => {});
+    fillers.push(s);
+    const ok = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), 150);
+      s.once('connect', () => (clearTimeout(timer), resolve(true)));
+    });
+    if (!ok) break;
+  }
+  return {
+    port,
+    close() {
+      for (const s of fillers) s.destroy();
+      py.kill('SIGKILL');
+    },
+  };
+}
