@@ -395,6 +395,17 @@ export class KnownDifferences {
 
 export const KNOWN = new KnownDifferences();
 
+/** The known bugs this process ran into, printed once at exit so that they are seen, not only passed over. */
+const bugsSeen = new Map<string, Set<string>>();
+process.once('exit', () => {
+  if (bugsSeen.size === 0) return;
+  const lines = [...bugsSeen].map(([reason, cases]) => {
+    const all = [...cases].sort();
+    return `  - ${all.slice(0, 2).join(', ')}${all.length > 2 ? ` (+${all.length - 2} more)` : ''}: ${reason.slice(0, 140)}...`;
+  });
+  process.stderr.write(`oracle: ${bugsSeen.size} known sidecar bug(s) (status: bug in test/oracle/intended-differences.yaml) seen:\n${lines.join('\n')}\n`);
+});
+
 /** Splits raw differences into unexplained ones (test failures) and known ones (reported). */
 export function classify(diffs: readonly Difference[]): { unexplained: Difference[]; known: Array<Difference & { status: string; reason: string }> } {
   const unexplained: Difference[] = [];
@@ -405,6 +416,10 @@ export function classify(diffs: readonly Difference[]): { unexplained: Differenc
     if (e.compare === 'ignore') continue;
     if (e.compare === 'presence' && d.envoy !== undefined && d.sidecar !== undefined) continue;
     e.used++;
+    if (e.status === 'bug') {
+      const seen = bugsSeen.get(e.reason) ?? new Set<string>();
+      bugsSeen.set(e.reason, seen.add(`${d.case} ${d.field}`));
+    }
     known.push({ ...d, status: e.status, reason: e.reason });
   }
   return { unexplained, known };
