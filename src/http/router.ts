@@ -6,6 +6,7 @@ import { ResponseCodeDetails, type ActiveStream, type RouterSink } from './activ
 import { flatten, getHeader, HOP_BY_HOP, pairsFromObject } from './http-headers';
 import { rewritePath } from './route-table';
 import type { UpstreamPools } from './upstream-pools';
+import type { UpstreamRequestRecord } from '../upstream/traffic-stats';
 
 /** Envoy's local-reply bodies for upstream failures (router_filter / filter_manager). */
 export const UPSTREAM_RESET_BODY_PREFIX = 'upstream connect error or disconnect/reset before headers. reset reason: ';
@@ -60,6 +61,8 @@ export class RouterFilter implements RouterSink, Dispatcher.DispatchHandler {
   private responseEnded = false;
   private headOrEmpty = false;
   private release: (() => void) | undefined;
+  /** This request's upstream_rq_* accounting. */
+  private record: UpstreamRequestRecord | undefined;
   private method = 'GET';
 
   constructor(
@@ -110,7 +113,12 @@ export class RouterFilter implements RouterSink, Dispatcher.DispatchHandler {
     out.push('host', authority);
     if (this.timeoutMs > 0) out.push('x-envoy-expected-rq-timeout-ms', String(this.timeoutMs));
     const pool = this.ctx.pools.pool(cluster, host);
-    this.release = this.ctx.pools.track(cluster.name, host);
+    const untrack = this.ctx.pools.track(cluster.name, host);
+    const record = (this.record = this.ctx.pools.traffic.request(cluster.name, host.key));
+    this.release = () => {
+      untrack();
+      record.done();
+    };
     const dispatch = (body: Buffer | PassThrough | null, contentLength: number | undefined) => {
       if (this.aborted) return;
       if (contentLength !== undefined) {
@@ -175,6 +183,7 @@ export class RouterFilter implements RouterSink, Dispatcher.DispatchHandler {
       this.stream.info.responseFlags.push('UT');
       this.ctx.logger.info({ cluster: this.stream.info.clusterName, host: this.stream.info.upstreamHost, timeoutMs: this.timeoutMs }, 'upstream request timeout');
       const started = this.responseStarted;
+      if (!started) this.record?.fail('timeout');
       this.cancel(new RouteTimeout('route timeout'));
       // Envoy StreamInfo::ResponseCodeDetails::ResponseTimeout.
       if (!started) this.stream.enqueue(() => this.stream.sendLocalReply(this.routerIndex, 504, Buffer.from(UPSTREAM_TIMEOUT_BODY), [], 'response_timeout'));
@@ -207,6 +216,7 @@ export class RouterFilter implements RouterSink, Dispatcher.DispatchHandler {
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     if (this.aborted || statusCode < 200) return;
     this.responseStarted = true;
+    this.record?.response(statusCode);
     const serviceMs = Number((process.hrtime.bigint() - this.sentAt) / 1_000_000n);
     const pairs: HeaderPairs = [[':status', String(statusCode)], ...pairsFromObject(headers)];
     pairs.push(['x-envoy-upstream-service-time', String(serviceMs)]);
@@ -253,6 +263,7 @@ export class RouterFilter implements RouterSink, Dispatcher.DispatchHandler {
       const flag = reason === 'connection failure' || reason === 'connection timeout' ? 'UF' : 'UC';
       // upstream.transport_failure_reason: the connect error as the socket reported it.
       if (flag === 'UF') this.stream.info.upstreamTransportFailureReason = (error as { code?: string }).code ?? error.message;
+      this.record?.fail(flag === 'UF' ? 'connect_fail' : 'reset');
       this.ctx.logger.info(log, 'upstream reset before response headers');
       this.localReply(503, UPSTREAM_RESET_BODY_PREFIX + reason, `upstream_reset_before_response_started{${reason.replace(/ /g, '_')}}`, flag);
     } else {

@@ -4,6 +4,7 @@ import type { Logger } from '../common/logger';
 import { silentLogger } from '../common/logger';
 import type { ClusterManager, LiveCluster } from '../upstream/cluster-manager';
 import type { Host } from '../upstream/types';
+import { UpstreamTrafficStats } from '../upstream/traffic-stats';
 
 /**
  * Keep-alive HTTP/1.1 connection pools, one undici Pool per (cluster, host), owned here and not by the cluster
@@ -14,6 +15,8 @@ import type { Host } from '../upstream/types';
 export class UpstreamPools {
   private readonly pools = new Map<string, Pool>();
   private readonly active = new Map<string, number>();
+  /** Envoy's upstream_rq_* and host rq_* counters for the requests routed through these pools. */
+  readonly traffic = new UpstreamTrafficStats();
   private readonly subscription: Disposable;
   private readonly logger: Logger;
   private closing: Promise<void> | null = null;
