@@ -11,11 +11,13 @@ import { k8sClusterName, startGoSidecar, type GoSidecar } from './helpers';
 //  - `_match_domain_`: :authority with its port stripped, exact, `*suffix` or `prefix*`;
 //  - `_match_service_`: cluster_name split on `|` must have 4 parts (`outbound|port|subset|fqdn`); the entry is
 //    `fqdn` or `fqdn:port`.
-// What Envoy returns for the properties (source/extensions/common/wasm/context.cc): route_name is
-// StreamInfo::getRouteName(), the selected route's `name` ("" when it has none: found, empty); cluster_name is
-// the upstream host's cluster, else the route entry's cluster name, else NOT_FOUND (a direct_response route
-// has no route entry). The HTTP connection manager selects the route before the filter chain runs, so both are
-// known in the first filter's request headers.
+// What Envoy returns for the properties: Higress's Envoy serves them as the top-level tokens route_name and
+// cluster_name (its context.cc PROPERTY_TOKENS); stock Envoy 1.40 has the same values under xds.route_name and
+// xds.cluster_name (checked with an upstream-SDK probe plugin). route_name is the selected route's `name` ("" when
+// it has none: found, empty; NOT_FOUND when no route matched); cluster_name is the route's cluster, verbatim
+// (`outbound|80||api.default.svc.cluster.local`), NOT_FOUND on a direct_response route (no route entry). The HTTP
+// connection manager selects the route before the filter chain runs, so both are known in the first filter's
+// request headers.
 
 const API_80 = k8sClusterName('api', 'default', 80);
 const API_8080 = k8sClusterName('api', 'default', 8080);
@@ -196,7 +198,7 @@ describe('virtual host selection with a port in :authority', () => {
   // Envoy matches domains against :authority as sent, port included, unless the RouteConfiguration sets
   // ignore_port_in_host_matching (or the HCM strips ports): `a.shop.example.com:8443` matches neither
   // `*.shop.example.com` (it does not end with it) and lands on `*`.
-  it('a.shop.example.com:8443 is served by the catch-all virtual host', { todo: 'src/http/route-table.ts strips the port when no domain names it (see report)' }, async () => {
+  it('a.shop.example.com:8443 is served by the catch-all virtual host', async () => {
     const s = await send('a.shop.example.com:8443', '/cart');
     assert.equal(s.routeName, 'fallback');
     assert.equal(s.clusterName, 'backend');
