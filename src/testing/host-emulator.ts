@@ -10,6 +10,7 @@ import { MetricsRegistry, type PluginMetric } from '../services/metrics';
 import { SharedDataStore } from '../services/shared-data';
 import { SharedQueueRegistry } from '../services/shared-queue';
 import type { RedisService } from '../services/redis';
+import { RedisClusters } from './redis-clusters';
 import type { HttpCalloutService } from '../services/http-callout';
 import { getHeader } from '../common/headers';
 import { streamAttribute, wasmLocalReplyDetails } from '../runtime/stream-attributes';
@@ -33,6 +34,12 @@ export interface EmulatorLog {
 export interface HostEmulatorOptions extends Omit<PluginConfig, 'name'> {
   readonly name?: string;
   readonly redis?: RedisService;
+  /**
+   * Redis for the plugin from cluster name (as the plugin passes it to proxy_redis_init) to `redis://host:port`,
+   * over the sidecar's own pools; closed with the emulator. A cluster the plugin asks for that is not here is an
+   * error in `hostLogs` that names it and the clusters there are.
+   */
+  readonly redisClusters?: Readonly<Record<string, string>>;
   readonly httpCallout?: HttpCalloutService;
   /** proxy_get_log_level answer; default TRACE. */
   readonly logLevel?: LogLevel;
@@ -79,16 +86,20 @@ export class HostEmulator {
       },
     });
     const logger: Logger = pino({ level: 'trace' }, sink);
+    const ownedRedis = options.redisClusters ? new RedisClusters(options.redisClusters, logger) : undefined;
+    const redis = options.redis ?? (ownedRedis ? explainUnknown(ownedRedis, Object.keys(options.redisClusters!), logger) : missingRedis(logger));
     const shared = options.shared ?? { sharedData: new SharedDataStore(), sharedQueues: new SharedQueueRegistry(), metrics: new MetricsRegistry() };
     const services: HostServices = {
       ...shared,
-      ...(options.redis ? { redis: options.redis } : {}),
+      redis,
       ...(options.httpCallout ? { httpCallout: options.httpCallout } : {}),
       logLevel: () => options.logLevel ?? LogLevel.Trace,
       onHostCall: (name, result) => void hostCalls.push({ name, result }),
     };
     const plugin = await Plugin.load(code, { ...options, name: options.name ?? 'test-plugin' }, { services, logger });
-    return new HostEmulator(plugin, services, logs, hostCalls, hostLogs);
+    const host = new HostEmulator(plugin, services, logs, hostCalls, hostLogs);
+    host.ownedRedis = ownedRedis;
+    return host;
   }
 
   /** Waits for pending log writes and deferred deliveries (Redis replies, queue wake-ups) of the current tick. */
@@ -120,9 +131,42 @@ export class HostEmulator {
     this.plugin.vm.callGuest(root, 'proxy_on_tick', root.id);
   }
 
+  private ownedRedis: RedisClusters | undefined;
+
+  /** Closes the plugin, and the Redis pools of `redisClusters` (their close completes in the background). */
   close(): void {
     this.plugin.close();
+    void this.ownedRedis?.close();
   }
+}
+
+/** Stands in when no Redis was given: every use is an error that says what to pass. */
+function missingRedis(logger: Logger): RedisService {
+  const refuse = (upstream: string): { status: 'unknown_cluster' } => {
+    logger.error({ cluster: upstream.split('?')[0] }, `the plugin uses Redis cluster '${upstream.split('?')[0]}' but this HostEmulator has no Redis: pass redisClusters: { '<cluster>': 'redis://host:port' } (or redis: a RedisService)`);
+    return { status: 'unknown_cluster' };
+  };
+  return { init: (_o, r) => refuse(r.upstream), call: (_o, upstream) => refuse(upstream), release: () => undefined };
+}
+
+/** RedisClusters, with an error naming the known clusters whenever the plugin asks for another. */
+function explainUnknown(clusters: RedisClusters, known: readonly string[], logger: Logger): RedisService {
+  const explain = (upstream: string): void => {
+    logger.error({ cluster: upstream.split('?')[0] }, `Redis cluster '${upstream.split('?')[0]}' is not in redisClusters (${known.map((k) => `'${k}'`).join(', ') || 'none'})`);
+  };
+  return {
+    init: (owner, request) => {
+      const outcome = clusters.init(owner, request);
+      if (outcome.status === 'unknown_cluster') explain(request.upstream);
+      return outcome;
+    },
+    call: (owner, upstream, query, onReply) => {
+      const outcome = clusters.call(owner, upstream, query, onReply);
+      if (outcome.status === 'unknown_cluster') explain(upstream);
+      return outcome;
+    },
+    release: (owner) => clusters.release(owner),
+  };
 }
 
 /** One HTTP stream as the test sees it: what the plugin decided, and what it changed. */

@@ -43,6 +43,34 @@ it('carries a plugin\'s Redis calls to the server the map names', async () => {
   }
 });
 
+it('takes the map directly as redisClusters, and names a missing cluster or a missing map in hostLogs', async () => {
+  const direct = await HostEmulator.load(pluginPath('redis-echo'), {
+    name: 'redis-echo', rootId: 'redis_echo', configuration: `cluster=${CLUSTER}\ntimeout=1000`,
+    redisClusters: { [CLUSTER]: `redis://127.0.0.1:${redis.port}` },
+  });
+  try {
+    await direct.settle();
+    assert.deepEqual(direct.logMessages('info'), ['redis_init status=0']);
+    const s = direct.stream();
+    s.sendRequestHeaders([[':path', '/'], ['x-redis-cmd', 'INCR kit-counter']], true);
+    await until(() => s.localResponse !== undefined, 10_000, 'the INCR reply');
+    assert.equal(s.localResponse!.body.toString(), ':1\r\n');
+  } finally {
+    direct.close();
+  }
+
+  const other = await HostEmulator.load(pluginPath('redis-echo'), {
+    name: 'redis-echo', rootId: 'redis_echo', configuration: 'cluster=outbound|6379||elsewhere\ntimeout=1000',
+    redisClusters: { [CLUSTER]: `redis://127.0.0.1:${redis.port}` },
+  });
+  other.close();
+  assert.ok(other.hostLogs.some((l) => String(l['msg']).includes(`Redis cluster 'outbound|6379||elsewhere' is not in redisClusters ('${CLUSTER}')`)), JSON.stringify(other.hostLogs));
+
+  const none = await HostEmulator.load(pluginPath('redis-echo'), { name: 'redis-echo', rootId: 'redis_echo', configuration: `cluster=${CLUSTER}\ntimeout=1000` });
+  none.close();
+  assert.ok(none.hostLogs.some((l) => String(l['msg']).includes('this HostEmulator has no Redis: pass redisClusters')), JSON.stringify(none.hostLogs));
+});
+
 it('names the clusters a plugin asked for that the map lacks', async () => {
   const host = await HostEmulator.load(pluginPath('redis-echo'), {
     name: 'redis-echo', rootId: 'redis_echo', configuration: 'cluster=outbound|6379||not-in-the-map\ntimeout=1000', redis: clusters,
