@@ -7,7 +7,7 @@
  * known sidecar bug), otherwise the test fails with the case, the field and both values.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -25,12 +25,40 @@ import { until } from '../support/until';
 
 /** The Envoy binary: scripts/install-envoy.mjs (idempotent). Throws with the command and its output on failure. */
 export function envoyBinary(): string {
-  return runNode(join(REPO_ROOT, 'scripts', 'install-envoy.mjs')).trim().split('\n').pop()!;
+  return withLock('envoy-install', () => runNode(join(REPO_ROOT, 'scripts', 'install-envoy.mjs'))).trim().split('\n').pop()!;
 }
 
 /** Builds test/oracle/plugins into build/plugins/oracle (up-to-date ones are skipped). */
 export function buildOraclePlugins(): void {
-  runNode(join(REPO_ROOT, 'test', 'oracle', 'build-plugins.mjs'));
+  withLock('oracle-plugins', () => runNode(join(REPO_ROOT, 'test', 'oracle', 'build-plugins.mjs')));
+}
+
+/**
+ * node --test runs the oracle's files in parallel processes: the first install (venv + pip) and the plugin build
+ * must not run twice at once over the same directory. A directory is the lock (mkdir is atomic); one older than
+ * the installer's own time limit is a crashed run's and is taken over.
+ */
+function withLock<T>(name: string, fn: () => T): T {
+  const dir = join(REPO_ROOT, 'build', `.${name}.lock`);
+  mkdirSync(join(REPO_ROOT, 'build'), { recursive: true });
+  const deadline = Date.now() + 660_000;
+  for (;;) {
+    try {
+      mkdirSync(dir);
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const held = statSync(dir, { throwIfNoEntry: false });
+      const age = held ? Date.now() - held.mtimeMs : 0;
+      if (age > 620_000 || Date.now() > deadline) rmSync(dir, { recursive: true, force: true });
+      else Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100); // a synchronous 100 ms wait
+    }
+  }
+  try {
+    return fn();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 function runNode(script: string): string {
