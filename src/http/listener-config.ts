@@ -378,8 +378,36 @@ function wasmFilter(name: string, cfg: Json, path: string, extras: Json | undefi
   };
 }
 
+/**
+ * The fields of each message this data plane implements. Anything else that is set is refused with its path:
+ * a listener that silently dropped `listener_filters`, a `filter_chain_match` or a transport socket would serve
+ * other traffic than the one configured (plaintext where TLS was asked for is the worst case).
+ */
+const IMPLEMENTED_FIELDS = {
+  listener: new Set(['name', 'address', 'filter_chains', 'per_connection_buffer_limit_bytes', 'metadata', 'traffic_direction']),
+  filterChain: new Set(['name', 'filters']),
+  networkFilter: new Set(['name', 'typed_config']),
+  hcm: new Set(['@type', 'stat_prefix', 'route_config', 'rds', 'http_filters', 'generate_request_id', 'strip_any_host_port', 'strip_matching_host_port', 'codec_type']),
+  httpFilter: new Set(['name', 'typed_config']),
+} as const;
+
+function refuseUnimplemented(o: Json, implemented: ReadonlySet<string>, path: string): void {
+  for (const [k, v] of Object.entries(o)) {
+    if (v === undefined || v === null || implemented.has(k)) continue;
+    throw new ConfigError('is not supported by this data plane', `${path}.${k}`);
+  }
+}
+
+/** HttpConnectionManager.codec_type: the codecs this data plane speaks. */
+function codecType(v: unknown, path: string): 'AUTO' | 'HTTP1' {
+  if (v === undefined || v === null || v === 'AUTO' || v === 0) return 'AUTO';
+  if (v === 'HTTP1' || v === 1) return 'HTTP1';
+  throw new ConfigError(`codec_type ${String(v)} is not supported (AUTO or HTTP1)`, path);
+}
+
 function listener(v: unknown, path: string, extras: PluginConfigExtras, baseDir: string): ListenerConfig {
   const l = obj(v, path, true)!;
+  refuseUnimplemented(l, IMPLEMENTED_FIELDS.listener, path);
   const name = str(l['name'], `${path}.name`, '');
   const sock = obj(obj(l['address'], `${path}.address`, true)!['socket_address'], `${path}.address.socket_address`, true)!;
   const address = str(sock['address'], `${path}.address.socket_address.address`);
@@ -389,13 +417,18 @@ function listener(v: unknown, path: string, extras: PluginConfigExtras, baseDir:
   if (chains.length !== 1) throw new ConfigError('exactly one filter chain is supported', `${path}.filter_chains`);
   const fcPath = `${path}.filter_chains[0]`;
   const chain = obj(chains[0], fcPath, true)!;
+  refuseUnimplemented(chain, IMPLEMENTED_FIELDS.filterChain, fcPath);
   const filters = arr(chain['filters'], `${fcPath}.filters`);
   if (filters.length !== 1) throw new ConfigError('exactly one network filter (http_connection_manager) is supported', `${fcPath}.filters`);
   const fPath = `${fcPath}.filters[0]`;
-  const hcmAny = obj(obj(filters[0], fPath, true)!['typed_config'], `${fPath}.typed_config`, true)!;
+  const networkFilter = obj(filters[0], fPath, true)!;
+  refuseUnimplemented(networkFilter, IMPLEMENTED_FIELDS.networkFilter, fPath);
+  const hcmAny = obj(networkFilter['typed_config'], `${fPath}.typed_config`, true)!;
   const hcmType = str(hcmAny['@type'], `${fPath}.typed_config.@type`);
   if (hcmType !== HCM_TYPE) throw new ConfigError(`network filter ${hcmType} is not supported (only HttpConnectionManager)`, `${fPath}.typed_config.@type`);
   const hPath = `${fPath}.typed_config`;
+  refuseUnimplemented(hcmAny, IMPLEMENTED_FIELDS.hcm, hPath);
+  codecType(hcmAny['codec_type'], `${hPath}.codec_type`);
   if (hcmAny['rds'] !== undefined) throw new ConfigError('RDS is not supported; give route_config inline', `${hPath}.rds`);
   const routeConfig = routeTable(hcmAny['route_config'], `${hPath}.route_config`);
   const httpFilters = arr(hcmAny['http_filters'], `${hPath}.http_filters`);
@@ -404,6 +437,7 @@ function listener(v: unknown, path: string, extras: PluginConfigExtras, baseDir:
   httpFilters.forEach((f, i) => {
     const p = `${hPath}.http_filters[${i}]`;
     const fo = obj(f, p, true)!;
+    refuseUnimplemented(fo, IMPLEMENTED_FIELDS.httpFilter, p);
     const fname = str(fo['name'], `${p}.name`);
     if (router) throw new ConfigError(`filter '${fname}' follows the terminal router filter`, p);
     const tc = obj(fo['typed_config'], `${p}.typed_config`, true)!;
