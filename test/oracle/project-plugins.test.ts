@@ -18,6 +18,13 @@ describe('oracle: project plugins in one chain (Envoy vs sidecar)', () => {
         { plugin: 'noop', name: 'noop', rootId: 'noop' },
         { plugin: 'noop-min', name: 'noop-min', rootId: '' },
         { plugin: 'trap', name: 'trap', rootId: '', failurePolicy: 'FAIL_OPEN' },
+        // A Struct configuration reaches the plugin as JSON text: the bytes (key order, spacing) must match Envoy's.
+        {
+          plugin: 'oracle/oracle-http',
+          name: 'struct-config',
+          rootId: 'oracle_http',
+          extra: { configuration: { '@type': 'type.googleapis.com/google.protobuf.Struct', value: { b: 1, a: 'x y', nested: { z: true, list: [1, 'two', null] } } } },
+        },
       ],
       clusters: [{ name: 'upstream' }],
     });
@@ -34,6 +41,7 @@ describe('oracle: project plugins in one chain (Envoy vs sidecar)', () => {
     ['deny', { path: '/deny' }],
     ['query', { path: '/q?a=1&b=two' }],
     ['repeated-headers', { path: '/rep', headers: { 'x-multi': 'a' } }],
+    ['struct-configuration', { path: '/struct', headers: { 'x-oracle': 'log' } }],
   ];
   for (const [id, req] of cases) {
     it(id, async (t) => {
