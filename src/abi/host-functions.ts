@@ -639,7 +639,9 @@ function httpCall(
     if (!root.pendingHttp.delete(token)) return;
     vm.whenIdle(() => {
       if (vm.contexts.get(root.id) !== root) return;
-      root.reply = { httpResponse: response };
+      // A callout that failed without a response (a reset) is Envoy's onHttpCallFailure: no response maps or
+      // body to read, and proxy_get_status says BROKEN_CONNECTION "reset".
+      root.reply = response.headers.length === 0 ? { status: { code: WasmResult.BrokenConnection, message: 'reset' } } : { httpResponse: response };
       try {
         vm.callGuest(root, 'proxy_on_http_call_response', root.id, token, response.headers.length, response.body.length, response.trailers.length);
       } finally {
