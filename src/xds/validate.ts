@@ -15,6 +15,11 @@ import type { ProtoObject } from './proto-json';
 export interface Violation {
   readonly path: string;
   readonly message: string;
+  /**
+   * Found inside an Any (a typed_config): Envoy validates those only when the extension's factory builds its
+   * config, so such an error rejects that resource alone rather than the response it came in.
+   */
+  readonly inAny?: boolean;
 }
 
 type Rules = Record<string, unknown>;
@@ -106,10 +111,12 @@ export class ProtoValidator {
       try {
         decoded = inner.decode(any.value ?? new Uint8Array()) as unknown as ProtoObject;
       } catch (err) {
-        out.push({ path, message: `cannot decode ${any.type_url}: ${(err as Error).message}` });
+        out.push({ path, message: `cannot decode ${any.type_url}: ${(err as Error).message}`, inAny: true });
         return;
       }
-      this.walk(inner, decoded, path, out, depth + 1);
+      const nested: Violation[] = [];
+      this.walk(inner, decoded, path, nested, depth + 1);
+      for (const v of nested) out.push({ ...v, inAny: true });
       return;
     }
     if (t.fullName.startsWith('.google.protobuf.')) return;

@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
+import { fromProtoJson } from '../../src/xds/proto-json';
 import { after, before, describe, it } from 'node:test';
 import { AdsClient, NACK_STATUS_CODE, type XdsEvent } from '../../src/xds/ads-client';
-import { CDS_TYPE_URL, EDS_TYPE_URL } from '../../src/xds/protos';
+import { CDS_TYPE_URL, EDS_TYPE_URL, loadEnvoyProtos } from '../../src/xds/protos';
+
+const protos = loadEnvoyProtos();
 import type { ClusterManager, ClusterEvent } from '../../src/upstream/cluster-manager';
 import { XdsTestServer } from '../support/xds-server';
 import { cla, edsCluster, hostKeys, recordingManager, staticCluster, until } from '../support/xds-fixtures';
@@ -202,6 +205,21 @@ describe('ADS SotW: NACKs keep the previous config', () => {
     assert.equal(n.version, before);
     assert.deepEqual(hostKeys(h.cm, 'fresh'), ['127.0.0.1:7002']);
     assert.equal(h.cm.configOf('no-eds2'), undefined);
+  });
+
+  it('a typed_config that does not unpack rejects that cluster alone, as Envoy finds it building the cluster', async () => {
+    const before = h.client.versionInfo(CDS_TYPE_URL);
+    const good = h.server.encodeAny(CDS_TYPE_URL, edsCluster('good'));
+    const s1 = h.server.encodeAny(CDS_TYPE_URL, staticCluster('s1', 7001));
+    const fresh = h.server.encodeAny(CDS_TYPE_URL, staticCluster('fresh2', 7004));
+    const plain = fromProtoJson(protos, protos.Cluster, staticCluster('bad-any', 7005));
+    plain['transport_socket'] = { name: 'envoy.transport_sockets.raw_buffer', typed_config: { type_url: 'type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer', value: Buffer.from([0xff, 0xff, 0xff]) } };
+    const bad = { type_url: CDS_TYPE_URL, value: protos.Cluster.encode(plain).finish() };
+    const n = await nackFor(() => h.server.sendRaw({ type_url: CDS_TYPE_URL, version_info: 'bad-any', resources: [good, s1, fresh, bad] }));
+    assert.match(n.message, /cluster 'bad-any': transport_socket\.typed_config: cannot decode/);
+    assert.equal(n.version, before);
+    assert.deepEqual(hostKeys(h.cm, 'fresh2'), ['127.0.0.1:7004']);
+    assert.equal(h.cm.configOf('bad-any'), undefined);
   });
 
   it('a cluster asking for upstream TLS is refused, never connected to in plaintext', async () => {

@@ -113,9 +113,11 @@ export function clusterToConfig(
   meta: ClusterMeta,
 ): Decoded<ClusterConfig> {
   const name = String(msg['name'] ?? '');
-  const violations = validator.validate(protos.Cluster, msg).map((v) => `${v.path}: ${v.message}`);
+  const all = validator.validate(protos.Cluster, msg);
+  const violations = all.filter((v) => !v.inAny).map((v) => `${v.path}: ${v.message}`);
   if (violations.length > 0) return { name, ok: false, errors: violations, stage: 'decode' };
-  const errors: string[] = [];
+  // Inside typed_configs: found by the extension factory while the cluster is built, so that cluster alone fails.
+  const errors: string[] = all.map((v) => `${v.path}: ${v.message}`);
   let type: DiscoveryType;
   let typeDetail = '';
   if (has(msg, 'cluster_type')) {
