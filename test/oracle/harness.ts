@@ -123,7 +123,7 @@ export interface OracleSpec {
   /** Extra HttpConnectionManager fields. */
   readonly hcm?: Record<string, unknown>;
   /** ADS (SotW) from this target (host:port), CDS over ADS; the `xds` static cluster is added (HTTP/2). */
-  readonly ads?: { readonly port: number; readonly initialFetchTimeout?: string };
+  readonly ads?: { readonly port: number; readonly initialFetchTimeout?: string; readonly apiType?: 'GRPC' | 'DELTA_GRPC' };
   /** No listener at all (xDS-only runs). */
   readonly noListener?: boolean;
 }
@@ -199,7 +199,7 @@ function bootstrapFor(spec: OracleSpec, side: SideName, ports: ReadonlyMap<strin
   };
   if (spec.ads) {
     out['dynamic_resources'] = {
-      ads_config: { api_type: 'GRPC', transport_api_version: 'V3', grpc_services: [{ envoy_grpc: { cluster_name: 'xds' } }] },
+      ads_config: { api_type: spec.ads.apiType ?? 'GRPC', transport_api_version: 'V3', grpc_services: [{ envoy_grpc: { cluster_name: 'xds' } }] },
       cds_config: { ads: {}, resource_api_version: 'V3', ...(spec.ads.initialFetchTimeout ? { initial_fetch_timeout: spec.ads.initialFetchTimeout } : {}) },
     };
   }
