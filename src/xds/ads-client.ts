@@ -16,7 +16,7 @@ import {
   type EnvoyProtos,
 } from './protos';
 import { decodeCluster } from './resources/cluster';
-import { decodeClusterLoadAssignment } from './resources/endpoint';
+import { decodeClusterLoadAssignment, type EndpointAssignment } from './resources/endpoint';
 import {
   emptyCounters,
   type ResourceStatusKind,
@@ -723,6 +723,8 @@ export class AdsClient {
       this.applyAssignments(wrapped, errors);
       return;
     }
+    const pre = this.predecodeAssignments(others, errors);
+    if (!pre) return; // a CLA failing validation rejects the whole response: nothing applied
     for (const name of dups ?? []) {
       errors.push(`Unexpected EDS resource length: more than one ClusterLoadAssignment for '${name}'`);
       if (this.edsNames.has(name)) this.edsCounter(name).update_rejected++;
@@ -738,7 +740,7 @@ export class AdsClient {
     }
     for (const { item, index } of others) {
       if (dups?.has(item.name)) continue;
-      const err = this.applyAssignment(item, index);
+      const err = this.applyAssignment(item, index, pre.get(item));
       if (err) errors.push(err);
       order[index] = eds.resources.get(item.name);
     }
@@ -746,7 +748,9 @@ export class AdsClient {
   }
 
   /** EDS: names carried by more than one CLA are rejected as a whole (eds.cc "Unexpected EDS resource length"). */
-  private applyAssignments(items: readonly Item[], errors: string[]): void {
+  private applyAssignments(items: readonly Item[], errors: string[]): boolean {
+    const pre = this.predecodeAssignments(items.map((item, index) => ({ item, index })), errors);
+    if (!pre) return false;
     const seen = new Set<string>();
     let dups: Set<string> | undefined;
     for (const u of items) {
@@ -760,9 +764,10 @@ export class AdsClient {
     for (let i = 0; i < items.length; i++) {
       const u = items[i]!;
       if (dups?.has(u.name)) continue;
-      const err = this.applyAssignment(u, i);
+      const err = this.applyAssignment(u, i, pre.get(u));
       if (err) errors.push(err);
     }
+    return true;
   }
 
   /**
@@ -828,7 +833,42 @@ export class AdsClient {
     return seen;
   }
 
-  private applyAssignment(u: Item, index: number): string | undefined {
+  /**
+   * Decodes and validates every changed, requested CLA of a response before any is applied: Envoy decodes the
+   * whole response first, so one CLA failing validation rejects all of it (each of them counts update_rejected).
+   * Returns the decoded assignments to apply, or undefined when the response is rejected.
+   */
+  private predecodeAssignments(items: ReadonlyArray<{ readonly item: Item; readonly index: number }>, errors: string[]): Map<Item, { bytes: Buffer; value: EndpointAssignment }> | undefined {
+    const state = this.type(EDS_TYPE_URL);
+    const out = new Map<Item, { bytes: Buffer; value: EndpointAssignment }>();
+    const failed: string[] = [];
+    for (const { item: u, index } of items) {
+      if (u.heartbeat || (u.wrapperName && u.wrapperName !== u.name) || !this.edsNames.has(u.name)) continue;
+      const prior = state.resources.get(u.name);
+      if (prior && prior.status === 'ACKED' && prior.raw && rangeEquals(u.buf, u.start, u.end, prior.raw)) continue;
+      const bytes = Buffer.from(u.buf.subarray(u.start, u.end)); // a copy: the response buffer is not kept alive
+      const decoded = decodeClusterLoadAssignment(this.protos, this.validator, bytes);
+      if (decoded.ok) {
+        out.set(u, { bytes, value: decoded.value });
+        continue;
+      }
+      const detail = `ClusterLoadAssignment '${decoded.name || u.name || `#${index}`}': ${decoded.errors.join('; ')}`;
+      const r = state.resource(u.name);
+      r.status = 'NACKED';
+      r.error = { details: detail, versionInfo: u.version, lastUpdateAttempt: new Date() };
+      failed.push(detail);
+    }
+    if (failed.length === 0) return out;
+    errors.push(...failed);
+    for (const name of this.edsNames) {
+      const c = this.edsCounter(name);
+      c.update_attempt++;
+      c.update_rejected++;
+    }
+    return undefined;
+  }
+
+  private applyAssignment(u: Item, index: number, pre?: { bytes: Buffer; value: EndpointAssignment }): string | undefined {
     const state = this.type(EDS_TYPE_URL);
     const name = u.name;
     if (u.wrapperName && u.wrapperName !== name && !u.heartbeat) return `Unexpected EDS cluster '${name}' (expecting ${u.wrapperName})`;
@@ -848,8 +888,8 @@ export class AdsClient {
       AdsClient.setTtl(this.edsTtl, name, u.ttlMs);
       return undefined;
     }
-    const bytes = Buffer.from(u.buf.subarray(u.start, u.end)); // a copy: the response buffer is not kept alive
-    const decoded = decodeClusterLoadAssignment(this.protos, this.validator, bytes);
+    const bytes = pre?.bytes ?? Buffer.from(u.buf.subarray(u.start, u.end)); // a copy: the response buffer is not kept alive
+    const decoded = pre ? { ok: true as const, name, value: pre.value } : decodeClusterLoadAssignment(this.protos, this.validator, bytes);
     if (!decoded.ok) {
       counters.update_rejected++;
       const detail = `ClusterLoadAssignment '${decoded.name || name || `#${index}`}': ${decoded.errors.join('; ')}`;
@@ -1020,7 +1060,7 @@ export class AdsClient {
       });
       let rejected = unwrapFailed; // a type mismatch rejects the whole response
       if (!rejected && isCds) rejected = this.applyClusters(items, errors) === undefined;
-      else if (!rejected) this.applyAssignments(items, errors);
+      else if (!rejected) rejected = !this.applyAssignments(items, errors);
       for (const name of rejected ? [] : removed) {
         if (isCds) {
           const cfg = [...this.sink.activeClusters()].find((c) => c.config.name === name)?.config ?? [...this.sink.warming()].find((c) => c.name === name);

@@ -63,6 +63,16 @@ describe('SotW EDS: unchanged CLAs are skipped, whatever the order', () => {
     anys[1] = changed;
   });
 
+  it('a CLA failing validation rejects the whole response: a changed sibling is not applied either', async () => {
+    const changed = server.encodeAny(EDS_TYPE_URL, cla('e0', [['10.9.7.7', 7]]));
+    const bad = server.encodeAny(EDS_TYPE_URL, cla('e3', [['10.9.3.4', 70000]]));
+    const rejected0 = client.counters().eds['e0']?.update_rejected ?? 0;
+    const r = await send([changed, anys[1]!, anys[2]!, bad], 'v-bad-sibling');
+    assert.match(r.nack ?? '', /ClusterLoadAssignment 'e3'/);
+    assert.deepEqual(hostKeys(cm, 'e0'), ['10.9.0.1:1'], 'the valid change beside an invalid CLA is not applied (Envoy decodes the response first)');
+    assert.equal(client.counters().eds['e0']?.update_rejected, rejected0 + 1);
+  });
+
   it('re-applies after a NACK: the same bytes again at the same place are not mistaken for accepted ones', async () => {
     const bad = server.encodeAny(EDS_TYPE_URL, cla('e3', [['10.9.3.4', 70000]]));
     const r1 = await send([anys[0]!, anys[1]!, anys[2]!, bad], 'v-bad');
