@@ -1,3 +1,4 @@
+import type { TlsConnectionInfo } from '../tls/tls-context';
 import { randomUUID } from 'node:crypto';
 import type { LiveCluster } from '../upstream/cluster-manager';
 import { StreamType } from '../abi/enums';
@@ -61,8 +62,10 @@ export interface StreamInfo {
   readonly listenerName: string;
   /** Downstream connection id (process-wide counter, as Envoy numbers connections). */
   readonly connectionId: number;
-  /** The downstream protocol as Envoy names it (`HTTP/1.1`, `HTTP/1.0`). */
+  /** The downstream protocol as Envoy names it (`HTTP/1.1`, `HTTP/1.0`, `HTTP/2`). */
   readonly protocol: string;
+  /** The downstream TLS connection; absent in plaintext. */
+  readonly tls?: TlsConnectionInfo;
   requestId: string;
   hasRoute: boolean;
   routeName: string;

@@ -7,6 +7,7 @@ import { bootstrapFromJson, type Bootstrap } from '../config/bootstrap';
 import { loadEnvoyProtos } from '../xds/protos';
 import { decodeProtoJson } from '../xds/proto-json';
 import { EMPTY_METADATA, type EncodedMetadata, type StructObject } from '../runtime/stream-attributes';
+import { DOWNSTREAM_TLS_TYPE, downstreamTlsContext, transportSocket, type DownstreamTls, type StaticSecrets } from '../tls/tls-context';
 
 /**
  * static_resources.listeners, reduced to the HTTP data plane the sidecar runs: one HttpConnectionManager per
@@ -130,6 +131,37 @@ export interface ListenerConfig {
   readonly trafficDirection: number;
   /** filter_chains[0].name (xds.filter_chain_name). */
   readonly filterChainName: string;
+  /** HCM codec_type: AUTO serves HTTP/1.1 and HTTP/2 (ALPN, or the h2 connection preface in cleartext). */
+  readonly codec: HttpCodec;
+  /** filter_chains[0].transport_socket (DownstreamTlsContext); undefined: plaintext. */
+  readonly tls: DownstreamTls | undefined;
+  /** HCM http2_protocol_options, as HTTP/2 SETTINGS. */
+  readonly http2: Http2Settings;
+}
+
+export type HttpCodec = 'AUTO' | 'HTTP1' | 'HTTP2';
+
+export interface Http2Settings {
+  /** max_concurrent_streams (Envoy default 2147483647). */
+  readonly maxConcurrentStreams: number;
+  /** initial_stream_window_size (Envoy default 268435456). */
+  readonly initialWindowSize: number;
+}
+
+/** Envoy's Http2ProtocolOptions defaults. */
+export const DEFAULT_HTTP2_SETTINGS: Http2Settings = { maxConcurrentStreams: 2147483647, initialWindowSize: 268435456 };
+
+/** HCM / cluster http2_protocol_options: the fields implemented as SETTINGS; any other is refused. */
+export function http2Settings(v: unknown, path: string): Http2Settings {
+  const o = obj(v, path);
+  if (!o) return DEFAULT_HTTP2_SETTINGS;
+  refuseUnimplemented(o, new Set(['max_concurrent_streams', 'initial_stream_window_size']), path);
+  const maxConcurrentStreams = uint32(o['max_concurrent_streams'], `${path}.max_concurrent_streams`, DEFAULT_HTTP2_SETTINGS.maxConcurrentStreams);
+  const initialWindowSize = uint32(o['initial_stream_window_size'], `${path}.initial_stream_window_size`, DEFAULT_HTTP2_SETTINGS.initialWindowSize);
+  // Envoy's PGV bounds: initial_stream_window_size 65535..2147483647.
+  if (initialWindowSize < 65535 || initialWindowSize > 2147483647) throw new ConfigError('must be 65535..2147483647', `${path}.initial_stream_window_size`);
+  if (maxConcurrentStreams < 1 || maxConcurrentStreams > 2147483647) throw new ConfigError('must be 1..2147483647', `${path}.max_concurrent_streams`);
+  return { maxConcurrentStreams, initialWindowSize };
 }
 
 /** PluginConfig fields newer than the protos the bootstrap loader ships with, taken from the raw document. */
@@ -385,9 +417,9 @@ function wasmFilter(name: string, cfg: Json, path: string, extras: Json | undefi
  */
 const IMPLEMENTED_FIELDS = {
   listener: new Set(['name', 'address', 'filter_chains', 'per_connection_buffer_limit_bytes', 'metadata', 'traffic_direction']),
-  filterChain: new Set(['name', 'filters']),
+  filterChain: new Set(['name', 'filters', 'transport_socket']),
   networkFilter: new Set(['name', 'typed_config']),
-  hcm: new Set(['@type', 'stat_prefix', 'route_config', 'rds', 'http_filters', 'generate_request_id', 'strip_any_host_port', 'strip_matching_host_port', 'codec_type']),
+  hcm: new Set(['@type', 'stat_prefix', 'route_config', 'rds', 'http_filters', 'generate_request_id', 'strip_any_host_port', 'strip_matching_host_port', 'codec_type', 'http2_protocol_options']),
   httpFilter: new Set(['name', 'typed_config']),
 } as const;
 
@@ -399,13 +431,14 @@ function refuseUnimplemented(o: Json, implemented: ReadonlySet<string>, path: st
 }
 
 /** HttpConnectionManager.codec_type: the codecs this data plane speaks. */
-function codecType(v: unknown, path: string): 'AUTO' | 'HTTP1' {
+function codecType(v: unknown, path: string): HttpCodec {
   if (v === undefined || v === null || v === 'AUTO' || v === 0) return 'AUTO';
   if (v === 'HTTP1' || v === 1) return 'HTTP1';
-  throw new ConfigError(`codec_type ${String(v)} is not supported (AUTO or HTTP1)`, path);
+  if (v === 'HTTP2' || v === 2) return 'HTTP2';
+  throw new ConfigError(`codec_type ${String(v)} is not supported (AUTO, HTTP1 or HTTP2)`, path);
 }
 
-function listener(v: unknown, path: string, extras: PluginConfigExtras, baseDir: string): ListenerConfig {
+function listener(v: unknown, path: string, extras: PluginConfigExtras, baseDir: string, secrets: StaticSecrets): ListenerConfig {
   const l = obj(v, path, true)!;
   refuseUnimplemented(l, IMPLEMENTED_FIELDS.listener, path);
   const name = str(l['name'], `${path}.name`, '');
@@ -428,7 +461,20 @@ function listener(v: unknown, path: string, extras: PluginConfigExtras, baseDir:
   if (hcmType !== HCM_TYPE) throw new ConfigError(`network filter ${hcmType} is not supported (only HttpConnectionManager)`, `${fPath}.typed_config.@type`);
   const hPath = `${fPath}.typed_config`;
   refuseUnimplemented(hcmAny, IMPLEMENTED_FIELDS.hcm, hPath);
-  codecType(hcmAny['codec_type'], `${hPath}.codec_type`);
+  const codec = codecType(hcmAny['codec_type'], `${hPath}.codec_type`);
+  const http2 = http2Settings(hcmAny['http2_protocol_options'], `${hPath}.http2_protocol_options`);
+  const tlsAny = transportSocket(chain['transport_socket'], `${fcPath}.transport_socket`, DOWNSTREAM_TLS_TYPE);
+  const tls = tlsAny ? downstreamTlsContext(tlsAny, `${fcPath}.transport_socket.typed_config`, secrets) : undefined;
+  if (tls) {
+    const alpnPath = `${fcPath}.transport_socket.typed_config.common_tls_context.alpn_protocols`;
+    // node:http2 serves HTTP/2 on TLS only when ALPN chose h2; a codec that cannot be reached is a config error.
+    if (codec === 'HTTP2' && !tls.alpn.includes('h2')) throw new ConfigError('codec_type HTTP2 over TLS needs h2 in alpn_protocols', alpnPath);
+    for (const [i, p] of tls.alpn.entries()) {
+      if (p !== 'h2' && p !== 'http/1.1') throw new ConfigError(`ALPN protocol '${p}' is not served (h2 and http/1.1)`, `${alpnPath}[${i}]`);
+      if (codec === 'HTTP1' && p === 'h2') throw new ConfigError('h2 is offered but codec_type is HTTP1', `${alpnPath}[${i}]`);
+      if (codec === 'HTTP2' && p === 'http/1.1') throw new ConfigError('http/1.1 is offered but codec_type is HTTP2', `${alpnPath}[${i}]`);
+    }
+  }
   if (hcmAny['rds'] !== undefined) throw new ConfigError('RDS is not supported; give route_config inline', `${hPath}.rds`);
   const routeConfig = routeTable(hcmAny['route_config'], `${hPath}.route_config`);
   const httpFilters = arr(hcmAny['http_filters'], `${hPath}.http_filters`);
@@ -460,6 +506,9 @@ function listener(v: unknown, path: string, extras: PluginConfigExtras, baseDir:
     metadata: encodeMetadata(l['metadata'], `${path}.metadata`),
     trafficDirection: trafficDirection(l['traffic_direction'], `${path}.traffic_direction`),
     filterChainName: str(chain['name'], `${fcPath}.name`, ''),
+    codec,
+    tls,
+    http2,
   };
 }
 
@@ -473,10 +522,10 @@ function stripHostPort(hcm: Json, path: string): ListenerConfig['stripHostPort']
 /** Parses listeners (proto3 JSON, snake_case) into ListenerConfigs. `baseDir` resolves relative code filenames. */
 export function parseListeners(
   listeners: readonly unknown[],
-  options: { readonly extras?: PluginConfigExtras; readonly baseDir?: string; readonly path?: string } = {},
+  options: { readonly extras?: PluginConfigExtras; readonly baseDir?: string; readonly path?: string; readonly secrets?: StaticSecrets } = {},
 ): ListenerConfig[] {
   const base = options.path ?? 'static_resources.listeners';
-  const out = listeners.map((l, i) => listener(l, `${base}[${i}]`, options.extras ?? new Map(), options.baseDir ?? process.cwd()));
+  const out = listeners.map((l, i) => listener(l, `${base}[${i}]`, options.extras ?? new Map(), options.baseDir ?? process.cwd(), options.secrets ?? new Map()));
   const seen = new Set<string>();
   out.forEach((l, i) => {
     if (l.name && seen.has(l.name)) throw new ConfigError(`duplicate listener name '${l.name}'`, `${base}[${i}].name`);
@@ -539,6 +588,20 @@ export interface SidecarConfig {
   readonly file: string;
 }
 
+/** static_resources.secrets by name (Envoy's static SDS secrets, referenced by name without sds_config). */
+export function staticSecrets(bootstrap: Bootstrap): StaticSecrets {
+  const statics = bootstrap.json['static_resources'];
+  const list = isObject(statics) && Array.isArray(statics['secrets']) ? statics['secrets'] : [];
+  const out = new Map<string, Json>();
+  list.forEach((s, i) => {
+    if (!isObject(s)) return;
+    const name = str(s['name'], `static_resources.secrets[${i}].name`, '');
+    if (out.has(name)) throw new ConfigError(`duplicate secret name '${name}'`, `static_resources.secrets[${i}].name`);
+    out.set(name, s);
+  });
+  return out;
+}
+
 /** Reads and validates a whole bootstrap (clusters via config/bootstrap.ts, listeners here). */
 export function loadSidecarConfig(file: string): SidecarConfig {
   let text: string;
@@ -557,7 +620,7 @@ export function loadSidecarConfig(file: string): SidecarConfig {
   const extras = takePluginConfigExtras(doc);
   const bootstrap = bootstrapFromJson(doc);
   // Relative code filenames resolve against the working directory, as Envoy resolves them.
-  const listeners = parseListeners(bootstrap.staticListeners, { extras });
+  const listeners = parseListeners(bootstrap.staticListeners, { extras, secrets: staticSecrets(bootstrap) });
   const clusterNames = new Set(bootstrap.staticClusters.map((c) => c.name));
   // Envoy validates static route targets against static clusters unless validate_clusters is false; with ADS
   // the cluster may arrive later, so only check when there is no dynamic CDS.

@@ -1,5 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { constants as h2constants, createServer as createH2Server, type Http2Server, type Http2Session, type IncomingHttpHeaders as H2Headers, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import type { HeaderPairs } from '../common/headers';
 import type { Logger } from '../common/logger';
 import type { Plugin } from '../runtime/plugin';
@@ -12,6 +14,8 @@ import type { UpstreamPools } from './upstream-pools';
 import { loadEnvoyProtos } from '../xds/protos';
 import { ioCycleLimit } from '../common/limits';
 import type { StructObject } from '../runtime/stream-attributes';
+import { tlsConnectionInfo, type TlsConnectionInfo } from '../tls/tls-context';
+import { ProtocolStats } from './protocol-stats';
 
 export interface HttpListenerOptions {
   readonly config: ListenerConfig;
@@ -25,16 +29,29 @@ export interface HttpListenerOptions {
 
 /** Envoy numbers downstream connections process-wide (connection.id). */
 let nextConnectionId = 0;
-const connectionIds = new WeakMap<Socket, number>();
 
-function connectionId(socket: Socket): number {
-  let id = connectionIds.get(socket);
-  if (id === undefined) {
-    id = nextConnectionId++;
-    connectionIds.set(socket, id);
-  }
-  return id;
+/** What a downstream connection knows about itself, read once when it is accepted (after the TLS handshake). */
+interface ConnectionFacts {
+  readonly id: number;
+  /** undefined on a plaintext connection. */
+  readonly tls: TlsConnectionInfo | undefined;
 }
+
+/**
+ * Kept on the socket the HTTP codec reads: node:http2 hands streams a Proxy of that socket, which forwards
+ * property reads to it (a WeakMap keyed by the socket would miss through the Proxy).
+ */
+const kFacts = Symbol('connection facts');
+type WithFacts = { [kFacts]?: ConnectionFacts };
+
+function connectionFacts(socket: Socket): ConnectionFacts {
+  const s = socket as Socket & WithFacts;
+  s[kFacts] ??= { id: nextConnectionId++, tls: undefined };
+  return s[kFacts];
+}
+
+/** The HTTP/2 client connection preface (RFC 9113 §3.4), which AUTO detection looks for in cleartext. */
+const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
 function encodeNode(node: HttpListenerOptions['node']): Buffer | undefined {
   if (!node?.message) return undefined;
@@ -113,14 +130,123 @@ class NodeDownstream implements DownstreamSink {
   }
 }
 
+/** HTTP/2 response headers: pseudo and connection-specific names dropped, repeated names as one list. */
+function h2Headers(headers: HeaderPairs, status: number): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = { ':status': status };
+  for (const [k, v] of headers) {
+    if (k.startsWith(':') || RESPONSE_SKIP.has(k)) continue;
+    const prev = out[k];
+    if (prev === undefined) out[k] = v;
+    else out[k] = Array.isArray(prev) ? [...prev, v] : [String(prev), v];
+  }
+  return out;
+}
+
 /**
- * One HTTP/1.1 listener (an HttpConnectionManager): accepts connections, builds an ActiveStream per request
- * with the listener's Wasm filters and the router, and keeps track of in-flight streams so close() can drain.
+ * The client side of one HTTP/2 stream (node:http2 core API): headers with END_STREAM when the response has no
+ * body (a gRPC trailers-only reply is one HEADERS frame), DATA, then trailers as a final HEADERS frame.
+ */
+class H2Downstream implements DownstreamSink {
+  private pendingTrailers: OutgoingHttpHeaders | undefined;
+  /** The last frame (END_STREAM) was queued. */
+  ended = false;
+
+  constructor(
+    private readonly h2: ServerHttp2Stream,
+    private readonly stream: ActiveStream,
+  ) {
+    // With waitForTrailers the stream stays open after the last DATA frame until trailers (or none) are sent.
+    h2.on('wantTrailers', () => {
+      const t = this.pendingTrailers ?? {};
+      this.pendingTrailers = undefined;
+      if (!h2.destroyed) h2.sendTrailers(t);
+    });
+  }
+
+  get headersSent(): boolean {
+    return this.h2.headersSent;
+  }
+
+  headers(headers: HeaderPairs, endOfStream: boolean): void {
+    if (this.h2.headersSent || this.h2.destroyed) return;
+    const status = Number(getHeader(headers, ':status') ?? 200);
+    this.h2.respond(h2Headers(headers, status), { endStream: endOfStream, waitForTrailers: !endOfStream });
+    if (endOfStream) this.ended = true;
+  }
+
+  data(chunk: Buffer, endOfStream: boolean): void {
+    if (this.h2.destroyed || this.ended) return;
+    if (!this.h2.headersSent) this.h2.respond({ ':status': 200 }, { waitForTrailers: true });
+    this.stream.info.responseBytes += chunk.length;
+    if (endOfStream) {
+      this.ended = true;
+      this.h2.end(chunk.length > 0 ? chunk : undefined);
+    } else if (chunk.length > 0) this.h2.write(chunk);
+  }
+
+  trailers(trailers: HeaderPairs): void {
+    if (this.h2.destroyed || this.ended) return;
+    if (!this.h2.headersSent) this.h2.respond({ ':status': 200 }, { waitForTrailers: true });
+    const t: OutgoingHttpHeaders = {};
+    for (const [k, v] of trailers) {
+      if (k.startsWith(':') || RESPONSE_SKIP.has(k)) continue;
+      const prev = t[k];
+      t[k] = prev === undefined ? v : `${String(prev)},${v}`;
+    }
+    this.pendingTrailers = t;
+    this.ended = true;
+    this.h2.end();
+  }
+
+  reset(_reason: string): void {
+    // Envoy resets the one stream (RST_STREAM), not the connection its siblings share.
+    if (!this.h2.destroyed) this.h2.close(h2constants.NGHTTP2_INTERNAL_ERROR);
+  }
+}
+
+/** One request as the codec (HTTP/1.1 or HTTP/2) delivered it, for startStream. */
+interface DownstreamRequest {
+  readonly codec: 'http1' | 'http2';
+  /** The socket (for HTTP/2 the session's socket Proxy): addresses and connection facts. */
+  readonly socket: Socket;
+  /** The connection, for the per-IO-cycle request cap. */
+  readonly connection: object;
+  /** Envoy's request.protocol. */
+  readonly protocol: string;
+  /** Request headers with the four pseudo-headers first (hop-by-hop dropped). */
+  readonly headers: HeaderPairs;
+  readonly hasBody: boolean;
+  readonly method: string;
+  readonly path: string;
+  readonly sink: (stream: ActiveStream) => DownstreamSink;
+  /** The response was completely written when the stream closed (else Envoy's DC flag). */
+  readonly responseComplete: () => boolean;
+  readonly onDone: (cb: () => void) => void;
+  readonly onData: (cb: (chunk: Buffer) => void) => void;
+  /** The request ended; `trailers` empty when there were none. */
+  readonly onEnd: (cb: (trailers: HeaderPairs) => void) => void;
+  readonly blocked: () => boolean;
+  readonly onDrain: (cb: () => void) => void;
+}
+
+/**
+ * One listener (an HttpConnectionManager): accepts connections (TLS first when the filter chain has a
+ * DownstreamTlsContext), hands each to the HTTP/1.1 or HTTP/2 codec (ALPN, codec_type, or in cleartext AUTO the
+ * h2 connection preface), builds an ActiveStream per request with the listener's Wasm filters and the router,
+ * and keeps track of in-flight streams so close() can drain.
  */
 export class HttpListener {
+  /** Accepts the connections: a TLS server for a DownstreamTlsContext, else a plain net server. */
+  private readonly front: NetServer;
+  /** The HTTP/1.1 codec; it never listens, connections are handed to it. */
   private readonly server: Server;
+  /** The HTTP/2 codec, likewise. */
+  private readonly h2: Http2Server;
+  private readonly sessions = new Set<Http2Session>();
   private readonly routes: RouteTable;
   private readonly logger: Logger;
+  /** Envoy's protocol and TLS counters for this listener (see protocol-stats.ts). */
+  readonly protocolStats: ProtocolStats;
   /**
    * In-flight streams. A count, not a Set: an add/delete per request on a long-lived Set made every scavenge
    * promote the streams in flight (GC was ~11% of the proxy's CPU).
@@ -135,10 +261,11 @@ export class HttpListener {
   private readonly node: ConstructorParameters<typeof ActiveStream>[0]['node'];
   private readonly listenerAttributes: NonNullable<ConstructorParameters<typeof ActiveStream>[0]['listener']>;
   /** Requests started per connection in the current event-loop turn (Higress max_requests_per_io_cycle). */
-  private readonly cycleCounts = new Map<Socket, number>();
+  private readonly cycleCounts = new Map<object, number>();
 
   constructor(private readonly options: HttpListenerOptions) {
-    this.routes = new RouteTable(options.config.routeConfig);
+    const cfg = options.config;
+    this.routes = new RouteTable(cfg.routeConfig);
     const message = encodeNode(options.node);
     this.node = {
       id: options.node?.id ?? '',
@@ -147,20 +274,55 @@ export class HttpListener {
       ...(options.node?.metadata ? { metadata: options.node.metadata } : {}),
     };
     this.listenerAttributes = {
-      listenerMetadata: options.config.metadata,
-      filterChainName: options.config.filterChainName,
-      listenerDirection: options.config.trafficDirection,
+      listenerMetadata: cfg.metadata,
+      filterChainName: cfg.filterChainName,
+      listenerDirection: cfg.trafficDirection,
     };
-    this.logger = options.logger.child({ component: 'http', listener: options.config.name });
-    this.server = createServer({ keepAlive: true, requestTimeout: 0, headersTimeout: 60_000 }, (req, res) => this.onRequest(req, res));
-    this.server.on('connection', (s: Socket) => {
-      this.sockets.add(s);
-      s.on('close', () => this.sockets.delete(s));
-    });
+    this.logger = options.logger.child({ component: 'http', listener: cfg.name });
+    this.protocolStats = new ProtocolStats(cfg.statPrefix, cfg.address, cfg.port);
+    this.server = createServer({ keepAlive: true, requestTimeout: 0, headersTimeout: 60_000 }, (req, res) => this.onHttp1Request(req, res));
+    // node:http tracks connections (closeIdleConnections, headersTimeout) from 'listening' on; this server is
+    // handed its connections instead of listening, so it is told it listens.
+    this.server.emit('listening');
     this.server.on('clientError', (err, socket) => {
       this.logger.debug({ err: err.message }, 'client error');
       if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
       else socket.destroy();
+    });
+    this.h2 = createH2Server({ settings: { maxConcurrentStreams: cfg.http2.maxConcurrentStreams, initialWindowSize: cfg.http2.initialWindowSize } });
+    this.h2.on('session', (session: Http2Session) => {
+      this.sessions.add(session);
+      session.on('close', () => this.sessions.delete(session));
+      session.on('error', (err) => this.logger.debug({ err: err.message }, 'http2 session error'));
+    });
+    this.h2.on('stream', (stream: ServerHttp2Stream, headers: H2Headers, flags: number, rawHeaders: string[]) => this.onHttp2Stream(stream, headers, flags, rawHeaders));
+    const tls = cfg.tls;
+    if (tls) {
+      this.front = createTlsServer({
+        cert: tls.cert,
+        key: tls.key,
+        ...(tls.passphrase !== undefined ? { passphrase: tls.passphrase } : {}),
+        ...(tls.ca ? { ca: tls.ca } : {}),
+        minVersion: tls.minVersion,
+        maxVersion: tls.maxVersion,
+        ...(tls.alpn.length > 0 ? { ALPNProtocols: [...tls.alpn] } : {}),
+        // Envoy asks for a client certificate when there is a CA to verify it against; it fails the handshake
+        // without one only when require_client_certificate is set.
+        requestCert: tls.ca !== undefined,
+        rejectUnauthorized: tls.requireClientCertificate,
+      });
+      this.front.on('secureConnection', (socket: TLSSocket) => this.onSecureConnection(socket));
+      this.front.on('tlsClientError', (err: Error & { code?: string }) => {
+        this.protocolStats.connectionError();
+        if (tls.requireClientCertificate && /PEER_DID_NOT_RETURN_A_CERTIFICATE|CERTIFICATE_REQUIRED/.test(`${err.code ?? ''} ${err.message}`)) this.protocolStats.noCertificate(true);
+        this.logger.debug({ err: err.message, code: err.code }, 'TLS handshake failed');
+      });
+    } else {
+      this.front = createNetServer((socket) => this.onPlainConnection(socket));
+    }
+    this.front.on('connection', (s: Socket) => {
+      this.sockets.add(s);
+      s.on('close', () => this.sockets.delete(s));
     });
   }
 
@@ -187,44 +349,198 @@ export class HttpListener {
 
   /** Serves a connection accepted elsewhere (a worker thread's forwarded socket), as if this server had accepted it. */
   acceptConnection(socket: Socket): void {
-    this.server.emit('connection', socket);
+    this.front.emit('connection', socket);
   }
 
   async start(): Promise<void> {
     await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.options.config.port, this.options.config.address, () => {
-        this.server.off('error', reject);
+      this.front.once('error', reject);
+      this.front.listen(this.options.config.port, this.options.config.address, () => {
+        this.front.off('error', reject);
         resolve();
       });
     });
-    this.boundPort = (this.server.address() as AddressInfo).port;
-    this.logger.info({ address: this.options.config.address, port: this.boundPort, filters: this.options.plugins.map((p) => p.config.name) }, 'listener started');
+    this.boundPort = (this.front.address() as AddressInfo).port;
+    this.protocolStats.bound(this.options.config.address, this.boundPort);
+    this.logger.info({
+      address: this.options.config.address, port: this.boundPort, filters: this.options.plugins.map((p) => p.config.name),
+      codec: this.options.config.codec, tls: this.options.config.tls !== undefined,
+    }, 'listener started');
+  }
+
+  private onSecureConnection(socket: TLSSocket): void {
+    const tls = this.options.config.tls!;
+    const info = tlsConnectionInfo(socket);
+    // A certificate that was requested but not required must still verify when one is presented (Envoy
+    // fails such a handshake); node:tls only enforces it with rejectUnauthorized.
+    if (info.peer && !socket.authorized) {
+      this.protocolStats.failVerify();
+      this.protocolStats.connectionError();
+      this.logger.debug({ err: String(socket.authorizationError) }, 'client certificate did not verify');
+      socket.destroy();
+      return;
+    }
+    if (!info.peer && tls.ca !== undefined) this.protocolStats.noCertificate(false);
+    this.protocolStats.handshake(info.version);
+    (socket as TLSSocket & WithFacts)[kFacts] = { id: nextConnectionId++, tls: info };
+    // ALPN decides; without ALPN, TLS connections speak HTTP/1.1 unless the codec is HTTP/2 only.
+    const h2 = socket.alpnProtocol === 'h2';
+    this.protocolStats.connection(h2 ? 'http2' : 'http1', true);
+    (h2 ? this.h2 : this.server).emit('connection', socket);
+  }
+
+  private onPlainConnection(socket: Socket): void {
+    const codec = this.options.config.codec;
+    if (codec !== 'AUTO') {
+      this.protocolStats.connection(codec === 'HTTP2' ? 'http2' : 'http1', false);
+      (codec === 'HTTP2' ? this.h2 : this.server).emit('connection', socket);
+      return;
+    }
+    // AUTO in cleartext (Envoy's HTTP/2 prior knowledge detection): the h2 preface picks HTTP/2, anything else
+    // HTTP/1.1. The bytes read are put back for the codec.
+    let seen: Buffer = Buffer.alloc(0);
+    const onData = (chunk: Buffer): void => {
+      seen = seen.length === 0 ? chunk : Buffer.concat([seen, chunk]);
+      const n = Math.min(seen.length, H2_PREFACE.length);
+      const isPrefix = seen.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
+      if (isPrefix && seen.length < H2_PREFACE.length) return;
+      socket.off('data', onData);
+      socket.pause();
+      socket.unshift(seen);
+      this.protocolStats.connection(isPrefix ? 'http2' : 'http1', false);
+      (isPrefix ? this.h2 : this.server).emit('connection', socket);
+      process.nextTick(() => socket.resume());
+    };
+    socket.on('data', onData);
+  }
+
+  private onHttp1Request(req: IncomingMessage, res: ServerResponse): void {
+    const te = req.headers['transfer-encoding'];
+    const cl = req.headers['content-length'];
+    const hasBody = te !== undefined || (cl !== undefined && cl !== '0');
+    const encrypted = (req.socket as TLSSocket).encrypted === true;
+    const scheme = encrypted ? 'https' : 'http';
+    const raw = pairsFromRaw(req.rawHeaders);
+    const headers: HeaderPairs = [[':authority', this.authority(getHeader(raw, 'host') ?? '', req.socket.localPort)], [':path', req.url ?? '/'], [':method', req.method ?? 'GET'], [':scheme', scheme]];
+    for (const pair of raw) if (pair[0] !== 'host') headers.push(pair);
+    let ended = !hasBody;
+    let drainWaiters: Array<() => void> | undefined;
+    this.onRequest({
+      codec: 'http1',
+      socket: req.socket,
+      connection: req.socket,
+      protocol: `HTTP/${req.httpVersion}`,
+      headers,
+      hasBody,
+      method: req.method ?? 'GET',
+      path: req.url ?? '/',
+      sink: (stream) => new NodeDownstream(req, res, stream, () => ended || req.complete),
+      responseComplete: () => res.writableFinished,
+      onDone: (cb) => {
+        res.on('finish', cb);
+        res.on('close', cb);
+      },
+      onData: (cb) => {
+        req.on('error', () => undefined);
+        req.on('data', cb);
+      },
+      onEnd: (cb) => req.on('end', () => {
+        if (ended) return;
+        ended = true;
+        cb(pairsFromRaw(req.rawTrailers));
+      }),
+      blocked: () => res.writableNeedDrain,
+      // The 'drain' listener is added only once the router waits for one (a paused upstream response).
+      onDrain: (cb) => {
+        if (drainWaiters === undefined) {
+          const waiters: Array<() => void> = (drainWaiters = []);
+          res.on('drain', () => {
+            for (const w of waiters.splice(0)) w();
+          });
+        }
+        drainWaiters.push(cb);
+      },
+    });
+  }
+
+  private onHttp2Stream(h2: ServerHttp2Stream, _parsed: H2Headers, flags: number, rawHeaders: string[]): void {
+    const socket = h2.session?.socket as Socket | undefined;
+    if (!socket || !h2.session) {
+      h2.close(h2constants.NGHTTP2_INTERNAL_ERROR);
+      return;
+    }
+    // Pseudo-headers first, in the order the client sent them (Envoy's HTTP/2 codec); :authority from host
+    // when the client sent only that.
+    const raw = pairsFromRaw(rawHeaders);
+    const pseudo = raw.filter(([k]) => k.startsWith(':'));
+    const regular = raw.filter(([k]) => !k.startsWith(':') && k !== 'host');
+    const authorityIndex = pseudo.findIndex(([k]) => k === ':authority');
+    const authority = this.authority(authorityIndex >= 0 ? pseudo[authorityIndex]![1] : getHeader(raw, 'host') ?? '', socket.localPort);
+    if (authorityIndex >= 0) pseudo[authorityIndex] = [':authority', authority];
+    else pseudo.unshift([':authority', authority]);
+    const hasBody = (flags & h2constants.NGHTTP2_FLAG_END_STREAM) === 0;
+    let sink: H2Downstream | undefined;
+    let drainWaiters: Array<() => void> | undefined;
+    let trailers: HeaderPairs = [];
+    this.onRequest({
+      codec: 'http2',
+      socket,
+      connection: h2.session,
+      protocol: 'HTTP/2',
+      headers: [...pseudo, ...regular],
+      hasBody,
+      method: getHeader(pseudo, ':method') ?? 'GET',
+      path: getHeader(pseudo, ':path') ?? '/',
+      sink: (stream) => (sink = new H2Downstream(h2, stream)),
+      responseComplete: () => sink?.ended === true && h2.rstCode === h2constants.NGHTTP2_NO_ERROR,
+      onDone: (cb) => h2.on('close', cb),
+      onData: (cb) => {
+        h2.on('error', () => undefined);
+        h2.on('data', cb);
+      },
+      onEnd: (cb) => {
+        h2.on('trailers', (_t: H2Headers, _f: number, rawTrailers: string[]) => {
+          trailers = pairsFromRaw(rawTrailers).filter(([k]) => !k.startsWith(':'));
+        });
+        h2.on('end', () => cb(trailers));
+      },
+      blocked: () => h2.writableNeedDrain,
+      onDrain: (cb) => {
+        if (drainWaiters === undefined) {
+          const waiters: Array<() => void> = (drainWaiters = []);
+          h2.on('drain', () => {
+            for (const w of waiters.splice(0)) w();
+          });
+        }
+        drainWaiters.push(cb);
+      },
+    });
   }
 
   /**
    * Higress set_global_max_requests_per_io_cycle (Envoy http.max_requests_per_io_cycle): past the cap, a
    * connection's further requests in this event-loop turn start on a later turn.
    */
-  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+  private onRequest(req: DownstreamRequest): void {
     const max = ioCycleLimit.maxRequestsPerIoCycle;
     if (max > 0) {
-      const socket = req.socket;
-      const n = this.cycleCounts.get(socket) ?? 0;
+      const n = this.cycleCounts.get(req.connection) ?? 0;
       if (n >= max) {
-        setImmediate(() => this.onRequest(req, res));
+        setImmediate(() => this.onRequest(req));
         return;
       }
       if (this.cycleCounts.size === 0) setImmediate(() => this.cycleCounts.clear());
-      this.cycleCounts.set(socket, n + 1);
+      this.cycleCounts.set(req.connection, n + 1);
     }
-    this.startStream(req, res);
+    this.startStream(req);
   }
 
-  private startStream(req: IncomingMessage, res: ServerResponse): void {
+  private startStream(req: DownstreamRequest): void {
     const cfg = this.options.config;
     const plugins = this.options.plugins;
     const now = Date.now();
+    const facts = connectionFacts(req.socket);
+    this.protocolStats.request(req.codec);
     const stream = new ActiveStream({
       plugins,
       logger: this.logger,
@@ -241,8 +557,9 @@ export class HttpListener {
         destinationAddress: req.socket.localAddress ?? '',
         destinationPort: req.socket.localPort ?? 0,
         listenerName: cfg.name,
-        connectionId: connectionId(req.socket),
-        protocol: `HTTP/${req.httpVersion}`,
+        connectionId: facts.id,
+        protocol: req.protocol,
+        ...(facts.tls ? { tls: facts.tls } : {}),
         requestId: '',
         hasRoute: false,
         routeName: '',
@@ -261,71 +578,50 @@ export class HttpListener {
     this.inFlight++;
     let finished = false;
     const headers = stream.requestHeaders;
-    const raw = pairsFromRaw(req.rawHeaders);
-    headers.push([':authority', this.authority(getHeader(raw, 'host') ?? '', req.socket.localPort)], [':path', req.url ?? '/'], [':method', req.method ?? 'GET'], [':scheme', 'http']);
-    for (const pair of raw) if (pair[0] !== 'host') headers.push(pair);
+    for (const pair of req.headers) headers.push(pair);
     let requestId = getHeader(headers, 'x-request-id');
     if (requestId === undefined && cfg.generateRequestId) {
       requestId = newRequestId();
       headers.push(['x-request-id', requestId]);
     }
     stream.info.requestId = requestId ?? '';
-    if (getHeader(headers, 'x-forwarded-proto') === undefined) headers.push(['x-forwarded-proto', 'http']);
+    if (getHeader(headers, 'x-forwarded-proto') === undefined) headers.push(['x-forwarded-proto', facts.tls ? 'https' : 'http']);
     // Envoy selects the route before the filters run (refreshCachedRoute), so plugins read route_name /
     // cluster_name (Higress _rules_ matching); a filter's header change clears it and the router selects again.
     stream.route();
-    // The 'drain' listener is added only once the router waits for one (a paused upstream response).
-    let drainWaiters: Array<() => void> | undefined;
     stream.router = new RouterFilter(stream, {
       pools: this.options.pools,
       logger: this.logger,
-      downstreamBlocked: () => res.writableNeedDrain,
-      onDownstreamDrain: (cb) => {
-        if (drainWaiters === undefined) {
-          const waiters: Array<() => void> = (drainWaiters = []);
-          res.on('drain', () => {
-            for (const w of waiters.splice(0)) w();
-          });
-        }
-        drainWaiters.push(cb);
-      },
+      downstreamBlocked: req.blocked,
+      onDownstreamDrain: req.onDrain,
     });
-    const te = req.headers['transfer-encoding'];
-    const cl = req.headers['content-length'];
-    const hasBody = te !== undefined || (cl !== undefined && cl !== '0');
-    let ended = !hasBody;
-    stream.downstream = new NodeDownstream(req, res, stream, () => ended || req.complete);
+    stream.downstream = req.sink(stream);
     const finish = () => {
       if (finished) return;
       finished = true;
       this.inFlight--;
-      if (!res.writableFinished) {
+      if (!req.responseComplete()) {
         stream.info.responseFlags.push('DC');
         this.logger.debug({ requestId: stream.info.requestId }, 'downstream disconnected before the response completed');
       }
       stream.complete();
       if (this.logger.isLevelEnabled('debug')) this.logger.debug({
-        requestId: stream.info.requestId, method: req.method, path: req.url, code: stream.info.responseCode,
+        requestId: stream.info.requestId, method: req.method, path: req.path, protocol: req.protocol, code: stream.info.responseCode,
         flags: stream.info.responseFlags.join(',') || '-', details: stream.info.responseCodeDetails || '-',
         cluster: stream.info.clusterName || '-', upstream: stream.info.upstreamHost || '-',
         durationMs: Date.now() - now, rxBytes: stream.info.requestBytes, txBytes: stream.info.responseBytes,
       }, 'access');
       if (this.inFlight === 0) for (const cb of this.drainWaiters.splice(0)) cb();
     };
-    res.on('finish', finish);
-    res.on('close', finish);
+    req.onDone(finish);
 
-    stream.decodeHeaders(!hasBody);
-    req.on('error', () => undefined);
+    stream.decodeHeaders(!req.hasBody);
     // A request without a body has nothing to read (node:http dumps it when the response finishes).
-    if (!hasBody) return;
-    req.on('data', (chunk: Buffer) => {
+    if (!req.hasBody) return;
+    req.onData((chunk: Buffer) => {
       stream.decodeData(chunk, false);
     });
-    req.on('end', () => {
-      if (ended) return;
-      ended = true;
-      const trailers = pairsFromRaw(req.rawTrailers);
+    req.onEnd((trailers) => {
       if (trailers.length > 0) stream.decodeTrailers(trailers);
       else stream.decodeData(Buffer.alloc(0), true);
     });
@@ -343,8 +639,10 @@ export class HttpListener {
   /** Stops accepting, lets in-flight streams finish (up to `drainTimeoutMs`), then closes every connection. */
   close(drainTimeoutMs = 10_000): Promise<void> {
     this.closing ??= (async () => {
-      const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+      const closed = new Promise<void>((resolve) => this.front.close(() => resolve()));
       this.server.closeIdleConnections();
+      // HTTP/2: GOAWAY, so clients open no new streams; the streams in flight finish.
+      for (const s of this.sessions) s.close();
       if (this.inFlight > 0) {
         let timer: NodeJS.Timeout | undefined;
         await Promise.race([
@@ -354,6 +652,9 @@ export class HttpListener {
         if (timer) clearTimeout(timer);
       }
       this.server.closeAllConnections();
+      // Stops node:http's connection-checking timer (the error is that it never listened itself).
+      this.server.close(() => undefined);
+      for (const s of this.sessions) s.destroy();
       for (const s of this.sockets) s.destroy();
       await closed;
       this.logger.info('listener closed');
@@ -364,6 +665,7 @@ export class HttpListener {
   /** Closes now: in-flight streams are reset. */
   async destroy(): Promise<void> {
     this.server.closeAllConnections();
+    for (const s of this.sessions) s.destroy();
     for (const s of this.sockets) s.destroy();
     await this.close(0);
   }

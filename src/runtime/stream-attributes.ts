@@ -1,3 +1,4 @@
+import type { TlsConnectionInfo } from '../tls/tls-context';
 import { getHeader, type HeaderPairs } from '../common/headers';
 import { serializeProperty, type PropertyValue } from '../abi/properties';
 
@@ -20,8 +21,10 @@ export const EMPTY_METADATA: EncodedMetadata = { message: Buffer.alloc(0), filte
 /** What an HTTP stream knows about itself, as Envoy's StreamInfo does (the data plane fills it as traffic flows). */
 export interface StreamAttributeInfo {
   readonly startNs: bigint;
-  /** `HTTP/1.1`, `HTTP/1.0` (request.protocol); absent: HTTP/1.1. */
+  /** `HTTP/1.1`, `HTTP/1.0`, `HTTP/2` (request.protocol); absent: HTTP/1.1. */
   readonly protocol?: string;
+  /** The downstream TLS connection (connection.tls_version, certificates, SANs); absent in plaintext. */
+  readonly tls?: TlsConnectionInfo;
   readonly requestId: string;
   /** Body bytes received from the client (Envoy bytesReceived). */
   readonly requestBytes: number;
@@ -239,9 +242,19 @@ export function streamAttribute(path: readonly string[], s: StreamAttributeSourc
     case 'connection':
       switch (b) {
         case 'id': return BigInt(info.connectionId);
-        case 'mtls': return false;
-        case 'requested_server_name': return '';
-        // No TLS on these listeners: tls_version, certificates and SANs have no value (Envoy: not found).
+        // Envoy: TLS with a peer certificate presented (and, since the handshake passed, verified).
+        case 'mtls': return info.tls?.peerVerified ?? false;
+        case 'requested_server_name': return info.tls?.serverName ?? '';
+        // In plaintext the TLS attributes have no value (Envoy: not found).
+        case 'tls_version': return info.tls?.version;
+        case 'subject_peer_certificate': return info.tls?.peer?.subject;
+        case 'subject_local_certificate': return info.tls?.local?.subject;
+        case 'sha256_peer_certificate_digest': return info.tls?.peer?.sha256;
+        // Envoy serves the first SAN of the kind.
+        case 'uri_san_peer_certificate': return info.tls?.peer?.uriSans[0];
+        case 'uri_san_local_certificate': return info.tls?.local?.uriSans[0];
+        case 'dns_san_peer_certificate': return info.tls?.peer?.dnsSans[0];
+        case 'dns_san_local_certificate': return info.tls?.local?.dnsSans[0];
         default: return undefined;
       }
     case 'upstream': {
