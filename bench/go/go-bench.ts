@@ -5,7 +5,8 @@
  * over every row instead of landing on one. Each sidecar is a `proxy-wasm-sidecar run` child process of its own,
  * so the CPU read from /proc/<pid>/stat (utime + stime, all its threads) is the sidecar's alone; the load
  * generator is wrk (C, one thread) and the upstream and redis-server are processes of their own too.
- * Then VM start time and memory per VM of a Go plugin, in a forked process (vm-probe.ts).
+ * Then, each in a process of its own: the plugin alone without HTTP, per stream (stream-probe.ts), and VM start
+ * time and memory per VM of a Go plugin (vm-probe.ts).
  * Each figure is printed beside its goal; a goal not met says NOT MET. Never pass/fail.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -18,6 +19,7 @@ import { RedisServer } from '../../test/support/redis-server';
 import { bootstrapJson, TempDir, type ClusterSpec, type FilterSpec } from '../../test/http/helpers';
 import { startUpstream } from '../http/http-bench';
 import type { VmProbeRequest, VmProbeResult } from './vm-probe';
+import type { StreamProbeRequest, StreamProbeResult } from './stream-probe';
 
 export interface GoBenchOptions {
   /** Development mode: short rows, fewer VMs. */
@@ -29,6 +31,8 @@ const GOAL_HEADER_PLUGIN_CPU_US = 25;
 const GOAL_FURTHER_VM_MS = 50;
 
 const WRK = '/usr/bin/wrk';
+/** The row the header-plugin goal is read from. */
+const HEADER_ROW = 'Go add-header (higress/add-header)';
 const CONNECTIONS = Number(process.env['PWS_BENCH_GO_CONNECTIONS'] ?? 16);
 const REDIS_KEY = 'bench:key';
 const REDIS_VALUE = 'value-0123456789';
@@ -70,7 +74,7 @@ function rows(redisPort: number): Row[] {
     { name: 'AssemblyScript no-op (noop.wasm)', filters: [{ plugin: 'noop', name: 'as-noop', rootId: 'noop' }], check: ok200 },
     { name: 'Go no-op (higress/noop)', filters: [{ plugin: 'go/noop', name: 'go-noop', rootId: '' }], check: ok200 },
     {
-      name: 'Go add-header (higress/add-header)',
+      name: HEADER_ROW,
       filters: [{ plugin: 'go/add-header', name: 'go-add-header', rootId: '', configuration: JSON.stringify({ value: 'v1' }) }],
       check: (status, headers) => ok200(status) ?? (headers['x-go-response'] === 'v1' ? undefined : 'no x-go-response header'),
     },
@@ -248,7 +252,7 @@ async function requestBench(options: GoBenchOptions): Promise<number | undefined
     const failedRows = table.filter((_, i) => samples[i]!.some((s) => s.failed > 0)).map((r) => r.name);
     console.log('(sidecar CPU: its CPU time over wall time, median; below ~90% the machine, not the sidecar, set the pace)');
     if (failedRows.length > 0) console.log(`WARNING: failed requests (errors or non-2xx) in: ${failedRows.join(', ')}; those rows are not valid figures`);
-    const headerIndex = table.findIndex((r) => r.name.startsWith('Go add-header'));
+    const headerIndex = table.findIndex((r) => r.name === HEADER_ROW);
     return median(samples[headerIndex]!.map((s) => s.cpuUsPerRequest)) - baseCpu;
   } finally {
     await Promise.all(sidecars.map((s) => s.stop()));
@@ -258,30 +262,53 @@ async function requestBench(options: GoBenchOptions): Promise<number | undefined
   }
 }
 
-function runProbe(req: VmProbeRequest): Promise<VmProbeResult> {
-  const script = join(__dirname, 'vm-probe.js');
+/** Runs one of the probes (vm-probe.js, stream-probe.js) in a fresh process and returns its JSON line. */
+function runProbe<R>(script: string, req: object): Promise<R> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--expose-gc', script, JSON.stringify(req)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--expose-gc', join(__dirname, script), JSON.stringify(req)], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
     child.on('error', reject);
     child.on('close', (code) => {
-      if (code !== 0) return reject(new Error(`vm-probe exited ${code}`));
-      resolve(JSON.parse(out) as VmProbeResult);
+      if (code !== 0) return reject(new Error(`${script} exited ${code}`));
+      resolve(JSON.parse(out) as R);
     });
   });
 }
 
+/** The plugin modules the VM and stream probes load, as the request rows configure them. */
+function probeTargets(): Array<{ name: string; file: string; rootId: string; configuration: string }> {
+  return [
+    { name: HEADER_ROW, file: pluginPath('go/add-header'), rootId: '', configuration: JSON.stringify({ value: 'v1' }) },
+    { name: 'Go no-op (higress/noop)', file: pluginPath('go/noop'), rootId: '', configuration: '' },
+    { name: 'AssemblyScript no-op (noop.wasm)', file: pluginPath('noop'), rootId: 'noop', configuration: '' },
+  ];
+}
+
+async function streamBench(options: GoBenchOptions): Promise<number> {
+  const count = options.quick ? 5000 : 20000;
+  const body: string[][] = [];
+  let header = NaN;
+  for (const t of probeTargets()) {
+    const req: StreamProbeRequest = { file: t.file, rootId: t.rootId, configuration: t.configuration, count };
+    const r = await runProbe<StreamProbeResult>('stream-probe.js', req);
+    if (t.name === HEADER_ROW) header = r.cpuUsPerStream;
+    body.push([t.name, r.cpuUsPerStream.toFixed(1)]);
+  }
+  console.log(`\nThe plugin alone, no HTTP: CPU µs per stream (context, request and response headers, body, log/done/delete), ${count} streams in one VM (own process each)`);
+  printTable(['module', 'CPU µs/stream'], body);
+  console.log('(back to back the plugin stays in the CPU caches: a floor for its share of the sidecar figure, not an estimate of it)');
+  return header;
+}
+
 async function vmBench(options: GoBenchOptions): Promise<number> {
   const count = options.quick ? 5 : 20;
-  const targets: Array<{ name: string; req: VmProbeRequest }> = [
-    { name: 'Go add-header (higress/add-header)', req: { file: pluginPath('go/add-header'), rootId: '', configuration: JSON.stringify({ value: 'v1' }), count } },
-    { name: 'Go no-op (higress/noop)', req: { file: pluginPath('go/noop'), rootId: '', configuration: '', count } },
-    { name: 'AssemblyScript no-op (noop.wasm)', req: { file: pluginPath('noop'), rootId: 'noop', configuration: '', count } },
-  ];
   const mib = (b: number): string => (b / 1048576).toFixed(2);
   const results: Array<[string, VmProbeResult]> = [];
-  for (const t of targets) results.push([t.name, await runProbe(t.req)]);
+  for (const t of probeTargets()) {
+    const req: VmProbeRequest = { file: t.file, rootId: t.rootId, configuration: t.configuration, count };
+    results.push([t.name, await runProbe<VmProbeResult>('vm-probe.js', req)]);
+  }
   console.log(`\nVM start and memory per VM: compile once, a first VM, then ${count} further VMs of the compiled module kept alive (own process each)`);
   printTable(
     ['module', 'compile ms', 'first VM ms', 'further VM ms min', 'median', 'max', 'CPU ms median', 'linear memory MiB', 'RSS MiB/VM', 'heap MiB/VM', 'external MiB/VM'],
@@ -293,16 +320,20 @@ async function vmBench(options: GoBenchOptions): Promise<number> {
     ]),
   );
   console.log('(further VM: Plugin.load of the compiled module: instantiate, _initialize, root context, on_vm_start, on_configure; wall ms, and CPU ms of the process meanwhile)');
-  return median(results[0]![1].furtherVmMs);
+  return median(results.find(([name]) => name === HEADER_ROW)![1].furtherVmMs);
 }
 
 export async function runGoBench(options: GoBenchOptions = {}): Promise<void> {
   if (!existsSync(WRK)) throw new Error(`${WRK} is missing: the Go bench drives load with wrk; install it with \`apt-get install wrk\``);
   const headerCpu = await requestBench(options);
+  const headerAlone = await streamBench(options);
   const vmMs = await vmBench(options);
   console.log('\nGoals');
   if (headerCpu !== undefined) {
-    console.log(`  Go header plugin CPU per request over no plugin: ${headerCpu.toFixed(1)} µs (goal <= ${GOAL_HEADER_PLUGIN_CPU_US} µs): ${verdict(headerCpu <= GOAL_HEADER_PLUGIN_CPU_US)}`);
+    console.log(
+      `  Go header plugin CPU per request over no plugin: ${headerCpu.toFixed(1)} µs (goal <= ${GOAL_HEADER_PLUGIN_CPU_US} µs): ${verdict(headerCpu <= GOAL_HEADER_PLUGIN_CPU_US)}` +
+      ` (the plugin alone, no HTTP: ${headerAlone.toFixed(1)} µs per stream)`,
+    );
   }
   console.log(`  a further Go VM with the module compiled: ${vmMs.toFixed(1)} ms median (goal <= ${GOAL_FURTHER_VM_MS} ms): ${verdict(vmMs <= GOAL_FURTHER_VM_MS)}`);
 }

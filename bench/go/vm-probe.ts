@@ -13,6 +13,11 @@ import { SharedQueueRegistry } from '../../src/services/shared-queue';
 import { MetricsRegistry } from '../../src/services/metrics';
 import type { HostServices } from '../../src/abi/host-services';
 
+/** Host services for a plugin outside the sidecar: everything but Redis and callouts, log level info. */
+export function probeServices(): HostServices {
+  return { sharedData: new SharedDataStore(), sharedQueues: new SharedQueueRegistry(), metrics: new MetricsRegistry(), logLevel: () => 2 };
+}
+
 export interface VmProbeRequest {
   readonly file: string;
   readonly rootId: string;
@@ -51,9 +56,7 @@ function sample(): MemorySample {
 const ms = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
 
 export async function probe(req: VmProbeRequest): Promise<VmProbeResult> {
-  const services: HostServices = {
-    sharedData: new SharedDataStore(), sharedQueues: new SharedQueueRegistry(), metrics: new MetricsRegistry(), logLevel: () => 2,
-  };
+  const services = probeServices();
   const bytes = readFileSync(req.file);
   let t0 = process.hrtime.bigint();
   const compiled = await new ModuleCache().compile(bytes);
