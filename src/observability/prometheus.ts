@@ -177,6 +177,6 @@ function labelKey(s: Sample): string {
 }
 
 function helpFor(s: Stat): string {
-  if (s.customNamespace) return `Plugin-defined metric ${s.name}`;
+  if (s.customNamespace) return `Plugin-defined metric ${s.tagExtractedName}`;
   return `Envoy stat ${s.tagExtractedName}`;
 }

@@ -9,14 +9,18 @@ import type { ProtoObject } from '../xds/proto-json';
 
 type Match = (name: string) => boolean;
 
+/** Set in the message itself (decoded messages carry proto defaults on their prototype). */
+function has(m: ProtoObject, field: string): boolean {
+  return Object.prototype.hasOwnProperty.call(m, field) && m[field] !== null && m[field] !== undefined;
+}
+
 /** One envoy.type.matcher.v3.StringMatcher (exact, prefix, suffix, contains, safe_regex; ignore_case). */
 function stringMatcher(m: ProtoObject, path: string): Match {
   const ignoreCase = m['ignore_case'] === true;
   const norm = (s: string): string => (ignoreCase ? s.toLowerCase() : s);
   for (const kind of ['exact', 'prefix', 'suffix', 'contains'] as const) {
-    const v = m[kind];
-    if (typeof v !== 'string') continue;
-    const want = norm(v);
+    if (!has(m, kind)) continue;
+    const want = norm(String(m[kind]));
     switch (kind) {
       case 'exact': return (n) => norm(n) === want;
       case 'prefix': return (n) => norm(n).startsWith(want);
@@ -24,7 +28,7 @@ function stringMatcher(m: ProtoObject, path: string): Match {
       case 'contains': return (n) => norm(n).includes(want);
     }
   }
-  const re = m['safe_regex'] as ProtoObject | null | undefined;
+  const re = has(m, 'safe_regex') ? (m['safe_regex'] as ProtoObject) : undefined;
   if (re) {
     const source = String(re['regex'] ?? '');
     let regex: RegExp;
@@ -53,18 +57,15 @@ export class StatsMatcher {
   /** From a decoded StatsMatcher message; `path` names it in errors (`stats_config.stats_matcher`). */
   static fromProto(msg: ProtoObject | null | undefined, path: string): StatsMatcher {
     if (!msg) return StatsMatcher.ACCEPT_ALL;
-    if (msg['reject_all'] !== undefined && msg['reject_all'] !== null) {
-      const rejectAll = msg['reject_all'] === true;
-      return new StatsMatcher(() => !rejectAll);
-    }
-    const inclusion = msg['inclusion_list'] as ProtoObject | null | undefined;
+    // The three are a oneof; the decoder may carry reject_all's default (false) beside a list, so lists first.
+    const inclusion = has(msg, 'inclusion_list') ? (msg['inclusion_list'] as ProtoObject) : undefined;
     if (inclusion) return new StatsMatcher(listMatcher(inclusion, `${path}.inclusion_list`));
-    const exclusion = msg['exclusion_list'] as ProtoObject | null | undefined;
+    const exclusion = has(msg, 'exclusion_list') ? (msg['exclusion_list'] as ProtoObject) : undefined;
     if (exclusion) {
       const excluded = listMatcher(exclusion, `${path}.exclusion_list`);
       return new StatsMatcher((n) => !excluded(n));
     }
-    return StatsMatcher.ACCEPT_ALL;
+    return msg['reject_all'] === true ? new StatsMatcher(() => false) : StatsMatcher.ACCEPT_ALL;
   }
 
   /** Whether the stat of this full name exists. */
