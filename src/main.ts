@@ -250,7 +250,7 @@ export class Sidecar {
       metrics: self.pool ? (self.metricsView = new WorkerMetricsView(() => self.workerMetrics(), self.logger)) : self.services.metrics,
       tagProducer: self.config.bootstrap.tagProducer,
       statsMatcher: self.config.bootstrap.statsMatcher,
-      plugins: () => self.plugins.map((p) => ({ name: p.config.name, rootId: p.config.rootId, vmId: p.config.vmId, abi: p.abi, failed: p.failed !== undefined })),
+      plugins: () => [...self.plugins, ...self.wasmServices].map((p) => ({ name: p.config.name, rootId: p.config.rootId, vmId: p.config.vmId, abi: p.abi, failed: p.failed !== undefined, vm: p.vm })),
       commandLineOptions,
       startTime: new Date(),
       getLogLevel: () => levels.get(),

@@ -172,7 +172,8 @@ export class AdminServer {
         xds: s.ads?.status(),
         redis: s.redis?.stats(),
         pluginMetrics: s.metrics.all(),
-        pluginsActive: s.plugins().filter((p) => !p.failed).length,
+        // Envoy's gauge counts live VMs; plugins sharing one count once.
+        pluginsActive: new Set(s.plugins().filter((p) => !p.failed).map((p) => p.vm ?? p)).size,
       },
       this.events,
       s.tagProducer,

@@ -58,6 +58,11 @@ export interface PluginInfo {
   readonly abi: string;
   /** True when the VM failed and the plugin cannot serve (its failure policy applies). */
   readonly failed: boolean;
+  /**
+   * The VM instance the plugin runs on (an opaque identity): plugins of one vm key share one, so the
+   * `wasm.envoy.wasm.runtime.v8.active` gauge counts distinct VMs. Absent: the plugin counts as its own VM.
+   */
+  readonly vm?: object;
 }
 
 export interface AdminSources {

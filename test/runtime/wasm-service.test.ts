@@ -6,6 +6,13 @@ import { silentLogger } from '../../src/common/logger';
 import { pluginPath } from '../support/plugins';
 import { until } from '../support/until';
 import { bootstrapJson, TempDir, Upstream } from '../http/helpers';
+import { http, statLines } from '../admin/helpers';
+
+/** Envoy's gauge of live Wasm VMs in this thread. */
+async function activeVms(sidecar: Sidecar): Promise<string | undefined> {
+  const port = (await sidecar.admin!.start()).port;
+  return statLines((await http(port, '/stats?filter=^wasm\\.')).body).get('wasm.envoy.wasm.runtime.v8.active');
+}
 
 // bootstrap_extensions with envoy.bootstrap.wasm (WasmService): the Go plugin vm-shared as a service ticks and
 // counts into shared data, registers a queue, and drains it; the same module as an HTTP plugin (vm_id `svc`)
@@ -40,6 +47,7 @@ function serviceBootstrap(singleton: boolean, extra: Record<string, unknown> = {
       },
     },
   }];
+  doc['admin'] = { address: { socket_address: { address: '127.0.0.1', port_value: 0 } } };
   Object.assign(doc, extra);
   return tmp.write(`svc-${singleton}-${Math.random().toString(36).slice(2)}.json`, doc);
 }
@@ -75,6 +83,7 @@ describe('Wasm services (bootstrap_extensions envoy.bootstrap.wasm)', () => {
       // Not a singleton: the service runs on the worker's VM of its vm key, with the reader (2 root contexts).
       assert.equal(r.starts, 2);
       assert.equal(sidecar.wasmServices[0]!.vm, sidecar.plugins[0]!.vm);
+      assert.equal(await activeVms(sidecar), '1', 'one VM for the service and the HTTP plugin');
     });
   });
 
@@ -85,6 +94,7 @@ describe('Wasm services (bootstrap_extensions envoy.bootstrap.wasm)', () => {
       assert.equal(r.instances, 1);
       assert.equal(r.starts, 1, 'the reader is alone on its VM');
       assert.notEqual(sidecar.wasmServices[0]!.vm, sidecar.plugins[0]!.vm);
+      assert.equal(await activeVms(sidecar), '2');
     });
   });
 
