@@ -169,7 +169,7 @@ function indexPlugins() {
     } catch {
       abi = 'none';
     }
-    bySha.set(sha, { name: go ? `go/${name}` : name, sdk, source: source ?? `${rel(wasm)} (no source)`, abi, wasm: rel(wasm) });
+    bySha.set(sha, { name: go ? `go/${name}` : name, sdk, source: source ?? `${rel(wasm)} (no source under plugins/)`, abi, wasm: rel(wasm) });
   }
   return bySha;
 }
