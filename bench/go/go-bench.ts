@@ -1,7 +1,7 @@
 /**
- * Per-request cost of Go plugins on the Higress SDK (wasm-go): the sidecar with no plugin, the AssemblyScript
- * no-op, the Go no-op, the Go header plugin and a Go plugin doing one Redis GET per request, measured in one run
- * with the rows interleaved (A B C D E, A B C D E, ...) over several rounds, so drift on a shared machine spreads
+ * Per-request cost of Go plugins on the Higress SDK (wasm-go): the sidecar with no plugin, an SDK-free .wat no-op,
+ * the AssemblyScript no-op, the Go no-op, the Go header plugin and a Go plugin doing one Redis GET per request,
+ * measured in one run with the rows interleaved (A B C D E F, A B C D E F, ...) over several rounds, so drift on a shared machine spreads
  * over every row instead of landing on one. Each sidecar is a `proxy-wasm-sidecar run` child process of its own,
  * so the CPU read from /proc/<pid>/stat (utime + stime, all its threads) is the sidecar's alone; the load
  * generator is wrk (C, one thread) and the upstream and redis-server are processes of their own too.
@@ -71,6 +71,8 @@ const ok200 = (status: number): string | undefined => (status === 200 ? undefine
 function rows(redisPort: number): Row[] {
   return [
     { name: 'no plugin', filters: [], check: ok200 },
+    // No SDK at all: what the data plane's per-filter work costs, apart from any guest code.
+    { name: 'WAT no-op (noop-min.wat, no SDK)', filters: [{ plugin: 'noop-min', name: 'wat-noop', rootId: '' }], check: ok200 },
     { name: 'AssemblyScript no-op (noop.wasm)', filters: [{ plugin: 'noop', name: 'as-noop', rootId: 'noop' }], check: ok200 },
     { name: 'Go no-op (higress/noop)', filters: [{ plugin: 'go/noop', name: 'go-noop', rootId: '' }], check: ok200 },
     {
