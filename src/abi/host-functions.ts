@@ -157,6 +157,8 @@ function copyOut(vm: PluginVm, bytes: Uint8Array, ptrPtr: number, sizePtr: numbe
 
 function log(vm: PluginVm, level: number, ptr: number, len: number): WasmResult {
   if (level < 0 || level > 5) return WasmResult.BadArgument;
+  // Below the current level the message is never decoded: only its bounds are checked, as cpp-host reads them.
+  if (level < vm.services.logLevel()) return vm.memory.view(ptr, len) === undefined ? WasmResult.InvalidMemoryAccess : WasmResult.Ok;
   const message = str(vm, ptr, len);
   if (message === undefined) return WasmResult.InvalidMemoryAccess;
   vm.pluginLog(level, message);

@@ -9,25 +9,38 @@ export type { HeaderPairs };
  *   u32 count; count x (u32 key_len, u32 value_len); count x (key, 0x00, value, 0x00)
  */
 export function serializePairs(pairs: ReadonlyArray<readonly [string | Uint8Array, string | Uint8Array]>): Buffer {
-  const encoded = pairs.map(([k, v]) => [toBytes(k), toBytes(v)] as const);
-  let size = 4;
-  for (const [k, v] of encoded) size += 8 + k.length + 1 + v.length + 1;
+  // Sized first and written in place: no intermediate Buffer per key and value (this runs on every header read).
+  let size = 4 + pairs.length * 10;
+  for (const [k, v] of pairs) size += byteLength(k) + byteLength(v);
   const out = Buffer.allocUnsafe(size);
-  out.writeUInt32LE(encoded.length, 0);
+  out.writeUInt32LE(pairs.length, 0);
   let lenOff = 4;
-  let dataOff = 4 + encoded.length * 8;
-  for (const [k, v] of encoded) {
-    out.writeUInt32LE(k.length, lenOff);
-    out.writeUInt32LE(v.length, lenOff + 4);
+  let dataOff = 4 + pairs.length * 8;
+  for (const [k, v] of pairs) {
+    const kLen = put(out, k, dataOff);
+    dataOff += kLen;
+    out[dataOff++] = 0;
+    const vLen = put(out, v, dataOff);
+    dataOff += vLen;
+    out[dataOff++] = 0;
+    out.writeUInt32LE(kLen, lenOff);
+    out.writeUInt32LE(vLen, lenOff + 4);
     lenOff += 8;
-    out.set(k, dataOff);
-    dataOff += k.length;
-    out[dataOff++] = 0;
-    out.set(v, dataOff);
-    dataOff += v.length;
-    out[dataOff++] = 0;
   }
   return out;
+}
+
+function byteLength(s: string | Uint8Array): number {
+  return typeof s === 'string' ? Buffer.byteLength(s, 'utf8') : s.length;
+}
+
+/** Writes `s` at `offset`; returns the bytes written. */
+function put(out: Buffer, s: string | Uint8Array, offset: number): number {
+  if (typeof s !== 'string') {
+    out.set(s, offset);
+    return s.length;
+  }
+  return s.length === 0 ? 0 : out.write(s, offset, 'utf8');
 }
 
 /** Parses serialized pairs; undefined if malformed or over the cpp-host caps. Empty input (0 or 1 byte) is an empty map. */
@@ -50,8 +63,4 @@ export function deserializePairs(bytes: Uint8Array): HeaderPairs | undefined {
     out.push([key, value]);
   }
   return out;
-}
-
-function toBytes(s: string | Uint8Array): Uint8Array {
-  return typeof s === 'string' ? Buffer.from(s, 'utf8') : s;
 }
