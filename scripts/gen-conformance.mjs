@@ -356,6 +356,10 @@ function render({ cells, byAbi, unknownFns, used, fileOk }, plugins, results, re
 
 const subset = positionals.length > 0 ? positionals : undefined;
 let recordDir = opts.from;
+if (recordDir && !existsSync(join(recordDir, 'events.jsonl'))) {
+  console.error(`--from ${recordDir}: not a kept recording (no events.jsonl); keep one with --keep`);
+  process.exit(2);
+}
 if (!recordDir) {
   recordDir = mkdtempSync(join(tmpdir(), 'pws-conformance-'));
   const files = subset ?? [join('dist', 'test') + '/'];
