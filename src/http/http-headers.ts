@@ -14,6 +14,20 @@ export function pairsFromRaw(raw: readonly string[]): HeaderPairs {
   return out;
 }
 
+/**
+ * Envoy keeps `te: trailers` (and only that TE value) on a request: gRPC needs it end to end. The rest of TE is
+ * hop-by-hop. Appends the pair when a `te` header in `raw` (name, value, ...) lists trailers.
+ */
+export function keepTeTrailers(raw: readonly string[], out: HeaderPairs): void {
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    if (raw[i]!.toLowerCase() !== 'te') continue;
+    if (raw[i + 1]!.split(',').some((v) => v.trim().split(';')[0]!.toLowerCase() === 'trailers')) {
+      out.push(['te', 'trailers']);
+      return;
+    }
+  }
+}
+
 /** undici's parsed header object → pairs (repeated names stay separate), hop-by-hop dropped. */
 export function pairsFromObject(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): HeaderPairs {
   const out: HeaderPairs = [];

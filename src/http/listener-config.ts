@@ -7,6 +7,7 @@ import { bootstrapFromJson, type Bootstrap } from '../config/bootstrap';
 import { loadEnvoyProtos } from '../xds/protos';
 import { decodeProtoJson } from '../xds/proto-json';
 import { EMPTY_METADATA, type EncodedMetadata, type StructObject } from '../runtime/stream-attributes';
+import { http2Settings, type Http2Settings } from './protocol-options';
 import { DOWNSTREAM_TLS_TYPE, downstreamTlsContext, transportSocket, type DownstreamTls, type StaticSecrets } from '../tls/tls-context';
 
 /**
@@ -141,28 +142,6 @@ export interface ListenerConfig {
 
 export type HttpCodec = 'AUTO' | 'HTTP1' | 'HTTP2';
 
-export interface Http2Settings {
-  /** max_concurrent_streams (Envoy default 2147483647). */
-  readonly maxConcurrentStreams: number;
-  /** initial_stream_window_size (Envoy default 268435456). */
-  readonly initialWindowSize: number;
-}
-
-/** Envoy's Http2ProtocolOptions defaults. */
-export const DEFAULT_HTTP2_SETTINGS: Http2Settings = { maxConcurrentStreams: 2147483647, initialWindowSize: 268435456 };
-
-/** HCM / cluster http2_protocol_options: the fields implemented as SETTINGS; any other is refused. */
-export function http2Settings(v: unknown, path: string): Http2Settings {
-  const o = obj(v, path);
-  if (!o) return DEFAULT_HTTP2_SETTINGS;
-  refuseUnimplemented(o, new Set(['max_concurrent_streams', 'initial_stream_window_size']), path);
-  const maxConcurrentStreams = uint32(o['max_concurrent_streams'], `${path}.max_concurrent_streams`, DEFAULT_HTTP2_SETTINGS.maxConcurrentStreams);
-  const initialWindowSize = uint32(o['initial_stream_window_size'], `${path}.initial_stream_window_size`, DEFAULT_HTTP2_SETTINGS.initialWindowSize);
-  // Envoy's PGV bounds: initial_stream_window_size 65535..2147483647.
-  if (initialWindowSize < 65535 || initialWindowSize > 2147483647) throw new ConfigError('must be 65535..2147483647', `${path}.initial_stream_window_size`);
-  if (maxConcurrentStreams < 1 || maxConcurrentStreams > 2147483647) throw new ConfigError('must be 1..2147483647', `${path}.max_concurrent_streams`);
-  return { maxConcurrentStreams, initialWindowSize };
-}
 
 /** PluginConfig fields newer than the protos the bootstrap loader ships with, taken from the raw document. */
 export type PluginConfigExtras = ReadonlyMap<string, Readonly<Record<string, unknown>>>;

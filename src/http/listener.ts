@@ -6,7 +6,7 @@ import type { HeaderPairs } from '../common/headers';
 import type { Logger } from '../common/logger';
 import type { Plugin } from '../runtime/plugin';
 import { ActiveStream, newRequestId, type DownstreamSink } from './active-stream';
-import { flatten, getHeader, HOP_BY_HOP, pairsFromRaw } from './http-headers';
+import { flatten, getHeader, HOP_BY_HOP, keepTeTrailers, pairsFromRaw } from './http-headers';
 import type { ListenerConfig } from './listener-config';
 import { RouteTable, stripPort } from './route-table';
 import { RouterFilter } from './router';
@@ -423,6 +423,7 @@ export class HttpListener {
     const raw = pairsFromRaw(req.rawHeaders);
     const headers: HeaderPairs = [[':authority', this.authority(getHeader(raw, 'host') ?? '', req.socket.localPort)], [':path', req.url ?? '/'], [':method', req.method ?? 'GET'], [':scheme', scheme]];
     for (const pair of raw) if (pair[0] !== 'host') headers.push(pair);
+    keepTeTrailers(req.rawHeaders, headers);
     let ended = !hasBody;
     let drainWaiters: Array<() => void> | undefined;
     this.onRequest({
@@ -474,6 +475,7 @@ export class HttpListener {
     const raw = pairsFromRaw(rawHeaders);
     const pseudo = raw.filter(([k]) => k.startsWith(':'));
     const regular = raw.filter(([k]) => !k.startsWith(':') && k !== 'host');
+    keepTeTrailers(rawHeaders, regular);
     const authorityIndex = pseudo.findIndex(([k]) => k === ':authority');
     const authority = this.authority(authorityIndex >= 0 ? pseudo[authorityIndex]![1] : getHeader(raw, 'host') ?? '', socket.localPort);
     if (authorityIndex >= 0) pseudo[authorityIndex] = [':authority', authority];

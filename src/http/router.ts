@@ -5,6 +5,7 @@ import type { Logger } from '../common/logger';
 import { ResponseCodeDetails, type ActiveStream, type RouterSink } from './active-stream';
 import { flatten, getHeader, HOP_BY_HOP, pairsFromObject } from './http-headers';
 import { rewritePath } from './route-table';
+import { Http2Upstream } from './h2-upstream';
 import type { UpstreamPools } from './upstream-pools';
 import type { UpstreamRequestRecord } from '../upstream/traffic-stats';
 
@@ -32,7 +33,11 @@ function resetReason(err: Error & { code?: string }): ResetReason {
     case 'ECONNREFUSED': case 'EHOSTUNREACH': case 'ENETUNREACH': case 'ENOTFOUND': case 'EADDRNOTAVAIL': case 'EAI_AGAIN':
       return 'connection failure';
     case 'ECONNRESET': return 'remote reset';
-    default: return 'connection termination';
+    default:
+      // A failed TLS handshake (certificate verification, protocol alert) is a connect failure in Envoy, with
+      // the TLS error as the transport failure reason.
+      if (err.code !== undefined && /CERT|SSL|TLS|UNABLE_TO_|ERR_TLS/.test(err.code)) return 'connection failure';
+      return 'connection termination';
   }
 }
 
@@ -64,6 +69,8 @@ export class RouterFilter implements RouterSink, Dispatcher.DispatchHandler {
   /** This request's upstream_rq_* accounting. */
   private record: UpstreamRequestRecord | undefined;
   private method = 'GET';
+  /** Request trailers for an HTTP/2 upstream, read when the request body has ended. */
+  private requestTrailers: HeaderPairs | undefined;
 
   constructor(
     private readonly stream: ActiveStream,
@@ -111,8 +118,10 @@ export class RouterFilter implements RouterSink, Dispatcher.DispatchHandler {
     this.timeoutMs = action.timeoutMs;
     const out = flatten(headers, UPSTREAM_SKIP);
     out.push('host', authority);
+    // `te: trailers` is the one TE value that travels (gRPC over HTTP/2 requires it).
+    if (getHeader(headers, 'te') === 'trailers') out.push('te', 'trailers');
     if (this.timeoutMs > 0) out.push('x-envoy-expected-rq-timeout-ms', String(this.timeoutMs));
-    const pool = this.ctx.pools.pool(cluster, host);
+    const pool = this.ctx.pools.pool(cluster, host, this.stream.info.protocol);
     const untrack = this.ctx.pools.track(cluster.name, host);
     const record = (this.record = this.ctx.pools.traffic.request(cluster.name, host.key));
     this.release = () => {
@@ -128,7 +137,9 @@ export class RouterFilter implements RouterSink, Dispatcher.DispatchHandler {
       this.dispatched = true;
       this.sentAt = process.hrtime.bigint();
       if (this.requestEnded) this.startTimer();
-      pool.dispatch({ path, method: this.method as Dispatcher.HttpMethod, headers: out, body, headersTimeout: 0, bodyTimeout: 0 }, this);
+      // A request with a body may end in trailers; one without ends with its HEADERS frame.
+      if (pool instanceof Http2Upstream) pool.dispatch({ path, method: this.method, headers: out, body, ...(body !== null ? { trailers: () => this.requestTrailers } : {}) }, this);
+      else pool.dispatch({ path, method: this.method as Dispatcher.HttpMethod, headers: out, body, headersTimeout: 0, bodyTimeout: 0 }, this);
     };
     if (endOfStream) {
       this.requestEnded = true;
@@ -163,9 +174,10 @@ export class RouterFilter implements RouterSink, Dispatcher.DispatchHandler {
     if (endOfStream) this.endRequest();
   }
 
-  trailers(_trailers: HeaderPairs): void {
-    // HTTP/1.1 upstream requests carry no trailers here (undici cannot send them); the body ends.
-    this.ctx.logger.debug('request trailers not forwarded upstream');
+  trailers(trailers: HeaderPairs): void {
+    // HTTP/2 upstreams send them after the body; HTTP/1.1 upstream requests carry none here (undici cannot
+    // send them, and Envoy's HTTP/1 codec drops them unless enable_trailers is set).
+    this.requestTrailers = trailers;
     this.endRequest();
   }
 

@@ -1,4 +1,10 @@
-import { Pool } from 'undici';
+import { buildConnector, Pool } from 'undici';
+import type { UpstreamTls } from '../tls/tls-context';
+import { DEFAULT_UPSTREAM_PROTOCOL } from './protocol-options';
+import { Http2Upstream } from './h2-upstream';
+
+/** What a request is dispatched to: an undici Pool (HTTP/1.1, ALPN) or one host's HTTP/2 session. */
+export type UpstreamDispatcher = Pool | Http2Upstream;
 import type { Disposable } from '../common/disposable';
 import type { Logger } from '../common/logger';
 import { silentLogger } from '../common/logger';
@@ -6,14 +12,47 @@ import type { ClusterManager, LiveCluster } from '../upstream/cluster-manager';
 import type { Host } from '../upstream/types';
 import { UpstreamTrafficStats } from '../upstream/traffic-stats';
 
+/** The HTTP version of one upstream pool: 'alpn' lets TLS choose between h2 and http/1.1 (auto_config). */
+export type UpstreamCodec = 'http1' | 'http2' | 'alpn';
+
+/** Which codec a request to this cluster uses (Envoy's HttpProtocolOptions upstream_protocol_options). */
+export function upstreamCodec(cluster: LiveCluster, downstreamProtocol: string | undefined): UpstreamCodec {
+  const policy = (cluster.config.upstreamProtocol ?? DEFAULT_UPSTREAM_PROTOCOL).policy;
+  switch (policy) {
+    case 'http2': return 'http2';
+    case 'downstream': return downstreamProtocol === 'HTTP/2' ? 'http2' : 'http1';
+    // auto_config: ALPN over TLS; without TLS Envoy speaks HTTP/1.1.
+    case 'auto': return cluster.config.tls ? 'alpn' : 'http1';
+    default: return 'http1';
+  }
+}
+
 /**
- * Keep-alive HTTP/1.1 connection pools, one undici Pool per (cluster, host), owned here and not by the cluster
+ * undici connect options for an UpstreamTlsContext. Envoy verifies the server's chain only against a configured
+ * trusted_ca, and never checks the host name without SAN matchers; SNI only when `sni` is set.
+ */
+function tlsConnectOptions(tls: UpstreamTls): Record<string, unknown> {
+  return {
+    ...(tls.ca ? { ca: tls.ca } : {}),
+    ...(tls.cert ? { cert: tls.cert } : {}),
+    ...(tls.key ? { key: tls.key } : {}),
+    ...(tls.passphrase !== undefined ? { passphrase: tls.passphrase } : {}),
+    ...(tls.sni ? { servername: tls.sni } : {}),
+    rejectUnauthorized: tls.ca !== undefined,
+    checkServerIdentity: () => undefined,
+    minVersion: tls.minVersion,
+    maxVersion: tls.maxVersion,
+  };
+}
+
+/**
+ * Keep-alive connection pools, one undici Pool per (cluster, host, codec), owned here and not by the cluster
  * (Envoy's ThreadLocalClusterManager keeps host→pool maps outside the cluster entry). Pools of hosts that
  * leave a cluster, and of removed or redefined clusters, are closed (they finish their in-flight requests).
  * In-flight counts feed LEAST_REQUEST.
  */
 export class UpstreamPools {
-  private readonly pools = new Map<string, Pool>();
+  private readonly pools = new Map<string, UpstreamDispatcher>();
   private readonly active = new Map<string, number>();
   /** Envoy's upstream_rq_* and host rq_* counters for the requests routed through these pools. */
   readonly traffic = new UpstreamTrafficStats();
@@ -45,23 +84,38 @@ export class UpstreamPools {
     return cluster.chooseHost((h) => this.active.get(`${cluster.name}\0${h.key}`) ?? 0);
   }
 
-  pool(cluster: LiveCluster, host: Host): Pool {
-    const key = `${cluster.name}\0${host.key}`;
+  /** The pool for this host; `downstreamProtocol` (request.protocol) matters with use_downstream_protocol_config. */
+  pool(cluster: LiveCluster, host: Host, downstreamProtocol?: string): UpstreamDispatcher {
+    const codec = upstreamCodec(cluster, downstreamProtocol);
+    // Keys of one host start with `<cluster>\0<host>\0` so that drop() finds every codec's pool.
+    const key = `${cluster.name}\0${host.key}\0${codec}`;
     let pool = this.pools.get(key);
     if (!pool) {
-      const origin = `http://${host.key}`;
-      pool = new Pool(origin, {
-        connect: { timeout: cluster.config.connectTimeoutMs },
-        // The router owns the request timeout (route timeout), so undici's own timers are off.
-        headersTimeout: 0,
-        bodyTimeout: 0,
-        keepAliveTimeout: 60_000,
-        pipelining: 1,
-      });
+      pool = this.createPool(cluster, host, codec);
       this.pools.set(key, pool);
-      this.logger.debug({ cluster: cluster.name, host: host.key }, 'upstream pool created');
+      this.logger.debug({ cluster: cluster.name, host: host.key, codec, tls: cluster.config.tls !== undefined }, 'upstream pool created');
     }
     return pool;
+  }
+
+  private createPool(cluster: LiveCluster, host: Host, codec: UpstreamCodec): UpstreamDispatcher {
+    const tls = cluster.config.tls;
+    const timeout = cluster.config.connectTimeoutMs;
+    const h2 = codec !== 'http1';
+    const http2 = (cluster.config.upstreamProtocol ?? DEFAULT_UPSTREAM_PROTOCOL).http2;
+    // Explicit HTTP/2 (cleartext prior knowledge or TLS): node:http2, which carries request and response trailers.
+    if (codec === 'http2') return new Http2Upstream({ host: host.key, connectTimeoutMs: timeout, tls, settings: http2 });
+    // HTTP/1.1, or ALPN over TLS (auto_config): undici, which falls back to HTTP/1.1 when the server has no h2.
+    return new Pool(`${tls ? 'https' : 'http'}://${host.key}`, {
+      connect: buildConnector({ timeout, allowH2: h2, ...(tls ? tlsConnectOptions(tls) : {}) } as buildConnector.BuildOptions),
+      // The router owns the request timeout (route timeout), so undici's own timers are off.
+      headersTimeout: 0,
+      bodyTimeout: 0,
+      keepAliveTimeout: 60_000,
+      // HTTP/1.1: one request per connection at a time; HTTP/2: the streams one connection carries.
+      pipelining: h2 ? Math.min(http2.maxConcurrentStreams, 1000) : 1,
+      ...(h2 ? { allowH2: true, maxConcurrentStreams: Math.min(http2.maxConcurrentStreams, 1000) } : {}),
+    });
   }
 
   /** Tracks one in-flight request on a host; call the returned function exactly once when it ends. */
@@ -79,15 +133,20 @@ export class UpstreamPools {
   }
 
   private drop(cluster: string, hostKey: string): void {
-    const key = `${cluster}\0${hostKey}`;
-    const pool = this.pools.get(key);
-    if (!pool) return;
-    this.pools.delete(key);
-    pool.close().catch(() => undefined);
+    const prefix = `${cluster}\0${hostKey}\0`;
+    for (const [key, pool] of [...this.pools]) {
+      if (!key.startsWith(prefix)) continue;
+      this.pools.delete(key);
+      pool.close().catch(() => undefined);
+    }
   }
 
   private dropCluster(cluster: string): void {
-    for (const key of [...this.pools.keys()]) if (key.startsWith(`${cluster}\0`)) this.drop(cluster, key.slice(cluster.length + 1));
+    for (const [key, pool] of [...this.pools]) {
+      if (!key.startsWith(`${cluster}\0`)) continue;
+      this.pools.delete(key);
+      pool.close().catch(() => undefined);
+    }
   }
 
   /** Drains every pool (in-flight requests finish), then releases them. Idempotent. */

@@ -1,3 +1,5 @@
+import type { UpstreamProtocol } from '../http/protocol-options';
+import type { UpstreamTls } from '../tls/tls-context';
 /**
  * The upstream model every consumer sees: clusters as Envoy defines them, reduced to what the sidecar acts on.
  * Producers (bootstrap, xDS) build ClusterConfig values; the ClusterManager turns them into live clusters and
@@ -61,6 +63,10 @@ export interface ClusterConfig {
   readonly source: Readonly<Record<string, unknown>>;
   /** Identity of the config: an update with the same hash is a no-op and never rebuilds a pool. */
   readonly hash: string;
+  /** HttpProtocolOptions (or the legacy http2_protocol_options); absent: HTTP/1.1. */
+  readonly upstreamProtocol?: UpstreamProtocol;
+  /** transport_socket UpstreamTlsContext; absent: plaintext. */
+  readonly tls?: UpstreamTls;
 }
 
 /** Envoy's default connect_timeout. */

@@ -6,6 +6,9 @@ import {
   type DiscoveryType,
   type LbPolicy,
 } from '../../upstream/types';
+import { ConfigError } from '../../common/errors';
+import { DEFAULT_UPSTREAM_PROTOCOL, upstreamProtocol, type UpstreamProtocol } from '../../http/protocol-options';
+import { transportSocket, UPSTREAM_TLS_TYPE, upstreamTlsContext, type UpstreamTls } from '../../tls/tls-context';
 import { toProtoJson, type JsonObject, type ProtoObject } from '../proto-json';
 import { CDS_TYPE_URL, type EnvoyProtos } from '../protos';
 import type { ProtoValidator } from '../validate';
@@ -51,32 +54,42 @@ export function hashBytes(bytes: Uint8Array): string {
  * Envoy's checks beyond PGV (cluster_factory_impl.cc, eds.cc, logical_dns_cluster.cc): EDS needs an eds_config
  * this client can serve (ADS), LOGICAL_DNS exactly one endpoint, STATIC numeric addresses.
  */
-const RAW_BUFFER_NAME = 'envoy.transport_sockets.raw_buffer';
-const RAW_BUFFER_TYPE = 'type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer';
+const PROTOCOL_FIELDS = ['transport_socket', 'transport_socket_matches', 'typed_extension_protocol_options', 'http2_protocol_options', 'http_protocol_options'];
+
+interface ProtocolConfig {
+  readonly upstreamProtocol: UpstreamProtocol;
+  readonly tls: UpstreamTls | undefined;
+}
 
 /**
- * Upstream connections are plaintext only. A cluster asking for any other transport socket (TLS, mTLS through
- * Istio's transport_socket_matches, ALTS ...) is refused: connecting in plaintext where encryption was configured
- * would be the worst kind of silent failure.
+ * The upstream protocol and TLS of a cluster, read from its proto3 JSON form (Any fields decoded). A transport
+ * socket other than TLS or raw_buffer, transport_socket_matches with anything but raw_buffer (their match
+ * criteria are not implemented), dynamic SDS, and every TLS field not implemented are refused with their path:
+ * connecting in plaintext where encryption was configured would be the worst kind of silent failure.
  */
-function transportSocketErrors(msg: ProtoObject): string[] {
-  const errors: string[] = [];
-  const check = (ts: ProtoObject | null | undefined, path: string): void => {
-    if (!ts) return;
-    const typeUrl = String((ts['typed_config'] as ProtoObject | null | undefined)?.['type_url'] ?? '');
-    const name = String(ts['name'] ?? '');
-    if (typeUrl === RAW_BUFFER_TYPE || (typeUrl === '' && (name === RAW_BUFFER_NAME || name === ''))) return;
-    errors.push(`${path}: transport socket '${name || typeUrl}' is not supported: upstream connections are plaintext only, and this cluster asks for more`);
-  };
-  check(msg['transport_socket'] as ProtoObject | null | undefined, 'transport_socket');
-  ((msg['transport_socket_matches'] as ProtoObject[] | undefined) ?? []).forEach((m, i) => {
-    check(m['transport_socket'] as ProtoObject | null | undefined, `transport_socket_matches[${i}].transport_socket`);
-  });
-  return errors;
+function protocolConfig(protos: EnvoyProtos, msg: ProtoObject): { ok: true; value: ProtocolConfig } | { ok: false; errors: string[] } {
+  if (!PROTOCOL_FIELDS.some((f) => has(msg, f) && !(Array.isArray(msg[f]) && (msg[f] as unknown[]).length === 0) && !(f === 'typed_extension_protocol_options' && Object.keys(msg[f] as object).length === 0))) {
+    return { ok: true, value: { upstreamProtocol: DEFAULT_UPSTREAM_PROTOCOL, tls: undefined } };
+  }
+  const json = toProtoJson(protos, protos.Cluster, msg, { unknownAny: 'opaque' });
+  try {
+    ((json['transport_socket_matches'] as JsonObject[] | undefined) ?? []).forEach((m, i) => {
+      if (transportSocket(m['transport_socket'], `transport_socket_matches[${i}].transport_socket`, UPSTREAM_TLS_TYPE) !== undefined) {
+        throw new ConfigError('transport_socket_matches are not supported (only raw_buffer sockets there)', `transport_socket_matches[${i}]`);
+      }
+    });
+    const tlsJson = transportSocket(json['transport_socket'], 'transport_socket', UPSTREAM_TLS_TYPE);
+    // Bootstrap secrets are not visible to a cluster here: certificates must be inline or files.
+    const tls = tlsJson ? upstreamTlsContext(tlsJson, 'transport_socket.typed_config', new Map()) : undefined;
+    return { ok: true, value: { upstreamProtocol: upstreamProtocol(json), tls } };
+  } catch (err) {
+    if (err instanceof ConfigError) return { ok: false, errors: [err.message] };
+    throw err;
+  }
 }
 
 function semanticErrors(msg: ProtoObject, type: DiscoveryType): string[] {
-  const errors: string[] = transportSocketErrors(msg);
+  const errors: string[] = [];
   if (type === 'EDS') {
     const eds = msg['eds_cluster_config'] as ProtoObject | null | undefined;
     const source = eds?.['eds_config'] as ProtoObject | null | undefined;
@@ -130,6 +143,9 @@ export function clusterToConfig(
   }
   errors.push(...semanticErrors(msg, type));
   if (errors.length > 0) return { name, ok: false, errors, stage: 'build' };
+  // Read once every Any decodes (the errors above include those that do not).
+  const protocol = protocolConfig(protos, msg);
+  if (!protocol.ok) return { name, ok: false, errors: protocol.errors, stage: 'build' };
   const eds = msg['eds_cluster_config'] as ProtoObject | null | undefined;
   const la = msg['load_assignment'] as ProtoObject | null | undefined;
   const raw = meta.raw ?? protos.Cluster.encode(msg).finish();
@@ -150,6 +166,8 @@ export function clusterToConfig(
       return source;
     },
     hash: hashBytes(raw),
+    upstreamProtocol: protocol.value.upstreamProtocol,
+    ...(protocol.value.tls ? { tls: protocol.value.tls } : {}),
   };
   return { name, ok: true, value: config };
 }
