@@ -151,7 +151,7 @@ export class Sidecar {
   async workerMetrics(timeoutMs = 2000): Promise<WorkerMetrics[]> {
     if (this.pool) return this.pool.collectMetrics(timeoutMs);
     const metrics = this.services.metrics.all().map((x) => ({ id: x.id, type: x.type, name: x.name, value: x.value, count: x.count, sum: x.sum, samples: [...x.samples] }));
-    return [{ worker: 0, metrics }];
+    return [{ worker: 0, metrics, counters: this.plane?.counters() ?? {} }];
   }
 
   static async start(options: SidecarOptions): Promise<Sidecar> {
@@ -250,6 +250,8 @@ export class Sidecar {
       metrics: self.pool ? (self.metricsView = new WorkerMetricsView(() => self.workerMetrics(), self.logger)) : self.services.metrics,
       tagProducer: self.config.bootstrap.tagProducer,
       statsMatcher: self.config.bootstrap.statsMatcher,
+      // With workers, their listeners' counters arrive with the plugin metrics (the view above).
+      counters: () => self.metricsView?.counters() ?? self.plane?.counters() ?? {},
       plugins: () => [...self.plugins, ...self.wasmServices].map((p) => ({ name: p.config.name, rootId: p.config.rootId, vmId: p.config.vmId, abi: p.abi, failed: p.failed !== undefined, vm: p.vm })),
       commandLineOptions,
       startTime: new Date(),

@@ -172,6 +172,7 @@ export class AdminServer {
         xds: s.ads?.status(),
         redis: s.redis?.stats(),
         pluginMetrics: s.metrics.all(),
+        counters: s.counters?.(),
         // Envoy's gauge counts live VMs; plugins sharing one count once.
         pluginsActive: new Set(s.plugins().filter((p) => !p.failed).map((p) => p.vm ?? p)).size,
       },

@@ -81,6 +81,8 @@ export interface AdminSources {
   /** Which stats exist (stats_config.stats_matcher); absent: every one. */
   readonly statsMatcher?: StatsMatcher | undefined;
   plugins(): readonly PluginInfo[];
+  /** The data plane's own counters by full Envoy name (listener protocol stats); absent: none. */
+  counters?(): Readonly<Record<string, number>>;
   /** `envoy.admin.v3.CommandLineOptions` fields (snake_case), as the CLI parsed them. */
   readonly commandLineOptions: AdminJsonObject;
   readonly startTime: Date;

@@ -82,6 +82,8 @@ export interface StatsInputs {
   readonly xds: XdsStatus | undefined;
   readonly redis: RedisStats | undefined;
   readonly pluginMetrics: readonly PluginMetric[];
+  /** Other components' counters by full Envoy name (listener protocol stats: `http.<stat_prefix>.*`, `listener.*`). */
+  readonly counters?: Readonly<Record<string, number>> | undefined;
   readonly pluginsActive: number;
 }
 
@@ -238,6 +240,8 @@ export function collectStats(inputs: StatsInputs, events: ClusterEventCounters, 
   }
 
   out.push(scalar('gauge', 'wasm.envoy.wasm.runtime.v8.active', inputs.pluginsActive));
+
+  for (const [name, value] of Object.entries(inputs.counters ?? {})) out.push(scalar('counter', name, value));
 
   for (const m of inputs.pluginMetrics) {
     const name = `${CUSTOM_PREFIX}${m.name}`;

@@ -13,6 +13,7 @@ import type { SharedDataService } from '../services/shared-data';
 import type { SharedQueueService } from '../services/shared-queue';
 import { ClusterManager } from '../upstream/cluster-manager';
 import { parseWasmServices } from './wasm-services';
+import { sumCounters } from './metrics-view';
 
 /**
  * One worker's data plane: its ClusterManager (fed static clusters from the bootstrap, dynamic ones by its owner),
@@ -109,6 +110,11 @@ export class DataPlane {
       await listener.start();
       this.listeners.push(listener);
     }
+  }
+
+  /** The data plane's own counters by full Envoy name: every listener's protocol stats, summed by name. */
+  counters(): Record<string, number> {
+    return sumCounters(this.listeners.map((l) => l.protocolStats.snapshot()));
   }
 
   /**

@@ -10,6 +10,7 @@ import type { WorkerMetrics } from './worker-pool';
  */
 export class WorkerMetricsView {
   private latest: PluginMetric[] = [];
+  private latestCounters: Record<string, number> = {};
   private readonly timer: NodeJS.Timeout;
   private refreshing = false;
 
@@ -26,11 +27,18 @@ export class WorkerMetricsView {
     return this.latest;
   }
 
+  /** The workers' own counters by full Envoy name, summed. */
+  counters(): Readonly<Record<string, number>> {
+    return this.latestCounters;
+  }
+
   async refresh(): Promise<void> {
     if (this.refreshing) return;
     this.refreshing = true;
     try {
-      this.latest = sumByName(await this.collect());
+      const perWorker = await this.collect();
+      this.latest = sumByName(perWorker);
+      this.latestCounters = sumCounters(perWorker.map((w) => w.counters ?? {}));
     } catch (err) {
       this.logger.warn({ err: (err as Error).message }, 'collecting worker metrics failed');
     } finally {
@@ -41,6 +49,13 @@ export class WorkerMetricsView {
   close(): void {
     clearInterval(this.timer);
   }
+}
+
+/** Counters by name, summed (across listeners, or across workers: Envoy's store shows one value per name). */
+export function sumCounters(records: readonly Readonly<Record<string, number>>[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const r of records) for (const [k, v] of Object.entries(r)) out[k] = (out[k] ?? 0) + v;
+  return out;
 }
 
 export function sumByName(perWorker: readonly WorkerMetrics[]): PluginMetric[] {

@@ -52,5 +52,6 @@ export type WorkerToMain =
   | { readonly t: 'ready'; readonly sockets: readonly string[] }
   | { readonly t: 'start-failed'; readonly message: string; readonly code: string }
   | { readonly t: 'queue-unregister'; readonly token: number }
-  | { readonly t: 'metrics'; readonly reqId: number; readonly metrics: readonly MetricSnapshot[] }
+  /** Plugin metrics, and the data plane's own counters by full Envoy name (listener protocol stats). */
+  | { readonly t: 'metrics'; readonly reqId: number; readonly metrics: readonly MetricSnapshot[]; readonly counters: Readonly<Record<string, number>> }
   | { readonly t: 'drained' };

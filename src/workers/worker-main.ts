@@ -74,6 +74,7 @@ async function main(): Promise<void> {
           t: 'metrics',
           reqId: m.reqId,
           metrics: (plane?.services.metrics.all() ?? []).map((x) => ({ id: x.id, type: x.type, name: x.name, value: x.value, count: x.count, sum: x.sum, samples: [...x.samples] })),
+          counters: plane?.counters() ?? {},
         });
         break;
       case 'drain':

@@ -33,6 +33,8 @@ export interface WorkerPoolOptions {
 export interface WorkerMetrics {
   readonly worker: number;
   readonly metrics: readonly MetricSnapshot[];
+  /** The worker's own counters by full Envoy name (e.g. `http.<stat_prefix>.downstream_rq_http1_total`). */
+  readonly counters?: Readonly<Record<string, number>>;
 }
 
 class WorkerHandle implements ForwardTarget {
@@ -224,7 +226,7 @@ export class WorkerPool {
       case 'metrics': {
         const waiter = this.metricsWaiters.get(m.reqId);
         if (!waiter) return;
-        waiter.results.push({ worker: w.index, metrics: m.metrics });
+        waiter.results.push({ worker: w.index, metrics: m.metrics, counters: m.counters });
         waiter.pending.delete(w.index);
         if (waiter.pending.size === 0) {
           clearTimeout(waiter.timer);

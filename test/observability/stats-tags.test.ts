@@ -72,11 +72,14 @@ describe('stats_config tag extraction', () => {
       assert.deepEqual(samples(prom, 'plain_total'), ['plain_total{mesh="m1"} 1']);
       // Default tags still apply (use_all_default_tags defaults to true); prefixed extractors run after.
       assert.deepEqual(samples(prom, 'envoy_cluster_membership_total'), ['envoy_cluster_membership_total{mesh="m1",envoy_cluster_name="backend"} 1']);
+      // The listener's own counters: Envoy's default http_conn_manager_prefix tag.
+      assert.deepEqual(samples(prom, 'envoy_http_downstream_rq_http1_total'), ['envoy_http_downstream_rq_http1_total{mesh="m1",envoy_http_conn_manager_prefix="ingress_http"} 1']);
       assert.ok(!prom.includes('wasmcustom'), 'the custom namespace is stripped');
       // /stats keeps the full names, as Envoy does.
       const text = statLines((await http(admin, '/stats')).body);
       assert.equal(text.get('wasmcustom.name_value_foo_reporter_x'), '1');
       assert.equal(text.get('cluster.backend.membership_total'), '1');
+      assert.equal(text.get('http.ingress_http.downstream_rq_http1_total'), '1');
     });
   });
 

@@ -103,10 +103,13 @@ describe('Wasm services (bootstrap_extensions envoy.bootstrap.wasm)', () => {
       await until(async () => (await read(url)).ticks! >= 2, 20_000, 'the singleton ticked');
       assert.equal((await read(url)).instances, 1);
     });
-    await withSidecar(serviceBootstrap(false), 2, async (_sidecar, url) => {
+    await withSidecar(serviceBootstrap(false), 2, async (sidecar, url) => {
       // Every worker starts its services before it reports ready, so both have counted by now.
       assert.equal((await read(url)).instances, 2);
       await until(async () => (await read(url)).ticks! >= 4, 20_000, 'both services ticked');
+      // The workers' listener counters reach the main thread's admin, summed by name.
+      const port = (await sidecar.admin!.start()).port;
+      await until(async () => Number(statLines((await http(port, '/stats')).body).get('http.ingress_http.downstream_rq_http1_total') ?? 0) >= 2, 20_000, 'worker counters summed');
     });
   });
 
