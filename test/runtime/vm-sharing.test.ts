@@ -86,6 +86,19 @@ describe('VM sharing by vm_id', () => {
     });
   });
 
+  it('Higress SDK plugins on one shared VM keep their own configuration (a root context each)', async () => {
+    const addHeader = (n: string): FilterSpec => ({
+      plugin: 'go/add-header', name: `higress-${n}`, rootId: '', vmId: 'higress', configuration: JSON.stringify({ response_header: `x-higress-${n}`, value: n }),
+    });
+    await withSidecar([addHeader('one'), addHeader('two')], async (sidecar, url) => {
+      assert.equal(sidecar.plugins[0]!.vm, sidecar.plugins[1]!.vm);
+      const r = await get(`${url}/x`);
+      assert.equal(r.status, 200);
+      assert.equal(r.headers.get('x-higress-one'), 'one');
+      assert.equal(r.headers.get('x-higress-two'), 'two');
+    });
+  });
+
   it('FAIL_CLOSED on a VM another plugin trapped refuses the request', async () => {
     await withSidecar([counter('a', 'shared', { failurePolicy: 'FAIL_CLOSED' }), counter('b', 'shared', { failurePolicy: 'FAIL_OPEN' })], async (sidecar, url) => {
       await get(`${url}/trap`, { 'x-trap': 'b' });
