@@ -180,7 +180,7 @@ function withTags(raw: RawStat, producer: TagProducer): Stat {
   const { tagExtractedName, tags } = producer.produce(raw.name);
   const tagObject: Record<string, string> = {};
   // Envoy keeps every tag; a name that two extractors produce keeps the first (the dedup in TagProducer).
-  for (const t of tags) if (!(t.name in tagObject)) tagObject[t.name] = t.value;
+  for (const t of tags) if (!Object.hasOwn(tagObject, t.name)) tagObject[t.name] = t.value;
   // A custom namespace is recognised on the tag-extracted name, as Envoy's Prometheus formatter does.
   const customNamespace = tagExtractedName.startsWith(CUSTOM_PREFIX);
   const base = { name: raw.name, tagExtractedName: customNamespace ? tagExtractedName.slice(CUSTOM_PREFIX.length) : tagExtractedName, tags: tagObject, customNamespace };
