@@ -1,4 +1,5 @@
 import type { TlsConnectionInfo } from '../tls/tls-context';
+import { httpToGrpcStatus } from '../runtime/stream-attributes';
 import { randomUUID } from 'node:crypto';
 import type { LiveCluster } from '../upstream/cluster-manager';
 import { StreamType } from '../abi/enums';
@@ -143,7 +144,7 @@ export class FilterSlot implements StreamHost {
   }
   sendLocalResponse(response: LocalResponse): void {
     this.owner.enqueue(() => {
-      this.owner.sendLocalReply(this.index, response.statusCode, response.body, response.headers, wasmLocalReplyDetails(this.plugin.config.name, response.details));
+      this.owner.sendLocalReply(this.index, response.statusCode, response.body, response.headers, wasmLocalReplyDetails(this.plugin.config.name, response.details), response.grpcStatus);
     });
   }
   requestHeadersModified(): void {
@@ -561,13 +562,18 @@ export class ActiveStream {
    * started, the reply is encoded through filters from..0; while encoding (headers not yet downstream) it is
    * sent directly; after that the stream is reset.
    */
-  sendLocalReply(from: number, status: number, body: Buffer, extra: HeaderPairs, details: string): void {
+  sendLocalReply(from: number, status: number, body: Buffer, extra: HeaderPairs, details: string, grpcStatus = -1): void {
     if (this.done) return;
     this.info.responseCodeDetails = details;
-    const headers: HeaderPairs = [[':status', String(status)]];
+    let headers: HeaderPairs = [[':status', String(status)]];
     for (const [k, v] of extra) if (!k.startsWith(':')) headers.push([k.toLowerCase(), v]);
-    if (body.length > 0 && !headers.some(([k]) => k === 'content-type')) headers.push(['content-type', 'text/plain']);
-    if (!headers.some(([k]) => k === 'content-length')) headers.push(['content-length', String(body.length)]);
+    if (isGrpcRequest(this.requestHeaders)) {
+      headers = grpcLocalReplyHeaders(headers, status, body, grpcStatus, getHeader(this.requestHeaders, ':method') === 'HEAD');
+      body = Buffer.alloc(0);
+    } else {
+      if (body.length > 0 && !headers.some(([k]) => k === 'content-type')) headers.push(['content-type', 'text/plain']);
+      if (!headers.some(([k]) => k === 'content-length')) headers.push(['content-length', String(body.length)]);
+    }
     this.decodeAborted = true;
     this.router?.abort(`local reply: ${details}`);
     if (this.encodeOrder === undefined && !this.localReplySent) {
@@ -680,4 +686,37 @@ export class ActiveStream {
 
 export function newRequestId(): string {
   return randomUUID();
+}
+
+/** Envoy Grpc::Common::isGrpcRequestHeaders: content-type application/grpc, application/grpc+<x> or ;params. */
+export function isGrpcRequest(headers: HeaderPairs): boolean {
+  const ct = getHeader(headers, 'content-type');
+  if (ct === undefined || !ct.startsWith('application/grpc')) return false;
+  return ct.length === 16 || ct[16] === '+' || ct[16] === ';';
+}
+
+/** Envoy's PercentEncoding::encode for grpc-message: bytes outside ' '..'~', and '%', as %XX. */
+function percentEncode(text: Buffer): string {
+  let out = '';
+  for (const b of text) out += b < 0x20 || b > 0x7e || b === 0x25 ? `%${b.toString(16).toUpperCase().padStart(2, '0')}` : String.fromCharCode(b);
+  return out;
+}
+
+/**
+ * A local reply to a gRPC request is a trailers-only response (Envoy Utility::sendLocalReply): :status 200,
+ * content-type application/grpc, grpc-status (the plugin's, else mapped from the HTTP code, unless a header
+ * already set it), grpc-message from the body (its final newline dropped), no body, no content-length.
+ */
+function grpcLocalReplyHeaders(headers: HeaderPairs, status: number, body: Buffer, grpcStatus: number, head: boolean): HeaderPairs {
+  const out: HeaderPairs = [[':status', '200']];
+  for (const [k, v] of headers) if (!k.startsWith(':') && k !== 'content-type' && k !== 'content-length') out.push([k, v]);
+  out.push(['content-type', 'application/grpc']);
+  if (!out.some(([k]) => k === 'grpc-status')) {
+    // proxy_send_local_response: a grpc_status outside 0..16 (the SDKs pass -1) means none.
+    out.push(['grpc-status', String(grpcStatus >= 0 && grpcStatus <= 16 ? grpcStatus : httpToGrpcStatus(status))]);
+  }
+  let message = body;
+  if (message.length > 0 && message[message.length - 1] === 0x0a) message = message.subarray(0, message.length - 1);
+  if (message.length > 0 && !head) out.push(['grpc-message', percentEncode(message)]);
+  return out;
 }

@@ -27,6 +27,14 @@ export interface H2DispatchOptions {
   readonly trailers?: () => HeaderPairs | undefined;
 }
 
+/**
+ * The router's handler, told when the response headers end the stream (a gRPC trailers-only response is one
+ * HEADERS frame with END_STREAM, and must reach the client as one).
+ */
+export interface H2DispatchHandler extends Dispatcher.DispatchHandler {
+  onResponseStart?(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>, statusMessage?: string, endOfStream?: boolean): void;
+}
+
 export interface H2UpstreamOptions {
   /** `ip:port` of the host. */
   readonly host: string;
@@ -154,7 +162,7 @@ export class Http2Upstream {
     return session;
   }
 
-  dispatch(opts: H2DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+  dispatch(opts: H2DispatchOptions, handler: H2DispatchHandler): boolean {
     let stream: ClientHttp2Stream | undefined;
     let done = false;
     const fail = (err: Error): void => {
@@ -203,12 +211,12 @@ export class Http2Upstream {
     }
     let trailers: Record<string, string | string[] | undefined> = {};
     let started = false;
-    stream.on('response', (h: IncomingHttpHeaders) => {
+    stream.on('response', (h: IncomingHttpHeaders, flags: number) => {
       if (done) return;
       const status = Number(h[':status']);
       if (status < 200) return;
       started = true;
-      handler.onResponseStart?.(controller, status, plainHeaders(h) as never, '');
+      handler.onResponseStart?.(controller, status, plainHeaders(h), '', (flags & h2constants.NGHTTP2_FLAG_END_STREAM) !== 0);
     });
     stream.on('trailers', (h: IncomingHttpHeaders) => { trailers = plainHeaders(h); });
     stream.on('data', (chunk: Buffer) => {

@@ -5,7 +5,7 @@ import type { Logger } from '../common/logger';
 import { ResponseCodeDetails, type ActiveStream, type RouterSink } from './active-stream';
 import { flatten, getHeader, HOP_BY_HOP, pairsFromObject } from './http-headers';
 import { rewritePath } from './route-table';
-import { Http2Upstream } from './h2-upstream';
+import { Http2Upstream, type H2DispatchHandler } from './h2-upstream';
 import type { UpstreamPools } from './upstream-pools';
 import type { UpstreamRequestRecord } from '../upstream/traffic-stats';
 
@@ -52,7 +52,7 @@ class RouteTimeout extends Error {
  * or reset before headers 503 (UF/UC), route timeout 504 (UT). `x-envoy-upstream-service-time` is added to the
  * response headers before the encoder filters see them.
  */
-export class RouterFilter implements RouterSink, Dispatcher.DispatchHandler {
+export class RouterFilter implements RouterSink, H2DispatchHandler {
   private controller: Dispatcher.DispatchController | undefined;
   private aborted: string | undefined;
   private body: PassThrough | undefined;
@@ -225,7 +225,8 @@ export class RouterFilter implements RouterSink, Dispatcher.DispatchHandler {
     if (this.aborted) controller.abort(new Error(this.aborted));
   }
 
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+  /** `endOfStream`: the HTTP/2 upstream's headers carried END_STREAM (a trailers-only response). */
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>, _statusMessage?: string, endOfStream = false): void {
     if (this.aborted || statusCode < 200) return;
     this.responseStarted = true;
     this.record?.response(statusCode);
@@ -233,7 +234,7 @@ export class RouterFilter implements RouterSink, Dispatcher.DispatchHandler {
     const pairs: HeaderPairs = [[':status', String(statusCode)], ...pairsFromObject(headers)];
     pairs.push(['x-envoy-upstream-service-time', String(serviceMs)]);
     this.stream.info.responseCodeDetails = ResponseCodeDetails.viaUpstream;
-    this.headOrEmpty = this.method === 'HEAD' || statusCode === 204 || statusCode === 304 || headers['content-length'] === '0';
+    this.headOrEmpty = endOfStream || this.method === 'HEAD' || statusCode === 204 || statusCode === 304 || headers['content-length'] === '0';
     this.stream.encodeHeaders(pairs, this.headOrEmpty);
     if (this.ctx.downstreamBlocked()) this.pause(controller);
   }

@@ -100,7 +100,7 @@ function responseFlagBits(flags: readonly string[]): bigint {
 }
 
 /** Envoy Grpc::Utility::httpToGrpcStatus. */
-function httpToGrpcStatus(code: number): number {
+export function httpToGrpcStatus(code: number): number {
   switch (code) {
     case 400: return 13;
     case 401: return 16;
