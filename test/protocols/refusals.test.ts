@@ -38,13 +38,13 @@ const listener = (doc: Json): Json => doc['static_resources']['listeners'][0];
 const chain = (doc: Json): Json => listener(doc)['filter_chains'][0];
 const hcm = (doc: Json): Json => chain(doc)['filters'][0]['typed_config'];
 
-test('a filter chain transport_socket is refused with its path', () => {
+test('a TLS transport socket naming certificate files that do not exist is refused at start, never served in plaintext', () => {
   refused((d) => {
     chain(d)['transport_socket'] = {
       name: 'envoy.transport_sockets.tls',
       typed_config: { '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext', common_tls_context: { tls_certificates: [{ certificate_chain: { filename: '/does/not/exist.pem' }, private_key: { filename: '/does/not/exist.key' } }] } },
     };
-  }, new RegExp(`^${esc(FC)}\\.transport_socket`));
+  }, new RegExp(`^${esc(FC)}\\.transport_socket\\.typed_config\\.common_tls_context\\.tls_certificates\\[0\\]\\.certificate_chain\\.filename$`));
 });
 
 test('listener_filters, use_original_dst and filter_chain_match are refused with their path', () => {

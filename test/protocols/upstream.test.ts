@@ -145,6 +145,43 @@ describe('HTTP/2 to the upstream', () => {
     assert.equal(await res.text(), 'hello over 2.0');
   });
 
+  test('request trailers from an HTTP/2 client reach an HTTP/2 upstream', async () => {
+    let up!: RecordingUpstream;
+    const got: { body: string; trailers: Record<string, unknown> }[] = [];
+    const server = createH2Server();
+    server.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) => {
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('data', (d: string) => { body += d; });
+      req.on('end', () => {
+        got.push({ body, trailers: { ...req.trailers } });
+        res.end('got it');
+      });
+    });
+    const sessions = new Set<import('node:http2').Http2Session>();
+    server.on('session', (s) => { sessions.add(s); s.on('close', () => sessions.delete(s)); });
+    up = new RecordingUpstream(server, () => { for (const s of sessions) s.destroy(); });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const port = await sidecarTo(up, (c) => { c['typed_extension_protocol_options'] = hpo({ explicit_http_config: { http2_protocol_options: {} } }); });
+    const answer = await new Promise<string>((resolve, reject) => {
+      const session = h2connect(`http://127.0.0.1:${port}`);
+      session.on('error', reject);
+      const req = session.request({ ':path': '/with-trailers', ':method': 'POST' }, { waitForTrailers: true });
+      req.on('wantTrailers', () => req.sendTrailers({ 'x-checksum': 'abc123' }));
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('data', (d: string) => { body += d; });
+      req.on('end', () => { session.close(); resolve(body); });
+      req.on('error', reject);
+      req.write('part one, ');
+      req.end('part two');
+    });
+    assert.equal(answer, 'got it');
+    assert.equal(got[0]?.body, 'part one, part two');
+    assert.equal(got[0]?.trailers['x-checksum'], 'abc123');
+  });
+
   test('the legacy Cluster.http2_protocol_options', async () => {
     const up = await h2cUpstream();
     const port = await sidecarTo(up, (c) => { c['http2_protocol_options'] = { max_concurrent_streams: 50 }; });
