@@ -250,6 +250,7 @@ export class Sidecar {
       metrics: self.pool ? (self.metricsView = new WorkerMetricsView(() => self.workerMetrics(), self.logger)) : self.services.metrics,
       tagProducer: self.config.bootstrap.tagProducer,
       statsMatcher: self.config.bootstrap.statsMatcher,
+      histogramBuckets: self.config.bootstrap.histogramBuckets,
       // With workers, their listeners' counters arrive with the plugin metrics (the view above).
       counters: () => self.metricsView?.counters() ?? self.plane?.counters() ?? {},
       plugins: () => [...self.plugins, ...self.wasmServices].map((p) => ({ name: p.config.name, rootId: p.config.rootId, vmId: p.config.vmId, abi: p.abi, failed: p.failed !== undefined, vm: p.vm })),

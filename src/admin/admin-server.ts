@@ -98,7 +98,7 @@ export class AdminServer {
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
   private readonly events: ClusterEventCounters;
-  private readonly prometheus = new PrometheusExporter();
+  private readonly prometheus: PrometheusExporter;
   private readonly address: string;
   private readonly logger: Logger;
   private readonly version: string;
@@ -115,6 +115,7 @@ export class AdminServer {
     this.version = sources.version ?? defaultVersion();
     // Counts cluster_added/modified/removed from now on; construct the admin before clusters are added.
     this.events = new ClusterEventCounters(sources.clusterManager);
+    this.prometheus = new PrometheusExporter(sources.histogramBuckets);
     this.routes = this.buildRoutes();
     this.server = createServer((req, res) => void this.dispatch(req, res));
     this.server.on('connection', (s: Socket) => {

@@ -12,7 +12,7 @@ import type { ClusterEvent, LiveCluster } from '../upstream/cluster-manager';
 import type { ClusterConfig } from '../upstream/types';
 import type { XdsStatus } from '../xds/status';
 import type { TagProducer } from '../observability/tag-extractor';
-import type { StatsMatcher } from '../observability/stats-matcher';
+import type { HistogramBuckets, StatsMatcher } from '../observability/stats-matcher';
 
 /** Envoy `envoy.admin.v3.ServerInfo.State`. /ready answers 200 only in LIVE. */
 export type ServerState = 'LIVE' | 'DRAINING' | 'PRE_INITIALIZING' | 'INITIALIZING';
@@ -80,6 +80,8 @@ export interface AdminSources {
   readonly tagProducer?: TagProducer | undefined;
   /** Which stats exist (stats_config.stats_matcher); absent: every one. */
   readonly statsMatcher?: StatsMatcher | undefined;
+  /** Prometheus histogram buckets (stats_config.histogram_bucket_settings); absent: Envoy's defaults. */
+  readonly histogramBuckets?: HistogramBuckets | undefined;
   plugins(): readonly PluginInfo[];
   /** The data plane's own counters by full Envoy name (listener protocol stats); absent: none. */
   counters?(): Readonly<Record<string, number>>;

@@ -8,7 +8,7 @@ import { loadEnvoyProtos, type EnvoyProtos } from '../xds/protos';
 import { clusterToConfig } from '../xds/resources/cluster';
 import { ProtoValidator } from '../xds/validate';
 import { TagProducer, type TagSpecifier } from '../observability/tag-extractor';
-import { StatsMatcher } from '../observability/stats-matcher';
+import { HistogramBuckets, StatsMatcher } from '../observability/stats-matcher';
 
 import type { AdsClientOptions, ClusterSink } from '../xds/ads-client';
 
@@ -18,9 +18,9 @@ export { claToHosts } from '../xds/resources/endpoint';
 /**
  * Envoy v3 bootstrap loading (YAML or JSON, proto3 JSON mapping). The whole document is decoded into
  * `envoy.config.bootstrap.v3.Bootstrap` and PGV-validated, so a typo or an unknown `@type` is a ConfigError that
- * names its JSON path. node, static clusters, ADS, cds_config, admin, stats_config (tag extraction) and
- * bootstrap_extensions (Wasm services) are acted on; listeners are exposed for the HTTP data plane. Fields of
- * stats_config and bootstrap extensions the sidecar does not implement are refused with their path.
+ * names its JSON path. node, static clusters, ADS, cds_config, admin, stats_config (tag extraction, stats
+ * matcher, histogram buckets) and bootstrap_extensions (Wasm services) are acted on; listeners are exposed for
+ * the HTTP data plane. Bootstrap extensions the sidecar does not implement are refused with their path.
  */
 
 /** The typed_config of an `envoy.bootstrap.wasm` bootstrap extension. */
@@ -81,6 +81,8 @@ export interface Bootstrap {
   readonly tagProducer: TagProducer;
   /** stats_config.stats_matcher: which stats exist; every one without it. */
   readonly statsMatcher: StatsMatcher;
+  /** stats_config.histogram_bucket_settings: Prometheus buckets by histogram name. */
+  readonly histogramBuckets: HistogramBuckets;
   /** bootstrap_extensions of type WasmService, in order. */
   readonly wasmServices: readonly WasmServiceConfig[];
   /** The whole bootstrap, re-serialized as canonical proto3 JSON (for /config_dump). */
@@ -181,23 +183,16 @@ export function bootstrapFromJson(doc: unknown, options: BootstrapOptions = {}):
   const statsMsg = (msg['stats_config'] as ProtoObject | null | undefined) ?? undefined;
   const tagProducer = statsConfig(statsMsg);
   const statsMatcher = StatsMatcher.fromProto(statsMsg?.['stats_matcher'] as ProtoObject | null | undefined, 'stats_config.stats_matcher');
+  const histogramBuckets = HistogramBuckets.fromProto(statsMsg?.['histogram_bucket_settings'] as ProtoObject[] | undefined, 'stats_config.histogram_bucket_settings');
   // From the proto3 JSON form, where each typed_config Any is already decoded to `{"@type", ...fields}`.
   const wasmServices = bootstrapExtensions((json['bootstrap_extensions'] as JsonObject[] | undefined) ?? []);
 
-  return { node, staticClusters, staticListeners, ads, cds, admin, tagProducer, statsMatcher, wasmServices, json };
+  return { node, staticClusters, staticListeners, ads, cds, admin, tagProducer, statsMatcher, histogramBuckets, wasmServices, json };
 }
 
-/** StatsConfig fields the sidecar does not implement: refused rather than silently ignored. */
-const UNSUPPORTED_STATS_FIELDS: ReadonlyArray<readonly [string, string]> = [
-  ['histogram_bucket_settings', "histogram_bucket_settings is not supported (histograms use Envoy's default buckets)"],
-];
-
+/** stats_config's tag extraction (every StatsConfig field of these protos is implemented: see also statsMatcher). */
 function statsConfig(msg: ProtoObject | undefined): TagProducer {
   if (!msg) return new TagProducer();
-  for (const [field, message] of UNSUPPORTED_STATS_FIELDS) {
-    const v = msg[field];
-    if (present(msg, field) && !(Array.isArray(v) && v.length === 0)) throw new ConfigError(message, `stats_config.${field}`);
-  }
   const statsTags = ((msg['stats_tags'] as ProtoObject[] | undefined) ?? []).map((t): TagSpecifier => {
     const tagName = String(t['tag_name'] ?? '');
     if (present(t, 'fixed_value')) return { tagName, fixedValue: String(t['fixed_value']) };

@@ -9,11 +9,9 @@
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { HistogramStat, ScalarStat, Stat } from './stats';
+import { HistogramBuckets } from './stats-matcher';
 
-/** Envoy's default histogram bucket bounds (`histogram_bucket_settings` default). */
-export const ENVOY_DEFAULT_BUCKETS = [
-  0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000,
-];
+export { ENVOY_DEFAULT_BUCKETS } from './stats-matcher';
 
 export const PROMETHEUS_CONTENT_TYPE = Registry.PROMETHEUS_CONTENT_TYPE;
 
@@ -63,6 +61,9 @@ export class PrometheusExporter {
   private readonly fed = new Map<string, Fed>();
   private current = new Map<string, Sample[]>();
   private chain: Promise<unknown> = Promise.resolve();
+
+  /** `buckets`: stats_config.histogram_bucket_settings (default Envoy's buckets for every histogram). */
+  constructor(private readonly buckets: HistogramBuckets = HistogramBuckets.DEFAULT) {}
 
   /** Renders `stats` in the text exposition format. Scrapes are serialized (collect() reads one snapshot). */
   render(stats: readonly Stat[]): Promise<string> {
@@ -138,7 +139,8 @@ export class PrometheusExporter {
           name,
           help,
           labelNames,
-          buckets: ENVOY_DEFAULT_BUCKETS,
+          // A family is one tag-extracted name: its buckets are those of the first stat's full name.
+          buckets: [...this.buckets.for(first.name)],
           registers: [this.registry],
           collect(this: Histogram) {
             for (const s of self.current.get(name) ?? []) self.feed(this, s.stat as HistogramStat, s.labels);

@@ -15,7 +15,7 @@ function has(m: ProtoObject, field: string): boolean {
 }
 
 /** One envoy.type.matcher.v3.StringMatcher (exact, prefix, suffix, contains, safe_regex; ignore_case). */
-function stringMatcher(m: ProtoObject, path: string): Match {
+export function stringMatcher(m: ProtoObject, path: string): Match {
   const ignoreCase = m['ignore_case'] === true;
   const norm = (s: string): string => (ignoreCase ? s.toLowerCase() : s);
   for (const kind of ['exact', 'prefix', 'suffix', 'contains'] as const) {
@@ -71,5 +71,37 @@ export class StatsMatcher {
   /** Whether the stat of this full name exists. */
   accepts(name: string): boolean {
     return this.keep(name);
+  }
+}
+
+/** Envoy's default histogram bucket bounds (HistogramSettingsImpl::defaultBuckets). */
+export const ENVOY_DEFAULT_BUCKETS: readonly number[] = [
+  0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000,
+];
+
+/**
+ * stats_config.histogram_bucket_settings (Envoy's HistogramSettingsImpl): the buckets of a histogram are those of
+ * the first setting whose `match` matches its full name, sorted; Envoy's defaults otherwise.
+ */
+export class HistogramBuckets {
+  static readonly DEFAULT = new HistogramBuckets([]);
+
+  private constructor(private readonly settings: ReadonlyArray<{ readonly match: Match; readonly buckets: readonly number[] }>) {}
+
+  /** From the decoded `histogram_bucket_settings` list; `path` names it in errors. */
+  static fromProto(list: readonly ProtoObject[] | undefined, path: string): HistogramBuckets {
+    if (!list || list.length === 0) return HistogramBuckets.DEFAULT;
+    return new HistogramBuckets(list.map((s, i) => {
+      const match = s['match'] as ProtoObject | null | undefined;
+      if (!match) throw new ConfigError('is required', `${path}[${i}].match`);
+      const buckets = ((s['buckets'] as number[] | undefined) ?? []).map(Number).sort((a, b) => a - b);
+      if (buckets.length === 0) throw new ConfigError('needs at least one bucket', `${path}[${i}].buckets`);
+      return { match: stringMatcher(match, `${path}[${i}].match`), buckets };
+    }));
+  }
+
+  /** The bucket bounds of the histogram of this full name. */
+  for(name: string): readonly number[] {
+    return this.settings.find((s) => s.match(name))?.buckets ?? ENVOY_DEFAULT_BUCKETS;
   }
 }

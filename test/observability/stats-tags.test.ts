@@ -124,9 +124,22 @@ describe('stats_config tag extraction', () => {
     });
   });
 
-  it('refuses what it does not implement, and bad tag specifiers, with the field path', async () => {
+  it('histogram_bucket_settings: the first matching setting gives a histogram its (sorted) buckets', async () => {
+    const file = bootstrap(['h:lat_ms=7', 'h:other_ms=7'], {
+      stats_config: { histogram_bucket_settings: [{ match: { prefix: 'wasmcustom.lat' }, buckets: [10, 5] }, { match: { prefix: 'wasmcustom.' }, buckets: [100] }] },
+    });
+    await withSidecar(file, async (admin, url) => {
+      assert.equal((await fetch(`${url}/x`)).status, 200);
+      await until(async () => (await http(admin, '/stats/prometheus')).body.includes('lat_ms_count 1'), 10_000, 'the histogram recorded');
+      const prom = (await http(admin, '/stats/prometheus')).body;
+      assert.deepEqual(samples(prom, 'lat_ms_bucket'), ['lat_ms_bucket{le="5"} 0', 'lat_ms_bucket{le="10"} 1', 'lat_ms_bucket{le="+Inf"} 1']);
+      assert.deepEqual(samples(prom, 'other_ms_bucket'), ['other_ms_bucket{le="100"} 1', 'other_ms_bucket{le="+Inf"} 1']);
+    });
+  });
+
+  it('refuses bad stats_config fields with the field path', async () => {
     const cases: Array<[Record<string, unknown>, string]> = [
-      [{ histogram_bucket_settings: [{ match: { prefix: 'x' }, buckets: [1, 2] }] }, 'stats_config.histogram_bucket_settings'],
+      [{ histogram_bucket_settings: [{ match: { prefix: 'x' }, buckets: [] }] }, 'stats_config.histogram_bucket_settings[0].buckets'],
       [{ stats_tags: [{ tag_name: 'no_default' }] }, 'stats_config.stats_tags[0].regex'],
       [{ stats_tags: [{ tag_name: 't', regex: '([' }] }, 'stats_config.stats_tags[0].regex'],
       [{ stats_matcher: { inclusion_list: { patterns: [{ safe_regex: { regex: '[' } }] } } }, 'stats_config.stats_matcher.inclusion_list.patterns[0].safe_regex.regex'],

@@ -10,6 +10,7 @@
 //	reader:<vm_id>         HTTP plugin: enqueues the request path on (<vm_id>, `svc-queue`) and answers
 //	                       locally with `instances=<n> ticks=<n> dequeued=<n> starts=<n>`.
 //	metrics:<n1>,<n2>...   HTTP plugin: defines a counter of each name; each request adds 1 to every one.
+//	                       An entry `h:<name>=<v>` is a histogram instead: each request records <v> in it.
 package main
 
 import (
@@ -49,6 +50,12 @@ type plugin struct {
 	role, arg string
 	queue     uint32
 	counters  []proxywasm.MetricCounter
+	hists     []recorded
+}
+
+type recorded struct {
+	histogram proxywasm.MetricHistogram
+	value     uint64
 }
 
 func (p *plugin) OnPluginStart(int) types.OnPluginStartStatus {
@@ -65,6 +72,16 @@ func (p *plugin) OnPluginStart(int) types.OnPluginStartStatus {
 		return types.OnPluginStartStatusOK
 	case "metrics":
 		for _, name := range strings.Split(arg, ",") {
+			if h, ok := strings.CutPrefix(name, "h:"); ok {
+				hname, v, _ := strings.Cut(h, "=")
+				value, err := strconv.ParseUint(v, 10, 64)
+				if err != nil {
+					proxywasm.LogCriticalf("vm-shared: bad histogram value in %q", name)
+					return types.OnPluginStartStatusFailed
+				}
+				p.hists = append(p.hists, recorded{proxywasm.DefineHistogramMetric(hname), value})
+				continue
+			}
 			p.counters = append(p.counters, proxywasm.DefineCounterMetric(name))
 		}
 		return types.OnPluginStartStatusOK
@@ -143,6 +160,9 @@ func (s *stream) OnHttpRequestHeaders(int, bool) types.Action {
 	case "metrics":
 		for _, c := range s.plugin.counters {
 			c.Increment(1)
+		}
+		for _, h := range s.plugin.hists {
+			h.histogram.Record(h.value)
 		}
 	case "counter":
 		if v, err := proxywasm.GetHttpRequestHeader("x-trap"); err == nil && v == s.plugin.arg {
