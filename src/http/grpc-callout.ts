@@ -1,4 +1,6 @@
+import { createPrivateKey } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
+import type { UpstreamTls } from '../tls/tls-context';
 import type { Disposable } from '../common/disposable';
 import type { HeaderPairs } from '../common/headers';
 import type { Logger } from '../common/logger';
@@ -86,7 +88,12 @@ export class GrpcJsCalloutService implements GrpcCalloutService {
     const key = `${cluster.name}\0${hostKey}`;
     let c = this.clients.get(key);
     if (!c) {
-      c = new grpc.Client(hostKey, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': -1 });
+      const tls = cluster.config.tls;
+      c = new grpc.Client(hostKey, tls ? tlsCredentials(tls) : grpc.credentials.createInsecure(), {
+        'grpc.max_receive_message_length': -1,
+        // UpstreamTlsContext.sni: the TLS server name (and the :authority the server sees).
+        ...(tls?.sni ? { 'grpc.ssl_target_name_override': tls.sni, 'grpc.default_authority': tls.sni } : {}),
+      });
       this.clients.set(key, c);
       this.logger.debug({ cluster: cluster.name, host: hostKey }, 'grpc callout channel created');
     }
@@ -104,6 +111,21 @@ export class GrpcJsCalloutService implements GrpcCalloutService {
 }
 
 const identity = (b: Buffer): Buffer => b;
+
+/**
+ * A cluster's UpstreamTlsContext as grpc-js channel credentials. As Envoy: the server's chain is verified only
+ * against a configured trusted_ca, and not at all without one; the client certificate is presented when set.
+ * grpc-js takes no key passphrase, so an encrypted key is decrypted here.
+ */
+function tlsCredentials(tls: UpstreamTls): grpc.ChannelCredentials {
+  const key = tls.key && tls.passphrase !== undefined
+    ? Buffer.from(createPrivateKey({ key: tls.key, passphrase: tls.passphrase }).export({ type: 'pkcs8', format: 'pem' }))
+    : tls.key;
+  return grpc.credentials.createSsl(tls.ca ?? null, key ?? null, tls.cert ?? null, {
+    rejectUnauthorized: tls.ca !== undefined,
+    checkServerIdentity: () => undefined,
+  });
+}
 
 function callOptions(request: GrpcCalloutRequest): grpc.CallOptions {
   return request.timeoutMs > 0 ? { deadline: Date.now() + request.timeoutMs } : {};
