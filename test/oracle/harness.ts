@@ -7,7 +7,7 @@
  * known sidecar bug), otherwise the test fails with the case, the field and both values.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -34,23 +34,24 @@ export function buildOraclePlugins(): void {
 }
 
 /**
- * node --test runs the oracle's files in parallel processes: the first install (venv + pip) and the plugin build
- * must not run twice at once over the same directory. A directory is the lock (mkdir is atomic); one older than
- * the installer's own time limit is a crashed run's and is taken over.
+ * node --test runs the oracle's files in parallel processes (and other people's runs may overlap): the first
+ * install (venv + pip) and the plugin build must not run twice at once over the same directory. A directory is
+ * the lock (mkdir is atomic) with the holder's pid inside; a lock whose holder is gone (a killed run) is taken
+ * over at once.
  */
 function withLock<T>(name: string, fn: () => T): T {
   const dir = join(REPO_ROOT, 'build', `.${name}.lock`);
+  const pidFile = join(dir, 'pid');
   mkdirSync(join(REPO_ROOT, 'build'), { recursive: true });
   const deadline = Date.now() + 660_000;
   for (;;) {
     try {
       mkdirSync(dir);
+      writeFileSync(pidFile, String(process.pid));
       break;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const held = statSync(dir, { throwIfNoEntry: false });
-      const age = held ? Date.now() - held.mtimeMs : 0;
-      if (age > 620_000 || Date.now() > deadline) rmSync(dir, { recursive: true, force: true });
+      if (!holderAlive(pidFile) || Date.now() > deadline) rmSync(dir, { recursive: true, force: true });
       else Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100); // a synchronous 100 ms wait
     }
   }
@@ -58,6 +59,23 @@ function withLock<T>(name: string, fn: () => T): T {
     return fn();
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Whether the pid in the lock is a live process; a lock just created (no pid yet) counts as held. */
+function holderAlive(pidFile: string): boolean {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(pidFile, 'utf8'));
+  } catch {
+    const held = statSync(join(pidFile, '..'), { throwIfNoEntry: false });
+    return held !== undefined && Date.now() - held.mtimeMs < 5_000;
+  }
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
@@ -79,11 +97,77 @@ export const HIGRESS_ONLY_IMPORTS = [
   'proxy_get_upstream_hosts', 'proxy_set_upstream_override_host', 'proxy_inject_encoded_data_to_filter_chain',
 ];
 
-export function higressOnly(file: string): string | undefined {
+export const HIGRESS_MARKER = 'proxy_abi_version_0_2_100';
+
+export function higressOnly(file: string): { marker: boolean; imports: string[] } {
   const mod = new WebAssembly.Module(readFileSync(file));
-  if (WebAssembly.Module.exports(mod).some((e) => e.name === 'proxy_abi_version_0_2_100')) return 'exports the Higress ABI marker proxy_abi_version_0_2_100';
+  const marker = WebAssembly.Module.exports(mod).some((e) => e.name === HIGRESS_MARKER);
   const imports = WebAssembly.Module.imports(mod).filter((i) => i.module === 'env' && HIGRESS_ONLY_IMPORTS.includes(i.name)).map((i) => i.name);
-  return imports.length > 0 ? `imports Higress-only ${imports.join(', ')}` : undefined;
+  return { marker, imports };
+}
+
+/**
+ * A copy of `file` whose export `from` is renamed `to` (the export section rebuilt, nothing else touched), written
+ * to build/plugins/oracle/<out>.wasm; returns the pluginPath name. Used to run Higress wasm-go plugins (ABI marker
+ * proxy_abi_version_0_2_100, otherwise standard imports) under the 0.2.1 marker on both sides: the same module,
+ * the same ABI, two hosts.
+ */
+export function withRenamedExport(file: string, from: string, to: string, out: string): string {
+  const bytes = readFileSync(file);
+  const leb = (at: number): [number, number] => {
+    let value = 0;
+    let shift = 0;
+    let i = at;
+    for (;;) {
+      const b = bytes[i++]!;
+      value += (b & 0x7f) * 2 ** shift;
+      shift += 7;
+      if ((b & 0x80) === 0) return [value, i];
+    }
+  };
+  const encodeLeb = (n: number): Buffer => {
+    const outBytes: number[] = [];
+    do {
+      let b = n % 128;
+      n = Math.floor(n / 128);
+      if (n > 0) b |= 0x80;
+      outBytes.push(b);
+    } while (n > 0);
+    return Buffer.from(outBytes);
+  };
+  const parts: Buffer[] = [bytes.subarray(0, 8)];
+  let at = 8;
+  let renamed = false;
+  while (at < bytes.length) {
+    const id = bytes[at]!;
+    const [size, payloadAt] = leb(at + 1);
+    const end = payloadAt + size;
+    if (id !== 7) {
+      parts.push(bytes.subarray(at, end));
+      at = end;
+      continue;
+    }
+    const [count, first] = leb(payloadAt);
+    const entries: Buffer[] = [encodeLeb(count)];
+    let p = first;
+    for (let i = 0; i < count; i++) {
+      const [len, nameAt] = leb(p);
+      const name = bytes.subarray(nameAt, nameAt + len).toString('utf8');
+      const [, afterIndex] = leb(nameAt + len + 1); // kind byte, then the index
+      const newName = Buffer.from(name === from ? to : name, 'utf8');
+      renamed ||= name === from;
+      entries.push(encodeLeb(newName.length), newName, bytes.subarray(nameAt + len, afterIndex));
+      p = afterIndex;
+    }
+    const payload = Buffer.concat(entries);
+    parts.push(Buffer.from([7]), encodeLeb(payload.length), payload);
+    at = end;
+  }
+  if (!renamed) throw new Error(`${file} has no export ${from}`);
+  const target = join(REPO_ROOT, 'build', 'plugins', 'oracle', `${out}.wasm`);
+  mkdirSync(join(target, '..'), { recursive: true });
+  writeFileSync(target, Buffer.concat(parts));
+  return `oracle/${out}`;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -259,6 +343,8 @@ interface SideHandle {
   readonly listenerUrl: string | undefined;
   readonly adminUrl: string;
   readonly logs: PluginLog[];
+  /** How many of `logs` came before the side was ready (plugin start-up). */
+  readonly startupLogs: number;
   /** Everything else the side logged (for failure messages). */
   readonly hostLog: () => string;
   close(): Promise<void>;
@@ -326,7 +412,7 @@ async function startEnvoy(bin: string, file: string, tmp: TempDir, spec: OracleS
     if (exited !== undefined) throw new Error(`envoy ${exited}`);
     const listeners = JSON.parse(await getText(`${adminUrl}/listeners?format=json`)) as { listener_statuses?: Array<{ local_address?: { socket_address?: { port_value?: number } } }> };
     const port = listeners.listener_statuses?.[0]?.local_address?.socket_address?.port_value;
-    return { name: 'envoy', listenerUrl: port ? `http://127.0.0.1:${port}` : undefined, adminUrl, logs, hostLog, close: stop };
+    return { name: 'envoy', listenerUrl: port ? `http://127.0.0.1:${port}` : undefined, adminUrl, logs, startupLogs: logs.length, hostLog, close: stop };
   } catch (err) {
     await stop();
     throw new Error(`envoy did not start (${String(err)}): ${bin} ${args.join(' ')}\n${lines.slice(-40).join('\n')}`);
@@ -357,6 +443,7 @@ async function startSidecar(file: string): Promise<SideHandle> {
     listenerUrl: port ? `http://127.0.0.1:${port}` : undefined,
     adminUrl: `http://127.0.0.1:${admin.port}`,
     logs,
+    startupLogs: logs.length,
     hostLog: () => lines.slice(-60).join('\n'),
     close: () => sidecar.stop(),
   };
@@ -689,15 +776,23 @@ export class Oracle {
     return last;
   }
 
+  /**
+   * Start-up logs (proxy_on_vm_start / proxy_on_configure) are compared as a set: Envoy runs each plugin's
+   * start-up in 3 VMs with --concurrency 1 (the base VM that validates the configuration, the main thread's, the
+   * worker's), the sidecar in 1. What streams log is compared as a multiset.
+   */
   private logDiffsNow(filter: (l: PluginLog) => boolean): Difference[] {
     const key = (l: PluginLog): string => `[${l.level}] ${l.plugin}: ${l.message}`;
-    const count = (ls: PluginLog[]): Map<string, number> => {
+    const count = (side: SideHandle): Map<string, number> => {
       const m = new Map<string, number>();
-      for (const l of ls.filter(filter)) m.set(key(l), (m.get(key(l)) ?? 0) + 1);
+      side.logs.forEach((l, i) => {
+        if (!filter(l)) return;
+        m.set(key(l), i < side.startupLogs ? 1 : (m.get(key(l)) ?? 0) + 1);
+      });
       return m;
     };
-    const a = count(this.envoy.logs);
-    const b = count(this.sidecar.logs);
+    const a = count(this.envoy);
+    const b = count(this.sidecar);
     const out: Difference[] = [];
     for (const k of new Set([...a.keys(), ...b.keys()])) {
       if (a.get(k) !== b.get(k)) out.push({ case: `${this.spec.name}/logs`, field: `log ${k}`, envoy: a.get(k), sidecar: b.get(k) });

@@ -1,12 +1,14 @@
 // Every plugin the project builds (build/plugins/*.wasm and build/plugins/go/*.wasm, whatever is there when the
 // test runs: Go plugins are being added), each alone in a filter chain: does each side load it, and does a
-// request through it get the same answer? Plugins with Higress's ABI marker or Higress-only imports cannot
-// run in stock Envoy: they are skipped here (sidecar-only) and named in the skip reason.
+// request through it get the same answer? Plugins importing Higress-only functions (Redis, upstream hosts,
+// inject) cannot run in stock Envoy: they are skipped (sidecar-only, named in the skip reason). Plugins whose only
+// Higress trait is the 0_2_100 ABI marker (Higress wasm-go plugins) run on both sides as a copy re-marked 0.2.1:
+// the same module and ABI on both hosts (stock Envoy refuses the 0_2_100 marker itself).
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { REPO_ROOT } from '../support/plugins';
-import { assertExplained, higressOnly, Oracle, type OracleCluster, type OracleRequest } from './harness';
+import { assertExplained, HIGRESS_MARKER, higressOnly, Oracle, withRenamedExport, type OracleCluster, type OracleRequest } from './harness';
 
 interface PluginCase {
   readonly rootId?: string;
@@ -24,6 +26,17 @@ const KNOWN: Readonly<Record<string, PluginCase>> = {
   'go/up-headers': { requests: [{ path: '/ok' }, { path: '/deny' }] },
   trap: { requests: [{ path: '/no-trap' }] },
   'abi-0-1-0': { configuration: 'zero-one-zero' },
+  'go/host-reroute': { configuration: JSON.stringify({ header: 'x-target', value: 'b' }) },
+  'go/host-inject': { configuration: JSON.stringify({ body: '{"injected":true}' }) },
+  'go/host-buffer': { configuration: JSON.stringify({ request_limit: 0, response_limit: 0 }), requests: [{ method: 'POST', path: '/buf', body: 'buffer me' }] },
+  'go/sdk-sse': { requests: [{ method: 'POST', path: '/sse', body: 'shout' }] },
+  'go/host-attrs': {
+    configuration: JSON.stringify({
+      properties: [['request', 'path'], ['request', 'method'], ['request', 'scheme'], ['request', 'protocol'], ['response', 'code'], ['response', 'code_details'], ['plugin_name'], ['plugin_root_id'], ['cluster_name'], ['route_name']],
+      deny_header: 'x-deny',
+    }),
+    requests: [{ path: '/attrs?q=1' }, { path: '/denied', headers: { 'x-deny': '1' } }],
+  },
   'grpc-callout': {
     clusters: [
       { name: 'upstream' },
@@ -43,6 +56,14 @@ const KNOWN: Readonly<Record<string, PluginCase>> = {
   },
 };
 
+/**
+ * Stock Envoy needs ~20 s (2 cores) to start with one Higress wasm-go module, so by default only these run
+ * re-marked on both sides; ORACLE_HIGRESS_GO=all runs every one in build/plugins/go (the upstream-SDK Go plugins
+ * always run: they start in a few seconds).
+ */
+const HIGRESS_GO_SAMPLE = ['go/add-header', 'go/host-attrs', 'go/sdk-sse'];
+const HIGRESS_GO_ALL = process.env['ORACLE_HIGRESS_GO'] === 'all';
+
 function plugins(): string[] {
   const dir = join(REPO_ROOT, 'build', 'plugins');
   const names = (sub: string): string[] =>
@@ -56,13 +77,23 @@ describe('oracle: every project plugin loads (or not) alike', () => {
     if (all.length === 0) throw new Error(`no plugins in ${join(REPO_ROOT, 'build', 'plugins')}: run \`make plugins\` first`);
   });
   for (const plugin of all) {
-    const sidecarOnly = higressOnly(join(REPO_ROOT, 'build', 'plugins', `${plugin}.wasm`));
-    it(plugin, { skip: sidecarOnly ? `sidecar-only: ${sidecarOnly}` : false }, async (t) => {
+    const file = join(REPO_ROOT, 'build', 'plugins', `${plugin}.wasm`);
+    const higress = higressOnly(file);
+    // The Higress ABI marker alone (a wasm-go plugin without Redis & co.): both sides run a copy marked 0.2.1.
+    const as021 = higress.marker && higress.imports.length === 0;
+    const skip = higress.imports.length > 0
+      ? `sidecar-only: imports Higress-only ${higress.imports.join(', ')}`
+      : as021 && !HIGRESS_GO_ALL && !HIGRESS_GO_SAMPLE.includes(plugin)
+        ? 'a Higress wasm-go plugin costs Envoy ~20 s to start on 2 cores: run with ORACLE_HIGRESS_GO=all to compare it too'
+        : false;
+    const label = as021 ? `${plugin} (re-marked 0.2.1)` : plugin;
+    it(label, { skip }, async (t) => {
       const c = KNOWN[plugin] ?? {};
       const name = plugin.replace('/', '-');
+      const loaded = as021 ? withRenamedExport(file, HIGRESS_MARKER, 'proxy_abi_version_0_2_1', `as-0-2-1/${name}`) : plugin;
       const r = await Oracle.attempt({
         name: `loads-${name}`,
-        filters: [{ plugin, name, rootId: c.rootId ?? '', configuration: c.configuration ?? '' }],
+        filters: [{ plugin: loaded, name, rootId: c.rootId ?? '', configuration: c.configuration ?? '' }],
         clusters: c.clusters ?? [{ name: 'upstream' }],
       });
       const firstLine = (s: string): string => s.split('\n').find((l) => l.includes('wasm') && /error|critical|fail/i.test(l))?.trim() ?? s.split('\n')[0]!;
@@ -76,7 +107,8 @@ describe('oracle: every project plugin loads (or not) alike', () => {
       try {
         const requests = c.requests ?? [{ path: '/loads' }];
         for (const [i, req] of requests.entries()) {
-          const { diffs } = await r.oracle.exchange(`${i}`, req);
+          // A bound on each request: a plugin that holds a stream forever (both sides alike) must not cost 20 s.
+          const { diffs } = await r.oracle.exchange(`${i}`, { timeoutMs: 3000, ...req });
           assertExplained(diffs.map((d) => ({ ...d, case: `loads/${plugin}` })), (m) => t.diagnostic(m));
         }
         assertExplained((await r.oracle.logDiffs()).map((d) => ({ ...d, case: `loads/${plugin}` })), (m) => t.diagnostic(m));
