@@ -25,6 +25,12 @@ export interface HttpListenerOptions {
   readonly logger: Logger;
   /** The bootstrap node; `message` (the decoded envoy.config.core.v3.Node) is served as the `node` attribute. */
   readonly node?: { readonly id: string; readonly cluster: string; readonly message?: Record<string, unknown>; readonly metadata?: StructObject };
+  /**
+   * The address the `listener.<address>_<port>.` stats are named by, when this listener serves connections
+   * accepted on another address (a worker's listener is bound to loopback port 0 and handed the public
+   * listener's connections); the port is the one each connection arrived on. Default: the configured address.
+   */
+  readonly statAddress?: string;
 }
 
 /** Envoy numbers downstream connections process-wide (connection.id). */
@@ -35,6 +41,10 @@ interface ConnectionFacts {
   readonly id: number;
   /** undefined on a plaintext connection. */
   readonly tls: TlsConnectionInfo | undefined;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  readonly localAddress: string;
+  readonly localPort: number;
 }
 
 /**
@@ -44,9 +54,22 @@ interface ConnectionFacts {
 const kFacts = Symbol('connection facts');
 type WithFacts = { [kFacts]?: ConnectionFacts };
 
-function connectionFacts(socket: Socket): ConnectionFacts {
+/**
+ * The addresses come from the TCP socket: a TLS socket wraps it (`_parent`), and a worker's forwarded socket
+ * presents the public connection's addresses on that TCP socket only (src/workers/forwarding.ts).
+ */
+function connectionFacts(socket: Socket, tls?: TlsConnectionInfo): ConnectionFacts {
   const s = socket as Socket & WithFacts;
-  s[kFacts] ??= { id: nextConnectionId++, tls: undefined };
+  if (s[kFacts]) return s[kFacts];
+  const tcp = (socket as Socket & { _parent?: Socket | null })._parent ?? socket;
+  s[kFacts] = {
+    id: nextConnectionId++,
+    tls,
+    remoteAddress: tcp.remoteAddress ?? '',
+    remotePort: tcp.remotePort ?? 0,
+    localAddress: tcp.localAddress ?? '',
+    localPort: tcp.localPort ?? 0,
+  };
   return s[kFacts];
 }
 
@@ -312,7 +335,8 @@ export class HttpListener {
         rejectUnauthorized: tls.requireClientCertificate,
       });
       this.front.on('secureConnection', (socket: TLSSocket) => this.onSecureConnection(socket));
-      this.front.on('tlsClientError', (err: Error & { code?: string }) => {
+      this.front.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
+        this.nameListenerStats(socket);
         this.protocolStats.connectionError();
         if (tls.requireClientCertificate && /PEER_DID_NOT_RETURN_A_CERTIFICATE|CERTIFICATE_REQUIRED/.test(`${err.code ?? ''} ${err.message}`)) this.protocolStats.noCertificate(true);
         this.logger.debug({ err: err.message, code: err.code }, 'TLS handshake failed');
@@ -361,15 +385,25 @@ export class HttpListener {
       });
     });
     this.boundPort = (this.front.address() as AddressInfo).port;
-    this.protocolStats.bound(this.options.config.address, this.boundPort);
+    this.protocolStats.bound(this.options.statAddress ?? this.options.config.address, this.boundPort);
     this.logger.info({
       address: this.options.config.address, port: this.boundPort, filters: this.options.plugins.map((p) => p.config.name),
       codec: this.options.config.codec, tls: this.options.config.tls !== undefined,
     }, 'listener started');
   }
 
+  /**
+   * listener.* stats carry the port the connection arrived on: the bound port, or with workers the public
+   * listener's (a forwarded socket keeps its local address).
+   */
+  private nameListenerStats(socket: Socket): void {
+    const tcp = (socket as Socket & { _parent?: Socket | null })._parent ?? socket;
+    if (tcp.localPort !== undefined) this.protocolStats.bound(this.options.statAddress ?? this.options.config.address, tcp.localPort);
+  }
+
   private onSecureConnection(socket: TLSSocket): void {
     const tls = this.options.config.tls!;
+    this.nameListenerStats(socket);
     const info = tlsConnectionInfo(socket);
     // A certificate that was requested but not required must still verify when one is presented (Envoy
     // fails such a handshake); node:tls only enforces it with rejectUnauthorized.
@@ -382,7 +416,7 @@ export class HttpListener {
     }
     if (!info.peer && tls.ca !== undefined) this.protocolStats.noCertificate(false);
     this.protocolStats.handshake(info.version);
-    (socket as TLSSocket & WithFacts)[kFacts] = { id: nextConnectionId++, tls: info };
+    connectionFacts(socket, info);
     // ALPN decides; without ALPN, TLS connections speak HTTP/1.1 unless the codec is HTTP/2 only.
     const h2 = socket.alpnProtocol === 'h2';
     this.protocolStats.connection(h2 ? 'http2' : 'http1', true);
@@ -421,7 +455,7 @@ export class HttpListener {
     const encrypted = (req.socket as TLSSocket).encrypted === true;
     const scheme = encrypted ? 'https' : 'http';
     const raw = pairsFromRaw(req.rawHeaders);
-    const headers: HeaderPairs = [[':authority', this.authority(getHeader(raw, 'host') ?? '', req.socket.localPort)], [':path', req.url ?? '/'], [':method', req.method ?? 'GET'], [':scheme', scheme]];
+    const headers: HeaderPairs = [[':authority', this.authority(getHeader(raw, 'host') ?? '', connectionFacts(req.socket).localPort)], [':path', req.url ?? '/'], [':method', req.method ?? 'GET'], [':scheme', scheme]];
     for (const pair of raw) if (pair[0] !== 'host') headers.push(pair);
     keepTeTrailers(req.rawHeaders, headers);
     let ended = !hasBody;
@@ -477,7 +511,7 @@ export class HttpListener {
     const regular = raw.filter(([k]) => !k.startsWith(':') && k !== 'host');
     keepTeTrailers(rawHeaders, regular);
     const authorityIndex = pseudo.findIndex(([k]) => k === ':authority');
-    const authority = this.authority(authorityIndex >= 0 ? pseudo[authorityIndex]![1] : getHeader(raw, 'host') ?? '', socket.localPort);
+    const authority = this.authority(authorityIndex >= 0 ? pseudo[authorityIndex]![1] : getHeader(raw, 'host') ?? '', connectionFacts(socket).localPort);
     if (authorityIndex >= 0) pseudo[authorityIndex] = [':authority', authority];
     else pseudo.unshift([':authority', authority]);
     const hasBody = (flags & h2constants.NGHTTP2_FLAG_END_STREAM) === 0;
@@ -554,10 +588,10 @@ export class HttpListener {
       info: {
         startTime: new Date(now),
         startNs: BigInt(now) * 1_000_000n,
-        sourceAddress: req.socket.remoteAddress ?? '',
-        sourcePort: req.socket.remotePort ?? 0,
-        destinationAddress: req.socket.localAddress ?? '',
-        destinationPort: req.socket.localPort ?? 0,
+        sourceAddress: facts.remoteAddress,
+        sourcePort: facts.remotePort,
+        destinationAddress: facts.localAddress,
+        destinationPort: facts.localPort,
         listenerName: cfg.name,
         connectionId: facts.id,
         protocol: req.protocol,

@@ -68,12 +68,13 @@ export function shape(doc: Json): Shape {
 }
 
 /** A bootstrap from test/http/helpers.ts, reshaped by `edit`, started as a sidecar. */
-export async function startShapedSidecar(tmp: TempDir, spec: BootstrapSpec, edit: (s: Shape) => void): Promise<{ sidecar: Sidecar; port: number }> {
+export async function startShapedSidecar(tmp: TempDir, spec: BootstrapSpec, edit: (s: Shape) => void, options: { readonly concurrency?: number } = {}): Promise<{ sidecar: Sidecar; port: number; adminUrl: string | undefined }> {
   const doc = bootstrapJson(spec) as Json;
   edit(shape(doc));
   const file = tmp.write(`bootstrap-${Math.random().toString(36).slice(2)}.json`, doc);
-  const sidecar = await Sidecar.start({ configFile: file, logger: silentLogger(), drainTimeoutMs: 2000 });
-  return { sidecar, port: sidecar.listeners[0]!.port };
+  const sidecar = await Sidecar.start({ configFile: file, logger: silentLogger(), drainTimeoutMs: 2000, ...(options.concurrency !== undefined ? { concurrency: options.concurrency } : {}) });
+  const admin = sidecar.admin?.boundAddress();
+  return { sidecar, port: sidecar.publicListeners[0]!.port, adminUrl: admin ? `http://127.0.0.1:${admin.port}` : undefined };
 }
 
 export function downstreamTls(common: Json, extra: Json = {}): Json {
