@@ -403,7 +403,10 @@ async function startEnvoy(bin: string, file: string, tmp: TempDir, spec: OracleS
       await until(() => exited !== undefined, 20_000, 'envoy to exit').catch(() => child.kill('SIGKILL'));
     }
   };
-  process.once('exit', () => { if (exited === undefined) child.kill('SIGKILL'); });
+  // Never leave an Envoy behind this process (a failed assertion can end it early).
+  const killOnExit = (): void => { if (exited === undefined) child.kill('SIGKILL'); };
+  process.once('exit', killOnExit);
+  child.once('exit', () => process.off('exit', killOnExit));
   try {
     await until(() => exited !== undefined || (existsSync(addressFile) && readFileSync(addressFile, 'utf8').includes(':')), 60_000, 'envoy admin address');
     if (exited !== undefined) throw new Error(`envoy ${exited}`);

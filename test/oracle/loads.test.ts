@@ -6,7 +6,7 @@
 // the same module and ABI on both hosts (stock Envoy refuses the 0_2_100 marker itself).
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { test } from 'node:test';
 import { REPO_ROOT } from '../support/plugins';
 import { assertExplained, HIGRESS_MARKER, higressOnly, Oracle, withRenamedExport, type OracleCluster, type OracleRequest } from './harness';
 
@@ -71,9 +71,10 @@ function plugins(): string[] {
   return [...names(''), ...names('go')].sort();
 }
 
-describe('oracle: every project plugin loads (or not) alike', () => {
+// Top-level tests, not one suite: each plugin is its own test under the runner's --test-timeout.
+{
   const all = plugins();
-  it('the project plugins are built', () => {
+  test('oracle loads: the project plugins are built', () => {
     if (all.length === 0) throw new Error(`no plugins in ${join(REPO_ROOT, 'build', 'plugins')}: run \`make plugins\` first`);
   });
   for (const plugin of all) {
@@ -86,8 +87,8 @@ describe('oracle: every project plugin loads (or not) alike', () => {
       : as021 && !HIGRESS_GO_ALL && !HIGRESS_GO_SAMPLE.includes(plugin)
         ? 'a Higress wasm-go plugin costs Envoy ~20 s to start on 2 cores: run with ORACLE_HIGRESS_GO=all to compare it too'
         : false;
-    const label = as021 ? `${plugin} (re-marked 0.2.1)` : plugin;
-    it(label, { skip }, async (t) => {
+    const label = `oracle loads: ${plugin}${as021 ? ' (re-marked 0.2.1)' : ''}`;
+    test(label, { skip }, async (t) => {
       const c = KNOWN[plugin] ?? {};
       const name = plugin.replace('/', '-');
       const loaded = as021 ? withRenamedExport(file, HIGRESS_MARKER, 'proxy_abi_version_0_2_1', `as-0-2-1/${name}`) : plugin;
@@ -117,4 +118,4 @@ describe('oracle: every project plugin loads (or not) alike', () => {
       }
     });
   }
-});
+}
