@@ -121,6 +121,8 @@ export class Http2Upstream {
   private session: ClientHttp2Session | undefined;
   private closed = false;
   private readonly sessions = new Set<ClientHttp2Session>();
+  /** The streams of each session, failed together when the session errors (one listener per session). */
+  private readonly streamFailures = new WeakMap<ClientHttp2Session, Set<(err: Error) => void>>();
 
   constructor(private readonly options: H2UpstreamOptions) {}
 
@@ -150,7 +152,12 @@ export class Http2Upstream {
       ? setTimeout(() => session.destroy(new ConnectTimeoutError(`connect timeout after ${connectTimeoutMs}ms`)), connectTimeoutMs)
       : undefined;
     session.once('connect', () => { if (timer) clearTimeout(timer); });
-    session.on('error', () => undefined);
+    const failures = new Set<(err: Error) => void>();
+    this.streamFailures.set(session, failures);
+    // A session that fails before or while its streams run: the socket's error (ECONNREFUSED, TLS, ...).
+    session.on('error', (err: Error) => {
+      for (const f of [...failures]) f(err);
+    });
     const forget = () => {
       if (timer) clearTimeout(timer);
       this.sessions.delete(session);
@@ -198,10 +205,9 @@ export class Http2Upstream {
     }
     controller.stream = stream;
     if (controller.paused) stream.pause();
-    // A session that fails before or while the stream runs: the socket's error (ECONNREFUSED, TLS, ...).
-    const onSessionError = (err: Error): void => fail(err);
-    session.once('error', onSessionError);
-    stream.once('close', () => session.off('error', onSessionError));
+    const failures = this.streamFailures.get(session);
+    failures?.add(fail);
+    stream.once('close', () => failures?.delete(fail));
     if (wantsTrailers) {
       stream.once('wantTrailers', () => {
         const t: OutgoingHttpHeaders = {};
@@ -236,7 +242,9 @@ export class Http2Upstream {
         handler.onResponseEnd?.(controller, trailers as never);
       });
     });
-    stream.on('error', (err: Error) => fail(err));
+    // A stream cancelled because its session failed carries the session's error as its cause (the connect
+    // error the router classifies).
+    stream.on('error', (err: Error & { code?: string; cause?: unknown }) => fail(err.code === 'ERR_HTTP2_STREAM_CANCEL' && err.cause instanceof Error ? err.cause : err));
     stream.on('close', () => {
       if (done || stream!.readableEnded) return;
       // Closed without 'end': a reset (RST_STREAM) or the session went away.

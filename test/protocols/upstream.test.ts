@@ -182,6 +182,24 @@ describe('HTTP/2 to the upstream', () => {
     assert.equal(got[0]?.trailers['x-checksum'], 'abc123');
   });
 
+  test('explicit HTTP/2 to a port nobody listens on: 503, a connect failure (UF), as over HTTP/1.1', async () => {
+    const probe = createHttpServer();
+    probe.listen(0, '127.0.0.1');
+    await once(probe, 'listening');
+    const dead = new RecordingUpstream(probe, () => undefined);
+    const deadPort = dead.port;
+    await dead.close();
+    const { sidecar, port } = await startShapedSidecar(tmp, { filters: [], clusters: [{ name: 'app', port: deadPort }] }, ({ clusters }) => {
+      clusters[0]!['typed_extension_protocol_options'] = hpo({ explicit_http_config: { http2_protocol_options: {} } });
+    });
+    cleanups.push(() => sidecar.stop());
+    for (let i = 0; i < 12; i++) {
+      const res = await fetch(`http://127.0.0.1:${port}/dead`);
+      assert.equal(res.status, 503);
+      assert.equal(await res.text(), 'upstream connect error or disconnect/reset before headers. reset reason: connection failure');
+    }
+  });
+
   test('the legacy Cluster.http2_protocol_options', async () => {
     const up = await h2cUpstream();
     const port = await sidecarTo(up, (c) => { c['http2_protocol_options'] = { max_concurrent_streams: 50 }; });
