@@ -26,7 +26,7 @@ bench: build plugins
 	$(NODE) dist/bench/run.js
 
 # docs/conformance.md: the suite run with host-call recording, host function x plugin SDK (scripts/gen-conformance.mjs).
-# TESTS=<dist/test files> runs a subset instead of the whole suite.
+# TESTS=<dist/test files> runs a subset instead of the whole suite (written to build/conformance-subset.md).
 conformance: build plugins
 	$(NODE) scripts/gen-conformance.mjs --concurrency=$(TEST_CONCURRENCY) $(TESTS)
 

@@ -9,7 +9,7 @@
 //   node scripts/gen-conformance.mjs [--out FILE] [--concurrency N] [--keep] [--from DIR] [TEST_FILE_OR_DIR ...]
 //
 // Without test files it runs dist/test/ (the whole suite, minutes); name some (dist/test/go/go-sdk-smoke.test.js)
-// to try it on a subset; the page then says it covers a subset. --from DIR re-renders from a kept recording (--keep)
+// to try it on a subset; the page then says it covers a subset and goes to build/conformance-subset.md unless --out. --from DIR re-renders from a kept recording (--keep)
 // without running anything. Exit status 1 when a test file failed (the page is written first and shows which).
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -27,7 +27,7 @@ const rel = (p) => relative(root, p);
 const { values: opts, positionals } = parseArgs({
   allowPositionals: true,
   options: {
-    out: { type: 'string', default: join(root, 'docs', 'conformance.md') },
+    out: { type: 'string' },
     concurrency: { type: 'string', default: process.env.TEST_CONCURRENCY ?? '2' },
     keep: { type: 'boolean', default: false },
     from: { type: 'string' },
@@ -355,6 +355,8 @@ function render({ cells, byAbi, unknownFns, used, fileOk }, plugins, results, re
 // ---------- main ----------
 
 const subset = positionals.length > 0 ? positionals : undefined;
+// A subset never overwrites the committed page unless asked to.
+opts.out ??= subset ? join(root, 'build', 'conformance-subset.md') : join(root, 'docs', 'conformance.md');
 let recordDir = opts.from;
 if (recordDir && !existsSync(join(recordDir, 'events.jsonl'))) {
   console.error(`--from ${recordDir}: not a kept recording (no events.jsonl); keep one with --keep`);
