@@ -5,6 +5,7 @@ import type { Logger } from '../common/logger';
 import { ResponseCodeDetails, type ActiveStream, type RouterSink } from './active-stream';
 import { flatten, getHeader, HOP_BY_HOP, pairsFromObject } from './http-headers';
 import { rewritePath } from './route-table';
+import { AlpnUpstream } from './alpn-upstream';
 import { Http2Upstream, type H2DispatchHandler } from './h2-upstream';
 import type { UpstreamPools } from './upstream-pools';
 import type { UpstreamRequestRecord } from '../upstream/traffic-stats';
@@ -138,7 +139,7 @@ export class RouterFilter implements RouterSink, H2DispatchHandler {
       this.sentAt = process.hrtime.bigint();
       if (this.requestEnded) this.startTimer();
       // A request with a body may end in trailers; one without ends with its HEADERS frame.
-      if (pool instanceof Http2Upstream) pool.dispatch({ path, method: this.method, headers: out, body, ...(body !== null ? { trailers: () => this.requestTrailers } : {}) }, this);
+      if (pool instanceof Http2Upstream || pool instanceof AlpnUpstream) pool.dispatch({ path, method: this.method, headers: out, body, ...(body !== null ? { trailers: () => this.requestTrailers } : {}) }, this);
       else pool.dispatch({ path, method: this.method as Dispatcher.HttpMethod, headers: out, body, headersTimeout: 0, bodyTimeout: 0 }, this);
     };
     if (endOfStream) {

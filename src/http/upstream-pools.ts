@@ -1,10 +1,11 @@
 import { buildConnector, Pool } from 'undici';
 import type { UpstreamTls } from '../tls/tls-context';
 import { DEFAULT_UPSTREAM_PROTOCOL } from './protocol-options';
+import { AlpnUpstream } from './alpn-upstream';
 import { Http2Upstream } from './h2-upstream';
 
-/** What a request is dispatched to: an undici Pool (HTTP/1.1, ALPN) or one host's HTTP/2 session. */
-export type UpstreamDispatcher = Pool | Http2Upstream;
+/** What a request is dispatched to: an undici Pool (HTTP/1.1), one host's HTTP/2 session, or ALPN's choice of them. */
+export type UpstreamDispatcher = Pool | Http2Upstream | AlpnUpstream;
 import type { Disposable } from '../common/disposable';
 import type { Logger } from '../common/logger';
 import { silentLogger } from '../common/logger';
@@ -101,21 +102,20 @@ export class UpstreamPools {
   private createPool(cluster: LiveCluster, host: Host, codec: UpstreamCodec): UpstreamDispatcher {
     const tls = cluster.config.tls;
     const timeout = cluster.config.connectTimeoutMs;
-    const h2 = codec !== 'http1';
     const http2 = (cluster.config.upstreamProtocol ?? DEFAULT_UPSTREAM_PROTOCOL).http2;
-    // Explicit HTTP/2 (cleartext prior knowledge or TLS): node:http2, which carries request and response trailers.
+    // HTTP/2 runs on node:http2, which carries request and response trailers (undici's HTTP/2 loses both).
     if (codec === 'http2') return new Http2Upstream({ host: host.key, connectTimeoutMs: timeout, tls, settings: http2 });
-    // HTTP/1.1, or ALPN over TLS (auto_config): undici, which falls back to HTTP/1.1 when the server has no h2.
-    return new Pool(`${tls ? 'https' : 'http'}://${host.key}`, {
-      connect: buildConnector({ timeout, allowH2: h2, ...(tls ? tlsConnectOptions(tls) : {}) } as buildConnector.BuildOptions),
+    const http1 = () => new Pool(`${tls ? 'https' : 'http'}://${host.key}`, {
+      connect: buildConnector({ timeout, ...(tls ? tlsConnectOptions(tls) : {}) } as buildConnector.BuildOptions),
       // The router owns the request timeout (route timeout), so undici's own timers are off.
       headersTimeout: 0,
       bodyTimeout: 0,
       keepAliveTimeout: 60_000,
-      // HTTP/1.1: one request per connection at a time; HTTP/2: the streams one connection carries.
-      pipelining: h2 ? Math.min(http2.maxConcurrentStreams, 1000) : 1,
-      ...(h2 ? { allowH2: true, maxConcurrentStreams: Math.min(http2.maxConcurrentStreams, 1000) } : {}),
+      pipelining: 1,
     });
+    // auto_config over TLS: ALPN picks one of the two for this host.
+    if (codec === 'alpn' && tls) return new AlpnUpstream({ host: host.key, connectTimeoutMs: timeout, tls, settings: http2, http1 });
+    return http1();
   }
 
   /** Tracks one in-flight request on a host; call the returned function exactly once when it ends. */

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { connect as h2connect, createSecureServer, createServer as createH2Server, type Http2ServerRequest, type Http2ServerResponse, type IncomingHttpHeaders } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -231,12 +232,30 @@ describe('TLS to the upstream (UpstreamTlsContext)', () => {
       }, { sni: 'server.test' });
       c['typed_extension_protocol_options'] = hpo({ auto_config: {} });
     });
-    const res = await fetch(`http://127.0.0.1:${port}/tls`);
-    assert.equal(res.status, 200);
-    assert.equal(await res.text(), 'hello over 2.0');
+    const r = await h2Request(port, '/tls');
+    assert.equal(r.headers[':status'], 200);
+    assert.equal(r.body, 'hello over 2.0');
+    assert.equal(r.trailers['x-upstream-trailer'], 'from-h2', 'trailers travel when ALPN chose h2');
     assert.equal(up.seen[0]?.alpn, 'h2');
     assert.equal(up.seen[0]?.servername, 'server.test');
     assert.equal(up.seen[0]?.peerSubject, 'client', 'the cluster presented its client certificate');
+  });
+
+  test('auto_config to a TLS server without h2: ALPN chooses http/1.1', async () => {
+    let up!: RecordingUpstream;
+    const server = createHttpsServer({ cert: pki.serverCert, key: pki.serverKey, ALPNProtocols: ['http/1.1'] }, RecordingUpstream.handler(() => up));
+    up = new RecordingUpstream(server, () => server.closeAllConnections());
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const port = await sidecarTo(up, (c) => {
+      c['transport_socket'] = upstreamTls({ validation_context: { trusted_ca: { inline_string: pki.caCert } } });
+      c['typed_extension_protocol_options'] = hpo({ auto_config: {} });
+    });
+    for (let i = 0; i < 2; i++) {
+      const res = await fetch(`http://127.0.0.1:${port}/alpn-h1`);
+      assert.equal(await res.text(), 'hello over 1.1');
+    }
+    assert.equal(up.seen.length, 2);
   });
 
   test('without protocol options: HTTP/1.1 over TLS', async () => {
