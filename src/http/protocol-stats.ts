@@ -17,11 +17,6 @@ export class ProtocolStats {
     this.listener = `listener.${address}_${port}.`;
   }
 
-  /** The port is known after bind (port_value 0): listener.* names use the bound one. */
-  static forListener(statPrefix: string, address: string): ProtocolStats {
-    return new ProtocolStats(statPrefix, address, 0);
-  }
-
   private inc(name: string): void {
     this.counters.set(name, (this.counters.get(name) ?? 0) + 1);
   }
