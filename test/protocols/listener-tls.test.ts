@@ -216,6 +216,53 @@ describe('HTTP/2 cleartext (prior knowledge)', () => {
     assert.equal(await res.text(), 'ok');
   });
 
+  test('HTTP/2 request bodies stream to an HTTP/1.1 upstream; a local reply ends only its own stream', async () => {
+    const echo = await Upstream.start((req, res, body) => res.end(`${req.method} ${req.headers['transfer-encoding'] ?? req.headers['content-length']} ${body}`));
+    cleanups.push(() => echo.close());
+    const { sidecar } = await startShapedSidecar(tmp, {
+      filters: [{ plugin: 'go/host-attrs', name: 'attrs', rootId: '', configuration: JSON.stringify({ properties: [], deny_header: 'x-deny' }) }],
+      clusters: [{ name: 'app', port: echo.port }],
+    }, () => undefined);
+    cleanups.push(() => sidecar.stop());
+    const session = h2connect(`http://127.0.0.1:${sidecar.publicListeners[0]!.port}`);
+    try {
+      const post = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = session.request({ ':path': '/upload', ':method': 'POST' });
+        let body = '';
+        let status = 0;
+        req.setEncoding('utf8');
+        req.on('response', (h) => { status = Number(h[':status']); });
+        req.on('data', (d: string) => { body += d; });
+        req.on('end', () => resolve({ status, body }));
+        req.on('error', reject);
+        req.write('one,');
+        req.write('two,');
+        req.end('three');
+      });
+      assert.equal(post.status, 200);
+      // Chunks that arrive in one turn go out with a content-length (the router's rule), later ones chunked.
+      assert.match(post.body, /^POST (chunked|13) one,two,three$/);
+      const denied = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = session.request({ ':path': '/x', 'x-deny': '1' });
+        let body = '';
+        let status = 0;
+        req.setEncoding('utf8');
+        req.on('response', (h) => { status = Number(h[':status']); });
+        req.on('data', (d: string) => { body += d; });
+        req.on('end', () => resolve({ status, body }));
+        req.on('error', reject);
+        req.end();
+      });
+      assert.equal(denied.status, 403);
+      assert.equal(denied.body, 'denied');
+      // The same connection serves the next stream.
+      const again = await h2Get(session, '/after');
+      assert.equal(again.headers[':status'], 200);
+    } finally {
+      session.close();
+    }
+  });
+
   test('codec_type HTTP2: prior knowledge only', async () => {
     const { port } = await start(({ hcm }) => { hcm['codec_type'] = 'HTTP2'; });
     const session = h2connect(`http://127.0.0.1:${port}`);
