@@ -508,7 +508,11 @@ export class HttpListener {
     // when the client sent only that.
     const raw = pairsFromRaw(rawHeaders);
     const pseudo = raw.filter(([k]) => k.startsWith(':'));
-    const regular = raw.filter(([k]) => !k.startsWith(':') && k !== 'host');
+    const regular = raw.filter(([k]) => !k.startsWith(':') && k !== 'host' && k !== 'cookie');
+    // HTTP/2 lets a client split cookies into several headers; Envoy's codec joins them with "; " (RFC 9113
+    // §8.2.3), so plugins and HTTP/1.1 upstreams see one cookie header.
+    const cookies = raw.filter(([k]) => k === 'cookie').map(([, v]) => v);
+    if (cookies.length > 0) regular.push(['cookie', cookies.join('; ')]);
     keepTeTrailers(rawHeaders, regular);
     const authorityIndex = pseudo.findIndex(([k]) => k === ':authority');
     const authority = this.authority(authorityIndex >= 0 ? pseudo[authorityIndex]![1] : getHeader(raw, 'host') ?? '', connectionFacts(socket).localPort);

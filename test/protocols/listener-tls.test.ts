@@ -258,6 +258,15 @@ describe('HTTP/2 cleartext (prior knowledge)', () => {
       // The same connection serves the next stream.
       const again = await h2Get(session, '/after');
       assert.equal(again.headers[':status'], 200);
+      // Cookie crumbs (several cookie headers) reach an HTTP/1.1 upstream as one header joined with "; ".
+      await new Promise<void>((resolve, reject) => {
+        const req = session.request({ ':path': '/cookies', cookie: ['a=1', 'b=2'] });
+        req.resume();
+        req.on('end', () => resolve());
+        req.on('error', reject);
+        req.end();
+      });
+      assert.equal(echo.requests.at(-1)?.headers['cookie'], 'a=1; b=2');
     } finally {
       session.close();
     }
