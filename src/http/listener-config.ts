@@ -446,8 +446,6 @@ function listener(v: unknown, path: string, extras: PluginConfigExtras, baseDir:
   const tls = tlsAny ? downstreamTlsContext(tlsAny, `${fcPath}.transport_socket.typed_config`, secrets) : undefined;
   if (tls) {
     const alpnPath = `${fcPath}.transport_socket.typed_config.common_tls_context.alpn_protocols`;
-    // node:http2 serves HTTP/2 on TLS only when ALPN chose h2; a codec that cannot be reached is a config error.
-    if (codec === 'HTTP2' && !tls.alpn.includes('h2')) throw new ConfigError('codec_type HTTP2 over TLS needs h2 in alpn_protocols', alpnPath);
     for (const [i, p] of tls.alpn.entries()) {
       if (p !== 'h2' && p !== 'http/1.1') throw new ConfigError(`ALPN protocol '${p}' is not served (h2 and http/1.1)`, `${alpnPath}[${i}]`);
       if (codec === 'HTTP1' && p === 'h2') throw new ConfigError('h2 is offered but codec_type is HTTP1', `${alpnPath}[${i}]`);

@@ -417,21 +417,24 @@ export class HttpListener {
     if (!info.peer && tls.ca !== undefined) this.protocolStats.noCertificate(false);
     this.protocolStats.handshake(info.version);
     connectionFacts(socket, info);
-    // ALPN decides; without ALPN, TLS connections speak HTTP/1.1 unless the codec is HTTP/2 only.
-    const h2 = socket.alpnProtocol === 'h2';
-    this.protocolStats.connection(h2 ? 'http2' : 'http1', true);
-    (h2 ? this.h2 : this.server).emit('connection', socket);
+    // ALPN decides when it chose; without ALPN the codec does, as in cleartext (Envoy's AUTO looks at the
+    // first bytes for the h2 preface either way).
+    if (socket.alpnProtocol === 'h2' || socket.alpnProtocol === 'http/1.1') this.handTo(socket, socket.alpnProtocol === 'h2', true);
+    else this.dispatchByCodec(socket, true);
   }
 
   private onPlainConnection(socket: Socket): void {
+    this.dispatchByCodec(socket, false);
+  }
+
+  /** codec_type HTTP1 / HTTP2, or AUTO: the HTTP/2 connection preface picks HTTP/2, anything else HTTP/1.1. */
+  private dispatchByCodec(socket: Socket, tls: boolean): void {
     const codec = this.options.config.codec;
     if (codec !== 'AUTO') {
-      this.protocolStats.connection(codec === 'HTTP2' ? 'http2' : 'http1', false);
-      (codec === 'HTTP2' ? this.h2 : this.server).emit('connection', socket);
+      this.handTo(socket, codec === 'HTTP2', tls);
       return;
     }
-    // AUTO in cleartext (Envoy's HTTP/2 prior knowledge detection): the h2 preface picks HTTP/2, anything else
-    // HTTP/1.1. The bytes read are put back for the codec.
+    // The bytes read to decide are put back for the codec.
     let seen: Buffer = Buffer.alloc(0);
     const onData = (chunk: Buffer): void => {
       seen = seen.length === 0 ? chunk : Buffer.concat([seen, chunk]);
@@ -441,11 +444,18 @@ export class HttpListener {
       socket.off('data', onData);
       socket.pause();
       socket.unshift(seen);
-      this.protocolStats.connection(isPrefix ? 'http2' : 'http1', false);
-      (isPrefix ? this.h2 : this.server).emit('connection', socket);
+      this.handTo(socket, isPrefix, tls);
       process.nextTick(() => socket.resume());
     };
     socket.on('data', onData);
+  }
+
+  private handTo(socket: Socket, h2: boolean, tls: boolean): void {
+    this.protocolStats.connection(h2 ? 'http2' : 'http1', tls);
+    // node:http2 serves a TLS socket only when ALPN said h2; prior knowledge over TLS without ALPN is HTTP/2
+    // all the same (Envoy), so the socket is marked the way undici's H2CClient marks its sockets.
+    if (h2 && tls && (socket as TLSSocket).alpnProtocol !== 'h2') (socket as TLSSocket & { alpnProtocol: string | false | null }).alpnProtocol = 'h2';
+    (h2 ? this.h2 : this.server).emit('connection', socket);
   }
 
   private onHttp1Request(req: IncomingMessage, res: ServerResponse): void {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { X509Certificate } from 'node:crypto';
 import { connect as h2connect, type ClientHttp2Session, type IncomingHttpHeaders } from 'node:http2';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
@@ -140,6 +141,35 @@ describe('TLS listener, certificates inline, ALPN h2 and http/1.1', () => {
     assert.ok((stats[`listener.127.0.0.1_${port}.ssl.handshake`] ?? 0) >= 2, JSON.stringify(stats));
     assert.ok((stats['http.ingress_http.downstream_cx_http2_total'] ?? 0) >= 1, JSON.stringify(stats));
     assert.ok((stats['http.ingress_http.downstream_cx_ssl_total'] ?? 0) >= 2, JSON.stringify(stats));
+  });
+});
+
+describe('TLS without ALPN, codec AUTO', () => {
+  test('HTTP/1.1 and HTTP/2 prior knowledge are told apart by the first bytes, as in cleartext', async () => {
+    const { port } = await start(({ chain }) => {
+      chain['transport_socket'] = downstreamTls({ tls_certificates: [{ certificate_chain: { inline_string: pki.serverCert }, private_key: { inline_string: pki.serverKey } }] });
+    });
+    const socket = tlsConnect({ host: '127.0.0.1', port, ca: pki.caCert, servername: 'server.test' });
+    await once(socket, 'secureConnect');
+    assert.equal(socket.alpnProtocol, false, 'no ALPN was negotiated');
+    // node:http2's client speaks over any connected duplex it is given; it is told the socket is h2.
+    (socket as TLSSocket & { alpnProtocol: string | false | null }).alpnProtocol = 'h2';
+    const session = h2connect(`https://127.0.0.1:${port}`, { createConnection: () => socket });
+    try {
+      const r = await h2Get(session, '/prior-knowledge-over-tls');
+      assert.equal(r.headers[':status'], 200);
+      assert.equal(h(r.headers, 'x-req-0'), hex('HTTP/2'));
+      assert.equal(h(r.headers, 'x-req-1'), hex('TLSv1.3'));
+    } finally {
+      session.close();
+    }
+    const r1 = await new Promise<Json>((resolve, reject) => {
+      const options: RequestOptions & ConnectionOptions = { host: '127.0.0.1', port, path: '/h1-no-alpn', ca: pki.caCert, servername: 'server.test', agent: false };
+      const req = httpsRequest(options, (res) => { res.resume(); res.on('end', () => resolve(res.headers)); });
+      req.on('error', reject);
+      req.end();
+    });
+    assert.equal(r1['x-req-0'], hex('HTTP/1.1'));
   });
 });
 
