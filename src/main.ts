@@ -1,5 +1,4 @@
 import type { LevelWithSilent } from 'pino';
-import { LogLevel } from './abi/enums';
 import type { HostServices } from './abi/host-services';
 import { adsClientOptions } from './config/bootstrap';
 import { createLogger, type Logger } from './common/logger';
@@ -20,7 +19,7 @@ import { WorkerPool, type WorkerMetrics } from './workers/worker-pool';
 import { AdsClient } from './xds/ads-client';
 import { AdminServer } from './admin/admin-server';
 import type { AdminJsonObject, AdminSources, ServerState } from './admin/sources';
-import { LogLevelControl } from './observability/log-level';
+import { LogLevelControl, proxyLogLevel } from './observability/log-level';
 import { WorkerMetricsView } from './workers/metrics-view';
 
 export { loadFilterPlugin } from './workers/data-plane';
@@ -63,9 +62,6 @@ export interface SidecarListener {
   readonly closed: boolean;
 }
 
-const PROXY_LOG_LEVEL: Readonly<Record<string, LogLevel>> = {
-  trace: LogLevel.Trace, debug: LogLevel.Debug, info: LogLevel.Info, warn: LogLevel.Warn, error: LogLevel.Error, fatal: LogLevel.Critical, silent: LogLevel.Critical,
-};
 
 /** A running sidecar. Admin (another module) reads its parts through the getters. */
 export class Sidecar {
@@ -175,7 +171,7 @@ export class Sidecar {
         sharedData,
         sharedQueues,
         metrics: new MetricsRegistry(),
-        logLevel: () => PROXY_LOG_LEVEL[logger.level] ?? LogLevel.Info,
+        logLevel: () => proxyLogLevel(logger.level),
       };
       const pool = new WorkerPool({
         concurrency, configFile: options.configFile, config, logLevel: level, logger, drainTimeoutMs, clusterManager, sharedData, sharedQueues,
@@ -257,7 +253,11 @@ export class Sidecar {
       commandLineOptions,
       startTime: new Date(),
       getLogLevel: () => levels.get(),
-      setLogLevel: (l) => levels.set(l),
+      setLogLevel: (l) => {
+        levels.set(l);
+        // Workers have loggers of their own: tell them too, or their plugins keep the old level.
+        self.pool?.setLogLevel(l);
+      },
     };
     this.adminServer = new AdminServer({ address: address.address, port: address.port, logger: this.logger }, sources);
     await this.adminServer.start();

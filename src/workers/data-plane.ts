@@ -1,4 +1,4 @@
-import { LogLevel } from '../abi/enums';
+import { proxyLogLevel } from '../observability/log-level';
 import type { HostServices } from '../abi/host-services';
 import type { Logger } from '../common/logger';
 import { UndiciHttpCalloutService } from '../http/http-callout';
@@ -22,9 +22,6 @@ import { sumCounters } from './metrics-view';
  * are per vm_id across every worker (Envoy's are too).
  */
 
-const PROXY_LOG_LEVEL: Readonly<Record<string, LogLevel>> = {
-  trace: LogLevel.Trace, debug: LogLevel.Debug, info: LogLevel.Info, warn: LogLevel.Warn, error: LogLevel.Error, fatal: LogLevel.Critical, silent: LogLevel.Critical,
-};
 
 /**
  * Loads the Wasm plugin of one http filter (or Wasm service) with its PluginConfig, on a VM of `vms` when one
@@ -85,7 +82,7 @@ export class DataPlane {
       redis: this.redis,
       httpCallout: this.httpCallout,
       grpcCallout: this.grpcCallout,
-      logLevel: () => PROXY_LOG_LEVEL[logger.level] ?? LogLevel.Info,
+      logLevel: () => proxyLogLevel(logger.level),
     };
   }
 

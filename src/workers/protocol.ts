@@ -1,5 +1,6 @@
 import type { LevelWithSilent } from 'pino';
 import type { MetricType } from '../abi/enums';
+import type { EnvoyLogLevel } from '../observability/log-level';
 import { SidecarError } from '../common/errors';
 import type { ClusterConfig, HostSpec } from '../upstream/types';
 
@@ -45,6 +46,8 @@ export type MainToWorker =
   | { readonly t: 'clusters'; readonly updates: readonly ClusterUpdate[] }
   | { readonly t: 'queue-ready'; readonly token: number; readonly queueId: number }
   | { readonly t: 'metrics'; readonly reqId: number }
+  /** The admin's POST /logging?level=: every logger of the worker follows the main thread's. */
+  | { readonly t: 'log-level'; readonly level: EnvoyLogLevel }
   | { readonly t: 'drain' };
 
 export type WorkerToMain =

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { SidecarError } from '../common/errors';
 import { createLogger } from '../common/logger';
+import { LogLevelControl } from '../observability/log-level';
 import type { HttpListener } from '../http/listener';
 import { loadSidecarConfig } from '../http/listener-config';
 import { DataPlane } from './data-plane';
@@ -21,7 +22,10 @@ if (!parentPort) throw new Error('worker-main runs in a worker thread');
 const port = parentPort;
 const init = workerData as WorkerInit;
 const post = (m: WorkerToMain): void => port.postMessage(m);
-const logger = createLogger(init.logLevel).child({ worker: init.index });
+const rootLogger = createLogger(init.logLevel);
+// Before any child exists, so a log-level message reaches every component's logger (as in the main thread).
+const levels = new LogLevelControl(rootLogger);
+const logger = rootLogger.child({ worker: init.index });
 
 function applyClusterUpdates(plane: DataPlane, updates: readonly ClusterUpdate[]): void {
   const cm = plane.clusterManager;
@@ -76,6 +80,9 @@ async function main(): Promise<void> {
           metrics: (plane?.services.metrics.all() ?? []).map((x) => ({ id: x.id, type: x.type, name: x.name, value: x.value, count: x.count, sum: x.sum, samples: [...x.samples] })),
           counters: plane?.counters() ?? {},
         });
+        break;
+      case 'log-level':
+        levels.set(m.level);
         break;
       case 'drain':
         void drain().catch((err: unknown) => logger.error({ err: (err as Error).message }, 'worker drain failed'));

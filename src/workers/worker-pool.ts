@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { LevelWithSilent } from 'pino';
+import type { EnvoyLogLevel } from '../observability/log-level';
 import type { Disposable } from '../common/disposable';
 import type { Logger } from '../common/logger';
 import type { SidecarConfig } from '../http/listener-config';
@@ -241,6 +242,11 @@ export class WorkerPool {
       default:
         break;
     }
+  }
+
+  /** Every worker's loggers (and so its plugins' proxy_get_log_level) follow `level` from now on. */
+  setLogLevel(level: EnvoyLogLevel): void {
+    for (const w of this.workers) w.post({ t: 'log-level', level });
   }
 
   /** Cluster updates go out in order, batched per event-loop turn (a CDS push of many clusters is one message). */
