@@ -207,7 +207,7 @@ export class PluginVm {
       try {
         action();
       } catch (err) {
-        this.logger.error({ err: describeError(err) }, 'after-VM-call action failed');
+        this.logger.error({ plugin: this.label, err: describeError(err) }, 'after-VM-call action failed');
       }
     }
   }

@@ -381,7 +381,8 @@ export class AdminServer {
           `levels: ${ENVOY_LOG_LEVELS.join(' ')} \n`;
       } else {
         s.setLogLevel(level);
-        this.logger.info({ level }, 'log level changed');
+        // `level` is pino's own key (the line's severity): the new level goes under another name.
+        this.logger.info({ new_level: level }, 'log level changed');
       }
     }
     body += 'active loggers:\n';

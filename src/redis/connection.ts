@@ -152,7 +152,8 @@ export class RedisConnection {
   constructor(opts: RedisConnectionOptions) {
     this.opts = opts;
     this.label = opts.label ?? '';
-    this.logger = (opts.logger ?? silentLogger()).child({ component: 'redis', cluster: this.label, host: this.address });
+    // The pool manager's logger already says component: redis; a second binding would repeat the key.
+    this.logger = (opts.logger ?? silentLogger()).child({ cluster: this.label, host: this.address });
     const max = opts.maxBufferSizeBeforeFlush ?? DEFAULT_MAX_BUFFER_SIZE_BEFORE_FLUSH;
     const valid = Number.isFinite(max) && max >= 0 ? max : DEFAULT_MAX_BUFFER_SIZE_BEFORE_FLUSH;
     this.maxBuffer = valid === 0 ? 0 : Math.max(valid, MIN_BATCH_BYTES);

@@ -115,6 +115,11 @@ export class VmRegistry {
 export class Plugin {
   readonly config: Required<Pick<PluginConfig, 'name' | 'rootId' | 'vmId' | 'failurePolicy'>> & PluginConfig;
   readonly logger: Logger;
+  /**
+   * The VM logs under no plugin's name: it may be shared, and each of its lines names the plugin (or the VM)
+   * itself, so a line never carries `plugin` twice.
+   */
+  private readonly baseLogger: Logger;
   private shared!: SharedVm;
   private rootContext!: RootContext;
   private reloadAt = 0;
@@ -138,6 +143,7 @@ export class Plugin {
       vmId: config.vmId ?? '',
       failurePolicy: config.failurePolicy ?? 'FAIL_CLOSED',
     };
+    this.baseLogger = logger;
     this.logger = logger.child({ plugin: config.name });
     this.reloadBackoffMs = config.reloadBackoffMs ?? 1000;
     this.key = vmKey(config, compiled.sha256);
@@ -184,7 +190,7 @@ export class Plugin {
       vmConfiguration: toBuffer(this.config.vmConfiguration),
       environment: this.config.environment ?? {},
       services: this.services,
-      logger: this.logger,
+      logger: this.baseLogger,
       // A shared VM is named by its vm_id in its own log lines (each plugin's lines carry the plugin's name).
       label: this.config.vmId !== '' ? `vm ${this.config.vmId}` : this.config.name,
     }));
