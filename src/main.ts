@@ -239,9 +239,12 @@ export class Sidecar {
       get ads() {
         return self.ads;
       },
+      // With workers, every worker has pools of its own: the admin reads their sum (the view below).
       get redis() {
-        return self.redis;
+        const view = self.metricsView;
+        return self.redis ?? (view ? { stats: () => view.redis() ?? { clusters: [], pools: [] } } : undefined);
       },
+      traffic: () => self.metricsView?.traffic() ?? self.plane?.upstreamPools.traffic.snapshot() ?? {},
       // With workers, plugin metrics live in each worker: the admin reads their sum, refreshed every second.
       metrics: self.pool ? (self.metricsView = new WorkerMetricsView(() => self.workerMetrics(), self.logger)) : self.services.metrics,
       tagProducer: self.config.bootstrap.tagProducer,

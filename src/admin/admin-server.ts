@@ -174,6 +174,7 @@ export class AdminServer {
         redis: s.redis?.stats(),
         pluginMetrics: s.metrics.all(),
         counters: s.counters?.(),
+        traffic: s.traffic?.(),
         // Envoy's gauge counts live VMs; plugins sharing one count once.
         pluginsActive: new Set(s.plugins().filter((p) => !p.failed).map((p) => p.vm ?? p)).size,
       },
@@ -294,9 +295,10 @@ export class AdminServer {
     const clusters = this.activeClusters();
     const redis = this.sources.redis?.stats();
     const format = req.query.get('format') ?? 'text';
-    if (format === 'json') return json(clustersJson(clusters, redis));
+    const traffic = this.sources.traffic?.();
+    if (format === 'json') return json(clustersJson(clusters, redis, traffic));
     if (format !== 'text') return text(`usage: /clusters?format=(text|json)\n`, 400);
-    return text(clustersText(clusters, redis));
+    return text(clustersText(clusters, redis, traffic));
   }
 
   private configDump(req: AdminRequest): AdminResponse {

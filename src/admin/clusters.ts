@@ -4,6 +4,7 @@
  * cluster carries plugin Redis calls; everything Envoy would count for HTTP traffic that we do not is 0.
  */
 import type { RedisHostStats, RedisStats } from '../redis/pool-manager';
+import type { HostTraffic, TrafficSnapshot } from '../upstream/traffic-stats';
 import type { LiveCluster } from '../upstream/cluster-manager';
 import type { Host } from '../upstream/types';
 import type { AdminJson, AdminJsonObject } from './sources';
@@ -69,16 +70,17 @@ interface HostCounts {
 const COUNTERS = ['cx_connect_fail', 'cx_total', 'rq_error', 'rq_success', 'rq_timeout', 'rq_total'] as const;
 const GAUGES = ['cx_active', 'rq_active'] as const;
 
-function hostCounts(r: RedisHostStats | undefined): HostCounts {
+/** A host's counters: its Redis pool's and its routed HTTP requests', added as Envoy's one host would count both. */
+function hostCounts(r: RedisHostStats | undefined, t: HostTraffic | undefined): HostCounts {
   return {
     cx_active: r?.cx_active ?? 0,
-    cx_connect_fail: 0,
+    cx_connect_fail: t?.cx_connect_fail ?? 0,
     cx_total: 0,
-    rq_active: r?.rq_active ?? 0,
-    rq_error: 0,
-    rq_success: 0,
-    rq_timeout: 0,
-    rq_total: r?.rq_total ?? 0,
+    rq_active: (r?.rq_active ?? 0) + (t?.rq_active ?? 0),
+    rq_error: t?.rq_error ?? 0,
+    rq_success: t?.rq_success ?? 0,
+    rq_timeout: t?.rq_timeout ?? 0,
+    rq_total: (r?.rq_total ?? 0) + (t?.rq_total ?? 0),
   };
 }
 
@@ -93,7 +95,7 @@ function observabilityName(cluster: LiveCluster): string {
   return typeof alt === 'string' && alt !== '' ? alt : cluster.name;
 }
 
-export function clustersText(clusters: readonly LiveCluster[], redis: RedisStats | undefined): string {
+export function clustersText(clusters: readonly LiveCluster[], redis: RedisStats | undefined, traffic: TrafficSnapshot = {}): string {
   const byCluster = redisHosts(redis);
   const lines: string[] = [];
   for (const cluster of clusters) {
@@ -108,7 +110,7 @@ export function clustersText(clusters: readonly LiveCluster[], redis: RedisStats
     const hostStats = byCluster.get(c);
     for (const host of cluster.hosts) {
       const h = `${c}::${host.key}`;
-      const counts = hostCounts(hostStats?.get(host.key));
+      const counts = hostCounts(hostStats?.get(host.key), traffic[c]?.hosts[host.key]);
       // Envoy collects the host's counters and gauges into a map sorted by name.
       for (const k of (Object.keys(counts) as (keyof HostCounts)[]).sort()) lines.push(`${h}::${k}::${counts[k]}`);
       lines.push(`${h}::hostname::${host.hostname}`);
@@ -127,14 +129,14 @@ export function clustersText(clusters: readonly LiveCluster[], redis: RedisStats
 }
 
 /** proto3 JSON of envoy.admin.v3.Clusters (default values omitted, uint64 as strings). */
-export function clustersJson(clusters: readonly LiveCluster[], redis: RedisStats | undefined): AdminJsonObject {
+export function clustersJson(clusters: readonly LiveCluster[], redis: RedisStats | undefined, traffic: TrafficSnapshot = {}): AdminJsonObject {
   const byCluster = redisHosts(redis);
   const statuses: AdminJson[] = clusters.map((cluster) => {
     const cb = circuitBreakers(cluster);
     const hostStats = byCluster.get(cluster.name);
     const status: Record<string, AdminJson> = { name: cluster.name };
     if (cluster.config.addedViaApi) status['added_via_api'] = true;
-    status['host_statuses'] = cluster.hosts.map((host) => hostJson(host, hostCounts(hostStats?.get(host.key))));
+    status['host_statuses'] = cluster.hosts.map((host) => hostJson(host, hostCounts(hostStats?.get(host.key), traffic[cluster.name]?.hosts[host.key])));
     status['circuit_breakers'] = {
       thresholds: [thresholdsJson(cb.default, undefined), thresholdsJson(cb.high, 'HIGH')],
     };

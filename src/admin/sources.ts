@@ -7,6 +7,7 @@
  */
 import type { Disposable } from '../common/disposable';
 import type { RedisStats } from '../redis/pool-manager';
+import type { TrafficSnapshot } from '../upstream/traffic-stats';
 import type { PluginMetric } from '../services/metrics';
 import type { ClusterEvent, LiveCluster } from '../upstream/cluster-manager';
 import type { ClusterConfig } from '../upstream/types';
@@ -85,6 +86,8 @@ export interface AdminSources {
   plugins(): readonly PluginInfo[];
   /** The data plane's own counters by full Envoy name (listener protocol stats); absent: none. */
   counters?(): Readonly<Record<string, number>>;
+  /** Routed HTTP requests per cluster and host (every worker's, summed); absent: none. */
+  traffic?(): TrafficSnapshot;
   /** `envoy.admin.v3.CommandLineOptions` fields (snake_case), as the CLI parsed them. */
   readonly commandLineOptions: AdminJsonObject;
   readonly startTime: Date;

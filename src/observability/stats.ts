@@ -27,6 +27,7 @@
  */
 import type { Disposable } from '../common/disposable';
 import type { ClusterEvent, LiveCluster } from '../upstream/cluster-manager';
+import type { TrafficSnapshot } from '../upstream/traffic-stats';
 import type { ClusterConfig } from '../upstream/types';
 import type { RedisStats } from '../redis/pool-manager';
 import type { PluginMetric } from '../services/metrics';
@@ -84,6 +85,8 @@ export interface StatsInputs {
   readonly pluginMetrics: readonly PluginMetric[];
   /** Other components' counters by full Envoy name (listener protocol stats: `http.<stat_prefix>.*`, `listener.*`). */
   readonly counters?: Readonly<Record<string, number>> | undefined;
+  /** Routed HTTP requests per cluster (cluster.<name>.upstream_rq_*). */
+  readonly traffic?: TrafficSnapshot | undefined;
   readonly pluginsActive: number;
 }
 
@@ -224,9 +227,12 @@ export function collectStats(inputs: StatsInputs, events: ClusterEventCounters, 
       out.push(scoped('counter', 'cluster', c, k, eds?.[k] ?? 0));
     }
     const r = redisByCluster.get(cluster.name);
+    const t = inputs.traffic?.[cluster.name];
     out.push(scoped('gauge', 'cluster', c, 'upstream_cx_active', r?.cx_active ?? 0));
-    out.push(scoped('gauge', 'cluster', c, 'upstream_rq_active', r?.hosts.reduce((n, h) => n + h.rq_active, 0) ?? 0));
-    out.push(scoped('counter', 'cluster', c, 'upstream_rq_total', r?.hosts.reduce((n, h) => n + h.rq_total, 0) ?? 0));
+    out.push(scoped('gauge', 'cluster', c, 'upstream_rq_active', (r?.hosts.reduce((n, h) => n + h.rq_active, 0) ?? 0) + (t?.active ?? 0)));
+    // One cluster's requests, whoever made them: Redis calls from plugins and HTTP requests the router sent.
+    out.push(scoped('counter', 'cluster', c, 'upstream_rq_total', (r?.hosts.reduce((n, h) => n + h.rq_total, 0) ?? 0) + (t?.counters['upstream_rq_total'] ?? 0)));
+    for (const [k, v] of Object.entries(t?.counters ?? {})) if (k !== 'upstream_rq_total') out.push(scoped('counter', 'cluster', c, k, v));
   }
 
   for (const r of inputs.redis?.clusters ?? []) {

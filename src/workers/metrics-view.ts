@@ -2,6 +2,8 @@ import { MetricType } from '../abi/enums';
 import type { Logger } from '../common/logger';
 import type { PluginMetric } from '../services/metrics';
 import type { WorkerMetrics } from './worker-pool';
+import type { RedisClusterStats, RedisHostStats, RedisStats } from '../redis/pool-manager';
+import { sumTraffic, type TrafficSnapshot } from '../upstream/traffic-stats';
 
 /**
  * Plugin metrics across worker threads, for the admin endpoint (which reads synchronously): the sum of every
@@ -11,6 +13,8 @@ import type { WorkerMetrics } from './worker-pool';
 export class WorkerMetricsView {
   private latest: PluginMetric[] = [];
   private latestCounters: Record<string, number> = {};
+  private latestTraffic: TrafficSnapshot = {};
+  private latestRedis: RedisStats | undefined;
   private readonly timer: NodeJS.Timeout;
   private refreshing = false;
 
@@ -27,6 +31,16 @@ export class WorkerMetricsView {
     return this.latest;
   }
 
+  /** Routed HTTP requests per cluster and host, summed over the workers. */
+  traffic(): TrafficSnapshot {
+    return this.latestTraffic;
+  }
+
+  /** The workers' Redis pools, as one: counters summed per cluster and host, pools listed side by side. */
+  redis(): RedisStats | undefined {
+    return this.latestRedis;
+  }
+
   /** The workers' own counters by full Envoy name, summed. */
   counters(): Readonly<Record<string, number>> {
     return this.latestCounters;
@@ -39,6 +53,8 @@ export class WorkerMetricsView {
       const perWorker = await this.collect();
       this.latest = sumByName(perWorker);
       this.latestCounters = sumCounters(perWorker.map((w) => w.counters ?? {}));
+      this.latestTraffic = sumTraffic(perWorker.map((w) => w.traffic ?? {}));
+      this.latestRedis = sumRedisStats(perWorker.map((w) => w.redis).filter((r): r is RedisStats => r !== undefined));
     } catch (err) {
       this.logger.warn({ err: (err as Error).message }, 'collecting worker metrics failed');
     } finally {
@@ -72,4 +88,33 @@ export function sumByName(perWorker: readonly WorkerMetrics[]): PluginMetric[] {
     }
   }
   return [...out.values()];
+}
+
+/** Every worker's Redis stats as one pool manager's: per-cluster counters and per-host figures added up. */
+export function sumRedisStats(perWorker: readonly RedisStats[]): RedisStats | undefined {
+  if (perWorker.length === 0) return undefined;
+  const clusters = new Map<string, { c: Omit<RedisClusterStats, 'hosts'> & Record<string, unknown>; hosts: Map<string, RedisHostStats> }>();
+  for (const stats of perWorker) {
+    for (const c of stats.clusters) {
+      let t = clusters.get(c.cluster);
+      if (!t) clusters.set(c.cluster, (t = { c: { cluster: c.cluster, calls: 0, errors: 0, timeouts: 0, error_replies: 0, cx_active: 0, pools: 0 }, hosts: new Map() }));
+      const sum = t.c as { calls: number; errors: number; timeouts: number; error_replies: number; cx_active: number; pools: number };
+      sum.calls += c.calls;
+      sum.errors += c.errors;
+      sum.timeouts += c.timeouts;
+      sum.error_replies += c.error_replies;
+      sum.cx_active += c.cx_active;
+      sum.pools += c.pools;
+      for (const h of c.hosts) {
+        const prev = t.hosts.get(h.host);
+        t.hosts.set(h.host, prev
+          ? { host: h.host, cx_active: prev.cx_active + h.cx_active, rq_total: prev.rq_total + h.rq_total, rq_active: prev.rq_active + h.rq_active }
+          : { ...h });
+      }
+    }
+  }
+  return {
+    clusters: [...clusters.values()].map(({ c, hosts }) => ({ ...(c as Omit<RedisClusterStats, 'hosts'>), hosts: [...hosts.values()] })),
+    pools: perWorker.flatMap((s) => s.pools),
+  };
 }

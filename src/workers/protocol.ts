@@ -1,6 +1,8 @@
 import type { LevelWithSilent } from 'pino';
 import type { MetricType } from '../abi/enums';
 import type { EnvoyLogLevel } from '../observability/log-level';
+import type { RedisStats } from '../redis/pool-manager';
+import type { TrafficSnapshot } from '../upstream/traffic-stats';
 import { SidecarError } from '../common/errors';
 import type { ClusterConfig, HostSpec } from '../upstream/types';
 
@@ -56,5 +58,13 @@ export type WorkerToMain =
   | { readonly t: 'start-failed'; readonly message: string; readonly code: string }
   | { readonly t: 'queue-unregister'; readonly token: number }
   /** Plugin metrics, and the data plane's own counters by full Envoy name (listener protocol stats). */
-  | { readonly t: 'metrics'; readonly reqId: number; readonly metrics: readonly MetricSnapshot[]; readonly counters: Readonly<Record<string, number>> }
+  | {
+      readonly t: 'metrics';
+      readonly reqId: number;
+      readonly metrics: readonly MetricSnapshot[];
+      readonly counters: Readonly<Record<string, number>>;
+      /** The worker's routed HTTP requests and its Redis pools' counters: summed by the main thread for the admin. */
+      readonly traffic: TrafficSnapshot;
+      readonly redis: RedisStats | undefined;
+    }
   | { readonly t: 'drained' };

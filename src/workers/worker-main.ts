@@ -79,6 +79,8 @@ async function main(): Promise<void> {
           reqId: m.reqId,
           metrics: (plane?.services.metrics.all() ?? []).map((x) => ({ id: x.id, type: x.type, name: x.name, value: x.value, count: x.count, sum: x.sum, samples: [...x.samples] })),
           counters: plane?.counters() ?? {},
+          traffic: plane?.upstreamPools.traffic.snapshot() ?? {},
+          redis: plane?.redis.stats(),
         });
         break;
       case 'log-level':

@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { LevelWithSilent } from 'pino';
 import type { EnvoyLogLevel } from '../observability/log-level';
+import type { RedisStats } from '../redis/pool-manager';
+import type { TrafficSnapshot } from '../upstream/traffic-stats';
 import type { Disposable } from '../common/disposable';
 import type { Logger } from '../common/logger';
 import type { SidecarConfig } from '../http/listener-config';
@@ -36,6 +38,8 @@ export interface WorkerMetrics {
   readonly metrics: readonly MetricSnapshot[];
   /** The worker's own counters by full Envoy name (e.g. `http.<stat_prefix>.downstream_rq_http1_total`). */
   readonly counters?: Readonly<Record<string, number>>;
+  readonly traffic?: TrafficSnapshot;
+  readonly redis?: RedisStats | undefined;
 }
 
 class WorkerHandle implements ForwardTarget {
@@ -227,7 +231,7 @@ export class WorkerPool {
       case 'metrics': {
         const waiter = this.metricsWaiters.get(m.reqId);
         if (!waiter) return;
-        waiter.results.push({ worker: w.index, metrics: m.metrics, counters: m.counters });
+        waiter.results.push({ worker: w.index, metrics: m.metrics, counters: m.counters, traffic: m.traffic, redis: m.redis });
         waiter.pending.delete(w.index);
         if (waiter.pending.size === 0) {
           clearTimeout(waiter.timer);
