@@ -103,7 +103,8 @@ export class DataPlane {
         this.plugins.push(p);
       }
       const bound = this.options.bindListener?.(l) ?? l;
-      const listener = new HttpListener({ config: bound, plugins: own, pools: this.upstreamPools, logger, node: config.bootstrap.node });
+      // A worker's listener is bound to loopback; its listener.<address> stats carry the public address.
+      const listener = new HttpListener({ config: bound, plugins: own, pools: this.upstreamPools, logger, node: config.bootstrap.node, statAddress: l.address });
       await listener.start();
       this.listeners.push(listener);
     }

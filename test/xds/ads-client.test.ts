@@ -222,13 +222,20 @@ describe('ADS SotW: NACKs keep the previous config', () => {
     assert.equal(h.cm.configOf('bad-any'), undefined);
   });
 
-  it('a cluster asking for upstream TLS is refused, never connected to in plaintext', async () => {
+  it('a cluster asking for an upstream TLS feature it cannot honour is refused, never connected to without it', async () => {
     const tls = {
       ...staticCluster('tls-upstream', 7443),
-      transport_socket: { name: 'envoy.transport_sockets.tls', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext', sni: 'api.example.com' } },
+      transport_socket: {
+        name: 'envoy.transport_sockets.tls',
+        typed_config: {
+          '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+          sni: 'api.example.com',
+          common_tls_context: { validation_context: { match_typed_subject_alt_names: [{ san_type: 'DNS', matcher: { exact: 'api.example.com' } }] } },
+        },
+      },
     };
     const n = await nackFor(() => pushClusters([edsCluster('good'), staticCluster('s1', 7001), staticCluster('fresh', 7002), tls]));
-    assert.match(n.message, /cluster 'tls-upstream': transport_socket: transport socket 'envoy\.transport_sockets\.tls' is not supported/);
+    assert.match(n.message, /cluster 'tls-upstream': transport_socket\.typed_config\.common_tls_context\.validation_context\.match_typed_subject_alt_names: is not supported by this data plane/);
     assert.equal(h.cm.configOf('tls-upstream'), undefined);
     assert.deepEqual(hostKeys(h.cm, 'fresh'), ['127.0.0.1:7002']);
   });
