@@ -4,7 +4,7 @@ import type { Logger } from '../common/logger';
 import { silentLogger } from '../common/logger';
 import type { HttpCalloutOutcome, HttpCalloutRequest, HttpCalloutResponse, HttpCalloutService } from '../services/http-callout';
 import { flatten, HOP_BY_HOP, pairsFromObject } from './http-headers';
-import { NO_HEALTHY_UPSTREAM_BODY, UPSTREAM_RESET_BODY_PREFIX, UPSTREAM_TIMEOUT_BODY } from './router';
+import { NO_HEALTHY_UPSTREAM_BODY, resetReason, UPSTREAM_RESET_BODY_PREFIX, UPSTREAM_TIMEOUT_BODY } from './router';
 import type { UpstreamPools } from './upstream-pools';
 
 const SKIP = new Set([...HOP_BY_HOP, 'expect', 'host']);
@@ -18,20 +18,6 @@ const RESET: HttpCalloutResponse = { headers: [], body: Buffer.alloc(0), trailer
 function localReply(status: number, text: string): HttpCalloutResponse {
   const body = Buffer.from(text);
   return { headers: [[':status', String(status)], ['content-length', String(body.length)], ['content-type', 'text/plain']], body, trailers: [] };
-}
-
-/**
- * The reset reason in Envoy's "upstream connect error ... reset reason: <reason>" body, as the data-plane
- * router words it (src/http/router.ts resetReason; one of the two should import the other, see the report).
- */
-function resetReason(err: Error & { code?: string }): string {
-  switch (err.code) {
-    case 'UND_ERR_CONNECT_TIMEOUT': return 'connection timeout';
-    case 'ECONNREFUSED': case 'EHOSTUNREACH': case 'ENETUNREACH': case 'ENOTFOUND': case 'EADDRNOTAVAIL': case 'EAI_AGAIN':
-      return 'connection failure';
-    case 'ECONNRESET': return 'remote reset';
-    default: return 'connection termination';
-  }
 }
 
 /**
@@ -77,7 +63,13 @@ export class UndiciHttpCalloutService implements HttpCalloutService {
       this.logger.info({ cluster: cluster.name }, 'http callout: no healthy upstream');
       return { status: 'internal_failure', reason: NO_HEALTHY_UPSTREAM_BODY };
     }
-    const release = this.pools.track(cluster.name, host);
+    const untrack = this.pools.track(cluster.name, host);
+    // A callout is a request to that cluster like any other: Envoy's AsyncClient counts it in upstream_rq_*.
+    const record = this.pools.traffic.request(cluster.name, host.key);
+    const release = (): void => {
+      untrack();
+      record.done();
+    };
     let settled = false;
     const deliver = (response: HttpCalloutResponse) => {
       if (settled) return;
@@ -119,6 +111,7 @@ export class UndiciHttpCalloutService implements HttpCalloutService {
       onResponseStart: (_c, statusCode, h) => {
         if (statusCode < 200) return;
         status = statusCode;
+        record.response(statusCode);
         responseHeaders = pairsFromObject(h);
         responseHeaders.push(['x-envoy-upstream-service-time', String((process.hrtime.bigint() - sentAt) / 1_000_000n)]);
       },
@@ -131,6 +124,7 @@ export class UndiciHttpCalloutService implements HttpCalloutService {
       onResponseError: (_c, err) => {
         if (settled) return;
         const reason = resetReason(err as Error & { code?: string });
+        record.fail(reason === 'connection failure' || reason === 'connection timeout' ? 'connect_fail' : 'reset');
         this.logger.info({ cluster: cluster.name, host: host.key, err: err.message, reason, afterHeaders: status !== 0 }, 'http callout failed');
         deliver(status !== 0 ? RESET : localReply(503, UPSTREAM_RESET_BODY_PREFIX + reason));
       },
@@ -139,6 +133,7 @@ export class UndiciHttpCalloutService implements HttpCalloutService {
       timer = setTimeout(() => {
         timer = undefined;
         this.logger.info({ cluster: cluster.name, timeoutMs: request.timeoutMs, afterHeaders: status !== 0 }, 'http callout timed out');
+        if (status === 0) record.fail('timeout');
         const c = controller;
         deliver(status !== 0 ? RESET : localReply(504, UPSTREAM_TIMEOUT_BODY));
         c?.abort(new Error('callout timeout'));

@@ -26,9 +26,10 @@ export interface RouterContext {
   readonly onDownstreamDrain: (cb: () => void) => void;
 }
 
-type ResetReason = 'connection failure' | 'connection timeout' | 'connection termination' | 'remote reset' | 'overflow';
+export type ResetReason = 'connection failure' | 'connection timeout' | 'connection termination' | 'remote reset' | 'overflow';
 
-function resetReason(err: Error & { code?: string }): ResetReason {
+/** The reset reason of Envoy's "upstream connect error ... reset reason: <reason>" body (router and callouts). */
+export function resetReason(err: Error & { code?: string }): ResetReason {
   switch (err.code) {
     case 'UND_ERR_CONNECT_TIMEOUT': return 'connection timeout';
     case 'ECONNREFUSED': case 'EHOSTUNREACH': case 'ENETUNREACH': case 'ENOTFOUND': case 'EADDRNOTAVAIL': case 'EAI_AGAIN':
@@ -267,17 +268,18 @@ export class RouterFilter implements RouterSink, H2DispatchHandler {
     this.responseEnded = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    const reason = resetReason(error as Error & { code?: string });
+    // Recorded before the release ends the request's accounting: a failed connect is not an upstream request.
+    if (!this.aborted && !this.responseStarted) this.record?.fail(reason === 'connection failure' || reason === 'connection timeout' ? 'connect_fail' : 'reset');
     this.release?.();
     if (this.aborted) return;
     this.aborted = error.message;
     this.body?.destroy();
-    const reason = resetReason(error as Error & { code?: string });
     const log = { cluster: this.stream.info.clusterName, host: this.stream.info.upstreamHost, reason, err: error.message, code: (error as { code?: string }).code };
     if (!this.responseStarted) {
       const flag = reason === 'connection failure' || reason === 'connection timeout' ? 'UF' : 'UC';
       // upstream.transport_failure_reason: the connect error as the socket reported it.
       if (flag === 'UF') this.stream.info.upstreamTransportFailureReason = (error as { code?: string }).code ?? error.message;
-      this.record?.fail(flag === 'UF' ? 'connect_fail' : 'reset');
       this.ctx.logger.info(log, 'upstream reset before response headers');
       this.localReply(503, UPSTREAM_RESET_BODY_PREFIX + reason, `upstream_reset_before_response_started{${reason.replace(/ /g, '_')}}`, flag);
     } else {

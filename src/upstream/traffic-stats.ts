@@ -58,16 +58,23 @@ export class UpstreamTrafficStats {
     const bump = (name: string): void => {
       c.counters[name] = (c.counters[name] ?? 0) + 1;
     };
-    bump('upstream_rq_total');
     c.active++;
-    h.rq_total++;
     h.rq_active++;
     let answered = false;
     let finished = false;
+    // Envoy counts upstream_rq_total when the request is attached to a connection: not for a failed connect.
+    let counted = false;
+    const countOnce = (): void => {
+      if (counted) return;
+      counted = true;
+      bump('upstream_rq_total');
+      h.rq_total++;
+    };
     return {
       response(status: number): void {
         if (answered) return;
         answered = true;
+        countOnce();
         bump(`upstream_rq_${status}`);
         bump(`upstream_rq_${Math.floor(status / 100)}xx`);
         bump('upstream_rq_completed');
@@ -78,6 +85,13 @@ export class UpstreamTrafficStats {
       fail(reason: UpstreamFailure): void {
         if (answered) return;
         answered = true;
+        // Envoy charges an aborted request with the code of the local reply it makes (router's
+        // chargeUpstreamAbort): 504 for a timeout, 503 otherwise; it counts as completed.
+        const code = reason === 'timeout' ? 504 : 503;
+        if (reason !== 'connect_fail') countOnce();
+        bump(`upstream_rq_${code}`);
+        bump('upstream_rq_5xx');
+        bump('upstream_rq_completed');
         h.rq_error++;
         if (reason === 'timeout') {
           bump('upstream_rq_timeout');
@@ -92,6 +106,7 @@ export class UpstreamTrafficStats {
       done(): void {
         if (finished) return;
         finished = true;
+        if (!answered) countOnce(); // ended by the downstream or a filter while in flight
         c.active--;
         h.rq_active--;
       },
