@@ -13,7 +13,7 @@ import {
 } from './config/quick-bootstrap';
 import { readWasmPlugins } from './config/wasm-plugin-resource';
 import { refuseNonBootstrap } from './config/document-kind';
-import { collectDecodeErrors } from './xds/proto-json';
+import { collectConfigErrors } from './config/error-collector';
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
@@ -163,9 +163,9 @@ export function buildCli(): Command {
     .description('check a bootstrap (exit 0 if it would run, 1 with the offending field path otherwise)')
     .requiredOption('-c, --config <file>', 'Envoy v3 bootstrap (YAML or JSON)')
     .action((opts: { config: string }) => {
-      // Every field error the decoder meets is reported, not only the first; checks that need a decoded
-      // configuration (clusters named by routes, plugins that compile) run after and report the first they find.
-      const { value: config, errors, thrown } = collectDecodeErrors(() => validateConfig(opts.config));
+      // Every error is reported, not only the first: the decoder's field errors, and each bad listener, virtual
+      // host, route and filter; what remains (checks across the whole file) reports the first it finds.
+      const { value: config, errors, thrown } = collectConfigErrors(() => validateConfig(opts.config));
       const all = [...errors.map(describe), ...(thrown === undefined ? [] : [describe(thrown)])];
       const unique = [...new Set(all)];
       if (config && unique.length === 0) {

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve as resolvePath } from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { mapRecording } from '../config/error-collector';
 import { ConfigError } from '../common/errors';
 import type { FailurePolicy } from '../abi/enums';
 import { bootstrapFromJson, type Bootstrap } from '../config/bootstrap';
@@ -295,12 +296,12 @@ function route(v: unknown, path: string): RouteConfigEntry {
 
 function routeTable(v: unknown, path: string): RouteTableConfig {
   const rc = obj(v, path, true)!;
-  const virtualHosts = arr(rc['virtual_hosts'], `${path}.virtual_hosts`).map((vh, i): VirtualHostConfig => {
+  const virtualHosts = mapRecording(arr(rc['virtual_hosts'], `${path}.virtual_hosts`), (vh, i): VirtualHostConfig => {
     const p = `${path}.virtual_hosts[${i}]`;
     const o = obj(vh, p, true)!;
     const domains = arr(o['domains'], `${p}.domains`).map((d, j) => str(d, `${p}.domains[${j}]`).toLowerCase());
     if (domains.length === 0) throw new ConfigError('needs at least one domain', `${p}.domains`);
-    const routes = arr(o['routes'], `${p}.routes`).map((r, j) => route(r, `${p}.routes[${j}]`));
+    const routes = mapRecording(arr(o['routes'], `${p}.routes`), (r, j) => route(r, `${p}.routes[${j}]`));
     return { name: str(o['name'], `${p}.name`), domains, routes, metadata: encodeMetadata(o['metadata'], `${p}.metadata`) };
   });
   return {
@@ -465,7 +466,7 @@ function listener(v: unknown, path: string, extras: PluginConfigExtras, baseDir:
     if (router) throw new ConfigError(`filter '${fname}' follows the terminal router filter`, p);
     const tc = obj(fo['typed_config'], `${p}.typed_config`, true)!;
     const type = str(tc['@type'], `${p}.typed_config.@type`);
-    if (type === WASM_FILTER_TYPE) wasmFilters.push(wasmFilter(fname, tc, p, extras.get(`${p}.typed_config.config`), baseDir));
+    if (type === WASM_FILTER_TYPE) wasmFilters.push(...mapRecording([tc], (c) => wasmFilter(fname, c, p, extras.get(`${p}.typed_config.config`), baseDir)));
     else if (type === ROUTER_FILTER_TYPE) router = true;
     else throw new ConfigError(`http filter ${type} is not supported (envoy.filters.http.wasm and envoy.filters.http.router only)`, `${p}.typed_config.@type`);
   });
@@ -502,7 +503,8 @@ export function parseListeners(
   options: { readonly extras?: PluginConfigExtras; readonly baseDir?: string; readonly path?: string; readonly secrets?: StaticSecrets } = {},
 ): ListenerConfig[] {
   const base = options.path ?? 'static_resources.listeners';
-  const out = listeners.map((l, i) => listener(l, `${base}[${i}]`, options.extras ?? new Map(), options.baseDir ?? process.cwd(), options.secrets ?? new Map()));
+  // While validating, a bad listener (route, virtual host, filter) is reported and the rest still read.
+  const out = mapRecording(listeners, (l, i) => listener(l, `${base}[${i}]`, options.extras ?? new Map(), options.baseDir ?? process.cwd(), options.secrets ?? new Map()));
   const seen = new Set<string>();
   out.forEach((l, i) => {
     if (l.name && seen.has(l.name)) throw new ConfigError(`duplicate listener name '${l.name}'`, `${base}[${i}].name`);

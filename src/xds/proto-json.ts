@@ -1,5 +1,6 @@
 import * as protobuf from 'protobufjs';
 import { ConfigError } from '../common/errors';
+import { recordOrThrow } from '../config/error-collector';
 import type { EnvoyProtos } from './protos';
 
 /**
@@ -57,31 +58,6 @@ function child(path: string, key: string): string {
 // JSON -> message
 
 /** Parses proto3 JSON into a plain object that `type.encode()` accepts. Throws ConfigError with the JSON path. */
-/**
- * While set, decoding records a field's error and goes on with the next field instead of stopping at the first,
- * so `validate` can report every mistake in a file at once. Only collectDecodeErrors() sets it.
- */
-let collected: ConfigError[] | undefined;
-
-/** Runs `fn` (which decodes proto3 JSON) and returns every field error it met, plus what it threw, if anything. */
-export function collectDecodeErrors<T>(fn: () => T): { readonly value: T | undefined; readonly errors: readonly ConfigError[]; readonly thrown: unknown } {
-  const outer = collected;
-  const errors: ConfigError[] = [];
-  collected = errors;
-  try {
-    return { value: fn(), errors, thrown: undefined };
-  } catch (err) {
-    return { value: undefined, errors, thrown: err };
-  } finally {
-    collected = outer;
-  }
-}
-
-function recordOrThrow(err: unknown): void {
-  if (collected && err instanceof ConfigError) collected.push(err);
-  else throw err;
-}
-
 export function fromProtoJson(protos: EnvoyProtos, type: protobuf.Type, json: unknown, path = ''): ProtoObject {
   return parseMessage(protos, type, json, path);
 }

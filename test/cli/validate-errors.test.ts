@@ -36,6 +36,18 @@ it('lists every field error of a bootstrap, each with its path', async () => {
   assert.match(r.stderr, /  PWS_ERR_CONFIG: static_resources\.clusters\[0\]\.connect_timeout: expected a Duration string/);
 });
 
+it('lists the errors found reading listeners too: a route to an unknown cluster and a bad filter, each with its path', async () => {
+  const doc = bootstrapJson(spec) as { static_resources: { listeners: Array<Record<string, unknown>> } };
+  const text = JSON.stringify(doc)
+    .replace('"cluster":"backend"', '"cluster":"nope"')
+    .replace('"root_id":"add_header"', '"root_id":"add_header","failure_policy":"FAIL_SOMETIMES"');
+  const r = await cli(['validate', '-c', tmp.write('two-semantic.json', text)]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /is invalid: 2 errors\n/);
+  assert.match(r.stderr, /routes\[0\]\.route\.cluster: unknown cluster 'nope'/);
+  assert.match(r.stderr, /http_filters\[0\]\.typed_config\.config\.failure_policy: unknown failure_policy 'FAIL_SOMETIMES'/);
+});
+
 it('names a config dump, a ConfigMap and a WasmPlugin, and says what to pass instead', async () => {
   const dump = join('/work/shared/vectors', 'higress_config_dump.json');
   const dumpFile = existsSync(dump) ? dump : tmp.write('dump.json', { configs: [{ '@type': 'type.googleapis.com/envoy.admin.v3.BootstrapConfigDump', bootstrap: {} }] });
