@@ -13,7 +13,7 @@ describe('oracle: data plane (Envoy vs sidecar)', () => {
     oracle = await Oracle.start({
       name: 'data-plane',
       filters: [
-        { plugin: 'oracle/oracle-http', name: 'oracle', rootId: 'oracle_http', configuration: 'first' },
+        { plugin: 'oracle-http', name: 'oracle', rootId: 'oracle_http', configuration: 'first' },
         { plugin: 'add-header', name: 'add-header', rootId: 'add_header', configuration: 'oracle' },
       ],
       clusters: [

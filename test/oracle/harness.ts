@@ -28,9 +28,9 @@ export function envoyBinary(): string {
   return withLock('envoy-install', () => runNode(join(REPO_ROOT, 'scripts', 'install-envoy.mjs'))).trim().split('\n').pop()!;
 }
 
-/** Builds test/oracle/plugins into build/plugins/oracle (up-to-date ones are skipped). */
+/** Builds the oracle's own plugin (plugins/as/oracle-http) with the project's build script, if it is not up to date. */
 export function buildOraclePlugins(): void {
-  withLock('oracle-plugins', () => runNode(join(REPO_ROOT, 'test', 'oracle', 'build-plugins.mjs')));
+  withLock('oracle-plugins', () => runNode(join(REPO_ROOT, 'scripts', 'build-plugins.mjs'), 'oracle-http'));
 }
 
 /**
@@ -79,10 +79,10 @@ function holderAlive(pidFile: string): boolean {
   }
 }
 
-function runNode(script: string): string {
-  const r = spawnSync(process.execPath, [script], { cwd: REPO_ROOT, encoding: 'utf8', timeout: 600_000 });
+function runNode(script: string, ...args: string[]): string {
+  const r = spawnSync(process.execPath, [script, ...args], { cwd: REPO_ROOT, encoding: 'utf8', timeout: 600_000 });
   if (r.status !== 0) {
-    throw new Error(`\`node ${script}\` failed (exit ${r.status}${r.error ? `, ${r.error.message}` : ''}):\n${r.stdout}${r.stderr}`);
+    throw new Error(`\`node ${[script, ...args].join(' ')}\` failed (exit ${r.status}${r.error ? `, ${r.error.message}` : ''}):\n${r.stdout}${r.stderr}`);
   }
   return r.stdout;
 }
@@ -174,7 +174,7 @@ export function withRenamedExport(file: string, from: string, to: string, out: s
 // the description
 
 export interface OracleFilter {
-  /** As test/support/plugins pluginPath names it: 'add-header', 'go/up-body', 'oracle/oracle-http'. */
+  /** As test/support/plugins pluginPath names it: 'add-header', 'go/up-body', 'oracle-http'. */
   readonly plugin: string;
   readonly name: string;
   readonly rootId: string;

@@ -20,7 +20,7 @@ describe('oracle: project plugins in one chain (Envoy vs sidecar)', () => {
         { plugin: 'trap', name: 'trap', rootId: '', failurePolicy: 'FAIL_OPEN' },
         // A Struct configuration reaches the plugin as JSON text: the bytes (key order, spacing) must match Envoy's.
         {
-          plugin: 'oracle/oracle-http',
+          plugin: 'oracle-http',
           name: 'struct-config',
           rootId: 'oracle_http',
           extra: { configuration: { '@type': 'type.googleapis.com/google.protobuf.Struct', value: { b: 1, a: 'x y', nested: { z: true, list: [1, 'two', null] } } } },

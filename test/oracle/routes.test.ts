@@ -10,7 +10,7 @@ describe('oracle: routes (Envoy vs sidecar)', () => {
   before(async () => {
     oracle = await Oracle.start({
       name: 'routes',
-      filters: [{ plugin: 'oracle/oracle-http', name: 'oracle', rootId: 'oracle_http', configuration: 'routes' }],
+      filters: [{ plugin: 'oracle-http', name: 'oracle', rootId: 'oracle_http', configuration: 'routes' }],
       clusters: [
         {
           name: 'a',

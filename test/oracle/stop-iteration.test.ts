@@ -11,7 +11,7 @@ describe('oracle: allow_on_headers_stop_iteration (Envoy vs sidecar)', () => {
   before(async () => {
     oracle = await Oracle.start({
       name: 'stop-iteration',
-      filters: [{ plugin: 'oracle/oracle-http', name: 'oracle', rootId: 'oracle_http', configuration: 'stop', extra: { allow_on_headers_stop_iteration: true } }],
+      filters: [{ plugin: 'oracle-http', name: 'oracle', rootId: 'oracle_http', configuration: 'stop', extra: { allow_on_headers_stop_iteration: true } }],
       clusters: [{ name: 'upstream' }],
     });
   });
