@@ -572,7 +572,9 @@ export class ActiveStream {
       body = Buffer.alloc(0);
     } else {
       if (body.length > 0 && !headers.some(([k]) => k === 'content-type')) headers.push(['content-type', 'text/plain']);
-      if (!headers.some(([k]) => k === 'content-length')) headers.push(['content-length', String(body.length)]);
+      // A 1xx, 204 or 304 carries no content-length (RFC 9110 8.6); Envoy sends none for them.
+      const bodiless = status < 200 || status === 204 || status === 304;
+      if (!bodiless && !headers.some(([k]) => k === 'content-length')) headers.push(['content-length', String(body.length)]);
     }
     this.decodeAborted = true;
     this.router?.abort(`local reply: ${details}`);

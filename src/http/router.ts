@@ -120,6 +120,10 @@ export class RouterFilter implements RouterSink, H2DispatchHandler {
     this.timeoutMs = action.timeoutMs;
     const out = flatten(headers, UPSTREAM_SKIP);
     out.push('host', authority);
+    // Envoy's router keeps what it rewrote: the path before prefix_rewrite, the authority before host_rewrite_literal.
+    if (action.prefixRewrite !== undefined && getHeader(headers, 'x-envoy-original-path') === undefined) out.push('x-envoy-original-path', getHeader(headers, ':path') ?? '/');
+    const originalHost = getHeader(headers, ':authority');
+    if (action.hostRewriteLiteral !== undefined && originalHost !== undefined && getHeader(headers, 'x-envoy-original-host') === undefined) out.push('x-envoy-original-host', originalHost);
     // `te: trailers` is the one TE value that travels (gRPC over HTTP/2 requires it).
     if (getHeader(headers, 'te') === 'trailers') out.push('te', 'trailers');
     if (this.timeoutMs > 0) out.push('x-envoy-expected-rq-timeout-ms', String(this.timeoutMs));
