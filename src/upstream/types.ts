@@ -53,6 +53,11 @@ export interface ClusterConfig {
   readonly connectTimeoutMs: number;
   /** EDS: the ClusterLoadAssignment name to watch (`eds_cluster_config.service_name`, else the cluster name). */
   readonly edsServiceName: string;
+  /**
+   * EDS: `eds_cluster_config.eds_config.initial_fetch_timeout` in ms, when set. Above 0 it ends the cluster's
+   * warming with no hosts, as in Envoy; 0 or undefined leaves the xDS client's does-not-exist timer in charge.
+   */
+  readonly edsInitialFetchTimeoutMs?: number;
   /** STATIC: the endpoints; STRICT_DNS/LOGICAL_DNS: the names to resolve. Empty for EDS. */
   readonly loadAssignment: readonly HostSpec[];
   readonly dnsRefreshRateMs: number;

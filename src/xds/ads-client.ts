@@ -546,7 +546,7 @@ export class AdsClient {
       if (!served.has(name)) this.sink.setAssignment(name, []);
     }
     if (missing.length === 0) return;
-    this.logger.warn({ count: missing.length, names: missing.slice(0, 10), timeoutMs: this.resourceTimeoutMs }, 'EDS resources not received in time; marked DOES_NOT_EXIST');
+    this.logger.warn({ count: missing.length, names: missing.slice(0, 10) }, 'EDS resources not received in time (initial_fetch_timeout); marked DOES_NOT_EXIST');
     this.checkInitialized();
   }
 
@@ -939,9 +939,18 @@ export class AdsClient {
       this.edsTtl.delete(n);
       this.initEdsPending?.delete(n);
     }
+    // A cluster's own eds_config.initial_fetch_timeout, as Envoy's EDS subscriptions have. 0 (what Istio and Higress
+    // send) or none keeps the client's does-not-exist timer (xds.md §4), so a CLA that never comes cannot hold
+    // initialization for ever.
+    const timeouts = new Map<string, number>();
+    if (added.length > 0) {
+      const configs = [...this.sink.warming(), ...[...this.sink.activeClusters()].map((c) => c.config)];
+      for (const c of configs) if (c.type === 'EDS' && (c.edsInitialFetchTimeoutMs ?? 0) > 0) timeouts.set(c.edsServiceName, c.edsInitialFetchTimeoutMs!);
+    }
     for (const n of added) {
       eds.resource(n);
-      if (this.resourceTimeoutMs > 0) this.edsNotFound.setIfAbsent(n, this.resourceTimeoutMs);
+      const timeoutMs = timeouts.get(n) ?? this.resourceTimeoutMs;
+      if (timeoutMs > 0) this.edsNotFound.setIfAbsent(n, timeoutMs);
     }
     if (!stream || stream.done) return;
     if (this.apiType === 'DELTA_GRPC') {

@@ -85,6 +85,19 @@ describe('does-not-exist timer (SotW EDS)', () => {
     assert.ok(h.events.some((e) => e.type === 'membership' && e.cluster.name === 'ghost'));
   });
 
+  it("uses each cluster's own eds_config.initial_fetch_timeout, as Envoy's EDS subscriptions do; 0 keeps the client's timer", async () => {
+    const quick = { ...edsCluster('quick'), eds_cluster_config: { eds_config: { ads: {}, resource_api_version: 'V3', initial_fetch_timeout: '0.2s' } } };
+    const patient = { ...edsCluster('patient'), eds_cluster_config: { eds_config: { ads: {}, resource_api_version: 'V3', initial_fetch_timeout: '0s' } } };
+    // The client-wide default is far away: only the clusters' own timeouts can end the warming in time.
+    const h = await harness((s) => s.setClusters([quick, patient, edsCluster('default-timeout')]), { resourceTimeoutMs: 600_000 });
+    await until(() => statusOf(h.client, EDS_TYPE_URL, 'quick') === 'DOES_NOT_EXIST', 10_000, 'quick timed out');
+    assert.ok(h.cm.get('quick'), 'quick finished warming with no hosts');
+    assert.deepEqual(hostKeys(h.cm, 'quick'), []);
+    assert.equal(statusOf(h.client, EDS_TYPE_URL, 'patient'), 'REQUESTED', 'initial_fetch_timeout 0s: the client timer (600 s here)');
+    assert.equal(statusOf(h.client, EDS_TYPE_URL, 'default-timeout'), 'REQUESTED');
+    assert.equal(h.cm.get('patient'), undefined);
+  });
+
   it('starts for names subscribed later, and not for names that arrive in time', async () => {
     const h = await harness(
       (s) => {

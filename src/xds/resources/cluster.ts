@@ -157,6 +157,9 @@ export function clusterToConfig(
     lbPolicy: LB_POLICIES[Number(msg['lb_policy'] ?? 0)] ?? 'ROUND_ROBIN',
     connectTimeoutMs: durationMs(msg['connect_timeout'], DEFAULT_CONNECT_TIMEOUT_MS),
     edsServiceName: type === 'EDS' ? String(eds?.['service_name'] ?? '') || name : '',
+    ...(type === 'EDS' && has((eds?.['eds_config'] as ProtoObject | null | undefined) ?? {}, 'initial_fetch_timeout')
+      ? { edsInitialFetchTimeoutMs: durationMs((eds!['eds_config'] as ProtoObject)['initial_fetch_timeout'], 0) }
+      : {}),
     loadAssignment: type !== 'EDS' && la ? claToHosts(la) : [],
     dnsRefreshRateMs: durationMs(msg['dns_refresh_rate'], DEFAULT_DNS_REFRESH_RATE_MS),
     addedViaApi: meta.addedViaApi,
