@@ -35,7 +35,7 @@ describe('oracle harness', () => {
     assert.deepEqual([present.unexplained.length, present.known.length], [0, 0]);
     const missing = classify([{ case: 'data-plane/a', field: 'client.header.date', envoy: 'Mon', sidecar: undefined }]);
     assert.equal(missing.known.length, 1);
-    const bug = classify([{ case: 'routes/host-rewrite', field: 'upstream.a.header.x-envoy-original-host', envoy: 'h', sidecar: undefined }]);
+    const bug = classify([{ case: 'data-plane/a', field: 'upstream.upstream.header.connection', envoy: undefined, sidecar: 'keep-alive' }]);
     assert.deepEqual(bug.known.map((k) => k.status), ['bug']);
   });
 
