@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
-import { freePort } from '../../src/common/free-port';
 import type { RedisClusterStats } from '../../src/redis/pool-manager';
 import { TempDir } from '../http/helpers';
 import { RedisServer } from '../support/redis-server';
 import { until } from '../support/until';
 import { startBlackhole, type Blackhole } from '../redis/helpers';
 import { initReports, runOps, type ClientConfig, type GoRedisSidecar, type InitReport, startGoRedisSidecar } from '../redis/go-sdk-fixture';
+import { REFUSED_PORT } from '../support/ports';
 
 // Faults as wasm-go v1.1.1 sees them through the sidecar. What the SDK does with what the host reports
 // (pkg/wrapper/redis_wrapper.go, proxywasm/hostcall.go):
@@ -59,7 +59,7 @@ before(async () => {
     RedisServer.start(),
     RedisServer.start(),
   ]);
-  const closedPort = await freePort(); // nothing listens there
+  const closedPort = REFUSED_PORT; // nothing listens there
   hole = await startBlackhole();
   env = await startGoRedisSidecar(tmp, {
     clients: CLIENTS,

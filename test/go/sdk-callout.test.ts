@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
-import { freePort } from '../../src/common/free-port';
 import { TempDir, Upstream } from '../http/helpers';
 import { until } from '../support/until';
 import { k8sClusterName, startGoSidecar, type GoSidecar } from './helpers';
+import { REFUSED_PORT } from '../support/ports';
 
 // HTTP callouts through the Higress SDK's cluster clients (wasm-go pkg/wrapper cluster_wrapper.go,
 // http_wrapper.go): each Cluster kind names an Envoy cluster (`outbound|port||host`) and a default :authority;
@@ -65,7 +65,7 @@ before(async () => {
       { name: AUTH, port: auth.port },
       { name: AUTH_STATIC, port: auth.port },
       { name: AUTH_DNS, port: auth.port },
-      { name: DEAD, port: await freePort() },
+      { name: DEAD, port: REFUSED_PORT },
     ],
     emptyClusters: [EMPTY],
   });

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
-import { freePort } from '../../src/common/free-port';
 import { TempDir, Upstream } from '../http/helpers';
 import { startGoSidecar, type GoSidecar } from './helpers';
+import { REFUSED_PORT } from '../support/ports';
 
 // wrapper.IsResponseFromUpstream() (wasm-go pkg/wrapper/response_wrapper.go) reads response.code_details and
 // expects "via_upstream". Envoy sets that detail in the router when upstream response headers arrive
@@ -26,7 +26,7 @@ before(async () => {
     res.setHeader('content-type', 'text/plain');
     res.end(`upstream saw ${req.method} ${req.url}`);
   });
-  const deadPort = await freePort();
+  const deadPort = REFUSED_PORT;
   sc = await startGoSidecar(tmp, {
     filters: [
       { plugin: 'go/sdk-upstream-only', name: 'upstream-only', rootId: '', configuration: '{}' },

@@ -4,6 +4,7 @@ import { request } from 'undici';
 import type { Sidecar } from '../../src/main';
 import { until } from '../support/until';
 import { sharedCounter, startSidecar, TempDir, Upstream } from './helpers';
+import { REFUSED_PORT } from '../support/ports';
 
 const tmp = new TempDir();
 const sidecars: Sidecar[] = [];
@@ -96,10 +97,7 @@ describe('filter chain', () => {
   });
 
   it('returns 404 without a route and 503 with Envoy\'s body when the upstream refuses connections', async () => {
-    const closed = await Upstream.start();
-    const deadPort = closed.port;
-    await closed.close();
-    const { url } = await sidecar({ filters: [], clusters: [{ name: 'dead', port: deadPort }] });
+    const { url } = await sidecar({ filters: [], clusters: [{ name: 'dead', port: REFUSED_PORT }] });
     const res = await request(`${url}/x`);
     assert.equal(res.statusCode, 503);
     assert.equal(await res.body.text(), 'upstream connect error or disconnect/reset before headers. reset reason: connection failure');

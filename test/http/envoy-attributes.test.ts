@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { after, before, test } from 'node:test';
 import { request } from 'undici';
 import { HostEmulator } from '../../src/testing/host-emulator';
 import { pluginPath } from '../support/plugins';
 import { TempDir, Upstream } from './helpers';
 import { hex, int64Hex, startShaped } from './host-bootstrap';
+import { REFUSED_PORT } from '../support/ports';
 
 // Envoy's attributes as a Higress SDK plugin reads them (proxywasm.GetProperty) through the data plane, with the
 // bytes Envoy serializes: strings raw, integers 8-byte LE, metadata as protobuf. response.code_details drives
@@ -69,11 +69,7 @@ before(async () => {
     res.end('ok');
   });
   cleanups.push(() => upstream.close());
-  // A port nobody listens on (bound, then released).
-  const probe = createServer();
-  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
-  deadPort = (probe.address() as { port: number }).port;
-  await new Promise<void>((r) => probe.close(() => r()));
+  deadPort = REFUSED_PORT;
   const started = await startShaped(tmp, {
     filters: [{ plugin: 'go/host-attrs', name: 'attrs', rootId: '', configuration: CONFIG }],
     clusters: [{ name: 'backend', port: upstream.port }, { name: 'dead', port: deadPort, connectTimeout: '1s' }],

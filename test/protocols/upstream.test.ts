@@ -8,6 +8,7 @@ import type { TLSSocket } from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { TempDir } from '../http/helpers';
 import { makePki, startShapedSidecar, upstreamTls, type Json, type TestPki } from './helpers';
+import { REFUSED_PORT } from '../support/ports';
 
 // Upstream protocols: HttpProtocolOptions (explicit HTTP/2 in cleartext, use_downstream_protocol_config,
 // auto_config with ALPN), the legacy http2_protocol_options, and UpstreamTlsContext (SNI, trusted CA, client
@@ -184,13 +185,7 @@ describe('HTTP/2 to the upstream', () => {
   });
 
   test('explicit HTTP/2 to a port nobody listens on: 503, a connect failure (UF), as over HTTP/1.1', async () => {
-    const probe = createHttpServer();
-    probe.listen(0, '127.0.0.1');
-    await once(probe, 'listening');
-    const dead = new RecordingUpstream(probe, () => undefined);
-    const deadPort = dead.port;
-    await dead.close();
-    const { sidecar, port } = await startShapedSidecar(tmp, { filters: [], clusters: [{ name: 'app', port: deadPort }] }, ({ clusters }) => {
+    const { sidecar, port } = await startShapedSidecar(tmp, { filters: [], clusters: [{ name: 'app', port: REFUSED_PORT }] }, ({ clusters }) => {
       clusters[0]!['typed_extension_protocol_options'] = hpo({ explicit_http_config: { http2_protocol_options: {} } });
     });
     cleanups.push(() => sidecar.stop());
