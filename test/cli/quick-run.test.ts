@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { request } from 'undici';
 import { parse as parseYaml } from 'yaml';
-import { freePort } from '../../src/common/free-port';
 import { pluginPath, REPO_ROOT } from '../support/plugins';
 import { until } from '../support/until';
 import { TempDir, Upstream } from '../http/helpers';
@@ -47,12 +46,12 @@ function cli(args: string[]): Run {
 }
 
 async function serving(args: string[]): Promise<{ run: Run; url: string }> {
-  const port = await freePort();
-  const admin = await freePort();
-  const run = cli(['run', '--listen', `127.0.0.1:${port}`, '--admin', `127.0.0.1:${admin}`, '--log-level', 'warn', ...args]);
+  // Port 0: the OS picks free ports at bind time, and run prints the listener's (no race with other tests).
+  const run = cli(['run', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--log-level', 'warn', ...args]);
   const exited = run.done.then((r) => { throw new Error(`sidecar exited ${r.code}: ${r.stderr}`); });
-  await Promise.race([until(() => run.stdout().includes('listening'), 60_000, 'the sidecar printing "listening"'), exited]);
+  await Promise.race([until(() => /listening \S+ 127\.0\.0\.1:\d+/.test(run.stdout()), 60_000, 'the sidecar printing "listening"'), exited]);
   exited.catch(() => undefined);
+  const port = /listening \S+ 127\.0\.0\.1:(\d+)/.exec(run.stdout())![1];
   return { run, url: `http://127.0.0.1:${port}` };
 }
 

@@ -4,7 +4,6 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { request } from 'undici';
-import { freePort } from '../../src/common/free-port';
 import { REPO_ROOT } from '../support/plugins';
 import { until } from '../support/until';
 import { Upstream } from '../http/helpers';
@@ -46,11 +45,11 @@ it('examples/wasm-plugin holds the Higress and the Istio resource', () => {
 });
 
 it('the Higress WasmPlugin example serves with its default and its domain rule', async () => {
-  const [port, admin] = [await freePort(), await freePort()];
   const run = cli(['run', '--wasm-plugin', 'examples/wasm-plugin/higress-add-header.yaml', '--upstream', `http://127.0.0.1:${up.port}`,
-    '--listen', `127.0.0.1:${port}`, '--admin', `127.0.0.1:${admin}`, '--log-level', 'warn']);
+    '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--log-level', 'warn']);
   try {
-    await until(() => run.stdout().includes('listening'), 60_000, 'the example listening');
+    await until(() => /listening \S+ 127\.0\.0\.1:\d+/.test(run.stdout()), 60_000, 'the example listening');
+    const port = /listening \S+ 127\.0\.0\.1:(\d+)/.exec(run.stdout())![1];
     let res = await request(`http://127.0.0.1:${port}/`, { headers: { host: 'api.example.com' } });
     assert.equal(res.statusCode, 200);
     assert.equal(res.headers['x-go-response'], 'example-domain');
