@@ -15,7 +15,11 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const out = join(root, 'build', 'plugins');
 mkdirSync(out, { recursive: true });
 const require = createRequire(import.meta.url);
-const only = process.argv.slice(2);
+const args = process.argv.slice(2);
+// --check-go: only check that the Go toolchain (GO, default `go` on PATH) can build plugins/go, then exit.
+const checkGoOnly = args.includes('--check-go');
+const only = args.filter((a) => !a.startsWith('--'));
+const GO = process.env.GO || 'go';
 const wanted = (name) => only.length === 0 || only.includes(name);
 
 function upToDate(target, sources) {
@@ -80,7 +84,7 @@ const GO_MIN = [1, 24];
 
 function goVersion() {
   try {
-    const out = execFileSync('go', ['env', 'GOVERSION'], { encoding: 'utf8', env: goEnv() }).trim();
+    const out = execFileSync(GO, ['env', 'GOVERSION'], { encoding: 'utf8', env: goEnv() }).trim();
     const m = /^go(\d+)\.(\d+)/.exec(out);
     return m ? { text: out, major: Number(m[1]), minor: Number(m[2]) } : { text: out, major: 0, minor: 0 };
   } catch {
@@ -104,6 +108,20 @@ function filesUnder(dir) {
   return out;
 }
 
+/** Exits 1 with what to install unless GO is Go >= GO_MIN. */
+function requireGo() {
+  const v = goVersion();
+  if (!v || v.major < GO_MIN[0] || (v.major === GO_MIN[0] && v.minor < GO_MIN[1])) {
+    console.error(
+      `plugins/go needs Go >= ${GO_MIN.join('.')} (found: ${v ? v.text : `no \`${GO}\` on PATH`}).\n` +
+      'Install a current Go from https://go.dev/dl/ (Debian/Ubuntu packages are often too old for wasip1), ' +
+      'put its bin/ on PATH, and run `make plugins` again.',
+    );
+    process.exit(1);
+  }
+  return v;
+}
+
 function buildGo() {
   const dir = join(root, 'plugins', 'go');
   if (!existsSync(dir)) return;
@@ -123,19 +141,11 @@ function buildGo() {
   mkdirSync(goOut, { recursive: true });
   const stale = jobs.filter((j) => !upToDate(join(goOut, `${j.name}.wasm`), j.sources));
   if (stale.length === 0) return;
-  const v = goVersion();
-  if (!v || v.major < GO_MIN[0] || (v.major === GO_MIN[0] && v.minor < GO_MIN[1])) {
-    console.error(
-      `plugins/go needs Go >= ${GO_MIN.join('.')} (found: ${v ? v.text : 'no \`go\` on PATH'}).\n` +
-      'Install a current Go from https://go.dev/dl/ (Debian/Ubuntu packages are often too old for wasip1), ' +
-      'put its bin/ on PATH, and run `make plugins` again.',
-    );
-    process.exit(1);
-  }
+  requireGo();
   for (const j of stale) {
     const target = join(goOut, `${j.name}.wasm`);
     try {
-      execFileSync('go', ['build', '-buildmode=c-shared', '-trimpath', '-o', target, `./${j.name}`], {
+      execFileSync(GO, ['build', '-buildmode=c-shared', '-trimpath', '-o', target, `./${j.name}`], {
         cwd: j.modDir, env: goEnv(), stdio: ['ignore', 'inherit', 'inherit'],
       });
       console.log(`built ${target}`);
@@ -146,6 +156,10 @@ function buildGo() {
   }
 }
 
+if (checkGoOnly) {
+  console.log(`Go OK: ${requireGo().text}`);
+  process.exit(0);
+}
 await buildAs();
 await buildWat();
 buildGo();
