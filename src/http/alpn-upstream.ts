@@ -1,6 +1,6 @@
 import { connect as tlsConnect } from 'node:tls';
 import { Pool, type Dispatcher } from 'undici';
-import type { UpstreamTls } from '../tls/tls-context';
+import { upstreamTlsConnectOptions, type UpstreamTls } from '../tls/tls-context';
 import { Http2Upstream, type H2DispatchHandler, type H2DispatchOptions } from './h2-upstream';
 import type { Http2Settings } from './protocol-options';
 
@@ -39,16 +39,7 @@ export class AlpnUpstream {
       const i = host.lastIndexOf(':');
       const hostname = host.startsWith('[') ? host.slice(1, i - 1) : host.slice(0, i);
       const socket = tlsConnect({
-        host: hostname, port: Number(host.slice(i + 1)), ALPNProtocols: ['h2', 'http/1.1'],
-        ...(tls.sni ? { servername: tls.sni } : {}),
-        ...(tls.ca ? { ca: tls.ca } : {}),
-        ...(tls.cert ? { cert: tls.cert } : {}),
-        ...(tls.key ? { key: tls.key } : {}),
-        ...(tls.passphrase !== undefined ? { passphrase: tls.passphrase } : {}),
-        rejectUnauthorized: tls.ca !== undefined,
-        checkServerIdentity: () => undefined,
-        minVersion: tls.minVersion,
-        maxVersion: tls.maxVersion,
+        host: hostname, port: Number(host.slice(i + 1)), ALPNProtocols: ['h2', 'http/1.1'], ...upstreamTlsConnectOptions(tls),
       });
       const timer = connectTimeoutMs > 0 ? setTimeout(() => socket.destroy(new ProbeTimeoutError(`connect timeout after ${connectTimeoutMs}ms`)), connectTimeoutMs) : undefined;
       socket.once('secureConnect', () => {

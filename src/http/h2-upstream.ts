@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
 import type { Dispatcher } from 'undici';
 import type { HeaderPairs } from '../common/headers';
-import type { UpstreamTls } from '../tls/tls-context';
+import { upstreamTlsConnectOptions, type UpstreamTls } from '../tls/tls-context';
 import type { Http2Settings } from './protocol-options';
 
 /**
@@ -134,17 +134,7 @@ export class Http2Upstream {
       settings: { initialWindowSize: settings.initialWindowSize, enablePush: false },
       createConnection: (): Socket => tls
         ? tlsConnect({
-          host: hostname, port, ALPNProtocols: ['h2'],
-          ...(tls.sni ? { servername: tls.sni } : {}),
-          ...(tls.ca ? { ca: tls.ca } : {}),
-          ...(tls.cert ? { cert: tls.cert } : {}),
-          ...(tls.key ? { key: tls.key } : {}),
-          ...(tls.passphrase !== undefined ? { passphrase: tls.passphrase } : {}),
-          // As Envoy: the chain is verified only against a configured CA, the host name never without SAN matchers.
-          rejectUnauthorized: tls.ca !== undefined,
-          checkServerIdentity: () => undefined,
-          minVersion: tls.minVersion,
-          maxVersion: tls.maxVersion,
+          host: hostname, port, ALPNProtocols: ['h2'], ...upstreamTlsConnectOptions(tls),
         })
         : netConnect({ host: hostname, port }),
     });

@@ -1,5 +1,5 @@
 import { buildConnector, Pool } from 'undici';
-import type { UpstreamTls } from '../tls/tls-context';
+import { upstreamTlsConnectOptions } from '../tls/tls-context';
 import { DEFAULT_UPSTREAM_PROTOCOL } from './protocol-options';
 import { AlpnUpstream } from './alpn-upstream';
 import { Http2Upstream } from './h2-upstream';
@@ -26,24 +26,6 @@ export function upstreamCodec(cluster: LiveCluster, downstreamProtocol: string |
     case 'auto': return cluster.config.tls ? 'alpn' : 'http1';
     default: return 'http1';
   }
-}
-
-/**
- * undici connect options for an UpstreamTlsContext. Envoy verifies the server's chain only against a configured
- * trusted_ca, and never checks the host name without SAN matchers; SNI only when `sni` is set.
- */
-function tlsConnectOptions(tls: UpstreamTls): Record<string, unknown> {
-  return {
-    ...(tls.ca ? { ca: tls.ca } : {}),
-    ...(tls.cert ? { cert: tls.cert } : {}),
-    ...(tls.key ? { key: tls.key } : {}),
-    ...(tls.passphrase !== undefined ? { passphrase: tls.passphrase } : {}),
-    ...(tls.sni ? { servername: tls.sni } : {}),
-    rejectUnauthorized: tls.ca !== undefined,
-    checkServerIdentity: () => undefined,
-    minVersion: tls.minVersion,
-    maxVersion: tls.maxVersion,
-  };
 }
 
 /**
@@ -106,7 +88,7 @@ export class UpstreamPools {
     // HTTP/2 runs on node:http2, which carries request and response trailers (undici's HTTP/2 loses both).
     if (codec === 'http2') return new Http2Upstream({ host: host.key, connectTimeoutMs: timeout, tls, settings: http2 });
     const http1 = () => new Pool(`${tls ? 'https' : 'http'}://${host.key}`, {
-      connect: buildConnector({ timeout, ...(tls ? tlsConnectOptions(tls) : {}) } as buildConnector.BuildOptions),
+      connect: buildConnector({ timeout, ...(tls ? upstreamTlsConnectOptions(tls) : {}) } as buildConnector.BuildOptions),
       // The router owns the request timeout (route timeout), so undici's own timers are off.
       headersTimeout: 0,
       bodyTimeout: 0,

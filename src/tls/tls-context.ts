@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
-import type { PeerCertificate, TLSSocket } from 'node:tls';
+import type { ConnectionOptions, PeerCertificate, TLSSocket } from 'node:tls';
 import { ConfigError } from '../common/errors';
 
 /**
@@ -47,6 +47,25 @@ export interface DownstreamTls extends CommonTls {
 export interface UpstreamTls extends CommonTls {
   /** UpstreamTlsContext.sni; '' sends none. */
   readonly sni: string;
+}
+
+/**
+ * node:tls client options for an UpstreamTlsContext (every upstream client takes these: undici, node:http2, the
+ * ALPN probe). As Envoy: the server's chain is verified only against a configured trusted_ca, the host name
+ * never without SAN matchers; SNI only when `sni` is set.
+ */
+export function upstreamTlsConnectOptions(tls: UpstreamTls): ConnectionOptions {
+  return {
+    ...(tls.ca ? { ca: tls.ca } : {}),
+    ...(tls.cert ? { cert: tls.cert } : {}),
+    ...(tls.key ? { key: tls.key } : {}),
+    ...(tls.passphrase !== undefined ? { passphrase: tls.passphrase } : {}),
+    ...(tls.sni ? { servername: tls.sni } : {}),
+    rejectUnauthorized: tls.ca !== undefined,
+    checkServerIdentity: () => undefined,
+    minVersion: tls.minVersion,
+    maxVersion: tls.maxVersion,
+  };
 }
 
 const VERSIONS: Readonly<Record<string, TlsVersion | 'AUTO'>> = {
