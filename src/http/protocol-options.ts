@@ -1,4 +1,5 @@
 import { ConfigError } from '../common/errors';
+import { isObject, object, only, type JsonFields } from '../config/json-fields';
 
 /**
  * HTTP/2 and upstream protocol options shared by listeners (HCM http2_protocol_options) and clusters
@@ -6,7 +7,7 @@ import { ConfigError } from '../common/errors';
  * from proto3 JSON. Fields that are not implemented are refused with their path.
  */
 
-type Json = Record<string, unknown>;
+type Json = JsonFields;
 
 export interface Http2Settings {
   /** max_concurrent_streams (Envoy default 2147483647). */
@@ -33,23 +34,6 @@ export interface UpstreamProtocol {
 }
 
 export const DEFAULT_UPSTREAM_PROTOCOL: UpstreamProtocol = { policy: 'http1', http2: DEFAULT_HTTP2_SETTINGS };
-
-function isObject(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function object(v: unknown, path: string): Json | undefined {
-  if (v === undefined || v === null) return undefined;
-  if (!isObject(v)) throw new ConfigError('must be an object', path);
-  return v;
-}
-
-function only(o: Json, fields: readonly string[], path: string): void {
-  for (const [k, v] of Object.entries(o)) {
-    if (v === undefined || v === null || fields.includes(k)) continue;
-    throw new ConfigError('is not supported by this data plane', `${path}.${k}`);
-  }
-}
 
 function uint32(v: unknown, path: string, fallback: number, min: number, max: number): number {
   if (v === undefined || v === null) return fallback;

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import type { ConnectionOptions, PeerCertificate, TLSSocket } from 'node:tls';
 import { ConfigError } from '../common/errors';
+import { isObject, object, only, type JsonFields } from '../config/json-fields';
 
 /**
  * Envoy's TLS transport socket configuration (envoy.extensions.transport_sockets.tls.v3 DownstreamTlsContext and
@@ -18,7 +19,7 @@ export const UPSTREAM_TLS_TYPE = 'type.googleapis.com/envoy.extensions.transport
 export const RAW_BUFFER_TYPE = 'type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer';
 export const RAW_BUFFER_NAME = 'envoy.transport_sockets.raw_buffer';
 
-type Json = Record<string, unknown>;
+type Json = JsonFields;
 
 /** static_resources.secrets by name (proto3 JSON). */
 export type StaticSecrets = ReadonlyMap<string, Json>;
@@ -72,23 +73,6 @@ const VERSIONS: Readonly<Record<string, TlsVersion | 'AUTO'>> = {
   TLS_AUTO: 'AUTO', TLSv1_0: 'TLSv1', TLSv1_1: 'TLSv1.1', TLSv1_2: 'TLSv1.2', TLSv1_3: 'TLSv1.3',
   0: 'AUTO', 1: 'TLSv1', 2: 'TLSv1.1', 3: 'TLSv1.2', 4: 'TLSv1.3',
 };
-
-function isObject(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function object(v: unknown, path: string): Json | undefined {
-  if (v === undefined || v === null) return undefined;
-  if (!isObject(v)) throw new ConfigError('must be an object', path);
-  return v;
-}
-
-function only(o: Json, fields: readonly string[], path: string): void {
-  for (const [k, v] of Object.entries(o)) {
-    if (v === undefined || v === null || fields.includes(k)) continue;
-    throw new ConfigError('is not supported by this data plane', `${path}.${k}`);
-  }
-}
 
 /** envoy.config.core.v3.DataSource. */
 export function dataSource(v: unknown, path: string): Buffer {
