@@ -155,8 +155,10 @@ function onePlugin(doc: JsonObject, where: string, baseDir: string, options: Was
 
   if (typeof spec['url'] !== 'string' || spec['url'] === '') throw new ConfigError('is required', `${path}.url`);
   const file = resolveUrl(spec['url'], baseDir, `${path}.url`);
-  // imagePullPolicy and imagePullSecret only concern oci:// images (refused above); Istio does not use them for
-  // file:// code either, so they are accepted as it accepts them.
+  // Image pulling only concerns oci:// code (refused above): with a local file these fields would change nothing.
+  for (const k of ['imagePullPolicy', 'imagePullSecret']) {
+    if (spec[k] !== undefined) throw new ConfigError('applies to oci:// images only, and this plugin\'s code is a local file: remove it', `${path}.${k}`);
+  }
   if (spec['sha256'] !== undefined) {
     // YAML reads an unquoted all-digit digest as a number: refuse rather than compare against its decimal form.
     if (typeof spec['sha256'] !== 'string' || !/^[0-9a-fA-F]{64}$/.test(spec['sha256'])) throw new ConfigError('must be 64 hex digits, as a (quoted) string', `${path}.sha256`);

@@ -204,6 +204,11 @@ it('runs an Istio WasmPlugin with pluginConfig and refuses fields it cannot hono
   assert.equal(r.code, 1);
   assert.match(r.stderr, /typo\.yaml \(document 1\): spec\.defaultConfg: unknown field 'defaultConfg'/);
 
+  const pull = tmp.write('pull.yaml', `apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: { name: p }\nspec:\n  url: ${pluginPath('go/add-header')}\n  imagePullPolicy: Always\n`);
+  r = await cli(['run', '--wasm-plugin', pull]).done;
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /pull\.yaml \(document 1\): spec\.imagePullPolicy: applies to oci:\/\/ images only/);
+
   const wrongSha = tmp.write('sha.yaml', `apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: { name: s }\nspec:\n  url: ${pluginPath('go/add-header')}\n  sha256: "${'0'.repeat(64)}"\n`);
   r = await cli(['run', '--wasm-plugin', wrongSha]).done;
   assert.equal(r.code, 1);
