@@ -53,8 +53,12 @@ function toBuffer(v: Buffer | string | undefined): Buffer {
  * cpp-host's vm key (makeVmKey): vm_id, the VM configuration and the code's hash. Plugins with one key share one
  * VM per worker; environment variables are not part of it, so the first plugin's apply (as in Envoy).
  */
-export function vmKey(config: Pick<PluginConfig, 'vmId' | 'vmConfiguration'>, codeSha256: string): string {
-  return createHash('sha256').update(config.vmId ?? '').update('||').update(toBuffer(config.vmConfiguration)).update('||').update(codeSha256).digest('hex');
+export function vmKey(config: Pick<PluginConfig, 'vmId' | 'vmConfiguration' | 'environment'>, codeSha256: string): string {
+  // The environment is part of the VM it starts: plugins asking for different variables get VMs of their own
+  // rather than the first plugin's environment.
+  const env = Object.entries(config.environment ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return createHash('sha256').update(config.vmId ?? '').update('||').update(toBuffer(config.vmConfiguration)).update('||').update(codeSha256)
+    .update('||').update(JSON.stringify(env)).digest('hex');
 }
 
 /** cpp-host's PluginBase::key: plugins with one key in one VM share one root context. */
