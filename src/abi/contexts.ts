@@ -3,7 +3,7 @@ import type { HttpCalloutResponse } from '../services/http-callout';
 import type { GrpcCall, GrpcStreamCall } from '../services/grpc-callout';
 import type { HeaderPairs } from './pairs';
 import type { PluginVm } from './plugin-vm';
-import type { StreamState } from './stream-state';
+import type { NetworkStreamState, StreamState } from './stream-state';
 
 /** Identity and configuration of one plugin (Envoy PluginConfig) inside a VM. */
 export interface PluginIdentity {
@@ -77,4 +77,17 @@ export class HttpContext extends ContextBase {
   }
 }
 
-export type Context = RootContext | HttpContext;
+/** One TCP connection of a plugin (envoy.filters.network.wasm). */
+export class NetworkContext extends ContextBase {
+  pendingDone = false;
+  constructor(
+    vm: PluginVm,
+    id: number,
+    readonly root: RootContext,
+    readonly connection: NetworkStreamState,
+  ) {
+    super(vm, id);
+  }
+}
+
+export type Context = RootContext | HttpContext | NetworkContext;

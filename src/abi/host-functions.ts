@@ -5,7 +5,7 @@ import { ioCycleLimit } from '../common/limits';
 import {
   BufferType, CalloutKind, MapType, MetricType, RedisStatus, StreamType, WasmResult, MAX_BUFFER_TYPE, MAX_MAP_TYPE,
 } from './enums';
-import { HttpContext, RootContext, type CalloutReplyState, type Context } from './contexts';
+import { HttpContext, NetworkContext, RootContext, type CalloutReplyState, type Context } from './contexts';
 import { deserializePairs, serializePairs, type HeaderPairs } from './pairs';
 import { serializeProperty, splitPropertyPath } from './properties';
 import type { PluginVm } from './plugin-vm';
@@ -83,6 +83,10 @@ function getBuffer(vm: PluginVm, type: number): Buffer | undefined {
       return ctx instanceof HttpContext ? ctx.stream.requestBody : undefined;
     case BufferType.HttpResponseBody:
       return ctx instanceof HttpContext ? ctx.stream.responseBody : undefined;
+    case BufferType.DownstreamData:
+      return ctx instanceof NetworkContext ? ctx.connection.downstreamData : undefined;
+    case BufferType.UpstreamData:
+      return ctx instanceof NetworkContext ? ctx.connection.upstreamData : undefined;
     case BufferType.HttpCallResponseBody:
       return root.reply.httpResponse?.body;
     case BufferType.GrpcReceiveBuffer:
@@ -97,7 +101,7 @@ function getBuffer(vm: PluginVm, type: number): Buffer | undefined {
       // Resolved through the root context, so it stays readable after the SDK switched to the stream (Envoy).
       return root.reply.redisReply;
     default:
-      return undefined; // TCP data and gRPC messages: not in this callback
+      return undefined; // gRPC messages: not in this callback
   }
 }
 
@@ -207,19 +211,31 @@ function setBufferBytes(vm: PluginVm, type: number, start: number, size: number,
   if (type < 0 || type > MAX_BUFFER_TYPE) return WasmResult.BadArgument;
   const value = (len >>> 0) === 0 ? Buffer.alloc(0) : vm.memory.copy(ptr, len);
   if (value === undefined) return WasmResult.InvalidMemoryAccess;
-  const ctx = httpCtx(vm);
-  const field = type === BufferType.HttpRequestBody ? 'requestBody' : type === BufferType.HttpResponseBody ? 'responseBody' : undefined;
-  if (!field) return getBuffer(vm, type) === undefined ? WasmResult.NotFound : WasmResult.BadArgument; // read-only buffers
-  if (!ctx) return WasmResult.NotFound;
-  const current = ctx.stream[field];
+  const target = writableBuffer(ctxOf(vm), type);
+  if (!target) return getBuffer(vm, type) === undefined ? WasmResult.NotFound : WasmResult.BadArgument; // read-only buffers
+  const current = target.get();
   if (current === undefined) return WasmResult.NotFound;
   start >>>= 0;
   size >>>= 0;
   let next: Buffer;
   if (start >= current.length) next = Buffer.concat([current, value]);
   else next = Buffer.concat([current.subarray(0, start), value, current.subarray(Math.min(current.length, start + size))]);
-  ctx.stream[field] = next;
+  target.set(next);
   return WasmResult.Ok;
+}
+
+/** The bodies of an HTTP stream and the data of a TCP connection are writable; every other buffer is read-only. */
+function writableBuffer(ctx: Context | undefined, type: number): { get(): Buffer | undefined; set(b: Buffer): void } | undefined {
+  if (ctx instanceof HttpContext) {
+    const s = ctx.stream;
+    if (type === BufferType.HttpRequestBody) return { get: () => s.requestBody, set: (b) => (s.requestBody = b) };
+    if (type === BufferType.HttpResponseBody) return { get: () => s.responseBody, set: (b) => (s.responseBody = b) };
+  } else if (ctx instanceof NetworkContext) {
+    const c = ctx.connection;
+    if (type === BufferType.DownstreamData) return { get: () => c.downstreamData, set: (b) => (c.downstreamData = b) };
+    if (type === BufferType.UpstreamData) return { get: () => c.upstreamData, set: (b) => (c.upstreamData = b) };
+  }
+  return undefined;
 }
 
 // ---------- header maps ----------
@@ -304,10 +320,16 @@ function getHeaderMapSize(vm: PluginVm, type: number, sizePtr: number): WasmResu
 
 function streamAction(vm: PluginVm, type: number, action: 'continueStream' | 'closeStream'): WasmResult {
   if (type < 0 || type > StreamType.Upstream) return WasmResult.BadArgument;
-  if (type === StreamType.Downstream || type === StreamType.Upstream) return WasmResult.Unimplemented;
-  const ctx = httpCtx(vm);
-  if (!ctx) return WasmResult.NotFound;
-  const host = ctx.stream.host;
+  const ctx = ctxOf(vm);
+  const l4 = type === StreamType.Downstream || type === StreamType.Upstream;
+  let host: { continueStream(t: StreamType): void; closeStream(t: StreamType): void };
+  if (ctx instanceof NetworkContext) {
+    if (!l4) return WasmResult.BadArgument;
+    host = ctx.connection.host;
+  } else if (ctx instanceof HttpContext) {
+    if (l4) return WasmResult.Unimplemented; // Envoy's HTTP Wasm filter has no downstream/upstream stream to act on
+    host = ctx.stream.host;
+  } else return WasmResult.NotFound;
   vm.defer(() => host[action](type));
   return WasmResult.Ok;
 }
@@ -345,10 +367,9 @@ function getProperty(vm: PluginVm, pPtr: number, pLen: number, ptrPtr: number, s
   if (raw === undefined) return WasmResult.InvalidMemoryAccess;
   const ctx = ctxOf(vm);
   if (!ctx) return WasmResult.NotFound;
-  if (ctx instanceof HttpContext) {
-    const set = ctx.stream.properties.get(raw);
-    if (set) return copyOut(vm, set, ptrPtr, sizePtr);
-  }
+  const stream = ctx instanceof HttpContext ? ctx.stream : ctx instanceof NetworkContext ? ctx.connection : undefined;
+  const set = stream?.properties.get(raw);
+  if (set) return copyOut(vm, set, ptrPtr, sizePtr);
   const path = splitPropertyPath(raw);
   const plugin = ctx.root.plugin;
   let value: Parameters<typeof serializeProperty>[0] | undefined;
@@ -358,7 +379,7 @@ function getProperty(vm: PluginVm, pPtr: number, pLen: number, ptrPtr: number, s
     case 'plugin_vm_id': value = vm.vmId; break;
     case 'plugin_vm_memory': value = BigInt(vm.memory.size); break;
     default:
-      value = ctx instanceof HttpContext ? ctx.stream.host.property(path) : undefined;
+      value = stream?.host.property(path);
   }
   if (value === undefined) return WasmResult.NotFound;
   return copyOut(vm, serializeProperty(value), ptrPtr, sizePtr);

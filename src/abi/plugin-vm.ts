@@ -7,8 +7,8 @@ import { CalloutKind, LOG_LEVEL_NAMES } from './enums';
 import { readGuestExports, type GuestExportName, type GuestExports } from './guest-exports';
 import { buildHostImports, missingImports } from './host-functions';
 import type { HostServices } from './host-services';
-import { RootContext, HttpContext, type Context, type PluginIdentity } from './contexts';
-import type { StreamState } from './stream-state';
+import { RootContext, HttpContext, NetworkContext, type Context, type PluginIdentity } from './contexts';
+import type { NetworkStreamState, StreamState } from './stream-state';
 
 export interface PluginVmOptions {
   readonly module: WebAssembly.Module;
@@ -166,6 +166,12 @@ export class PluginVm {
 
   createHttpContext(root: RootContext, stream: StreamState): HttpContext {
     const ctx = new HttpContext(this, this.nextContext++, root, stream);
+    this.contexts.set(ctx.id, ctx);
+    return ctx;
+  }
+
+  createNetworkContext(root: RootContext, connection: NetworkStreamState): NetworkContext {
+    const ctx = new NetworkContext(this, this.nextContext++, root, connection);
     this.contexts.set(ctx.id, ctx);
     return ctx;
   }

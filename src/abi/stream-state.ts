@@ -60,3 +60,27 @@ export class StreamState {
   localResponse: LocalResponse | undefined;
   constructor(readonly host: StreamHost) {}
 }
+
+/**
+ * What drives one TCP connection of a network filter (the L4 filter chain, or a test kit). Like StreamHost, the
+ * runtime calls these after the guest call that asked for them has returned.
+ */
+export interface NetworkStreamHost {
+  /** proxy_continue_stream(Downstream | Upstream): resume the direction the plugin paused. */
+  continueStream(type: StreamType): void;
+  /** proxy_close_stream(Downstream | Upstream): close the connection (Envoy closes the whole connection). */
+  closeStream(type: StreamType): void;
+  /** Built-in connection properties (`source.address`, `connection.*`, `upstream.*`, ...); undefined = NOT_FOUND. */
+  property(path: readonly string[]): PropertyValue | undefined;
+}
+
+/**
+ * The parts of one TCP connection a plugin can reach: the bytes of the current proxy_on_downstream_data /
+ * proxy_on_upstream_data callback (buffers 2 and 3), undefined outside it. The driver sets and reads them back.
+ */
+export class NetworkStreamState {
+  downstreamData: Buffer | undefined;
+  upstreamData: Buffer | undefined;
+  readonly properties = new Map<string, Buffer>();
+  constructor(readonly host: NetworkStreamHost) {}
+}
