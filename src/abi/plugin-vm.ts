@@ -3,6 +3,10 @@ import { PluginStartError, PluginTrapError } from '../common/errors';
 import type { AbiVersion } from '../wasm/abi-version';
 import { GuestMemory } from '../wasm/guest-memory';
 import { ProcExit, buildWasiImports, WASI_MODULE_NAMES } from '../wasm/wasi';
+import { WATCHDOG_CHECK, WATCHDOG_MODULE } from '../wasm/instrument';
+import { createLimitedMemory, DEFAULT_MEMORY_LIMIT_BYTES, memoryLimitPages } from '../wasm/memory-limit';
+import { moduleInstrumentation } from '../wasm/module-cache';
+import { DEFAULT_CALL_DEADLINE_MS, DEFAULT_START_DEADLINE_MS, GuestWatchdog } from '../wasm/watchdog';
 import { CalloutKind, LOG_LEVEL_NAMES } from './enums';
 import { readGuestExports, type GuestExportName, type GuestExports } from './guest-exports';
 import { buildHostImports, missingImports } from './host-functions';
@@ -23,6 +27,15 @@ export interface PluginVmOptions {
   readonly logger: Logger;
   /** Used in log lines before any plugin is attached. */
   readonly label: string;
+  /**
+   * Cap on the VM's linear memory (default 1 GiB, Envoy's); `memory.grow` past it returns -1 in the guest.
+   * Applies to modules compiled through ModuleCache (which makes their memory an import).
+   */
+  readonly memoryLimitBytes?: number;
+  /** Deadline of one outermost guest call, in ms (default 1 s); past it the call traps and the VM fails. */
+  readonly callDeadlineMs?: number;
+  /** Deadline of start-up, proxy_on_vm_start and proxy_on_configure, in ms (default 10 s). */
+  readonly startDeadlineMs?: number;
 }
 
 /**
@@ -54,6 +67,8 @@ export class PluginVm {
   private callbackName = '';
   private readonly environment: string[];
   readonly label: string;
+  private readonly watchdog: GuestWatchdog;
+  private readonly memoryLimitBytes: number;
 
   private constructor(options: PluginVmOptions) {
     this.abi = options.abi;
@@ -63,6 +78,12 @@ export class PluginVm {
     this.logger = options.logger;
     this.label = options.label;
     this.environment = Object.entries(options.environment).map(([k, v]) => `${k}=${v}`);
+    this.memoryLimitBytes = options.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT_BYTES;
+    memoryLimitPages(this.memoryLimitBytes); // a bad limit is refused before anything runs
+    this.watchdog = new GuestWatchdog({
+      callMs: options.callDeadlineMs ?? DEFAULT_CALL_DEADLINE_MS,
+      startMs: options.startDeadlineMs ?? DEFAULT_START_DEADLINE_MS,
+    });
   }
 
   /** Instantiates the module and runs its start-up (`_initialize` + `main`, or `_start`). */
@@ -82,6 +103,12 @@ export class PluginVm {
     });
     const imports: WebAssembly.Imports = { env };
     for (const name of WASI_MODULE_NAMES) imports[name] = wasi;
+    const instrumented = moduleInstrumentation(module);
+    if (instrumented) {
+      imports[WATCHDOG_MODULE] = { [WATCHDOG_CHECK]: this.watchdog.check };
+      const declared = instrumented.memory;
+      if (declared) imports[declared.module] = { ...imports[declared.module], [declared.name]: createLimitedMemory(declared, this.memoryLimitBytes, this.label) };
+    }
     const missing = missingImports(module, imports);
     if (missing.length > 0) {
       throw new PluginStartError(`${this.label}: module imports functions this host does not provide for ABI ${this.abi}: ${missing.join(', ')}`);
@@ -109,11 +136,15 @@ export class PluginVm {
         ? [['_start', []]]
         : [];
     for (const [name, args] of steps) {
+      this.watchdog.arm(name);
       try {
         this.exports[name]!(...args);
       } catch (err) {
         if (err instanceof ProcExit && err.exitCode === 0) continue;
-        throw new PluginStartError(`${this.label}: ${name} failed: ${describeError(err)}`, { cause: err });
+        const cause = this.watchdog.deadlineError() ?? err;
+        throw new PluginStartError(`${this.label}: ${name} failed: ${describeError(cause)}`, { cause });
+      } finally {
+        this.watchdog.disarm();
       }
     }
   }
@@ -189,7 +220,7 @@ export class PluginVm {
     this.current = ctx;
     this.effective = undefined;
     this.callbackName = name;
-    this.depth++;
+    if (this.depth++ === 0) this.watchdog.arm(name);
     let result: number | undefined;
     try {
       const r = fn(...args);
@@ -198,7 +229,7 @@ export class PluginVm {
       this.fail(name, err);
       result = undefined;
     } finally {
-      this.depth--;
+      if (--this.depth === 0) this.watchdog.disarm();
       this.current = savedCurrent;
       this.effective = savedEffective;
       this.callbackName = savedName;
@@ -219,8 +250,13 @@ export class PluginVm {
   }
 
   private fail(callback: string, err: unknown): void {
-    const message = describeError(err);
-    this.failure = new PluginTrapError(`${this.label}: ${callback} trapped: ${message}`, { cause: err });
+    // A trap the watchdog caused (the guest ran `unreachable` on its answer) is reported as the deadline.
+    const deadline = this.watchdog.deadlineError();
+    const cause = deadline ?? err;
+    const message = describeError(cause);
+    this.failure = deadline
+      ? new PluginTrapError(`${this.label}: ${deadline.message}`, { cause })
+      : new PluginTrapError(`${this.label}: ${callback} trapped: ${message}`, { cause });
     // A plugin that aborts in its root proxy_on_done while the host shuts it down is not an operational error
     // (the AssemblyScript SDKs do, looking the root up in their stream-context map).
     if (this.shuttingDown) this.logger.warn({ plugin: this.label, callback, err: message }, 'plugin trapped during shutdown');
@@ -258,15 +294,16 @@ export class PluginVm {
   allocate(size: number): number {
     const alloc = this.exports.malloc ?? this.exports.proxy_on_memory_allocate;
     if (!alloc || this.failure) return 0;
-    this.depth++;
+    const name = this.exports.malloc ? 'malloc' : 'proxy_on_memory_allocate';
+    if (this.depth++ === 0) this.watchdog.arm(name);
     try {
       const ptr = alloc(size);
       return typeof ptr === 'number' ? ptr >>> 0 : 0;
     } catch (err) {
-      this.fail(this.exports.malloc ? 'malloc' : 'proxy_on_memory_allocate', err);
+      this.fail(name, err);
       return 0;
     } finally {
-      this.depth--;
+      if (--this.depth === 0) this.watchdog.disarm();
     }
   }
 
@@ -288,7 +325,7 @@ export class PluginVm {
     const savedEffective = this.effective;
     this.current = ctx;
     this.effective = undefined;
-    this.depth++;
+    if (this.depth++ === 0) this.watchdog.arm(`table[${index}]`);
     let ok = true;
     try {
       f(...args);
@@ -296,7 +333,7 @@ export class PluginVm {
       this.fail(`table[${index}]`, err);
       ok = false;
     } finally {
-      this.depth--;
+      if (--this.depth === 0) this.watchdog.disarm();
       this.current = savedCurrent;
       this.effective = savedEffective;
     }

@@ -1,0 +1,142 @@
+/**
+ * Load-time rewriting of a plugin module so the host keeps control of it (issue 14):
+ *
+ * - **Deadline.** Every function entry and loop header (and return; binaryen's log-execution pass places the
+ *   hooks) decrements a counter global; when it reaches zero the guest calls the import `pws_watchdog.check`,
+ *   which reads the monotonic clock and answers a fresh budget, or 0 once the outermost guest call has run past
+ *   its deadline. On 0 the guest executes `unreachable`: a trap, which Wasm code cannot catch (a JS exception
+ *   could be, by a module's catch_all), so the whole guest stack unwinds to the host. Any unbounded execution
+ *   passes a loop header or a function entry unboundedly often, so it cannot avoid the check.
+ * - **Memory cap.** The module's own memory becomes an import (`pws_watchdog.memory`) with the limits it
+ *   declared, so the host supplies a WebAssembly.Memory whose maximum is min(declared, cap): one compiled module
+ *   serves plugins with different caps, and `memory.grow` past the cap returns -1 in the guest, as under
+ *   Envoy's V8 (whose engine-wide --wasm_max_mem_pages gives the same -1). A memory the module already
+ *   imports keeps its names; its declared limits are recorded the same way.
+ *
+ * Runs binaryen (ESM, with top-level await), so it is meant to run in a worker thread (instrument-worker.ts):
+ * binaryen's own heap is a Wasm memory that never shrinks, and a 6 MB Go module takes seconds to rewrite.
+ */
+
+export const WATCHDOG_MODULE = 'pws_watchdog';
+export const WATCHDOG_CHECK = 'check';
+export const WATCHDOG_MEMORY = 'memory';
+/**
+ * Bumped whenever the rewrite changes, so cached results of an older rewrite are not reused. The cache key
+ * also carries binaryen's version.
+ */
+export const INSTRUMENTATION_VERSION = 1;
+
+/** The linear memory the instrumented module imports, with the limits its code declared. */
+export interface MemoryImport {
+  readonly module: string;
+  readonly name: string;
+  /** Pages. */
+  readonly initial: number;
+  /** Pages; absent when the module declared no maximum. */
+  readonly maximum?: number;
+  readonly shared: boolean;
+}
+
+export interface InstrumentedModule {
+  readonly bytes: Uint8Array;
+  /** Absent when the module has no memory at all (it is refused later, at instantiation). */
+  readonly memory?: MemoryImport;
+}
+
+import type binaryen from 'binaryen';
+
+type Binaryen = typeof binaryen;
+type Module = binaryen.Module;
+
+// TypeScript compiles `import()` to require() under CommonJS; binaryen is ESM-only with top-level await.
+const importEsm = new Function('specifier', 'return import(specifier)') as (specifier: string) => Promise<{ default: Binaryen }>;
+
+let binaryenPromise: Promise<Binaryen> | undefined;
+export function loadBinaryen(): Promise<Binaryen> {
+  binaryenPromise ??= importEsm('binaryen').then((m) => m.default);
+  return binaryenPromise;
+}
+
+/** What Node 20's V8 runs without flags; newer proposals (compact imports, GC) must not be emitted. */
+function supportedFeatures(b: Binaryen): number {
+  const F = b.Features;
+  return F.Atomics | F.MutableGlobals | F.NontrappingFPToInt | F.SIMD128 | F.BulkMemory | F.BulkMemoryOpt | F.SignExt
+    | F.ExceptionHandling | F.TailCall | F.ReferenceTypes | F.Multivalue;
+}
+
+const LOGGER = 'log_execution'; // the function binaryen's log-execution pass calls
+const BUDGET = 'pws_budget';
+const CHECK = 'pws_check';
+
+export class InstrumentError extends Error {
+  override name = 'InstrumentError';
+}
+
+export async function instrument(bytes: Uint8Array, initialBudget: number): Promise<InstrumentedModule> {
+  const b = await loadBinaryen();
+  let m: Module;
+  try {
+    m = b.readBinary(bytes);
+  } catch (err) {
+    throw new InstrumentError(`binaryen cannot read the module: ${(err as Error).message}`);
+  }
+  try {
+    m.setFeatures(supportedFeatures(b));
+    if (m.getFunction(LOGGER) !== 0 || m.getGlobal(BUDGET) !== 0 || m.getFunction(CHECK) !== 0) {
+      throw new InstrumentError(`the module already defines ${LOGGER}, ${BUDGET} or ${CHECK}`);
+    }
+    const memory = importMemory(b, m);
+    // Only the hook added below may be inlined: the plugin's own functions keep their shape.
+    b.setPassArgument('no-inline', '*');
+    m.runPasses(['no-inline']);
+    b.setPassArgument('log-execution', WATCHDOG_MODULE);
+    m.runPasses(['log-execution']);
+    b.clearPassArguments();
+    // The pass called an imported logger with a site id; it becomes the counter, which calls the host only
+    // when the budget is spent.
+    m.removeFunction(LOGGER);
+    m.addGlobal(BUDGET, b.i32, true, m.i32.const(initialBudget));
+    m.addFunctionImport(CHECK, WATCHDOG_MODULE, WATCHDOG_CHECK, b.none, b.i32);
+    const budget = (): number => m.global.get(BUDGET, b.i32);
+    m.addFunction(LOGGER, b.i32, b.none, [], m.block(null, [
+      m.global.set(BUDGET, m.i32.sub(budget(), m.i32.const(1))),
+      m.if(m.i32.le_s(budget(), m.i32.const(0)),
+        m.if(m.i32.eqz(m.local.tee(0, m.call(CHECK, [], b.i32), b.i32)),
+          m.unreachable(),
+          m.global.set(BUDGET, m.local.get(0, b.i32)))),
+    ]));
+    const savedAlways = b.getAlwaysInlineMaxSize();
+    b.setAlwaysInlineMaxSize(64);
+    try {
+      m.runPasses(['inlining']);
+    } finally {
+      b.setAlwaysInlineMaxSize(savedAlways);
+      b.clearPassArguments();
+    }
+    const out = m.emitBinary();
+    return memory ? { bytes: out, memory } : { bytes: out };
+  } finally {
+    m.dispose();
+  }
+}
+
+function importMemory(b: Binaryen, m: Module): MemoryImport | undefined {
+  if (!m.hasMemory()) return undefined;
+  const info = m.getMemoryInfo();
+  if (info.is64) throw new InstrumentError('64-bit memories are not supported');
+  if (info.module) {
+    return { module: info.module, name: info.base ?? '', initial: info.initial, ...(info.max !== undefined ? { maximum: info.max } : {}), shared: info.shared };
+  }
+  let internal: string | undefined;
+  for (let i = 0; i < m.getNumExports(); i++) {
+    const e = b.getExportInfo(m.getExportByIndex(i));
+    if (e.kind === b.ExternalMemory) {
+      internal = e.value;
+      break;
+    }
+  }
+  // A module that exports no memory is refused at instantiation; there is nothing to cap for the host then.
+  if (internal === undefined) return undefined;
+  m.addMemoryImport(internal, WATCHDOG_MODULE, WATCHDOG_MEMORY, info.shared);
+  return { module: WATCHDOG_MODULE, name: WATCHDOG_MEMORY, initial: info.initial, ...(info.max !== undefined ? { maximum: info.max } : {}), shared: info.shared };
+}
