@@ -15,17 +15,18 @@ import {
   type AnyMessage,
   type EnvoyProtos,
 } from './protos';
-import { decodeCluster } from './resources/cluster';
-import { decodeClusterLoadAssignment, type EndpointAssignment } from './resources/endpoint';
-import {
-  emptyCounters,
-  type ResourceStatusKind,
-  type SubscriptionCounters,
-  type TypeStatus,
-  type UpdateFailure,
-  type XdsCounters,
-  type XdsStatus,
-} from './status';
+import { ConfigError } from '../common/errors';
+import type { ResourceSink, ResourceSubscriber, WatchOptions } from './resource-sink';
+import { CLUSTER_TYPE } from './resources/cluster';
+import { ENDPOINT_TYPE, type EndpointAssignment } from './resources/endpoint';
+import { EXTENSION_CONFIG_TYPE } from './resources/extension-config';
+import { LISTENER_TYPE } from './resources/listener';
+import { ROUTE_TYPE } from './resources/route';
+import type { DecodeContext } from './resources/types';
+import { SinkSubscription, type SinkSubscriptionHost } from './sink-subscription';
+import { emptyCounters, type SubscriptionCounters, type XdsCounters, type XdsStatus } from './status';
+import { TypeState, type MutableResourceStatus, type ResponseItem } from './type-state';
+import { ECDS_TYPE_URL, LDS_TYPE_URL, RDS_TYPE_URL } from './type-urls';
 import { ProtoValidator } from './validate';
 import { decodeDiscoveryResponse, locateAny, peekStringField, rangeEquals, type RawDiscoveryResponse } from './wire';
 
@@ -78,7 +79,18 @@ export interface AdsClientOptions {
    * initial_fetch_timeout): default 15 000 ms; 0 waits forever.
    */
   readonly resourceTimeoutMs?: number;
+  /**
+   * The stream's reconnect schedule (Envoy's: full jitter, 500 ms doubling to 30 s, reset by any message). Each
+   * attempt dials on a fresh channel, so grpc-js's own connection backoff (1 s x 1.6 up to 120 s) never adds to it.
+   */
   readonly backoff?: { readonly baseMs?: number; readonly maxMs?: number; readonly random?: () => number };
+  /**
+   * dynamic_resources.lds_config (ADS): subscribe to listeners once the clusters are initialized, and count the
+   * LDS initial fetch in `initialized`. Needs `sinks.listeners`.
+   */
+  readonly lds?: { readonly initialFetchTimeoutMs?: number };
+  /** The managers of the types delivered as proto3 JSON (resource-sink.ts). RDS and ECDS are named: see watch(). */
+  readonly sinks?: { readonly listeners?: ResourceSink; readonly routes?: ResourceSink; readonly extensionConfigs?: ResourceSink };
   readonly logger?: Logger;
   readonly protos?: EnvoyProtos;
   readonly channelOptions?: grpc.ChannelOptions;
@@ -89,48 +101,9 @@ export type XdsEvent =
   | { readonly type: 'disconnected'; readonly reason: string; readonly retryInMs: number }
   | { readonly type: 'initialized'; readonly reason: 'fetched' | 'timeout' }
   | { readonly type: 'ack'; readonly typeUrl: string; readonly version: string; readonly nonce: string }
+  /** A named resource's initial fetch ended without it (does-not-exist timer / initial_fetch_timeout). */
+  | { readonly type: 'does-not-exist'; readonly typeUrl: string; readonly names: readonly string[] }
   | { readonly type: 'nack'; readonly typeUrl: string; readonly version: string; readonly nonce: string; readonly detail: string };
-
-interface MutableResourceStatus {
-  readonly name: string;
-  status: ResourceStatusKind;
-  version: string;
-  lastUpdated: Date | undefined;
-  error: UpdateFailure | undefined;
-  /** Raw bytes of the accepted resource (a copy, never a view of a response): an identical resend is skipped. */
-  raw: Buffer | undefined;
-  /** The SotW EDS response that last carried this name (duplicate detection without a Set of 10 000 names). */
-  epoch: number;
-  /** EDS: this name's subscription counters (the same object as in AdsClient.edsCounters). */
-  counters: SubscriptionCounters | undefined;
-}
-
-class TypeState {
-  versionInfo = '';
-  lastUpdated: Date | undefined;
-  lastError: UpdateFailure | undefined;
-  readonly resources = new Map<string, MutableResourceStatus>();
-  constructor(readonly typeUrl: string) {}
-
-  resource(name: string): MutableResourceStatus {
-    let r = this.resources.get(name);
-    if (!r) {
-      r = { name, status: 'REQUESTED', version: '', lastUpdated: undefined, error: undefined, raw: undefined, epoch: 0, counters: undefined };
-      this.resources.set(name, r);
-    }
-    return r;
-  }
-
-  snapshot(): TypeStatus {
-    return {
-      typeUrl: this.typeUrl,
-      versionInfo: this.versionInfo,
-      lastUpdated: this.lastUpdated,
-      lastError: this.lastError,
-      resources: [...this.resources].map(([name, r]) => ({ name, status: r.status, version: r.version, lastUpdated: r.lastUpdated, error: r.error })),
-    };
-  }
-}
 
 type Call = grpc.ClientDuplexStream<ProtoObject, unknown>;
 
@@ -149,24 +122,7 @@ class AdsStream {
   constructor(readonly call: Call) {}
 }
 
-/**
- * One resource of a response after unwrapping: where its bytes are (`buf[start, end)`, a view into the response)
- * and what its `Resource` wrapper said, if any.
- */
-interface Item {
-  /** The resource's own name (Cluster.name, ClusterLoadAssignment.cluster_name); the wrapper's for a heartbeat. */
-  readonly name: string;
-  readonly buf: Buffer;
-  readonly start: number;
-  readonly end: number;
-  readonly wrapperName: string;
-  /** The wrapper's `ttl` in ms; undefined when there is none (which clears a running TTL). */
-  readonly ttlMs: number | undefined;
-  /** A wrapper without `resource` at the current version: refreshes the TTL, changes nothing else. */
-  readonly heartbeat: boolean;
-  /** The resource version (SotW: the response's version_info, as Envoy's DecodedResourceImpl sets it). */
-  readonly version: string;
-}
+type Item = ResponseItem;
 
 /** `envoy.service.discovery.v3.Resource` as protobufjs decodes it. */
 interface ResourceWrapper {
@@ -200,13 +156,16 @@ function asBuffer(bytes: Uint8Array): Buffer {
 
 export { peekStringField };
 
-export class AdsClient {
+export class AdsClient implements ResourceSubscriber {
   private readonly protos: EnvoyProtos;
   private readonly validator: ProtoValidator;
+  private readonly ctx: DecodeContext;
   private readonly logger: Logger;
   private readonly sink: ClusterSink;
   private readonly events: Emitter<XdsEvent>;
   private readonly backoff: JitteredBackoff;
+  private readonly backoffBaseMs: number;
+  private readonly backoffMaxMs: number;
   private readonly apiType: AdsApiType;
   private readonly nodeOnce: boolean;
   private readonly node: ProtoObject;
@@ -216,6 +175,14 @@ export class AdsClient {
     [CDS_TYPE_URL, new TypeState(CDS_TYPE_URL)],
     [EDS_TYPE_URL, new TypeState(EDS_TYPE_URL)],
   ]);
+  /** LDS, RDS, ECDS (those with a sink), in Envoy's request order. */
+  private readonly sinkSubs = new Map<string, SinkSubscription>();
+  private readonly lds: SinkSubscription | undefined;
+  private readonly ldsInitialFetchTimeoutMs: number;
+  private ldsInitTimer: NodeJS.Timeout | undefined;
+  /** Clusters (and the EDS of warming clusters) are initialized: LDS may start (Envoy's init order). */
+  private clustersReady = false;
+  private initTimedOut = false;
   /** EDS names currently subscribed (what the last EDS request carried), as a set and as the list sent. */
   private edsNames = new Set<string>();
   private edsNamesList: readonly string[] = [];
@@ -240,6 +207,8 @@ export class AdsClient {
   private readonly edsCounters = new Map<string, SubscriptionCounters>();
   private readonly cp = { streams_opened: 0, responses_received: 0, acks_sent: 0, nacks_sent: 0 };
   private client: grpc.Client | undefined;
+  /** Reconnect attempts since the last message (a new channel each: see `backoff`). */
+  private attempts = 0;
   private stream: AdsStream | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private initTimer: NodeJS.Timeout | undefined;
@@ -260,7 +229,9 @@ export class AdsClient {
     this.logger = (options.logger ?? silentLogger()).child({ component: 'xds' });
     this.sink = options.sink;
     this.events = new Emitter((err) => this.logger.error({ err }, 'xds event listener failed'));
-    this.backoff = new JitteredBackoff(options.backoff?.baseMs ?? 500, options.backoff?.maxMs ?? 30_000, options.backoff?.random);
+    this.backoffBaseMs = options.backoff?.baseMs ?? 500;
+    this.backoffMaxMs = options.backoff?.maxMs ?? 30_000;
+    this.backoff = new JitteredBackoff(this.backoffBaseMs, this.backoffMaxMs, options.backoff?.random);
     this.apiType = options.apiType ?? 'GRPC';
     this.nodeOnce = options.setNodeOnFirstMessageOnly ?? true;
     this.node = withClientFeatures(options.node);
@@ -270,6 +241,45 @@ export class AdsClient {
     this.cdsTtl = new DeadlineSet((names) => this.onCdsTtlExpired(names));
     this.edsTtl = new DeadlineSet((names) => this.onEdsTtlExpired(names));
     this.initialized = new Promise<void>((resolve) => (this.resolveInitialized = resolve));
+    const ctx: DecodeContext = (this.ctx = { protos: this.protos, validator: this.validator });
+    const host: SinkSubscriptionHost = {
+      ctx,
+      logger: this.logger,
+      resourceTimeoutMs: this.resourceTimeoutMs,
+      namesChanged: (sub) => this.sendSubscription(sub),
+      initialFetchDone: () => this.checkInitialized(),
+      notFound: (sub, names) => this.events.emit({ type: 'does-not-exist', typeUrl: sub.typeUrl, names }),
+    };
+    const sinks = options.sinks ?? {};
+    if (options.lds && !sinks.listeners) {
+      throw new ConfigError('LDS (lds_config) needs a listener manager: AdsClientOptions.sinks.listeners', 'dynamic_resources.lds_config');
+    }
+    for (const [type, sink] of [
+      [LISTENER_TYPE, options.lds ? sinks.listeners : undefined],
+      [ROUTE_TYPE, sinks.routes],
+      [EXTENSION_CONFIG_TYPE, sinks.extensionConfigs],
+    ] as const) {
+      if (!sink) continue;
+      const sub = new SinkSubscription(type, sink, host);
+      this.sinkSubs.set(type.typeUrl, sub);
+      this.types.set(type.typeUrl, sub.state);
+    }
+    this.lds = this.sinkSubs.get(LDS_TYPE_URL);
+    if (this.lds) this.lds.awaitingFirst = true;
+    this.ldsInitialFetchTimeoutMs = options.lds?.initialFetchTimeoutMs ?? 15_000;
+  }
+
+  /**
+   * Watches a named resource (RDS_TYPE_URL: a route configuration; ECDS_TYPE_URL: an extension config): it is
+   * requested, and delivered to that type's sink when it arrives. Reference-counted; dispose() the handle.
+   */
+  watch(typeUrl: string, name: string, options?: WatchOptions): Disposable {
+    const sub = this.sinkSubs.get(typeUrl);
+    if (!sub || sub.type.wildcard) {
+      throw new ConfigError(`${typeUrl} cannot be watched by name here (named types with a sink: ${[...this.sinkSubs.values()].filter((s) => !s.type.wildcard).map((s) => s.typeUrl).join(', ') || 'none'})`, 'watch');
+    }
+    if (this.closedFlag) return { dispose: () => {} };
+    return sub.watch(name, options, !this.isInitialized);
   }
 
   onEvent(listener: (event: XdsEvent) => void): Disposable {
@@ -292,24 +302,41 @@ export class AdsClient {
   start(): void {
     if (this.started || this.closedFlag) return;
     this.started = true;
-    this.client = new grpc.Client(this.options.target, grpc.credentials.createInsecure(), {
-      'grpc.max_receive_message_length': -1,
-      // A SotW EDS push at 10k clusters is ~2 MB; with HTTP/2's 64 KiB default window it crawls in window
-      // updates. Envoy's gRPC clients open 256 MiB stream windows (Http2ProtocolOptions defaults).
-      'grpc-node.flow_control_window': ADS_FLOW_CONTROL_WINDOW,
-      ...this.options.channelOptions,
-    });
     if (this.initialFetchTimeoutMs > 0) {
       this.initTimer = setTimeout(() => {
         this.initTimer = undefined;
-        if (this.isInitialized) return;
+        if (this.clustersReady) return;
         this.cdsCounters.init_fetch_timeout++;
-        this.logger.warn({ timeoutMs: this.initialFetchTimeoutMs }, 'initial fetch timed out; continuing');
-        this.markInitialized('timeout');
+        this.initTimedOut = true;
+        this.logger.warn({ timeoutMs: this.initialFetchTimeoutMs }, 'CDS initial fetch timed out; continuing');
+        this.markClustersReady();
       }, this.initialFetchTimeoutMs);
       this.initTimer.unref();
     }
     this.openStream();
+  }
+
+  /**
+   * A channel for one connection attempt. Its own subchannel (not grpc-js's process-wide pool, where a subchannel
+   * in backoff would be reused) connects at once, so the attempt happens on this client's schedule; grpc-js's
+   * reconnect backoff is set to the same base and cap for the connection the channel keeps.
+   */
+  private newChannel(): grpc.Client {
+    return new grpc.Client(this.options.target, grpc.credentials.createInsecure(), {
+      'grpc.max_receive_message_length': -1,
+      // A SotW EDS push at 10k clusters is ~2 MB; with HTTP/2's 64 KiB default window it crawls in window
+      // updates. Envoy's gRPC clients open 256 MiB stream windows (Http2ProtocolOptions defaults).
+      'grpc-node.flow_control_window': ADS_FLOW_CONTROL_WINDOW,
+      'grpc.use_local_subchannel_pool': 1,
+      'grpc.initial_reconnect_backoff_ms': this.backoffBaseMs,
+      'grpc.max_reconnect_backoff_ms': this.backoffMaxMs,
+      ...this.options.channelOptions,
+    });
+  }
+
+  /** Connection attempts made since the last message arrived (0 while connected). */
+  get reconnectAttempts(): number {
+    return this.attempts;
   }
 
   /** Stops the stream and the channel; the last config stays in the sink. Idempotent. */
@@ -318,7 +345,9 @@ export class AdsClient {
     this.closedFlag = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.initTimer) clearTimeout(this.initTimer);
-    this.retryTimer = this.initTimer = undefined;
+    if (this.ldsInitTimer) clearTimeout(this.ldsInitTimer);
+    this.retryTimer = this.initTimer = this.ldsInitTimer = undefined;
+    for (const sub of this.sinkSubs.values()) sub.close();
     this.edsNotFound.clear();
     this.cdsTtl.clear();
     this.edsTtl.clear();
@@ -348,7 +377,7 @@ export class AdsClient {
       connected: this.isConnected,
       initialized: this.isInitialized,
       apiType: this.apiType,
-      types: [...this.types.values()].map((t) => t.snapshot()),
+      types: [...this.types.values()].map((t) => t.snapshot(this.sinkSubs.get(t.typeUrl)?.counters)),
       counters: this.counters(),
     };
   }
@@ -356,9 +385,12 @@ export class AdsClient {
   counters(): XdsCounters {
     const eds: Record<string, SubscriptionCounters> = {};
     for (const [k, v] of this.edsCounters) eds[k] = { ...v };
+    const dynamic: Record<string, SubscriptionCounters> = {};
+    for (const sub of this.sinkSubs.values()) dynamic[sub.type.id] = { ...sub.counters };
     return {
       cds: { ...this.cdsCounters },
       eds,
+      dynamic,
       control_plane: { connected_state: this.isConnected ? 1 : 0, ...this.cp },
     };
   }
@@ -367,7 +399,10 @@ export class AdsClient {
   // stream lifecycle
 
   private openStream(): void {
-    if (this.closedFlag || !this.client) return;
+    if (this.closedFlag) return;
+    this.client?.close();
+    this.client = this.newChannel();
+    this.attempts++;
     const delta = this.apiType === 'DELTA_GRPC';
     const p = this.protos;
     const call = delta
@@ -383,6 +418,7 @@ export class AdsClient {
     call.on('data', (msg: unknown) => {
       if (stream.done || this.stream !== stream) return;
       this.backoff.reset(); // any message resets the backoff (grpc_stream.h)
+      this.attempts = 0;
       if (!this.isConnected) {
         this.isConnected = true;
         this.events.emit({ type: 'connected' });
@@ -416,6 +452,27 @@ export class AdsClient {
         this.sendSotw(stream, { type_url: EDS_TYPE_URL, version_info: this.versionInfo(EDS_TYPE_URL), resource_names: this.edsNamesList });
       }
     }
+    for (const sub of this.sinkSubs.values()) {
+      sub.resetStream();
+      if (sub.active) this.sendSubscription(sub, true);
+    }
+  }
+
+  /**
+   * Sends a sink type's subscription: SotW the full name list at the last accepted version, Delta the changes
+   * since the last request (on a new stream: everything, with the versions held).
+   */
+  private sendSubscription(sub: SinkSubscription, fresh = false): void {
+    const stream = this.stream;
+    if (!stream || stream.done || this.closedFlag) return;
+    if (this.apiType === 'DELTA_GRPC') {
+      const { subscribe, unsubscribe } = sub.deltaDiff();
+      if (!fresh && subscribe.length === 0 && unsubscribe.length === 0) return;
+      this.sendDelta(stream, { type_url: sub.typeUrl, resource_names_subscribe: subscribe, resource_names_unsubscribe: unsubscribe, ...(fresh ? { initial_resource_versions: sub.initialVersions() } : {}) });
+    } else {
+      sub.markSent();
+      this.sendSotw(stream, { type_url: sub.typeUrl, version_info: sub.state.versionInfo, resource_names: sub.names() });
+    }
   }
 
   /**
@@ -441,6 +498,7 @@ export class AdsClient {
     if (this.closedFlag) return;
     this.cdsCounters.update_failure++;
     for (const name of this.edsNames) this.edsCounter(name).update_failure++;
+    for (const sub of this.sinkSubs.values()) if (sub.active) sub.counters.update_failure++;
     this.isConnected = false;
     const retryInMs = this.backoff.nextMs();
     this.logger.warn({ reason, retryInMs }, 'ADS stream closed; keeping the last config and reconnecting');
@@ -503,24 +561,66 @@ export class AdsClient {
     return c;
   }
 
-  private markInitialized(reason: 'fetched' | 'timeout'): void {
+  private markInitialized(): void {
     if (this.isInitialized) return;
     this.isInitialized = true;
     this.initEdsPending = undefined;
     if (this.initTimer) clearTimeout(this.initTimer);
-    this.initTimer = undefined;
+    if (this.ldsInitTimer) clearTimeout(this.ldsInitTimer);
+    this.initTimer = this.ldsInitTimer = undefined;
+    for (const sub of this.sinkSubs.values()) sub.initPending.clear();
     this.resolveInitialized();
-    this.events.emit({ type: 'initialized', reason });
+    this.events.emit({ type: 'initialized', reason: this.initTimedOut ? 'timeout' : 'fetched' });
   }
 
+  /**
+   * Envoy's init order: the first CDS response (or cds initial_fetch_timeout) and the CLAs of its EDS clusters
+   * (or their timers); then LDS is requested and its first response (or lds initial_fetch_timeout) awaited; and
+   * every RDS/ECDS name watched meanwhile (a warming listener's) must arrive or time out.
+   */
   private checkInitialized(): void {
-    if (this.isInitialized || !this.cdsReceived) return;
-    if (this.initEdsPending === undefined) {
-      // Names already given up on (does-not-exist timer) no longer block initialization.
-      const eds = this.type(EDS_TYPE_URL);
-      this.initEdsPending = new Set(this.sink.edsServiceNames().filter((n) => eds.resources.get(n)?.status !== 'DOES_NOT_EXIST'));
+    if (this.isInitialized) return;
+    if (!this.clustersReady) {
+      if (!this.cdsReceived) return;
+      if (this.initEdsPending === undefined) {
+        // Names already given up on (does-not-exist timer) no longer block initialization.
+        const eds = this.type(EDS_TYPE_URL);
+        this.initEdsPending = new Set(this.sink.edsServiceNames().filter((n) => eds.resources.get(n)?.status !== 'DOES_NOT_EXIST'));
+      }
+      if (this.initEdsPending.size > 0) return;
+      this.markClustersReady();
+      return;
     }
-    if (this.initEdsPending.size === 0) this.markInitialized('fetched');
+    if (this.lds?.awaitingFirst) return;
+    for (const sub of this.sinkSubs.values()) if (sub.initPending.size > 0) return;
+    this.markInitialized();
+  }
+
+  /** Clusters initialized: LDS starts (with its own initial_fetch_timeout), then initialization continues. */
+  private markClustersReady(): void {
+    if (this.clustersReady) return;
+    this.clustersReady = true;
+    this.initEdsPending = undefined;
+    if (this.initTimer) clearTimeout(this.initTimer);
+    this.initTimer = undefined;
+    const lds = this.lds;
+    if (lds && !lds.started) {
+      lds.started = true;
+      if (this.ldsInitialFetchTimeoutMs > 0) {
+        this.ldsInitTimer = setTimeout(() => {
+          this.ldsInitTimer = undefined;
+          if (!lds.awaitingFirst) return;
+          lds.counters.init_fetch_timeout++;
+          lds.awaitingFirst = false;
+          this.initTimedOut = true;
+          this.logger.warn({ timeoutMs: this.ldsInitialFetchTimeoutMs }, 'LDS initial fetch timed out; continuing');
+          this.checkInitialized();
+        }, this.ldsInitialFetchTimeoutMs);
+        this.ldsInitTimer.unref();
+      }
+      this.sendSubscription(lds, true);
+    }
+    this.checkInitialized();
   }
 
   // -------------------------------------------------------------------------------------------------------------
@@ -785,7 +885,7 @@ export class AdsClient {
       return { kind: 'refresh', name, ttlMs: u.ttlMs, version: u.version, keep: true }; // identical resend: nothing to rebuild
     }
     const bytes = Buffer.from(u.buf.subarray(u.start, u.end)); // a copy: the response buffer is not kept alive
-    const decoded = decodeCluster(this.protos, this.validator, bytes, u.version);
+    const decoded = CLUSTER_TYPE.decode(this.ctx, bytes, u.version);
     const label = decoded.name || name || `#${index}`;
     if (!decoded.ok) return { kind: 'error', stage: decoded.stage, label, detail: `cluster '${label}': ${decoded.errors.join('; ')}`, version: u.version };
     return { kind: 'apply', config: decoded.value, bytes, ttlMs: u.ttlMs, version: u.version };
@@ -847,7 +947,7 @@ export class AdsClient {
       const prior = state.resources.get(u.name);
       if (prior && prior.status === 'ACKED' && prior.raw && rangeEquals(u.buf, u.start, u.end, prior.raw)) continue;
       const bytes = Buffer.from(u.buf.subarray(u.start, u.end)); // a copy: the response buffer is not kept alive
-      const decoded = decodeClusterLoadAssignment(this.protos, this.validator, bytes);
+      const decoded = ENDPOINT_TYPE.decode(this.ctx, bytes, '');
       if (decoded.ok) {
         out.set(u, { bytes, value: decoded.value });
         continue;
@@ -889,7 +989,7 @@ export class AdsClient {
       return undefined;
     }
     const bytes = pre?.bytes ?? Buffer.from(u.buf.subarray(u.start, u.end)); // a copy: the response buffer is not kept alive
-    const decoded = pre ? { ok: true as const, name, value: pre.value } : decodeClusterLoadAssignment(this.protos, this.validator, bytes);
+    const decoded = pre ? { ok: true as const, name, value: pre.value } : ENDPOINT_TYPE.decode(this.ctx, bytes, '');
     if (!decoded.ok) {
       counters.update_rejected++;
       const detail = `ClusterLoadAssignment '${decoded.name || name || `#${index}`}': ${decoded.errors.join('; ')}`;
@@ -992,6 +1092,11 @@ export class AdsClient {
     const version = msg.version_info;
     const nonce = msg.nonce;
     const count = msg.anyStart.length;
+    const sub = this.sinkSubs.get(typeUrl);
+    if (sub?.active) {
+      this.onSinkSotwResponse(stream, sub, msg);
+      return;
+    }
     stream.nonces.set(typeUrl, nonce);
     const errors: string[] = [];
     if (typeUrl === CDS_TYPE_URL) {
@@ -1030,6 +1135,60 @@ export class AdsClient {
     this.sendSotw(stream, { type_url: typeUrl, version_info: t.versionInfo, resource_names: [] });
   }
 
+  /**
+   * A SotW response of a sink type, applied after the previous one of its type (the sink may be asynchronous);
+   * the ACK or NACK follows once the sink is done, carrying the names watched by then.
+   */
+  private onSinkSotwResponse(stream: AdsStream, sub: SinkSubscription, msg: RawDiscoveryResponse): void {
+    void sub.enqueue(async () => {
+      const errors: string[] = [];
+      const items = this.sotwItems(msg, sub.typeUrl, errors);
+      await sub.apply(items, sub.type.wildcard ? 'absent' : [], errors);
+      stream.nonces.set(sub.typeUrl, msg.nonce);
+      const nack = this.recordOutcome(sub.typeUrl, msg.version_info, msg.nonce, errors);
+      sub.markSent();
+      this.sendSotw(stream, { type_url: sub.typeUrl, version_info: this.versionInfo(sub.typeUrl), resource_names: sub.names(), ...(nack ? { error_detail: nack } : {}) });
+      this.checkInitialized();
+    });
+  }
+
+  /** A Delta response of a sink type; see onSinkSotwResponse(). */
+  private onSinkDeltaResponse(stream: AdsStream, sub: SinkSubscription, msg: ProtoObject): void {
+    void sub.enqueue(async () => {
+      const typeUrl = sub.typeUrl;
+      const version = String(msg['system_version_info'] ?? '');
+      const nonce = String(msg['nonce'] ?? '');
+      const resources = (msg['resources'] as ResourceWrapper[] | undefined) ?? [];
+      const removed = (msg['removed_resources'] as string[] | undefined) ?? [];
+      const errors: string[] = [];
+      const names = resources.map((r) => String(r.name ?? ''));
+      const dup = names.find((n, i) => names.indexOf(n) !== i) ?? removed.find((n) => names.includes(n));
+      let items: Item[] | undefined;
+      if (dup !== undefined) {
+        errors.push(`duplicate resource name '${dup}' in one response`);
+      } else {
+        items = [];
+        for (const [i, res] of resources.entries()) {
+          const known = (name: string): boolean => {
+            const r = sub.state.resources.get(name);
+            return r?.raw !== undefined && r.version === String(res.version ?? '');
+          };
+          const u = this.fromWrapper(res, typeUrl, i, String(res.version ?? ''), known);
+          if (typeof u !== 'string') items.push(u);
+          else if (res.resource) {
+            errors.push(u);
+            items = undefined; // a type mismatch rejects the whole response
+            break;
+          }
+        }
+      }
+      await sub.apply(items, removed, errors);
+      const nack = this.recordOutcome(typeUrl, version, nonce, errors);
+      this.sendDelta(stream, { type_url: typeUrl, response_nonce: nonce, ...(nack ? { error_detail: nack } : {}) });
+      this.checkInitialized();
+    });
+  }
+
   // -------------------------------------------------------------------------------------------------------------
   // Delta
 
@@ -1042,6 +1201,11 @@ export class AdsClient {
     const errors: string[] = [];
     const names = resources.map((r) => String(r.name ?? ''));
     const dup = names.find((n, i) => names.indexOf(n) !== i) ?? removed.find((n) => names.includes(n));
+    const sub = this.sinkSubs.get(typeUrl);
+    if (sub?.active) {
+      this.onSinkDeltaResponse(stream, sub, msg);
+      return;
+    }
     if (typeUrl !== CDS_TYPE_URL && typeUrl !== EDS_TYPE_URL) {
       this.sendDelta(stream, { type_url: typeUrl, response_nonce: nonce });
       return;

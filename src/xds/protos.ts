@@ -10,10 +10,7 @@ import { ConfigError } from '../common/errors';
  * is `proto/envoy-protos.txt`. Nothing from upstream is committed or generated into the tree.
  */
 
-export const CDS_TYPE_URL = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
-export const EDS_TYPE_URL = 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment';
-export const RESOURCE_TYPE_URL = 'type.googleapis.com/envoy.service.discovery.v3.Resource';
-export const TYPE_URL_PREFIX = 'type.googleapis.com/';
+export { CDS_TYPE_URL, ECDS_TYPE_URL, EDS_TYPE_URL, LDS_TYPE_URL, RDS_TYPE_URL, RESOURCE_TYPE_URL, TYPE_URL_PREFIX } from './type-urls';
 
 export const ADS_SERVICE = 'envoy.service.discovery.v3.AggregatedDiscoveryService';
 export const ADS_SOTW_METHOD = `/${ADS_SERVICE}/StreamAggregatedResources`;

@@ -1,3 +1,5 @@
+import type { JsonObject } from './proto-json';
+
 /**
  * Read-only views of the xDS client's state, for /config_dump, /stats and /ready (the admin layer renders them).
  * Everything here is plain data; the client hands out fresh snapshots.
@@ -25,6 +27,8 @@ export interface ResourceStatus {
   readonly lastUpdated: Date | undefined;
   /** The last rejection of this resource, kept until a later version is accepted. */
   readonly error: UpdateFailure | undefined;
+  /** LDS/RDS/ECDS: the accepted resource as proto3 JSON (what its sink got), for /config_dump. */
+  readonly resource?: JsonObject;
 }
 
 export interface TypeStatus {
@@ -35,6 +39,8 @@ export interface TypeStatus {
   /** The last response rejected for this type, if the latest response was a NACK. */
   readonly lastError: UpdateFailure | undefined;
   readonly resources: readonly ResourceStatus[];
+  /** LDS/RDS/ECDS: this type's subscription counters (listener_manager.lds.*, rds.*, extension_config_discovery.*). */
+  readonly counters?: Readonly<SubscriptionCounters>;
 }
 
 /** Envoy's subscription stats (`cluster_manager.cds.*`, `cluster.<name>.update_*`). */
@@ -44,7 +50,10 @@ export interface SubscriptionCounters {
   update_rejected: number;
   update_failure: number;
   update_empty: number;
-  /** CDS: initial_fetch_timeout fired. EDS: the name's does-not-exist timer fired (Envoy's EDS init_fetch_timeout). */
+  /**
+   * CDS/LDS: initial_fetch_timeout fired. EDS/RDS/ECDS: a name's does-not-exist timer fired (Envoy's
+   * init_fetch_timeout of that subscription).
+   */
   init_fetch_timeout: number;
 }
 
@@ -52,6 +61,8 @@ export interface XdsCounters {
   readonly cds: Readonly<SubscriptionCounters>;
   /** Per EDS service name (Envoy keys these by cluster; for Istio/Higress the service name is the cluster name). */
   readonly eds: Readonly<Record<string, Readonly<SubscriptionCounters>>>;
+  /** Per type id ('lds', 'rds', 'ecds'), for the types this client subscribes to through sinks. */
+  readonly dynamic?: Readonly<Record<string, Readonly<SubscriptionCounters>>>;
   readonly control_plane: {
     readonly connected_state: 0 | 1;
     readonly streams_opened: number;

@@ -13,7 +13,7 @@ import { toProtoJson, type JsonObject, type ProtoObject } from '../proto-json';
 import { CDS_TYPE_URL, type EnvoyProtos } from '../protos';
 import type { ProtoValidator } from '../validate';
 import { claToHosts } from './endpoint';
-import type { Decoded } from './types';
+import type { Decoded, ResourceType } from './types';
 
 const DISCOVERY_TYPES: readonly DiscoveryType[] = ['STATIC', 'STRICT_DNS', 'LOGICAL_DNS', 'EDS', 'ORIGINAL_DST'];
 const LB_POLICIES: Readonly<Record<number, LbPolicy>> = {
@@ -190,3 +190,13 @@ export function decodeCluster(
   }
   return clusterToConfig(protos, validator, msg, { versionInfo, addedViaApi: true, raw: bytes });
 }
+
+/** CDS: wildcard; a SotW response is the full set of dynamic clusters. */
+export const CLUSTER_TYPE: ResourceType<ClusterConfig> = {
+  typeUrl: CDS_TYPE_URL,
+  id: 'cds',
+  messageName: 'envoy.config.cluster.v3.Cluster',
+  wildcard: true,
+  after: [],
+  decode: (ctx, bytes, version) => decodeCluster(ctx.protos, ctx.validator, bytes, version),
+};

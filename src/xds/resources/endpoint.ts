@@ -3,7 +3,8 @@ import type { HealthStatus, HostSpec } from '../../upstream/types';
 import type { ProtoObject } from '../proto-json';
 import type { EnvoyProtos } from '../protos';
 import type { ProtoValidator } from '../validate';
-import type { Decoded } from './types';
+import { CDS_TYPE_URL, EDS_TYPE_URL } from '../type-urls';
+import type { Decoded, ResourceType } from './types';
 
 /** `envoy.config.core.v3.HealthStatus` by number. */
 const HEALTH_BY_NUMBER: readonly HealthStatus[] = ['UNKNOWN', 'HEALTHY', 'UNHEALTHY', 'DRAINING', 'TIMEOUT', 'DEGRADED'];
@@ -70,3 +71,13 @@ export function claFromMessage(type: protobuf.Type, validator: ProtoValidator, m
   if (errors.length > 0) return { name, ok: false, errors, stage: 'decode' };
   return { name, ok: true, value: { serviceName: name, hosts: claToHosts(msg) } };
 }
+
+/** EDS: named by the EDS clusters' service names; requested after each CDS update with the complete set. */
+export const ENDPOINT_TYPE: ResourceType<EndpointAssignment> = {
+  typeUrl: EDS_TYPE_URL,
+  id: 'eds',
+  messageName: 'envoy.config.endpoint.v3.ClusterLoadAssignment',
+  wildcard: false,
+  after: [CDS_TYPE_URL],
+  decode: (ctx, bytes) => decodeClusterLoadAssignment(ctx.protos, ctx.validator, bytes),
+};
