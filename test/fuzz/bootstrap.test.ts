@@ -1,0 +1,4 @@
+import { fuzzTests } from './harness';
+import { bootstrapTarget } from './targets/bootstrap';
+
+fuzzTests(bootstrapTarget);

@@ -1,0 +1,4 @@
+import { fuzzTests } from './harness';
+import { pairsTarget } from './targets/pairs';
+
+fuzzTests(pairsTarget);

@@ -1,0 +1,4 @@
+import { fuzzTests } from './harness';
+import { respTarget } from './targets/resp';
+
+fuzzTests(respTarget);
