@@ -113,32 +113,98 @@ export interface RouterFilterConfig {
 
 export type HttpFilterConfig = WasmFilterConfig | RouterFilterConfig;
 
-export interface ListenerConfig {
-  readonly name: string;
-  readonly address: string;
-  readonly port: number;
+/**
+ * An http filter whose configuration comes over ECDS (`config_discovery`): the resource named `configName` (the
+ * filter's name, as Envoy subscribes it), until then `defaultConfig` if there is one.
+ */
+export interface EcdsFilterConfig {
+  readonly type: 'ecds';
+  readonly filterName: string;
+  readonly path: string;
+  /** The TypedExtensionConfig resource name (http_filters[].name). */
+  readonly configName: string;
+  readonly defaultConfig: WasmFilterConfig | undefined;
+  /** Serve with default_config at once instead of waiting for the first ECDS resource. */
+  readonly applyDefaultConfigWithoutWarming: boolean;
+  /** config_source.initial_fetch_timeout (default 15 s; 0 waits for ever). */
+  readonly initialFetchTimeoutMs: number;
+  /** type_urls: the typed_config types an ECDS resource for this filter may carry. */
+  readonly typeUrls: readonly string[];
+}
+
+/** An http filter before the router: inline Wasm, or Wasm configured over ECDS. */
+export type HttpFilterSpec = WasmFilterConfig | EcdsFilterConfig;
+
+/** Where an HCM's routes come from: inline route_config, or RDS over ADS. */
+export type RouteSpec =
+  | { readonly kind: 'static'; readonly config: RouteTableConfig }
+  | { readonly kind: 'rds'; readonly name: string; readonly initialFetchTimeoutMs: number };
+
+/** Envoy's HttpConnectionManager.drain_timeout default. */
+export const DEFAULT_DRAIN_TIMEOUT_MS = 5000;
+/** Envoy's ConfigSource.initial_fetch_timeout default. */
+export const DEFAULT_CONFIG_SOURCE_TIMEOUT_MS = 15_000;
+
+export interface HcmConfig {
   readonly statPrefix: string;
-  readonly routeConfig: RouteTableConfig;
+  readonly routes: RouteSpec;
   /** Wasm filters in listener order (Envoy runs http_filters as listed; the router is implied last). */
-  readonly wasmFilters: readonly WasmFilterConfig[];
+  readonly httpFilters: readonly HttpFilterSpec[];
   /** HttpConnectionManager.generate_request_id (default true). */
   readonly generateRequestId: boolean;
   /** HttpConnectionManager strip_any_host_port / strip_matching_host_port: the :authority port removed on arrival. */
   readonly stripHostPort: 'none' | 'any' | 'matching';
+  /** HCM codec_type: AUTO serves HTTP/1.1 and HTTP/2 (ALPN, or the h2 connection preface in cleartext). */
+  readonly codec: HttpCodec;
+  /** HCM http2_protocol_options, as HTTP/2 SETTINGS. */
+  readonly http2: Http2Settings;
+  /** HCM drain_timeout: how long a draining chain's connections get before they are closed. */
+  readonly drainTimeoutMs: number;
+}
+
+/** FilterChainMatch, the criteria this data plane can evaluate (an empty list or undefined matches anything). */
+export interface FilterChainMatchConfig {
+  readonly destinationPort: number | undefined;
+  /** Lower-cased; `*.example.com` wildcards allowed (Envoy). Needs the tls_inspector listener filter. */
+  readonly serverNames: readonly string[];
+  /** '' (any), 'tls' or 'raw_buffer'. */
+  readonly transportProtocol: string;
+  readonly applicationProtocols: readonly string[];
+}
+
+/**
+ * One filter chain. `network` is what runs on its connections: an HttpConnectionManager today; the TCP filters
+ * (envoy.filters.network.wasm + tcp_proxy, src/tcp/) add their own kind beside it.
+ */
+export interface FilterChainConfig {
+  /** FilterChain.name (xds.filter_chain_name). */
+  readonly name: string;
+  /** JSON path of the chain, for logs. */
+  readonly path: string;
+  readonly match: FilterChainMatchConfig;
+  /** transport_socket (DownstreamTlsContext); undefined: plaintext. */
+  readonly tls: DownstreamTls | undefined;
+  readonly network: { readonly kind: 'http'; readonly hcm: HcmConfig };
+}
+
+export interface ListenerConfig {
+  readonly name: string;
+  readonly address: string;
+  readonly port: number;
+  /** The filter chains in listener order (the first match in Envoy's match order wins). */
+  readonly filterChains: readonly FilterChainConfig[];
+  /** default_filter_chain: connections no chain matches (undefined: they are closed, as in Envoy). */
+  readonly defaultFilterChain: FilterChainConfig | undefined;
+  /** listener_filters has envoy.filters.listener.tls_inspector: SNI, ALPN and the transport are read first. */
+  readonly tlsInspector: boolean;
+  /** Every inline Wasm filter of every chain (ECDS defaults included), in order: what `validate` compiles. */
+  readonly wasmFilters: readonly WasmFilterConfig[];
   /** Listener.per_connection_buffer_limit_bytes: each stream's buffer limit (Envoy: 413/500 past it while buffering). */
   readonly bufferLimitBytes: number;
   /** Listener.metadata (xds.listener_metadata). */
   readonly metadata: EncodedMetadata;
   /** Listener.traffic_direction (0 UNSPECIFIED, 1 INBOUND, 2 OUTBOUND). */
   readonly trafficDirection: number;
-  /** filter_chains[0].name (xds.filter_chain_name). */
-  readonly filterChainName: string;
-  /** HCM codec_type: AUTO serves HTTP/1.1 and HTTP/2 (ALPN, or the h2 connection preface in cleartext). */
-  readonly codec: HttpCodec;
-  /** filter_chains[0].transport_socket (DownstreamTlsContext); undefined: plaintext. */
-  readonly tls: DownstreamTls | undefined;
-  /** HCM http2_protocol_options, as HTTP/2 SETTINGS. */
-  readonly http2: Http2Settings;
 }
 
 export type HttpCodec = 'AUTO' | 'HTTP1' | 'HTTP2';
@@ -328,8 +394,9 @@ const FAILURE_POLICIES: Readonly<Record<string, FailurePolicy>> = {
   0: 'FAIL_CLOSED', 1: 'FAIL_RELOAD', 2: 'FAIL_CLOSED', 3: 'FAIL_OPEN',
 };
 
-function wasmFilter(name: string, cfg: Json, path: string, extras: Json | undefined, baseDir: string): WasmFilterConfig {
-  const cpath = `${path}.typed_config.config`;
+/** `cfg` is the Wasm Any (at `anyPath`); `path` is the http filter's, kept for errors and logs. */
+function wasmFilter(name: string, cfg: Json, path: string, anyPath: string, extras: Json | undefined, baseDir: string): WasmFilterConfig {
+  const cpath = `${anyPath}.config`;
   const pc = obj(cfg['config'], cpath, true)!;
   const vm = obj(pc['vm_config'], `${cpath}.vm_config`, true)!;
   const vpath = `${cpath}.vm_config`;
@@ -392,16 +459,23 @@ function wasmFilter(name: string, cfg: Json, path: string, extras: Json | undefi
 
 /**
  * The fields of each message this data plane implements. Anything else that is set is refused with its path:
- * a listener that silently dropped `listener_filters`, a `filter_chain_match` or a transport socket would serve
- * other traffic than the one configured (plaintext where TLS was asked for is the worst case).
+ * a listener that silently dropped a listener filter, a filter_chain_match criterion or a transport socket would
+ * serve other traffic than the one configured (plaintext where TLS was asked for is the worst case).
  */
 const IMPLEMENTED_FIELDS = {
-  listener: new Set(['name', 'address', 'filter_chains', 'per_connection_buffer_limit_bytes', 'metadata', 'traffic_direction']),
-  filterChain: new Set(['name', 'filters', 'transport_socket']),
+  listener: new Set(['name', 'address', 'filter_chains', 'default_filter_chain', 'listener_filters', 'per_connection_buffer_limit_bytes', 'metadata', 'traffic_direction']),
+  listenerFilter: new Set(['name', 'typed_config']),
+  filterChain: new Set(['name', 'filters', 'transport_socket', 'filter_chain_match']),
+  filterChainMatch: new Set(['destination_port', 'server_names', 'transport_protocol', 'application_protocols']),
   networkFilter: new Set(['name', 'typed_config']),
-  hcm: new Set(['@type', 'stat_prefix', 'route_config', 'rds', 'http_filters', 'generate_request_id', 'strip_any_host_port', 'strip_matching_host_port', 'codec_type', 'http2_protocol_options']),
-  httpFilter: new Set(['name', 'typed_config']),
+  hcm: new Set(['@type', 'stat_prefix', 'route_config', 'rds', 'http_filters', 'generate_request_id', 'strip_any_host_port', 'strip_matching_host_port', 'codec_type', 'http2_protocol_options', 'drain_timeout']),
+  rds: new Set(['config_source', 'route_config_name']),
+  configSource: new Set(['ads', 'initial_fetch_timeout', 'resource_api_version']),
+  httpFilter: new Set(['name', 'typed_config', 'config_discovery']),
+  configDiscovery: new Set(['config_source', 'default_config', 'apply_default_config_without_warming', 'type_urls']),
 } as const;
+
+export const TLS_INSPECTOR_TYPE = 'type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector';
 
 function refuseUnimplemented(o: Json, implemented: ReadonlySet<string>, path: string): void {
   for (const [k, v] of Object.entries(o)) {
@@ -418,19 +492,107 @@ function codecType(v: unknown, path: string): HttpCodec {
   throw new ConfigError(`codec_type ${String(v)} is not supported (AUTO, HTTP1 or HTTP2)`, path);
 }
 
-function listener(v: unknown, path: string, extras: PluginConfigExtras, baseDir: string, secrets: StaticSecrets): ListenerConfig {
-  const l = obj(v, path, true)!;
-  refuseUnimplemented(l, IMPLEMENTED_FIELDS.listener, path);
-  const name = str(l['name'], `${path}.name`, '');
-  const sock = obj(obj(l['address'], `${path}.address`, true)!['socket_address'], `${path}.address.socket_address`, true)!;
-  const address = str(sock['address'], `${path}.address.socket_address.address`);
-  const port = Number(sock['port_value'] ?? 0);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError('must be 0..65535', `${path}.address.socket_address.port_value`);
-  const chains = arr(l['filter_chains'], `${path}.filter_chains`);
-  if (chains.length !== 1) throw new ConfigError('exactly one filter chain is supported', `${path}.filter_chains`);
-  const fcPath = `${path}.filter_chains[0]`;
-  const chain = obj(chains[0], fcPath, true)!;
+/** A ConfigSource: only `ads: {}` (the bootstrap's ADS stream); returns its initial_fetch_timeout. */
+function adsConfigSource(v: unknown, path: string): number {
+  const cs = obj(v, path, true)!;
+  refuseUnimplemented(cs, IMPLEMENTED_FIELDS.configSource, path);
+  if (cs['ads'] === undefined || cs['ads'] === null) throw new ConfigError('only ADS config sources are supported (config_source: {ads: {}})', path);
+  const rv = cs['resource_api_version'];
+  if (rv !== undefined && rv !== null && rv !== 'V3' && rv !== 2) throw new ConfigError(`resource_api_version ${String(rv)} is not supported (V3)`, `${path}.resource_api_version`);
+  return durationMs(cs['initial_fetch_timeout'], `${path}.initial_fetch_timeout`) ?? DEFAULT_CONFIG_SOURCE_TIMEOUT_MS;
+}
+
+function routeSpec(hcm: Json, path: string): RouteSpec {
+  if (hcm['rds'] !== undefined && hcm['rds'] !== null) {
+    if (hcm['route_config'] !== undefined && hcm['route_config'] !== null) throw new ConfigError('route_config and rds are mutually exclusive', `${path}.rds`);
+    const rds = obj(hcm['rds'], `${path}.rds`, true)!;
+    refuseUnimplemented(rds, IMPLEMENTED_FIELDS.rds, `${path}.rds`);
+    const name = str(rds['route_config_name'], `${path}.rds.route_config_name`);
+    if (name === '') throw new ConfigError('must not be empty', `${path}.rds.route_config_name`);
+    return { kind: 'rds', name, initialFetchTimeoutMs: adsConfigSource(rds['config_source'], `${path}.rds.config_source`) };
+  }
+  return { kind: 'static', config: routeTable(hcm['route_config'], `${path}.route_config`) };
+}
+
+/** http_filters[i] with config_discovery: Wasm over ECDS (type_urls must allow Wasm; default_config must be Wasm). */
+function ecdsFilter(fname: string, fo: Json, p: string, extras: PluginConfigExtras, baseDir: string): EcdsFilterConfig {
+  const dp = `${p}.config_discovery`;
+  const cd = obj(fo['config_discovery'], dp, true)!;
+  refuseUnimplemented(cd, IMPLEMENTED_FIELDS.configDiscovery, dp);
+  if (fo['typed_config'] !== undefined && fo['typed_config'] !== null) throw new ConfigError('typed_config and config_discovery are mutually exclusive', `${p}.typed_config`);
+  const typeUrls = arr(cd['type_urls'], `${dp}.type_urls`).map((t, i) => str(t, `${dp}.type_urls[${i}]`));
+  if (!typeUrls.includes(WASM_FILTER_TYPE)) throw new ConfigError(`only ${WASM_FILTER_TYPE} filters are served over ECDS; type_urls must list it`, `${dp}.type_urls`);
+  const initialFetchTimeoutMs = adsConfigSource(cd['config_source'], `${dp}.config_source`);
+  let defaultConfig: WasmFilterConfig | undefined;
+  const def = obj(cd['default_config'], `${dp}.default_config`);
+  if (def) {
+    const type = str(def['@type'], `${dp}.default_config.@type`);
+    if (type !== WASM_FILTER_TYPE) throw new ConfigError(`default_config of type ${type} is not supported (only ${WASM_FILTER_TYPE})`, `${dp}.default_config.@type`);
+    defaultConfig = wasmFilter(fname, def, p, `${dp}.default_config`, extras.get(`${dp}.default_config.config`), baseDir);
+  }
+  const applyDefaultConfigWithoutWarming = bool(cd['apply_default_config_without_warming'], `${dp}.apply_default_config_without_warming`, false);
+  if (applyDefaultConfigWithoutWarming && !defaultConfig) throw new ConfigError('apply_default_config_without_warming needs a default_config', `${dp}.apply_default_config_without_warming`);
+  return { type: 'ecds', filterName: fname, path: p, configName: fname, defaultConfig, applyDefaultConfigWithoutWarming, initialFetchTimeoutMs, typeUrls };
+}
+
+function httpConnectionManager(hcmAny: Json, hPath: string, extras: PluginConfigExtras, baseDir: string): HcmConfig {
+  refuseUnimplemented(hcmAny, IMPLEMENTED_FIELDS.hcm, hPath);
+  const codec = codecType(hcmAny['codec_type'], `${hPath}.codec_type`);
+  const http2 = http2Settings(hcmAny['http2_protocol_options'], `${hPath}.http2_protocol_options`);
+  const routes = routeSpec(hcmAny, hPath);
+  const httpFilters: HttpFilterSpec[] = [];
+  let router = false;
+  arr(hcmAny['http_filters'], `${hPath}.http_filters`).forEach((f, i) => {
+    const p = `${hPath}.http_filters[${i}]`;
+    const fo = obj(f, p, true)!;
+    refuseUnimplemented(fo, IMPLEMENTED_FIELDS.httpFilter, p);
+    const fname = str(fo['name'], `${p}.name`);
+    if (router) throw new ConfigError(`filter '${fname}' follows the terminal router filter`, p);
+    if (fo['config_discovery'] !== undefined && fo['config_discovery'] !== null) {
+      httpFilters.push(...mapRecording([fo], (x) => ecdsFilter(fname, x, p, extras, baseDir)));
+      return;
+    }
+    const tc = obj(fo['typed_config'], `${p}.typed_config`, true)!;
+    const type = str(tc['@type'], `${p}.typed_config.@type`);
+    if (type === WASM_FILTER_TYPE) httpFilters.push(...mapRecording([tc], (c) => wasmFilter(fname, c, p, `${p}.typed_config`, extras.get(`${p}.typed_config.config`), baseDir)));
+    else if (type === ROUTER_FILTER_TYPE) router = true;
+    else throw new ConfigError(`http filter ${type} is not supported (envoy.filters.http.wasm and envoy.filters.http.router only)`, `${p}.typed_config.@type`);
+  });
+  if (!router) throw new ConfigError('the last http filter must be envoy.filters.http.router', `${hPath}.http_filters`);
+  return {
+    statPrefix: str(hcmAny['stat_prefix'], `${hPath}.stat_prefix`, ''),
+    routes,
+    httpFilters,
+    generateRequestId: bool(hcmAny['generate_request_id'], `${hPath}.generate_request_id`, true),
+    stripHostPort: stripHostPort(hcmAny, hPath),
+    codec,
+    http2,
+    drainTimeoutMs: durationMs(hcmAny['drain_timeout'], `${hPath}.drain_timeout`) ?? DEFAULT_DRAIN_TIMEOUT_MS,
+  };
+}
+
+const TRANSPORT_PROTOCOLS = new Set(['', 'tls', 'raw_buffer']);
+
+function filterChainMatch(v: unknown, path: string, tlsInspector: boolean): FilterChainMatchConfig {
+  const m = obj(v, path) ?? {};
+  refuseUnimplemented(m, IMPLEMENTED_FIELDS.filterChainMatch, path);
+  const dp = m['destination_port'];
+  const destinationPort = dp === undefined || dp === null ? undefined : uint32(dp, `${path}.destination_port`, 0);
+  if (destinationPort !== undefined && (destinationPort < 1 || destinationPort > 65535)) throw new ConfigError('must be 1..65535', `${path}.destination_port`);
+  const serverNames = arr(m['server_names'], `${path}.server_names`).map((s, i) => str(s, `${path}.server_names[${i}]`).toLowerCase());
+  const transportProtocol = str(m['transport_protocol'], `${path}.transport_protocol`, '');
+  if (!TRANSPORT_PROTOCOLS.has(transportProtocol)) throw new ConfigError(`transport_protocol '${transportProtocol}' is not supported (tls or raw_buffer)`, `${path}.transport_protocol`);
+  const applicationProtocols = arr(m['application_protocols'], `${path}.application_protocols`).map((s, i) => str(s, `${path}.application_protocols[${i}]`));
+  // Without tls_inspector Envoy never learns SNI, ALPN or that a connection is TLS: such a chain could never match.
+  const needsInspector = serverNames.length > 0 ? 'server_names' : applicationProtocols.length > 0 ? 'application_protocols' : transportProtocol === 'tls' ? 'transport_protocol' : undefined;
+  if (needsInspector && !tlsInspector) throw new ConfigError('needs the envoy.filters.listener.tls_inspector listener filter', `${path}.${needsInspector}`);
+  return { destinationPort, serverNames, transportProtocol, applicationProtocols };
+}
+
+function filterChain(v: unknown, fcPath: string, ctx: ListenerContext, tlsInspector: boolean): FilterChainConfig {
+  const chain = obj(v, fcPath, true)!;
   refuseUnimplemented(chain, IMPLEMENTED_FIELDS.filterChain, fcPath);
+  const match = filterChainMatch(chain['filter_chain_match'], `${fcPath}.filter_chain_match`, tlsInspector);
   const filters = arr(chain['filters'], `${fcPath}.filters`);
   if (filters.length !== 1) throw new ConfigError('exactly one network filter (http_connection_manager) is supported', `${fcPath}.filters`);
   const fPath = `${fcPath}.filters[0]`;
@@ -439,72 +601,137 @@ function listener(v: unknown, path: string, extras: PluginConfigExtras, baseDir:
   const hcmAny = obj(networkFilter['typed_config'], `${fPath}.typed_config`, true)!;
   const hcmType = str(hcmAny['@type'], `${fPath}.typed_config.@type`);
   if (hcmType !== HCM_TYPE) throw new ConfigError(`network filter ${hcmType} is not supported (only HttpConnectionManager)`, `${fPath}.typed_config.@type`);
-  const hPath = `${fPath}.typed_config`;
-  refuseUnimplemented(hcmAny, IMPLEMENTED_FIELDS.hcm, hPath);
-  const codec = codecType(hcmAny['codec_type'], `${hPath}.codec_type`);
-  const http2 = http2Settings(hcmAny['http2_protocol_options'], `${hPath}.http2_protocol_options`);
+  const hcm = httpConnectionManager(hcmAny, `${fPath}.typed_config`, ctx.extras, ctx.baseDir);
   const tlsAny = transportSocket(chain['transport_socket'], `${fcPath}.transport_socket`, DOWNSTREAM_TLS_TYPE);
-  const tls = tlsAny ? downstreamTlsContext(tlsAny, `${fcPath}.transport_socket.typed_config`, secrets) : undefined;
+  const tls = tlsAny ? downstreamTlsContext(tlsAny, `${fcPath}.transport_socket.typed_config`, ctx.secrets) : undefined;
   if (tls) {
     const alpnPath = `${fcPath}.transport_socket.typed_config.common_tls_context.alpn_protocols`;
     for (const [i, p] of tls.alpn.entries()) {
       if (p !== 'h2' && p !== 'http/1.1') throw new ConfigError(`ALPN protocol '${p}' is not served (h2 and http/1.1)`, `${alpnPath}[${i}]`);
-      if (codec === 'HTTP1' && p === 'h2') throw new ConfigError('h2 is offered but codec_type is HTTP1', `${alpnPath}[${i}]`);
-      if (codec === 'HTTP2' && p === 'http/1.1') throw new ConfigError('http/1.1 is offered but codec_type is HTTP2', `${alpnPath}[${i}]`);
+      if (hcm.codec === 'HTTP1' && p === 'h2') throw new ConfigError('h2 is offered but codec_type is HTTP1', `${alpnPath}[${i}]`);
+      if (hcm.codec === 'HTTP2' && p === 'http/1.1') throw new ConfigError('http/1.1 is offered but codec_type is HTTP2', `${alpnPath}[${i}]`);
     }
   }
-  if (hcmAny['rds'] !== undefined) throw new ConfigError('RDS is not supported; give route_config inline', `${hPath}.rds`);
-  const routeConfig = routeTable(hcmAny['route_config'], `${hPath}.route_config`);
-  const httpFilters = arr(hcmAny['http_filters'], `${hPath}.http_filters`);
-  const wasmFilters: WasmFilterConfig[] = [];
-  let router = false;
-  httpFilters.forEach((f, i) => {
-    const p = `${hPath}.http_filters[${i}]`;
+  if (match.transportProtocol === 'raw_buffer' && tls) throw new ConfigError('a raw_buffer chain cannot terminate TLS', `${fcPath}.filter_chain_match.transport_protocol`);
+  return { name: str(chain['name'], `${fcPath}.name`, ''), path: fcPath, match, tls, network: { kind: 'http', hcm } };
+}
+
+/** listener_filters: only tls_inspector, which the filter chain matcher reads SNI, ALPN and the transport with. */
+function listenerFilters(v: unknown, path: string): boolean {
+  let inspector = false;
+  arr(v, path).forEach((f, i) => {
+    const p = `${path}[${i}]`;
     const fo = obj(f, p, true)!;
-    refuseUnimplemented(fo, IMPLEMENTED_FIELDS.httpFilter, p);
-    const fname = str(fo['name'], `${p}.name`);
-    if (router) throw new ConfigError(`filter '${fname}' follows the terminal router filter`, p);
+    refuseUnimplemented(fo, IMPLEMENTED_FIELDS.listenerFilter, p);
     const tc = obj(fo['typed_config'], `${p}.typed_config`, true)!;
     const type = str(tc['@type'], `${p}.typed_config.@type`);
-    if (type === WASM_FILTER_TYPE) wasmFilters.push(...mapRecording([tc], (c) => wasmFilter(fname, c, p, extras.get(`${p}.typed_config.config`), baseDir)));
-    else if (type === ROUTER_FILTER_TYPE) router = true;
-    else throw new ConfigError(`http filter ${type} is not supported (envoy.filters.http.wasm and envoy.filters.http.router only)`, `${p}.typed_config.@type`);
+    if (type !== TLS_INSPECTOR_TYPE) throw new ConfigError(`listener filter ${type} is not supported (only envoy.filters.listener.tls_inspector)`, `${p}.typed_config.@type`);
+    const { ['@type']: _t, ...fields } = tc;
+    refuseUnimplemented(fields, new Set(), `${p}.typed_config`);
+    inspector = true;
   });
-  if (!router) throw new ConfigError('the last http filter must be envoy.filters.http.router', `${hPath}.http_filters`);
+  return inspector;
+}
+
+interface ListenerContext {
+  readonly extras: PluginConfigExtras;
+  readonly baseDir: string;
+  readonly secrets: StaticSecrets;
+}
+
+function listener(v: unknown, path: string, ctx: ListenerContext): ListenerConfig {
+  const l = obj(v, path, true)!;
+  refuseUnimplemented(l, IMPLEMENTED_FIELDS.listener, path);
+  const name = str(l['name'], `${path}.name`, '');
+  const sock = obj(obj(l['address'], `${path}.address`, true)!['socket_address'], `${path}.address.socket_address`, true)!;
+  const address = str(sock['address'], `${path}.address.socket_address.address`);
+  const port = Number(sock['port_value'] ?? 0);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError('must be 0..65535', `${path}.address.socket_address.port_value`);
+  const tlsInspector = listenerFilters(l['listener_filters'], `${path}.listener_filters`);
+  const chains = arr(l['filter_chains'], `${path}.filter_chains`);
+  const filterChains = mapRecording(chains, (c, i) => filterChain(c, `${path}.filter_chains[${i}]`, ctx, tlsInspector));
+  const def = l['default_filter_chain'];
+  const defaultFilterChain = def === undefined || def === null ? undefined : filterChain(def, `${path}.default_filter_chain`, ctx, tlsInspector);
+  if (chains.length === 0 && !defaultFilterChain) throw new ConfigError('needs at least one filter chain', `${path}.filter_chains`);
+  if (defaultFilterChain && obj(obj(def, `${path}.default_filter_chain`)!['filter_chain_match'], `${path}.default_filter_chain.filter_chain_match`)) {
+    throw new ConfigError('the default filter chain has no filter_chain_match', `${path}.default_filter_chain.filter_chain_match`);
+  }
+  refuseDuplicateMatches(filterChains, `${path}.filter_chains`);
+  const all = defaultFilterChain ? [...filterChains, defaultFilterChain] : filterChains;
+  const wasmFilters: WasmFilterConfig[] = [];
+  for (const c of all) for (const f of c.network.hcm.httpFilters) {
+    if (f.type === 'wasm') wasmFilters.push(f);
+    else if (f.defaultConfig) wasmFilters.push(f.defaultConfig);
+  }
   return {
     name,
     address,
     port,
-    statPrefix: str(hcmAny['stat_prefix'], `${hPath}.stat_prefix`, ''),
-    routeConfig,
+    filterChains,
+    defaultFilterChain,
+    tlsInspector,
     wasmFilters,
-    generateRequestId: bool(hcmAny['generate_request_id'], `${hPath}.generate_request_id`, true),
-    stripHostPort: stripHostPort(hcmAny, hPath),
     bufferLimitBytes: uint32(l['per_connection_buffer_limit_bytes'], `${path}.per_connection_buffer_limit_bytes`, DEFAULT_BUFFER_LIMIT_BYTES),
     metadata: encodeMetadata(l['metadata'], `${path}.metadata`),
     trafficDirection: trafficDirection(l['traffic_direction'], `${path}.traffic_direction`),
-    filterChainName: str(chain['name'], `${fcPath}.name`, ''),
-    codec,
-    tls,
-    http2,
   };
 }
 
-function stripHostPort(hcm: Json, path: string): ListenerConfig['stripHostPort'] {
+/** Envoy refuses a listener where two filter chains have the same match ("multiple filter chains with the same matching rules"). */
+function refuseDuplicateMatches(chains: readonly FilterChainConfig[], path: string): void {
+  const seen = new Map<string, number>();
+  chains.forEach((c, i) => {
+    const m = c.match;
+    const key = JSON.stringify([m.destinationPort ?? 0, [...m.serverNames].sort(), m.transportProtocol, [...m.applicationProtocols].sort()]);
+    const first = seen.get(key);
+    if (first !== undefined) throw new ConfigError(`has the same filter_chain_match as filter_chains[${first}]`, `${path}[${i}].filter_chain_match`);
+    seen.set(key, i);
+  });
+}
+
+function stripHostPort(hcm: Json, path: string): HcmConfig['stripHostPort'] {
   const any = bool(hcm['strip_any_host_port'], `${path}.strip_any_host_port`, false);
   const matching = bool(hcm['strip_matching_host_port'], `${path}.strip_matching_host_port`, false);
   if (any && matching) throw new ConfigError('only one of strip_matching_host_port or strip_any_host_port can be set', `${path}.strip_any_host_port`);
   return any ? 'any' : matching ? 'matching' : 'none';
 }
 
+export interface ListenerParseOptions {
+  readonly extras?: PluginConfigExtras;
+  /** Resolves relative code filenames (default: the working directory, as Envoy resolves them). */
+  readonly baseDir?: string;
+  readonly secrets?: StaticSecrets;
+}
+
+/**
+ * One Listener (proto3 JSON, snake_case), e.g. an LDS resource; `path` prefixes every error path. Throws the
+ * first ConfigError (inside collectConfigErrors(), records each and goes on).
+ */
+export function parseListener(json: unknown, path: string, options: ListenerParseOptions = {}): ListenerConfig {
+  return listener(json, path, { extras: options.extras ?? new Map(), baseDir: options.baseDir ?? process.cwd(), secrets: options.secrets ?? new Map() });
+}
+
+/** A RouteConfiguration (proto3 JSON), e.g. an RDS resource. */
+export function parseRouteConfiguration(json: unknown, path: string): RouteTableConfig {
+  return routeTable(json, path);
+}
+
+/** An http filter's typed_config Any of type Wasm (e.g. an ECDS TypedExtensionConfig's), as a Wasm filter named `name`. */
+export function parseWasmFilterAny(name: string, any: unknown, path: string, baseDir = process.cwd()): WasmFilterConfig {
+  const tc = obj(any, path, true)!;
+  const type = str(tc['@type'], `${path}.@type`);
+  if (type !== WASM_FILTER_TYPE) throw new ConfigError(`filter type ${type} is not supported (only ${WASM_FILTER_TYPE})`, `${path}.@type`);
+  return wasmFilter(name, tc, path, path, undefined, baseDir);
+}
+
 /** Parses listeners (proto3 JSON, snake_case) into ListenerConfigs. `baseDir` resolves relative code filenames. */
 export function parseListeners(
   listeners: readonly unknown[],
-  options: { readonly extras?: PluginConfigExtras; readonly baseDir?: string; readonly path?: string; readonly secrets?: StaticSecrets } = {},
+  options: ListenerParseOptions & { readonly path?: string } = {},
 ): ListenerConfig[] {
   const base = options.path ?? 'static_resources.listeners';
   // While validating, a bad listener (route, virtual host, filter) is reported and the rest still read.
-  const out = mapRecording(listeners, (l, i) => listener(l, `${base}[${i}]`, options.extras ?? new Map(), options.baseDir ?? process.cwd(), options.secrets ?? new Map()));
+  const out = mapRecording(listeners, (l, i) => parseListener(l, `${base}[${i}]`, options));
   const seen = new Set<string>();
   out.forEach((l, i) => {
     if (l.name && seen.has(l.name)) throw new ConfigError(`duplicate listener name '${l.name}'`, `${base}[${i}].name`);
@@ -604,11 +831,16 @@ export function loadSidecarConfig(file: string): SidecarConfig {
   // Envoy validates static route targets against static clusters unless validate_clusters is false; with ADS
   // the cluster may arrive later, so only check when there is no dynamic CDS.
   if (!bootstrap.cds) {
-    listeners.forEach((l, li) => l.routeConfig.virtualHosts.forEach((vh, vi) => vh.routes.forEach((r, ri) => {
-      if (r.action.kind === 'cluster' && !clusterNames.has(r.action.cluster)) {
-        throw new ConfigError(`unknown cluster '${r.action.cluster}'`, `static_resources.listeners[${li}].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[${vi}].routes[${ri}].route.cluster`);
-      }
-    })));
+    listeners.forEach((l, li) => [...l.filterChains, ...(l.defaultFilterChain ? [l.defaultFilterChain] : [])].forEach((c) => {
+      const routes = c.network.hcm.routes;
+      if (routes.kind !== 'static') return;
+      routes.config.virtualHosts.forEach((vh, vi) => vh.routes.forEach((r, ri) => {
+        if (r.action.kind === 'cluster' && !clusterNames.has(r.action.cluster)) {
+          const chainPath = c.path.startsWith(`static_resources.listeners[${li}]`) ? c.path : `static_resources.listeners[${li}]`;
+          throw new ConfigError(`unknown cluster '${r.action.cluster}'`, `${chainPath}.filters[0].typed_config.route_config.virtual_hosts[${vi}].routes[${ri}].route.cluster`);
+        }
+      }));
+    }));
   }
   return { bootstrap, listeners, file };
 }

@@ -1,13 +1,17 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { constants as h2constants, createServer as createH2Server, type Http2Server, type Http2Session, type IncomingHttpHeaders as H2Headers, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
-import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
-import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import type { Socket } from 'node:net';
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { HeaderPairs } from '../common/headers';
 import type { Logger } from '../common/logger';
 import type { Plugin } from '../runtime/plugin';
 import { ActiveStream, newRequestId, type DownstreamSink } from './active-stream';
 import { flatten, getHeader, HOP_BY_HOP, keepTeTrailers, pairsFromRaw } from './http-headers';
-import type { ListenerConfig } from './listener-config';
+import type { FilterChainConfig, HcmConfig, ListenerConfig } from './listener-config';
+import { ConfigError } from '../common/errors';
+import { ListenerSocket } from '../listener/listener-socket';
+import { selectFilterChain, type ConnectionMatchFacts } from '../listener/filter-chain-match';
+import { inspectClientHello } from '../listener/tls-inspector';
 import { RouteTable, stripPort } from './route-table';
 import { RouterFilter } from './router';
 import type { UpstreamPools } from './upstream-pools';
@@ -17,10 +21,68 @@ import type { StructObject } from '../runtime/stream-attributes';
 import { tlsConnectionInfo, type TlsConnectionInfo } from '../tls/tls-context';
 import { ProtocolStats } from './protocol-stats';
 
+/** The route table a chain's streams select from: inline, or the RDS resource's latest (swapped atomically). */
+export interface RouteSource {
+  /** The table new streams use; undefined: none arrived (Envoy then serves an empty table: 404 NR). */
+  current(): RouteTable | undefined;
+}
+
+/** One http filter's plugin for one stream: held until the stream completes, so a swapped-out plugin can close after. */
+export interface FilterLease {
+  /** undefined: the filter has no configuration (ECDS without a resource or default): the stream fails with 500. */
+  readonly plugin: Plugin | undefined;
+  release(): void;
+}
+
+/** One http filter of a chain: a fixed plugin (inline Wasm), or an ECDS filter whose plugin is leased per stream. */
+export interface HttpFilterSource {
+  /** Set for a filter whose plugin never changes: its streams take no lease. */
+  readonly plugin?: Plugin;
+  acquire(): FilterLease;
+}
+
+/** A fixed route table (inline route_config). */
+export function staticRoutes(table: RouteTable): RouteSource {
+  return { current: () => table };
+}
+
+/** A fixed plugin (inline Wasm filter). */
+export function staticFilter(plugin: Plugin): HttpFilterSource {
+  const lease: FilterLease = { plugin, release: () => undefined };
+  return { plugin, acquire: () => lease };
+}
+
+/** The listener node attributes every stream reads (see ActiveStream's `node`). */
+export type StreamNode = ConstructorParameters<typeof ActiveStream>[0]['node'];
+
+export interface ConnectionManagerOptions {
+  readonly listener: ListenerConfig;
+  readonly chain: FilterChainConfig;
+  readonly routes: RouteSource;
+  /** One per http filter before the router, in chain order. */
+  readonly filters: readonly HttpFilterSource[];
+  readonly pools: UpstreamPools;
+  readonly logger: Logger;
+  readonly node: StreamNode;
+  /** The address `listener.<address>_<port>.` stats are named by. */
+  readonly statAddress: string;
+}
+
+/** What a listener's chains are built from: the route and filter sources of each chain (see src/listener/). */
+export interface ChainSources {
+  readonly routes: RouteSource;
+  readonly filters: readonly HttpFilterSource[];
+}
+
 export interface HttpListenerOptions {
   readonly config: ListenerConfig;
-  /** One loaded plugin per wasm filter, in listener order. */
-  readonly plugins: readonly Plugin[];
+  /**
+   * The route and filter sources of each chain (filter_chains in order, then the default chain). Absent: inline
+   * routes, and `plugins` for the inline Wasm filters.
+   */
+  readonly sources?: (chain: FilterChainConfig, index: number) => ChainSources;
+  /** Without `sources`: one loaded plugin per inline wasm filter, in listener order (every chain's, in order). */
+  readonly plugins?: readonly Plugin[];
   readonly pools: UpstreamPools;
   readonly logger: Logger;
   /** The bootstrap node; `message` (the decoded envoy.config.core.v3.Node) is served as the `node` attribute. */
@@ -31,7 +93,14 @@ export interface HttpListenerOptions {
    * listener's connections); the port is the one each connection arrived on. Default: the configured address.
    */
   readonly statAddress?: string;
+  /**
+   * The bound socket to accept on, shared with the listener's other versions (an LDS update keeps the port
+   * bound); absent: start() binds one of its own and close() closes it.
+   */
+  readonly socket?: ListenerSocket;
 }
+
+const EMPTY_ROUTES = new RouteTable({ name: '', virtualHosts: [], ignorePortInHostMatching: false });
 
 /** Envoy numbers downstream connections process-wide (connection.id). */
 let nextConnectionId = 0;
@@ -99,6 +168,7 @@ class NodeDownstream implements DownstreamSink {
     private readonly res: ServerResponse,
     private readonly stream: ActiveStream,
     private readonly requestComplete: () => boolean,
+    private readonly drain: { readonly draining: boolean },
   ) {}
 
   get headersSent(): boolean {
@@ -110,7 +180,8 @@ class NodeDownstream implements DownstreamSink {
     const status = Number(getHeader(headers, ':status') ?? 200);
     const flat = flatten(headers, RESPONSE_SKIP);
     // A response that goes out before the request body was read ends the connection (Envoy's HTTP/1 codec).
-    if (!this.requestComplete()) flat.push('connection', 'close');
+    // A draining chain closes the connection after the response (Envoy's drain: `connection: close` on HTTP/1).
+    if (!this.requestComplete() || this.drain.draining) flat.push('connection', 'close');
     this.res.writeHead(status, flat);
     if (endOfStream) {
       this.res.end();
@@ -253,21 +324,27 @@ interface DownstreamRequest {
 }
 
 /**
- * One listener (an HttpConnectionManager): accepts connections (TLS first when the filter chain has a
- * DownstreamTlsContext), hands each to the HTTP/1.1 or HTTP/2 codec (ALPN, codec_type, or in cleartext AUTO the
- * h2 connection preface), builds an ActiveStream per request with the listener's Wasm filters and the router,
- * and keeps track of in-flight streams so close() can drain.
+ * One filter chain's HttpConnectionManager: serves the connections its listener hands it (TLS first when the
+ * chain has a DownstreamTlsContext), hands each to the HTTP/1.1 or HTTP/2 codec (ALPN, codec_type, or in cleartext
+ * AUTO the h2 connection preface), builds an ActiveStream per request with the chain's Wasm filters (the plugins
+ * current when the stream starts) and the router over the route table current when it starts, and keeps track of
+ * in-flight streams and connections so it can drain.
  */
-export class HttpListener {
-  /** Accepts the connections: a TLS server for a DownstreamTlsContext, else a plain net server. */
-  private readonly front: NetServer;
+export class HttpConnectionManager {
+  /** The TLS server for a DownstreamTlsContext (it never listens: connections are handed to it). */
+  private readonly tlsFront: TlsServer | undefined;
   /** The HTTP/1.1 codec; it never listens, connections are handed to it. */
   private readonly server: Server;
   /** The HTTP/2 codec, likewise. */
   private readonly h2: Http2Server;
   private readonly sessions = new Set<Http2Session>();
-  private readonly routes: RouteTable;
   private readonly logger: Logger;
+  private readonly cfg: FilterChainConfig;
+  private readonly hcm: HcmConfig;
+  /** Plugins when every filter is inline (no lease per stream); undefined when one comes over ECDS. */
+  private readonly staticPlugins: readonly Plugin[] | undefined;
+  /** Draining: HTTP/1 responses carry `connection: close`, idle keep-alives are closed, HTTP/2 got GOAWAY. */
+  private draining = false;
   /** Envoy's protocol and TLS counters for this listener (see protocol-stats.ts). */
   readonly protocolStats: ProtocolStats;
   /**
@@ -278,7 +355,6 @@ export class HttpListener {
   private readonly sockets = new Set<Socket>();
   private drainWaiters: Array<() => void> = [];
   private closing: Promise<void> | null = null;
-  private boundPort = 0;
   /** Cluster lookup for proxy_get_upstream_hosts, shared by every stream. */
   private readonly clusterLookup = { get: (name: string) => this.options.pools.cluster(name) };
   private readonly node: ConstructorParameters<typeof ActiveStream>[0]['node'];
@@ -286,23 +362,19 @@ export class HttpListener {
   /** Requests started per connection in the current event-loop turn (Higress max_requests_per_io_cycle). */
   private readonly cycleCounts = new Map<object, number>();
 
-  constructor(private readonly options: HttpListenerOptions) {
-    const cfg = options.config;
-    this.routes = new RouteTable(cfg.routeConfig);
-    const message = encodeNode(options.node);
-    this.node = {
-      id: options.node?.id ?? '',
-      cluster: options.node?.cluster ?? '',
-      ...(message ? { message } : {}),
-      ...(options.node?.metadata ? { metadata: options.node.metadata } : {}),
-    };
+  constructor(private readonly options: ConnectionManagerOptions) {
+    const listener = options.listener;
+    const cfg = (this.cfg = options.chain);
+    const hcm = (this.hcm = cfg.network.hcm);
+    this.staticPlugins = options.filters.every((f) => f.plugin !== undefined) ? options.filters.map((f) => f.plugin!) : undefined;
+    this.node = options.node;
     this.listenerAttributes = {
-      listenerMetadata: cfg.metadata,
-      filterChainName: cfg.filterChainName,
-      listenerDirection: cfg.trafficDirection,
+      listenerMetadata: listener.metadata,
+      filterChainName: cfg.name,
+      listenerDirection: listener.trafficDirection,
     };
-    this.logger = options.logger.child({ component: 'http', listener: cfg.name });
-    this.protocolStats = new ProtocolStats(cfg.statPrefix, cfg.address, cfg.port);
+    this.logger = options.logger;
+    this.protocolStats = new ProtocolStats(hcm.statPrefix, options.statAddress, listener.port);
     this.server = createServer({ keepAlive: true, requestTimeout: 0, headersTimeout: 60_000 }, (req, res) => this.onHttp1Request(req, res));
     // node:http tracks connections (closeIdleConnections, headersTimeout) from 'listening' on; this server is
     // handed its connections instead of listening, so it is told it listens.
@@ -312,7 +384,7 @@ export class HttpListener {
       if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
       else socket.destroy();
     });
-    this.h2 = createH2Server({ settings: { maxConcurrentStreams: cfg.http2.maxConcurrentStreams, initialWindowSize: cfg.http2.initialWindowSize } });
+    this.h2 = createH2Server({ settings: { maxConcurrentStreams: hcm.http2.maxConcurrentStreams, initialWindowSize: hcm.http2.initialWindowSize } });
     this.h2.on('session', (session: Http2Session) => {
       this.sessions.add(session);
       session.on('close', () => this.sessions.delete(session));
@@ -321,7 +393,7 @@ export class HttpListener {
     this.h2.on('stream', (stream: ServerHttp2Stream, headers: H2Headers, flags: number, rawHeaders: string[]) => this.onHttp2Stream(stream, headers, flags, rawHeaders));
     const tls = cfg.tls;
     if (tls) {
-      this.front = createTlsServer({
+      this.tlsFront = createTlsServer({
         cert: tls.cert,
         key: tls.key,
         ...(tls.passphrase !== undefined ? { passphrase: tls.passphrase } : {}),
@@ -334,63 +406,63 @@ export class HttpListener {
         requestCert: tls.ca !== undefined,
         rejectUnauthorized: tls.requireClientCertificate,
       });
-      this.front.on('secureConnection', (socket: TLSSocket) => this.onSecureConnection(socket));
-      this.front.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
+      this.tlsFront.on('secureConnection', (socket: TLSSocket) => this.onSecureConnection(socket));
+      this.tlsFront.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
         this.nameListenerStats(socket);
         this.protocolStats.connectionError();
         if (tls.requireClientCertificate && /PEER_DID_NOT_RETURN_A_CERTIFICATE|CERTIFICATE_REQUIRED/.test(`${err.code ?? ''} ${err.message}`)) this.protocolStats.noCertificate(true);
         this.logger.debug({ err: err.message, code: err.code }, 'TLS handshake failed');
       });
-    } else {
-      this.front = createNetServer((socket) => this.onPlainConnection(socket));
     }
-    this.front.on('connection', (s: Socket) => {
-      this.sockets.add(s);
-      s.on('close', () => this.sockets.delete(s));
-    });
   }
 
-  get config(): ListenerConfig {
-    return this.options.config;
+  get config(): FilterChainConfig {
+    return this.cfg;
   }
 
-  get plugins(): readonly Plugin[] {
-    return this.options.plugins;
-  }
-
-  /** The bound port (useful with port_value 0). */
-  get port(): number {
-    return this.boundPort;
+  /** The chain's filter_chain_match (what selectFilterChain reads). */
+  get match(): FilterChainConfig['match'] {
+    return this.cfg.match;
   }
 
   get activeStreams(): number {
     return this.inFlight;
   }
 
+  /** Open connections (HTTP/1.1 and HTTP/2, TLS included). */
+  get connections(): number {
+    return this.sockets.size;
+  }
+
   get closed(): boolean {
     return this.closing !== null;
   }
 
-  /** Serves a connection accepted elsewhere (a worker thread's forwarded socket), as if this server had accepted it. */
-  acceptConnection(socket: Socket): void {
-    this.front.emit('connection', socket);
+  /** Serves a connection the listener accepted (and matched to this chain). */
+  serve(socket: Socket): void {
+    this.sockets.add(socket);
+    socket.on('close', () => {
+      this.sockets.delete(socket);
+      if (this.sockets.size === 0 && this.draining) for (const cb of this.idleWaiters.splice(0)) cb();
+    });
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    if (this.tlsFront) this.tlsFront.emit('connection', socket);
+    else {
+      this.onPlainConnection(socket);
+      // A socket the tls_inspector read from was left paused with its bytes put back.
+      if (socket.isPaused()) socket.resume();
+    }
   }
 
-  async start(): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
-      this.front.once('error', reject);
-      this.front.listen(this.options.config.port, this.options.config.address, () => {
-        this.front.off('error', reject);
-        resolve();
-      });
-    });
-    this.boundPort = (this.front.address() as AddressInfo).port;
-    this.protocolStats.bound(this.options.statAddress ?? this.options.config.address, this.boundPort);
-    this.logger.info({
-      address: this.options.config.address, port: this.boundPort, filters: this.options.plugins.map((p) => p.config.name),
-      codec: this.options.config.codec, tls: this.options.config.tls !== undefined,
-    }, 'listener started');
+  /** Names the listener.* stats by the port bound. */
+  bound(port: number): void {
+    this.protocolStats.bound(this.options.statAddress, port);
   }
+
+  private idleWaiters: Array<() => void> = [];
 
   /**
    * listener.* stats carry the port the connection arrived on: the bound port, or with workers the public
@@ -398,11 +470,11 @@ export class HttpListener {
    */
   private nameListenerStats(socket: Socket): void {
     const tcp = (socket as Socket & { _parent?: Socket | null })._parent ?? socket;
-    if (tcp.localPort !== undefined) this.protocolStats.bound(this.options.statAddress ?? this.options.config.address, tcp.localPort);
+    if (tcp.localPort !== undefined) this.protocolStats.bound(this.options.statAddress, tcp.localPort);
   }
 
   private onSecureConnection(socket: TLSSocket): void {
-    const tls = this.options.config.tls!;
+    const tls = this.cfg.tls!;
     this.nameListenerStats(socket);
     const info = tlsConnectionInfo(socket);
     // A certificate that was requested but not required must still verify when one is presented (Envoy
@@ -429,7 +501,7 @@ export class HttpListener {
 
   /** codec_type HTTP1 / HTTP2, or AUTO: the HTTP/2 connection preface picks HTTP/2, anything else HTTP/1.1. */
   private dispatchByCodec(socket: Socket, tls: boolean): void {
-    const codec = this.options.config.codec;
+    const codec = this.hcm.codec;
     if (codec !== 'AUTO') {
       this.handTo(socket, codec === 'HTTP2', tls);
       return;
@@ -479,7 +551,7 @@ export class HttpListener {
       hasBody,
       method: req.method ?? 'GET',
       path: req.url ?? '/',
-      sink: (stream) => new NodeDownstream(req, res, stream, () => ended || req.complete),
+      sink: (stream) => new NodeDownstream(req, res, stream, () => ended || req.complete, this.drainSignal),
       responseComplete: () => res.writableFinished,
       onDone: (cb) => {
         res.on('finish', cb);
@@ -586,19 +658,28 @@ export class HttpListener {
   }
 
   private startStream(req: DownstreamRequest): void {
-    const cfg = this.options.config;
-    const plugins = this.options.plugins;
+    const listener = this.options.listener;
+    const hcm = this.hcm;
     const now = Date.now();
     const facts = connectionFacts(req.socket);
     this.protocolStats.request(req.codec);
+    // The plugins and route table current now serve this stream to its end (a swap applies to later streams).
+    let plugins = this.staticPlugins;
+    let leases: FilterLease[] | undefined;
+    let missing: FilterLease | undefined;
+    if (!plugins) {
+      leases = this.options.filters.map((f) => f.acquire());
+      missing = leases.find((l) => l.plugin === undefined);
+      plugins = missing ? [] : leases.map((l) => l.plugin!);
+    }
     const stream = new ActiveStream({
       plugins,
       logger: this.logger,
       node: this.node,
       clusters: this.clusterLookup,
-      routes: this.routes,
+      routes: this.options.routes.current() ?? EMPTY_ROUTES,
       listener: this.listenerAttributes,
-      bufferLimit: cfg.bufferLimitBytes,
+      bufferLimit: listener.bufferLimitBytes,
       info: {
         startTime: new Date(now),
         startNs: BigInt(now) * 1_000_000n,
@@ -606,7 +687,7 @@ export class HttpListener {
         sourcePort: facts.remotePort,
         destinationAddress: facts.localAddress,
         destinationPort: facts.localPort,
-        listenerName: cfg.name,
+        listenerName: listener.name,
         connectionId: facts.id,
         protocol: req.protocol,
         ...(facts.tls ? { tls: facts.tls } : {}),
@@ -630,7 +711,7 @@ export class HttpListener {
     const headers = stream.requestHeaders;
     for (const pair of req.headers) headers.push(pair);
     let requestId = getHeader(headers, 'x-request-id');
-    if (requestId === undefined && cfg.generateRequestId) {
+    if (requestId === undefined && hcm.generateRequestId) {
       requestId = newRequestId();
       headers.push(['x-request-id', requestId]);
     }
@@ -650,6 +731,7 @@ export class HttpListener {
       if (finished) return;
       finished = true;
       this.inFlight--;
+      if (leases) for (const l of leases) l.release();
       if (!req.responseComplete()) {
         stream.info.responseFlags.push('DC');
         this.logger.debug({ requestId: stream.info.requestId }, 'downstream disconnected before the response completed');
@@ -665,6 +747,12 @@ export class HttpListener {
     };
     req.onDone(finish);
 
+    if (missing) {
+      // Envoy's MissingConfigFilter: an ECDS filter with no configuration (none arrived, no default) fails the stream.
+      stream.info.responseFlags.push('NFCF');
+      stream.sendLocalReply(0, 500, Buffer.alloc(0), [], 'filter_config_not_found');
+      return;
+    }
     stream.decodeHeaders(!req.hasBody);
     // A request without a body has nothing to read (node:http dumps it when the response finishes).
     if (!req.hasBody) return;
@@ -679,20 +767,35 @@ export class HttpListener {
 
   /** HCM strip_any_host_port / strip_matching_host_port (the latter: only the port the listener listens on). */
   private authority(host: string, localPort: number | undefined): string {
-    const mode = this.options.config.stripHostPort;
+    const mode = this.hcm.stripHostPort;
     if (mode === 'none') return host;
     const stripped = stripPort(host);
     if (stripped === host || mode === 'any') return stripped;
     return host.slice(stripped.length + 1) === String(localPort) ? stripped : host;
   }
 
-  /** Stops accepting, lets in-flight streams finish (up to `drainTimeoutMs`), then closes every connection. */
+  /** Readable by every HTTP/1 response of this chain: set once the chain drains. */
+  private readonly drainSignal = { draining: false };
+
+  /**
+   * Starts Envoy's drain sequence: HTTP/1 responses from now on carry `connection: close` and idle keep-alive
+   * connections are closed; HTTP/2 sessions get GOAWAY (no new streams, the ones in flight finish).
+   */
+  startDrain(): void {
+    if (this.draining) return;
+    this.draining = true;
+    this.drainSignal.draining = true;
+    this.server.closeIdleConnections();
+    for (const s of this.sessions) s.close();
+  }
+
+  /**
+   * Drains (startDrain), lets in-flight streams finish for up to `drainTimeoutMs`, then closes every connection
+   * still open. Idempotent.
+   */
   close(drainTimeoutMs = 10_000): Promise<void> {
     this.closing ??= (async () => {
-      const closed = new Promise<void>((resolve) => this.front.close(() => resolve()));
-      this.server.closeIdleConnections();
-      // HTTP/2: GOAWAY, so clients open no new streams; the streams in flight finish.
-      for (const s of this.sessions) s.close();
+      this.startDrain();
       if (this.inFlight > 0) {
         let timer: NodeJS.Timeout | undefined;
         await Promise.race([
@@ -706,8 +809,6 @@ export class HttpListener {
       this.server.close(() => undefined);
       for (const s of this.sessions) s.destroy();
       for (const s of this.sockets) s.destroy();
-      await closed;
-      this.logger.info('listener closed');
     })();
     return this.closing;
   }
@@ -719,4 +820,179 @@ export class HttpListener {
     for (const s of this.sockets) s.destroy();
     await this.close(0);
   }
+}
+
+/**
+ * One version of a listener: its filter chains (an HttpConnectionManager each) on a bound socket. A connection is
+ * matched to a chain when it is accepted (after the tls_inspector, if the listener has one) and stays on it.
+ * An LDS update builds a new version on the same socket and drains this one (drain()); shutdown close()s it.
+ */
+export class HttpListener {
+  readonly chains: readonly HttpConnectionManager[];
+  private readonly defaultChain: HttpConnectionManager | undefined;
+  private readonly logger: Logger;
+  private socket: ListenerSocket | undefined;
+  private readonly ownsSocket: boolean;
+  private closing: Promise<void> | null = null;
+
+  constructor(private readonly options: HttpListenerOptions) {
+    const cfg = options.config;
+    this.logger = options.logger.child({ component: 'http', listener: cfg.name });
+    const message = encodeNode(options.node);
+    const node: StreamNode = {
+      id: options.node?.id ?? '',
+      cluster: options.node?.cluster ?? '',
+      ...(message ? { message } : {}),
+      ...(options.node?.metadata ? { metadata: options.node.metadata } : {}),
+    };
+    const plugins = [...(options.plugins ?? [])];
+    const inline = (chain: FilterChainConfig): ChainSources => {
+      const hcm = chain.network.hcm;
+      if (hcm.routes.kind !== 'static') throw new ConfigError('RDS needs a route configuration provider', `${chain.path}.filters[0].typed_config.rds`);
+      return {
+        routes: staticRoutes(new RouteTable(hcm.routes.config)),
+        filters: hcm.httpFilters.map((f) => {
+          const p = f.type === 'wasm' ? plugins.shift() : undefined;
+          if (!p) throw new ConfigError(f.type === 'wasm' ? 'no plugin was loaded for this filter' : 'ECDS needs an extension configuration provider', f.path);
+          return staticFilter(p);
+        }),
+      };
+    };
+    const build = (chain: FilterChainConfig, i: number): HttpConnectionManager => {
+      const src = options.sources ? options.sources(chain, i) : inline(chain);
+      return new HttpConnectionManager({
+        listener: cfg, chain, routes: src.routes, filters: src.filters, pools: options.pools, node,
+        logger: this.logger, statAddress: options.statAddress ?? cfg.address,
+      });
+    };
+    this.chains = cfg.filterChains.map(build);
+    this.defaultChain = cfg.defaultFilterChain ? build(cfg.defaultFilterChain, cfg.filterChains.length) : undefined;
+    this.socket = options.socket;
+    this.ownsSocket = options.socket === undefined;
+  }
+
+  get config(): ListenerConfig {
+    return this.options.config;
+  }
+
+  /** The inline plugins this listener was given (ECDS filters' plugins belong to their provider). */
+  get plugins(): readonly Plugin[] {
+    return this.options.plugins ?? [];
+  }
+
+  /** The bound port (useful with port_value 0). */
+  get port(): number {
+    return this.socket?.port ?? 0;
+  }
+
+  get activeStreams(): number {
+    let n = 0;
+    for (const c of this.allChains()) n += c.activeStreams;
+    return n;
+  }
+
+  /** Open connections on every chain. */
+  get connections(): number {
+    let n = 0;
+    for (const c of this.allChains()) n += c.connections;
+    return n;
+  }
+
+  get closed(): boolean {
+    return this.closing !== null;
+  }
+
+  /** The first chain's protocol counters (see counters() for every chain's). */
+  get protocolStats(): ProtocolStats {
+    return (this.chains[0] ?? this.defaultChain)!.protocolStats;
+  }
+
+  /** Every chain's protocol counters, summed by name. */
+  counters(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const c of this.allChains()) for (const [k, v] of Object.entries(c.protocolStats.snapshot())) out[k] = (out[k] ?? 0) + v;
+    return out;
+  }
+
+  private allChains(): HttpConnectionManager[] {
+    return this.defaultChain ? [...this.chains, this.defaultChain] : [...this.chains];
+  }
+
+  /** Serves a connection accepted elsewhere (the listener socket, or a worker's forwarded socket). */
+  acceptConnection(socket: Socket): void {
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    if (!this.options.config.tlsInspector) {
+      this.dispatch(socket, { localPort: localPort(socket), serverName: '', transportProtocol: 'raw_buffer', applicationProtocols: [] });
+      return;
+    }
+    inspectClientHello(socket, (hello) => this.dispatch(socket, {
+      localPort: localPort(socket), serverName: hello.serverName, transportProtocol: hello.tls ? 'tls' : 'raw_buffer', applicationProtocols: hello.alpn,
+    }));
+  }
+
+  private dispatch(socket: Socket, facts: ConnectionMatchFacts): void {
+    const chain = selectFilterChain(this.chains, facts) ?? this.defaultChain;
+    if (!chain || this.closing) {
+      this.logger.debug({ port: facts.localPort, sni: facts.serverName }, 'no filter chain matched; connection closed');
+      socket.destroy();
+      return;
+    }
+    chain.serve(socket);
+  }
+
+  /**
+   * Starts accepting: on the shared socket when one was given (taking it over from the version before), else on
+   * a socket of its own, bound now.
+   */
+  async start(): Promise<void> {
+    if (!this.socket) {
+      this.socket = new ListenerSocket(this.options.config.address, this.options.config.port);
+      await this.socket.listen();
+    }
+    for (const c of this.allChains()) c.bound(this.socket.port);
+    this.socket.handler = (s) => this.acceptConnection(s);
+    this.logger.info({
+      address: this.options.config.address, port: this.socket.port, chains: this.allChains().length,
+      filters: this.allChains().flatMap((c) => c.config.network.hcm.httpFilters.map((f) => f.filterName)),
+      tls: this.allChains().some((c) => c.config.tls !== undefined),
+    }, 'listener started');
+  }
+
+  /**
+   * Drains this version while its socket goes on serving another: every chain drains (HCM drain_timeout each),
+   * then its remaining connections close.
+   */
+  drain(): Promise<void> {
+    this.closing ??= (async () => {
+      await Promise.all(this.allChains().map((c) => c.close(c.config.network.hcm.drainTimeoutMs)));
+      this.logger.info('listener drained');
+    })();
+    return this.closing;
+  }
+
+  /** Stops accepting (closing its own socket), lets in-flight streams finish (up to `drainTimeoutMs`), then closes every connection. */
+  close(drainTimeoutMs = 10_000): Promise<void> {
+    this.closing ??= (async () => {
+      const socketClosed = this.ownsSocket ? this.socket?.close() : undefined;
+      await Promise.all(this.allChains().map((c) => c.close(drainTimeoutMs)));
+      await socketClosed;
+      this.logger.info('listener closed');
+    })();
+    return this.closing;
+  }
+
+  /** Closes now: in-flight streams are reset. */
+  async destroy(): Promise<void> {
+    await Promise.all(this.allChains().map((c) => c.destroy()));
+    await this.close(0);
+  }
+}
+
+/** The port a connection arrived on (a forwarded socket presents the public connection's, see connectionFacts). */
+function localPort(socket: Socket): number {
+  const tcp = (socket as Socket & { _parent?: Socket | null })._parent ?? socket;
+  return tcp.localPort ?? 0;
 }

@@ -112,7 +112,7 @@ export class DataPlane {
 
   /** The data plane's own counters by full Envoy name: every listener's protocol stats, summed by name. */
   counters(): Record<string, number> {
-    return sumCounters(this.listeners.map((l) => l.protocolStats.snapshot()));
+    return sumCounters(this.listeners.map((l) => l.counters()));
   }
 
   /**
