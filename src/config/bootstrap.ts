@@ -11,6 +11,7 @@ import { TagProducer, type TagSpecifier } from '../observability/tag-extractor';
 import { HistogramBuckets, StatsMatcher } from '../observability/stats-matcher';
 
 import type { AdsClientOptions, ClusterSink } from '../xds/ads-client';
+import type { ResourceSink } from '../xds/resource-sink';
 
 export { clusterToConfig } from '../xds/resources/cluster';
 export { claToHosts } from '../xds/resources/endpoint';
@@ -59,6 +60,11 @@ export interface CdsConfig {
   readonly initialFetchTimeoutMs: number;
 }
 
+/** dynamic_resources.lds_config: listeners over the ADS stream. */
+export interface LdsConfig {
+  readonly initialFetchTimeoutMs: number;
+}
+
 export interface NodeInfo {
   readonly id: string;
   readonly cluster: string;
@@ -76,6 +82,8 @@ export interface Bootstrap {
   /** undefined when dynamic_resources.ads_config is absent. */
   readonly ads: AdsConfig | undefined;
   readonly cds: CdsConfig | undefined;
+  /** undefined when dynamic_resources.lds_config is absent. */
+  readonly lds: LdsConfig | undefined;
   readonly admin: { readonly address: string; readonly port: number } | undefined;
   /** Tag extraction from stats_config (stats_tags, use_all_default_tags); Envoy's default tags without one. */
   readonly tagProducer: TagProducer;
@@ -165,16 +173,15 @@ export function bootstrapFromJson(doc: unknown, options: BootstrapOptions = {}):
   let ads: AdsConfig | undefined;
   const adsMsg = dyn?.['ads_config'] as ProtoObject | null | undefined;
   if (adsMsg) ads = adsConfig(adsMsg, (statics['clusters'] as ProtoObject[] | undefined) ?? []);
+  for (const field of ['cds_resources_locator', 'lds_resources_locator']) {
+    if (present(dyn, field)) throw new ConfigError('xdstp:// resource locators are not supported (use cds_config/lds_config with ads)', `dynamic_resources.${field}`);
+  }
   let cds: CdsConfig | undefined;
   const cdsMsg = dyn?.['cds_config'] as ProtoObject | null | undefined;
-  if (cdsMsg) {
-    cds = {
-      ads: present(cdsMsg, 'ads'),
-      initialFetchTimeoutMs: durationMs(cdsMsg['initial_fetch_timeout']) ?? DEFAULT_INITIAL_FETCH_TIMEOUT_MS,
-    };
-    if (!cds.ads) throw new ConfigError('only ADS is supported for CDS (cds_config: {ads: {}})', 'dynamic_resources.cds_config');
-    if (!ads) throw new ConfigError('cds_config uses ADS but dynamic_resources.ads_config is missing', 'dynamic_resources.cds_config.ads');
-  }
+  if (cdsMsg) cds = { ads: true, initialFetchTimeoutMs: adsConfigSource(cdsMsg, 'dynamic_resources.cds_config', 'CDS', ads !== undefined) };
+  let lds: LdsConfig | undefined;
+  const ldsMsg = dyn?.['lds_config'] as ProtoObject | null | undefined;
+  if (ldsMsg) lds = { initialFetchTimeoutMs: adsConfigSource(ldsMsg, 'dynamic_resources.lds_config', 'LDS', ads !== undefined) };
 
   let admin: Bootstrap['admin'];
   const sock = ((msg['admin'] as ProtoObject | null | undefined)?.['address'] as ProtoObject | null | undefined)?.['socket_address'] as ProtoObject | null | undefined;
@@ -187,7 +194,7 @@ export function bootstrapFromJson(doc: unknown, options: BootstrapOptions = {}):
   // From the proto3 JSON form, where each typed_config Any is already decoded to `{"@type", ...fields}`.
   const wasmServices = bootstrapExtensions((json['bootstrap_extensions'] as JsonObject[] | undefined) ?? []);
 
-  return { node, staticClusters, staticListeners, ads, cds, admin, tagProducer, statsMatcher, histogramBuckets, wasmServices, json };
+  return { node, staticClusters, staticListeners, ads, cds, lds, admin, tagProducer, statsMatcher, histogramBuckets, wasmServices, json };
 }
 
 /** stats_config's tag extraction (every StatsConfig field of these protos is implemented: see also statsMatcher). */
@@ -245,6 +252,31 @@ function firstEndpointTarget(cluster: ProtoObject): string | undefined {
   return undefined;
 }
 
+/** `envoy.config.core.v3.ApiVersion` by number. */
+const API_VERSIONS: Readonly<Record<number, string>> = { 0: 'AUTO', 1: 'V2', 2: 'V3' };
+/** ConfigSource fields acted on; the others are refused with their path. */
+const CONFIG_SOURCE_FIELDS = new Set(['ads', 'initial_fetch_timeout', 'resource_api_version']);
+
+/**
+ * A bootstrap ConfigSource (cds_config, lds_config) that must be `{ads: {}}` (with initial_fetch_timeout and
+ * resource_api_version AUTO/V3). Returns its initial_fetch_timeout in ms (0 waits forever). A path,
+ * api_config_source (a separate non-ADS stream), `self` or authorities are refused with their path.
+ */
+function adsConfigSource(msg: ProtoObject, path: string, what: string, haveAds: boolean): number {
+  for (const [field, value] of Object.entries(msg)) {
+    if (value === null || value === undefined || (Array.isArray(value) && value.length === 0)) continue;
+    if (field === 'resource_api_version' && Number(value) === 0) continue;
+    if (!CONFIG_SOURCE_FIELDS.has(field)) {
+      throw new ConfigError(`${field} is not supported for ${what}: only the ADS stream ({ads: {}}) is`, `${path}.${field}`);
+    }
+  }
+  if (!present(msg, 'ads')) throw new ConfigError(`only ADS is supported for ${what} (${path.slice(path.lastIndexOf('.') + 1)}: {ads: {}})`, path);
+  const version = API_VERSIONS[Number(msg['resource_api_version'] ?? 0)] ?? String(msg['resource_api_version']);
+  if (version !== 'AUTO' && version !== 'V3') throw new ConfigError(`resource_api_version ${version} is not supported (V3)`, `${path}.resource_api_version`);
+  if (!haveAds) throw new ConfigError(`${path.slice(path.lastIndexOf('.') + 1)} uses ADS but dynamic_resources.ads_config is missing`, `${path}.ads`);
+  return durationMs(msg['initial_fetch_timeout']) ?? DEFAULT_INITIAL_FETCH_TIMEOUT_MS;
+}
+
 function adsConfig(msg: ProtoObject, clusters: readonly ProtoObject[]): AdsConfig {
   const path = 'dynamic_resources.ads_config';
   const apiType = API_TYPES[Number(msg['api_type'] ?? 0)] ?? String(msg['api_type']);
@@ -280,10 +312,15 @@ function adsConfig(msg: ProtoObject, clusters: readonly ProtoObject[]): AdsConfi
 
 
 /**
- * The AdsClient options a bootstrap implies (target, node, api type, node-once, initial_fetch_timeout). Throws a
- * ConfigError if the bootstrap has no ADS config.
+ * The AdsClient options a bootstrap implies (target, node, api type, node-once, the CDS and LDS
+ * initial_fetch_timeouts, LDS when lds_config is set) with the managers that consume the stream. Throws a
+ * ConfigError if the bootstrap has no ADS config; the client refuses lds_config without `sinks.listeners`.
  */
-export function adsClientOptions(bootstrap: Bootstrap, sink: ClusterSink): AdsClientOptions {
+export function adsClientOptions(
+  bootstrap: Bootstrap,
+  sink: ClusterSink,
+  sinks?: { readonly listeners?: ResourceSink; readonly routes?: ResourceSink; readonly extensionConfigs?: ResourceSink },
+): AdsClientOptions {
   if (!bootstrap.ads) throw new ConfigError('no dynamic_resources.ads_config', 'dynamic_resources.ads_config');
   return {
     target: bootstrap.ads.target,
@@ -292,5 +329,7 @@ export function adsClientOptions(bootstrap: Bootstrap, sink: ClusterSink): AdsCl
     apiType: bootstrap.ads.apiType,
     setNodeOnFirstMessageOnly: bootstrap.ads.setNodeOnFirstMessageOnly,
     initialFetchTimeoutMs: bootstrap.cds?.initialFetchTimeoutMs ?? DEFAULT_INITIAL_FETCH_TIMEOUT_MS,
+    ...(bootstrap.lds ? { lds: { initialFetchTimeoutMs: bootstrap.lds.initialFetchTimeoutMs } } : {}),
+    ...(sinks ? { sinks } : {}),
   };
 }

@@ -4,7 +4,10 @@ import {
   ADS_DELTA_METHOD,
   ADS_SOTW_METHOD,
   CDS_TYPE_URL,
+  ECDS_TYPE_URL,
   EDS_TYPE_URL,
+  LDS_TYPE_URL,
+  RDS_TYPE_URL,
   RESOURCE_TYPE_URL,
   loadEnvoyProtos,
   type AnyMessage,
@@ -15,8 +18,12 @@ import {
  * A scriptable ADS control plane for tests and benches, on @grpc/grpc-js with the real Envoy protos. It serves
  * SotW (StreamAggregatedResources) and Delta (DeltaAggregatedResources):
  *
- * - setClusters()/setEndpoints() replace a type's resources (proto3 JSON) and bump its version; push() sends the
- *   new state to every stream (SotW: the full set, EDS filtered by the requested names; Delta: the diff);
+ * - set(typeUrl, resources) replaces any type's resources (proto3 JSON: clusters, CLAs, listeners, route
+ *   configurations, extension configs; setClusters()/setEndpoints()/setListeners()/setRoutes()/
+ *   setExtensionConfigs() for short) and bumps its version; upsert()/remove() change single resources; push()
+ *   sends the new state to every stream (SotW: the full set, named types filtered by the requested names;
+ *   Delta: the diff);
+ * - outcome(nonce) / lastOutcome(typeUrl): how the client answered a response (ACK, or NACK with its detail);
  * - setClusters()/setEndpoints() with `ttlMs` wrap each resource in a Resource with that TTL; heartbeat() sends
  *   TTL heartbeats (Resources without `resource`);
  * - sendRaw()/sendRawDelta() send a hand-built response (invalid ones included);
@@ -59,6 +66,18 @@ interface StoredResource {
   readonly ttlMs: number | undefined;
   /** The encoded `repeated Any resources = 2` entry of a DiscoveryResponse, cached for fast SotW pushes. */
   readonly sotwField: Buffer;
+}
+
+/** How the client answered one response. */
+export type Outcome =
+  | { readonly ack: true; readonly version: string }
+  | { readonly ack: false; readonly version: string; readonly detail: string; readonly code: number };
+
+const PUSH_ORDER: readonly string[] = [CDS_TYPE_URL, EDS_TYPE_URL, LDS_TYPE_URL, RDS_TYPE_URL, ECDS_TYPE_URL];
+
+/** A resource's name: `name` for every type but ClusterLoadAssignment (`cluster_name`). */
+function resourceName(typeUrl: string, json: Record<string, unknown>): string {
+  return String((typeUrl === EDS_TYPE_URL ? json['cluster_name'] : json['name']) ?? '');
 }
 
 /** A pre-serialized response: the serializer passes the bytes through. */
@@ -138,6 +157,7 @@ export class XdsTestServer {
   private streamCounter = 0;
   private boundPort = 0;
   private readonly waiters = new Set<() => void>();
+  private readonly lastNonces = new Map<string, string>();
 
   private constructor(options: XdsTestServerOptions) {
     this.protos = options.protos ?? loadEnvoyProtos();
@@ -177,23 +197,46 @@ export class XdsTestServer {
   // ---------------------------------------------------------------------------------------------------------------
   // scripting
 
+  /**
+   * Replaces all resources of `typeUrl` (proto3 JSON, without "@type"; named by `name`, a CLA by `cluster_name`)
+   * and bumps the type's version. Call push() to send.
+   */
+  set(typeUrl: string, resources: readonly Record<string, unknown>[], options: ResourceOptions = {}): string {
+    const type = this.messageType(typeUrl);
+    return this.setResources(typeUrl, resources.map((r) => this.toAny(type, r, resourceName(typeUrl, r), options)));
+  }
+
   /** Replaces all clusters (proto3 JSON, without "@type") and bumps the CDS version. Call push() to send. */
   setClusters(clusters: readonly Record<string, unknown>[], options: ResourceOptions = {}): string {
-    return this.setResources(CDS_TYPE_URL, clusters.map((c) => this.toAny(this.protos.Cluster, c, String(c['name'] ?? ''), options)));
+    return this.set(CDS_TYPE_URL, clusters, options);
   }
 
   /** Replaces all ClusterLoadAssignments (proto3 JSON) and bumps the EDS version. */
   setEndpoints(clas: readonly Record<string, unknown>[], options: ResourceOptions = {}): string {
-    return this.setResources(EDS_TYPE_URL, clas.map((c) => this.toAny(this.protos.ClusterLoadAssignment, c, String(c['cluster_name'] ?? ''), options)));
+    return this.set(EDS_TYPE_URL, clas, options);
+  }
+
+  /** Replaces all listeners (LDS). */
+  setListeners(listeners: readonly Record<string, unknown>[], options: ResourceOptions = {}): string {
+    return this.set(LDS_TYPE_URL, listeners, options);
+  }
+
+  /** Replaces all route configurations (RDS). */
+  setRoutes(routes: readonly Record<string, unknown>[], options: ResourceOptions = {}): string {
+    return this.set(RDS_TYPE_URL, routes, options);
+  }
+
+  /** Replaces all extension configs (ECDS: TypedExtensionConfig `{name, typed_config}`). */
+  setExtensionConfigs(configs: readonly Record<string, unknown>[], options: ResourceOptions = {}): string {
+    return this.set(ECDS_TYPE_URL, configs, options);
   }
 
   /** Replaces or adds single resources without touching the others (Delta-friendly), and bumps the version. */
   upsert(typeUrl: string, items: readonly Record<string, unknown>[]): string {
-    const type = typeUrl === CDS_TYPE_URL ? this.protos.Cluster : this.protos.ClusterLoadAssignment;
-    const nameField = typeUrl === CDS_TYPE_URL ? 'name' : 'cluster_name';
+    const type = this.messageType(typeUrl);
     const current = [...(this.resources.get(typeUrl)?.values() ?? [])].map((r) => ({ name: r.name, any: r.any, inner: r.inner, ttlMs: r.ttlMs }));
     for (const item of items) {
-      const name = String(item[nameField] ?? '');
+      const name = resourceName(typeUrl, item);
       const next = this.toAny(type, item, name, {});
       const i = current.findIndex((c) => c.name === name);
       if (i >= 0) current[i] = next;
@@ -229,9 +272,12 @@ export class XdsTestServer {
     return String(version);
   }
 
-  /** Sends the current state of `typeUrl` (default: CDS then EDS) to every stream that subscribed to it. */
+  /**
+   * Sends the current state of `typeUrl` (default: every type, in the no-loss order CDS, EDS, LDS, RDS, ECDS) to
+   * every stream that subscribed to it.
+   */
   push(typeUrl?: string): void {
-    const types = typeUrl ? [typeUrl] : [CDS_TYPE_URL, EDS_TYPE_URL];
+    const types = typeUrl ? [typeUrl] : PUSH_ORDER;
     for (const stream of this.streams) {
       if (stream.ended) continue;
       for (const t of types) {
@@ -267,14 +313,15 @@ export class XdsTestServer {
         const st = stream.delta.get(typeUrl);
         if (!st) continue;
         const resources = current.filter((r) => r.ttlMs !== undefined && st.known.get(r.name) === r.version).map((r) => ({ name: r.name, version: r.version, ttl: duration(r.ttlMs!) }));
-        if (resources.length > 0) stream.call.write({ type_url: typeUrl, system_version_info: this.version(typeUrl), resources, removed_resources: [], nonce: this.nextNonce() });
+        if (resources.length > 0) stream.call.write({ type_url: typeUrl, system_version_info: this.version(typeUrl), resources, removed_resources: [], nonce: this.nextNonce(typeUrl) });
       }
     }
   }
 
   /** Sends a hand-built SotW DiscoveryResponse to every SotW stream; returns the nonce used. */
   sendRaw(response: { type_url: string; version_info: string; resources: readonly AnyMessage[]; nonce?: string }): string {
-    const nonce = response.nonce ?? this.nextNonce();
+    const nonce = response.nonce ?? this.nextNonce(response.type_url);
+    this.lastNonces.set(response.type_url, nonce);
     for (const stream of this.streams) {
       if (stream.ended || stream.kind !== 'sotw') continue;
       const st = stream.sotw.get(response.type_url);
@@ -286,7 +333,8 @@ export class XdsTestServer {
 
   /** Sends a hand-built DeltaDiscoveryResponse to every Delta stream; returns the nonce used. */
   sendRawDelta(response: { type_url: string; system_version_info?: string; resources: readonly ProtoObject[]; removed_resources?: readonly string[]; nonce?: string }): string {
-    const nonce = response.nonce ?? this.nextNonce();
+    const nonce = response.nonce ?? this.nextNonce(response.type_url);
+    this.lastNonces.set(response.type_url, nonce);
     for (const stream of this.streams) {
       if (stream.ended || stream.kind !== 'delta') continue;
       stream.call.write({ ...response, resources: [...response.resources], removed_resources: [...(response.removed_resources ?? [])], nonce });
@@ -357,7 +405,28 @@ export class XdsTestServer {
 
   /** Last request of a type that answered `nonce`. */
   replyTo(nonce: string): RecordedRequest | undefined {
-    return [...this.requests].reverse().find((r) => r.responseNonce === nonce);
+    for (let i = this.requests.length - 1; i >= 0; i--) if (this.requests[i]!.responseNonce === nonce) return this.requests[i];
+    return undefined;
+  }
+
+  /** The nonce of the last response of `typeUrl` sent to any stream ('' if none). */
+  lastNonceFor(typeUrl: string): string {
+    return this.lastNonces.get(typeUrl) ?? '';
+  }
+
+  /** How the client answered the response with `nonce`: undefined while it has not. */
+  outcome(nonce: string): Outcome | undefined {
+    const r = this.replyTo(nonce);
+    if (!r) return undefined;
+    return r.errorDetail ? { ack: false, version: r.versionInfo, detail: r.errorDetail.message, code: r.errorDetail.code } : { ack: true, version: r.versionInfo };
+  }
+
+  /** Waits for the client's answer to the last response of `typeUrl`. */
+  async lastOutcome(typeUrl: string, timeoutMs = 10_000): Promise<Outcome> {
+    const nonce = this.lastNonceFor(typeUrl);
+    if (nonce === '') throw new Error(`no ${typeUrl} response was sent`);
+    await this.waitFor(() => this.replyTo(nonce) !== undefined, timeoutMs, `the reply to ${typeUrl} nonce ${nonce}`);
+    return this.outcome(nonce)!;
   }
 
   // ---------------------------------------------------------------------------------------------------------------
@@ -372,8 +441,16 @@ export class XdsTestServer {
     return { name, any: { type_url: RESOURCE_TYPE_URL, value: wrapped }, inner: any, ttlMs };
   }
 
-  private nextNonce(): string {
-    return `n${++this.nonceCounter}`;
+  private nextNonce(typeUrl?: string): string {
+    const nonce = `n${++this.nonceCounter}`;
+    if (typeUrl) this.lastNonces.set(typeUrl, nonce);
+    return nonce;
+  }
+
+  private messageType(typeUrl: string): import('protobufjs').Type {
+    const type = this.protos.lookup(typeUrl);
+    if (!type) throw new Error(`unknown type ${typeUrl}`);
+    return type;
   }
 
   private notify(): void {
@@ -486,7 +563,7 @@ export class XdsTestServer {
   }
 
   private writeSotw(stream: ServerStream, typeUrl: string, st: SotwTypeState, fields: readonly Buffer[]): void {
-    const nonce = this.nextNonce();
+    const nonce = this.nextNonce(typeUrl);
     st.lastNonce = nonce;
     const bytes = Buffer.concat([stringField(1, this.version(typeUrl)), ...fields, stringField(4, typeUrl), stringField(5, nonce)]);
     stream.call.write(new Prebuilt(bytes));
@@ -531,6 +608,6 @@ export class XdsTestServer {
       }
     }
     if (resources.length === 0 && removed.length === 0) return;
-    stream.call.write({ type_url: typeUrl, system_version_info: this.version(typeUrl), resources, removed_resources: removed, nonce: this.nextNonce() });
+    stream.call.write({ type_url: typeUrl, system_version_info: this.version(typeUrl), resources, removed_resources: removed, nonce: this.nextNonce(typeUrl) });
   }
 }
