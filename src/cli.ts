@@ -2,6 +2,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { extname, join, resolve } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import type { LevelWithSilent } from 'pino';
@@ -153,6 +154,64 @@ export function madeBootstrap(opts: RunOptions, plugins: readonly PluginFlags[])
   });
 }
 
+/** What shutdown may take past the drain time (closing pools, workers that outlive their drain) before the process ends anyway. */
+export const SHUTDOWN_GRACE_MS = 3000;
+/** The process's own deadline failed (its event loop is blocked, e.g. by a guest that loops): a thread ends it this much later. */
+const WATCHDOG_EXTRA_MS = 2000;
+/** Exit codes, as a shell reports a process ended by the signal (128 + its number), for the second signal. */
+const SIGNAL_EXIT_CODES: Readonly<Record<string, number>> = { SIGINT: 130, SIGTERM: 143 };
+/** Exit code when the shutdown failed or ran past its deadline. */
+const EXIT_SHUTDOWN_FAILED = 1;
+
+/**
+ * Shutdown always ends. The first SIGTERM or SIGINT drains (Sidecar.stop) and the process exits 0 when it is
+ * done, or 1 once the drain time plus SHUTDOWN_GRACE_MS has passed, whatever a plugin, an upstream or a client
+ * connection is still doing; a second signal exits at once (130 / 143). A watchdog thread, started with the
+ * drain, ends the process even when its event loop is blocked and no timer can fire. Worker threads end with the
+ * process; the sidecar starts no child processes. Exit handlers (the temporary bootstrap's removal) run.
+ */
+function exitOnSignals(sidecar: Sidecar, drainTimeoutMs: number): void {
+  let draining = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (draining) {
+      process.stderr.write(`${signal} during the drain: exiting now\n`);
+      process.exit(SIGNAL_EXIT_CODES[signal] ?? EXIT_SHUTDOWN_FAILED);
+    }
+    draining = true;
+    const deadlineMs = drainTimeoutMs + SHUTDOWN_GRACE_MS;
+    sidecar.logger.info({ signal, drainTimeoutMs }, 'draining');
+    // unref: a shutdown that finishes first exits through stop() below, not through these.
+    setTimeout(() => {
+      process.stderr.write(`shutdown did not finish within ${deadlineMs} ms (drain ${drainTimeoutMs} ms + ${SHUTDOWN_GRACE_MS} ms): exiting\n`);
+      process.exit(EXIT_SHUTDOWN_FAILED);
+    }, deadlineMs).unref();
+    startShutdownWatchdog(deadlineMs + WATCHDOG_EXTRA_MS);
+    sidecar.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        process.stderr.write(`shutdown failed: ${describe(err)}\n`);
+        process.exit(EXIT_SHUTDOWN_FAILED);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}
+
+/**
+ * A thread of its own that kills the process after `ms`: the last resort for a main thread that cannot run its
+ * own deadline timer. It writes with a direct write(2), since a worker's process.stderr goes through the main thread.
+ */
+function startShutdownWatchdog(ms: number): void {
+  const code = `const { writeSync } = require('node:fs');
+const { workerData } = require('node:worker_threads');
+setTimeout(() => {
+  writeSync(2, 'shutdown watchdog: the main thread did not exit within ' + workerData.ms + ' ms; killing the process\\n');
+  process.kill(process.pid, 'SIGKILL');
+}, workerData.ms);`;
+  new Worker(code, { eval: true, workerData: { ms }, stdout: false, stderr: false }).unref();
+}
+
 export function buildCli(): Command {
   const program = new Command('proxy-wasm-sidecar')
     .description('Runs Higress Proxy-Wasm plugins on HTTP traffic, configured by an Envoy v3 bootstrap')
@@ -270,15 +329,7 @@ export function buildCli(): Command {
         return;
       }
       for (const l of sidecar.publicListeners) process.stdout.write(`listening ${l.config.name} ${l.config.address}:${l.port}\n`);
-      const stop = (signal: string) => {
-        sidecar.logger.info({ signal }, 'draining');
-        sidecar.stop().then(
-          () => { cleanup(); process.exitCode = 0; },
-          (err: unknown) => { process.stderr.write(`shutdown failed: ${describe(err)}\n`); process.exitCode = 1; },
-        );
-      };
-      process.once('SIGTERM', () => stop('SIGTERM'));
-      process.once('SIGINT', () => stop('SIGINT'));
+      exitOnSignals(sidecar, opts.drainTimeoutMs);
     });
   return program;
 }

@@ -24,8 +24,8 @@ export interface WorkerInit {
   readonly logLevel: LevelWithSilent;
   readonly drainTimeoutMs: number;
   readonly mailbox: SharedArrayBuffer;
-  /** A private (0700) directory for the workers' unix sockets. */
-  readonly socketDir: string;
+  /** The unix socket (in a private 0700 directory) that sends this worker its listening sockets (shared-socket.ts). */
+  readonly handlePath: string;
 }
 
 /** A cluster change as the main ClusterManager saw it, re-expressed as ClusterSink calls. */
@@ -50,11 +50,13 @@ export type MainToWorker =
   | { readonly t: 'metrics'; readonly reqId: number }
   /** The admin's POST /logging?level=: every logger of the worker follows the main thread's. */
   | { readonly t: 'log-level'; readonly level: EnvoyLogLevel }
-  | { readonly t: 'drain' };
+  | { readonly t: 'drain' }
+  /** Test hook (WorkerPool.crashWorker): the worker dies the way a bug would kill it. */
+  | { readonly t: 'crash'; readonly how: 'throw' | 'exit' };
 
 export type WorkerToMain =
-  /** Started: one unix socket path per bootstrap listener, in bootstrap order. */
-  | { readonly t: 'ready'; readonly sockets: readonly string[] }
+  /** Started: plugins loaded, accepting on every public listener. */
+  | { readonly t: 'ready' }
   | { readonly t: 'start-failed'; readonly message: string; readonly code: string }
   | { readonly t: 'queue-unregister'; readonly token: number }
   /** Plugin metrics, and the data plane's own counters by full Envoy name (listener protocol stats). */

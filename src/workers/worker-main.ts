@@ -1,13 +1,11 @@
-import type { Socket } from 'node:net';
-import { join } from 'node:path';
+import type { Server } from 'node:net';
 import { parentPort, workerData } from 'node:worker_threads';
 import { SidecarError } from '../common/errors';
 import { createLogger } from '../common/logger';
 import { LogLevelControl } from '../observability/log-level';
-import type { HttpListener } from '../http/listener';
 import { loadSidecarConfig } from '../http/listener-config';
 import { DataPlane } from './data-plane';
-import { ForwardedConnectionServer } from './forwarding';
+import { listenOnHandle, receiveListenHandles } from './shared-socket';
 import { MailboxClient } from './mailbox';
 import type { ClusterUpdate, MainToWorker, WorkerInit, WorkerToMain } from './protocol';
 
@@ -15,7 +13,7 @@ import type { ClusterUpdate, MainToWorker, WorkerInit, WorkerToMain } from './pr
  * The entry point of one `--concurrency N` worker thread: builds its own DataPlane (ClusterManager, Redis and
  * upstream pools, plugin VMs, HTTP listeners on loopback) from the same bootstrap as the main thread, takes
  * shared data and queues from the main thread's mailbox, follows the main thread's cluster updates, and serves
- * the connections the main thread forwards to its unix sockets.
+ * the connections the kernel hands it on the public listeners' sockets (shared-socket.ts).
  */
 
 if (!parentPort) throw new Error('worker-main runs in a worker thread');
@@ -49,13 +47,14 @@ function applyClusterUpdates(plane: DataPlane, updates: readonly ClusterUpdate[]
 async function main(): Promise<void> {
   const mailbox = new MailboxClient(init.mailbox, { logger }, (token) => post({ t: 'queue-unregister', token }));
   let plane: DataPlane | undefined;
-  const forwarded: ForwardedConnectionServer[] = [];
+  const accepting: Server[] = [];
   let draining: Promise<void> | undefined;
   const early: ClusterUpdate[][] = [];
 
   const drain = (): Promise<void> => {
     draining ??= (async () => {
-      await Promise.all(forwarded.map((f) => f.close()));
+      // Stop accepting first: connections already accepted belong to their HTTP listener, which drains them.
+      await Promise.all(accepting.map((server) => new Promise((resolve) => server.close(resolve))));
       await plane?.stop();
       post({ t: 'drained' });
       port.off('message', onMessage);
@@ -89,6 +88,10 @@ async function main(): Promise<void> {
       case 'drain':
         void drain().catch((err: unknown) => logger.error({ err: (err as Error).message }, 'worker drain failed'));
         break;
+      case 'crash':
+        if (m.how === 'exit') process.exit(70);
+        setImmediate(() => { throw new Error('worker crash requested (test hook)'); });
+        break;
     }
   };
   port.on('message', onMessage);
@@ -101,13 +104,10 @@ async function main(): Promise<void> {
     });
     for (const u of early.splice(0)) applyClusterUpdates(plane, u);
     await plane.start();
-    const sockets: string[] = [];
-    for (const [i, l] of plane.listeners.entries()) {
-      const f = new ForwardedConnectionServer(join(init.socketDir, `w${init.index}-l${i}.sock`), (socket: Socket) => l.acceptConnection(socket), logger);
-      forwarded.push(f);
-      sockets.push(await f.listen());
-    }
-    post({ t: 'ready', sockets });
+    // Plugins are loaded: only now take connections, so none waits on a worker that cannot serve yet.
+    const handles = await receiveListenHandles(init.handlePath, plane.listeners.length);
+    for (const [i, l] of plane.listeners.entries()) accepting.push(await listenOnHandle(handles[i]!, (socket) => l.acceptConnection(socket)));
+    post({ t: 'ready' });
   } catch (err) {
     post({ t: 'start-failed', message: (err as Error).message, code: err instanceof SidecarError ? err.code : 'PWS_ERR' });
     await drain();

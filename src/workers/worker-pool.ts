@@ -13,7 +13,7 @@ import type { SharedDataStore } from '../services/shared-data';
 import type { SharedQueueRegistry } from '../services/shared-queue';
 import type { ClusterEvent, ClusterManager } from '../upstream/cluster-manager';
 import type { Host, HostSpec } from '../upstream/types';
-import { ForwardingListener, type ForwardTarget } from './forwarding';
+import { HandleOffer, SharedListenSocket } from './shared-socket';
 import { createMailboxBuffer, MailboxServer } from './mailbox';
 import { WorkerError, type ClusterUpdate, type MainToWorker, type MetricSnapshot, type WorkerInit, type WorkerToMain } from './protocol';
 
@@ -30,6 +30,8 @@ export interface WorkerPoolOptions {
   readonly sharedQueues: SharedQueueRegistry;
   /** Worker entry script; default the compiled worker-main.js next to this file. */
   readonly workerScript?: string;
+  /** Restart backoff of a worker that died: base * 2^(consecutive failures), capped. Default 250 ms, 30 s. */
+  readonly restartBackoff?: { readonly baseMs: number; readonly maxMs: number };
 }
 
 /** One worker's plugin metrics, as plain data. */
@@ -42,21 +44,46 @@ export interface WorkerMetrics {
   readonly redis?: RedisStats | undefined;
 }
 
-class WorkerHandle implements ForwardTarget {
-  active = 0;
-  sockets: readonly string[] = [];
+/** One start of a worker thread in a slot; a restart makes a new one. */
+class WorkerRun {
   readonly exited: Promise<number>;
+  /** Serving: plugins loaded and accepting on every listener. */
+  ready = false;
   drained = false;
   gone = false;
-  constructor(readonly index: number, readonly worker: Worker, readonly mailbox: MailboxServer) {
+  readonly startedAt = Date.now();
+  constructor(readonly index: number, readonly worker: Worker, readonly mailbox: MailboxServer, readonly offer: HandleOffer) {
     this.exited = new Promise((resolve) => worker.once('exit', (code) => {
       this.gone = true;
       resolve(code);
     }));
   }
   post(m: MainToWorker): void {
-    this.worker.postMessage(m);
+    if (!this.gone) this.worker.postMessage(m);
   }
+}
+
+/** A worker slot: its current run, and the restarts it has needed. */
+interface Slot {
+  readonly index: number;
+  run: WorkerRun | undefined;
+  /** Consecutive failed runs (reset by a run that lives past the backoff cap): the next restart waits base * 2^n. */
+  failures: number;
+  restartTimer: NodeJS.Timeout | undefined;
+  /** Died and not serving again yet. */
+  down: boolean;
+}
+
+/** What /ready and the stats report about the workers (issue 14 item 4). */
+export interface WorkerPoolStatus {
+  /** --concurrency. */
+  readonly concurrency: number;
+  /** Workers serving now. */
+  readonly live: number;
+  /** Workers that died and are waiting for, or in, their restart. */
+  readonly restarting: number;
+  /** Restarts since the start (counter). */
+  readonly restarts: number;
 }
 
 function spec(h: Host): HostSpec {
@@ -78,97 +105,147 @@ export function clusterUpdateOf(e: ClusterEvent): ClusterUpdate | undefined {
 }
 
 /**
- * `--concurrency N` in the main thread: N worker threads, each with its own DataPlane; the public listeners,
- * which forward connections to workers; the cluster-update fan-out; and the shared-state mailboxes.
+ * `--concurrency N` in the main thread: N worker threads, each with its own DataPlane, accepting on the public
+ * listeners' sockets that this thread binds (shared-socket.ts); the cluster-update fan-out; the shared-state
+ * mailboxes; and the supervision that restarts a worker that dies (exponential backoff with a cap), while the
+ * others keep serving: a dead worker does not accept, so the kernel gives its share of connections to the rest.
  */
 export class WorkerPool {
-  private readonly workers: WorkerHandle[] = [];
-  private readonly forwarding: ForwardingListener[] = [];
+  private readonly slots: Slot[] = [];
+  private readonly sockets: SharedListenSocket[] = [];
   private readonly socketDir: string;
   private subscription: Disposable | undefined;
   private pendingUpdates: ClusterUpdate[] = [];
   private flushTimer: NodeJS.Immediate | undefined;
   private metricsWaiters = new Map<number, { pending: Set<number>; results: WorkerMetrics[]; resolve: (r: WorkerMetrics[]) => void; timer: NodeJS.Timeout }>();
   private nextReqId = 1;
+  private nextRunId = 0;
+  private restartCount = 0;
   private stopping: Promise<void> | null = null;
   private readonly logger: Logger;
+  private readonly backoffBaseMs: number;
+  private readonly backoffMaxMs: number;
 
   constructor(private readonly options: WorkerPoolOptions) {
     this.logger = options.logger.child({ component: 'workers' });
     this.socketDir = mkdtempSync(join(tmpdir(), 'pws-workers-'));
+    this.backoffBaseMs = options.restartBackoff?.baseMs ?? 250;
+    this.backoffMaxMs = options.restartBackoff?.maxMs ?? 30_000;
   }
 
-  get listeners(): readonly ForwardingListener[] {
-    return this.forwarding;
+  /** The public listeners (their sockets; the workers accept on them). */
+  get listeners(): readonly SharedListenSocket[] {
+    return this.sockets;
   }
 
   get size(): number {
-    return this.workers.length;
+    return this.options.concurrency;
   }
 
-  /** Connections currently forwarded to each worker, by worker index. */
-  activeConnections(): number[] {
-    return this.workers.map((w) => w.active);
+  status(): WorkerPoolStatus {
+    const restarting = this.stopping ? 0 : this.slots.filter((s) => s.down).length;
+    return { concurrency: this.options.concurrency, live: this.liveRuns().length, restarting, restarts: this.restartCount };
   }
 
-  /** Starts the workers, waits until each serves, then opens the public listeners. On failure, call stop(). */
+  /**
+   * Binds the public listeners, starts the workers and waits until each serves. A worker that fails to start
+   * here fails the start (the configuration is the same in every worker). On failure, call stop().
+   */
   async start(): Promise<void> {
     const o = this.options;
+    for (const l of o.config.listeners) this.sockets.push(new SharedListenSocket(l));
     this.subscription = o.clusterManager.onEvent((e) => {
       const u = clusterUpdateOf(e);
       if (u) this.queueUpdate(u);
     });
-    // Clusters the control plane delivered before the workers existed (the initial xDS fetch comes first);
-    // workers apply them before loading plugins, so proxy_redis_init at configure time finds them.
-    for (const cluster of o.clusterManager.activeClusters()) {
-      if (cluster.config.addedViaApi) this.queueUpdate(clusterUpdateOf({ type: 'added', cluster })!);
-    }
+    for (let i = 0; i < o.concurrency; i++) this.slots.push({ index: i, run: undefined, failures: 0, restartTimer: undefined, down: false });
+    await Promise.all(this.slots.map((slot) => this.startRun(slot, true)));
+  }
+
+  /**
+   * Test hook (and an operator's last resort): kills worker `index` the way a bug would (an uncaught exception,
+   * process.exit in the worker) or terminates it; the pool restarts it. Resolves once it is gone.
+   */
+  async crashWorker(index: number, how: 'throw' | 'exit' | 'terminate'): Promise<void> {
+    const run = this.slots[index]?.run;
+    if (!run || run.gone) return;
+    if (how === 'terminate') await run.worker.terminate();
+    else run.post({ t: 'crash', how });
+    await run.exited;
+  }
+
+  /** Starts a run in `slot`; resolves when it serves, rejects if it dies before. */
+  private startRun(slot: Slot, initial: boolean): Promise<void> {
+    const o = this.options;
+    const runId = this.nextRunId++;
+    const sab = createMailboxBuffer();
+    const offer = new HandleOffer(join(this.socketDir, `h${runId}.sock`), this.sockets);
+    const init: WorkerInit = { index: slot.index, configFile: o.configFile, logLevel: o.logLevel, drainTimeoutMs: o.drainTimeoutMs, mailbox: sab, handlePath: offer.path };
     const script = o.workerScript ?? join(__dirname, 'worker-main.js');
-    const ready: Array<Promise<void>> = [];
-    for (let i = 0; i < o.concurrency; i++) {
-      const sab = createMailboxBuffer();
-      const init: WorkerInit = { index: i, configFile: o.configFile, logLevel: o.logLevel, drainTimeoutMs: o.drainTimeoutMs, mailbox: sab, socketDir: this.socketDir };
+    return offer.listen().then(() => new Promise<void>((resolve, reject) => {
+      const t0 = Date.now();
       const worker = new Worker(script, { workerData: init });
-      const mailbox = new MailboxServer(sab, o.sharedData, o.sharedQueues, (token, queueId) => handle.post({ t: 'queue-ready', token, queueId }), this.logger);
-      const handle = new WorkerHandle(i, worker, mailbox);
-      this.workers.push(handle);
-      ready.push(new Promise<void>((resolve, reject) => {
-        worker.on('message', (m: WorkerToMain) => {
-          switch (m.t) {
-            case 'ready':
-              handle.sockets = m.sockets;
-              resolve();
-              break;
-            case 'start-failed':
-              reject(new WorkerError(`worker ${i} failed to start: ${m.code}: ${m.message}`));
-              break;
-            default:
-              this.onMessage(handle, m);
-          }
-        });
-        worker.once('error', (err) => {
-          this.logger.error({ worker: i, err: err.message }, 'worker failed');
-          reject(new WorkerError(`worker ${i} failed: ${err.message}`, { cause: err }));
-        });
-        void handle.exited.then((code) => {
-          if (!handle.drained) {
-            this.logger.error({ worker: i, code }, 'worker exited unexpectedly');
-            reject(new WorkerError(`worker ${i} exited with code ${code}`));
-          }
-        });
-      }));
-    }
-    await Promise.all(ready);
-    for (const [i, l] of o.config.listeners.entries()) {
-      const f = new ForwardingListener(l, i, () => this.liveWorkers(), this.logger);
-      await f.start();
-      this.forwarding.push(f);
-    }
+      const mailbox = new MailboxServer(sab, o.sharedData, o.sharedQueues, (token, queueId) => run.post({ t: 'queue-ready', token, queueId }), this.logger);
+      const run = new WorkerRun(slot.index, worker, mailbox, offer);
+      slot.run = run;
+      // Clusters the control plane delivered before this run existed; it applies them before loading plugins,
+      // so proxy_redis_init at configure time finds them. Updates queued after this reach it in order.
+      const snapshot = [...o.clusterManager.activeClusters()].filter((c) => c.config.addedViaApi).map((cluster) => clusterUpdateOf({ type: 'added', cluster })!);
+      if (snapshot.length > 0) run.post({ t: 'clusters', updates: snapshot });
+      let failure: Error | undefined;
+      worker.on('message', (m: WorkerToMain) => {
+        switch (m.t) {
+          case 'ready':
+            run.ready = true;
+            slot.down = false;
+            offer.close();
+            this.logger.info({ worker: slot.index, startMs: Date.now() - t0 }, 'worker ready');
+            resolve();
+            break;
+          case 'start-failed':
+            failure = new WorkerError(`worker ${slot.index} failed to start: ${m.code}: ${m.message}`);
+            break;
+          default:
+            this.onMessage(run, m);
+        }
+      });
+      worker.on('error', (err) => {
+        failure ??= new WorkerError(`worker ${slot.index} failed: ${err.message}`, { cause: err });
+        this.logger.error({ worker: slot.index, err: err.message }, 'worker failed');
+      });
+      void run.exited.then((code) => {
+        offer.close();
+        mailbox.close();
+        this.forgetInWaiters(slot.index);
+        if (run.drained || this.stopping) return;
+        const err = failure ?? new WorkerError(`worker ${slot.index} exited with code ${code}`);
+        this.logger.error({ worker: slot.index, code, err: err.message }, 'worker exited unexpectedly');
+        // At start a worker that cannot start fails the start (every worker has the same configuration);
+        // later, a dead worker is restarted, and so is a restart that failed.
+        if (!(initial && !run.ready)) this.scheduleRestart(slot, run);
+        if (!run.ready) reject(err);
+      });
+    }));
+  }
+
+  /** Waits base * 2^failures (capped), then starts the slot again; a run that lived past the cap resets the count. */
+  private scheduleRestart(slot: Slot, dead: WorkerRun): void {
+    slot.down = true;
+    if (Date.now() - dead.startedAt >= this.backoffMaxMs) slot.failures = 0;
+    const delay = Math.min(this.backoffBaseMs * 2 ** slot.failures, this.backoffMaxMs);
+    slot.failures++;
+    this.logger.warn({ worker: slot.index, delayMs: delay, failures: slot.failures }, 'restarting worker');
+    slot.restartTimer = setTimeout(() => {
+      slot.restartTimer = undefined;
+      if (this.stopping) return;
+      this.restartCount++;
+      this.startRun(slot, false).catch(() => undefined); // a failed restart schedules the next itself
+    }, delay);
   }
 
   /** Every worker's plugin metrics (a message round trip each); workers that do not answer in `timeoutMs` are left out. */
   collectMetrics(timeoutMs = 2000): Promise<WorkerMetrics[]> {
-    const live = this.liveWorkers();
+    const live = this.liveRuns();
     if (live.length === 0) return Promise.resolve([]);
     const reqId = this.nextReqId++;
     return new Promise((resolve) => {
@@ -183,32 +260,37 @@ export class WorkerPool {
   }
 
   /**
-   * Stops accepting on the public listeners, tells every worker to drain (in-flight streams finish, plugins and
-   * pools close), waits for each to exit (terminating any that outlive the drain timeout by 5 s), then closes the
-   * mailboxes and removes the socket directory. Idempotent.
+   * Stops accepting (this thread's listening descriptors close; each worker closes its own as it starts to
+   * drain), tells every worker to drain (in-flight streams finish, plugins and pools close), waits for each to
+   * exit (terminating any that outlive the drain timeout by a second), then closes the mailboxes and removes the
+   * socket directory. Idempotent.
    */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.subscription?.dispose();
       if (this.flushTimer) clearImmediate(this.flushTimer);
-      await Promise.all(this.forwarding.map((f) => f.close()));
-      for (const w of this.workers) w.post({ t: 'drain' });
-      const grace = this.options.drainTimeoutMs + 5000;
-      await Promise.all(this.workers.map(async (w) => {
+      for (const slot of this.slots) if (slot.restartTimer) clearTimeout(slot.restartTimer);
+      for (const s of this.sockets) s.close();
+      const runs = this.slots.map((s) => s.run).filter((r): r is WorkerRun => r !== undefined && !r.gone);
+      for (const r of runs) r.post({ t: 'drain' });
+      const grace = this.options.drainTimeoutMs + 1000;
+      await Promise.all(runs.map(async (r) => {
         let timer: NodeJS.Timeout | undefined;
         const outcome = await Promise.race([
-          w.exited.then(() => 'exited' as const),
+          r.exited.then(() => 'exited' as const),
           new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), grace); }),
         ]);
         clearTimeout(timer);
         if (outcome === 'timeout') {
-          this.logger.warn({ worker: w.index }, 'worker did not exit after draining; terminating');
-          w.drained = true;
-          await w.worker.terminate();
+          this.logger.warn({ worker: r.index }, 'worker did not exit after draining; terminating');
+          r.drained = true;
+          await r.worker.terminate();
         }
       }));
-      for (const f of this.forwarding) f.destroyConnections();
-      for (const w of this.workers) w.mailbox.close();
+      for (const r of runs) {
+        r.mailbox.close();
+        r.offer.close();
+      }
       for (const m of this.metricsWaiters.values()) {
         clearTimeout(m.timer);
         m.resolve(m.results);
@@ -219,11 +301,21 @@ export class WorkerPool {
     return this.stopping;
   }
 
-  private liveWorkers(): WorkerHandle[] {
-    return this.workers.filter((w) => !w.drained && !w.gone && w.sockets.length > 0);
+  private liveRuns(): WorkerRun[] {
+    return this.slots.map((s) => s.run).filter((r): r is WorkerRun => r !== undefined && r.ready && !r.drained && !r.gone);
   }
 
-  private onMessage(w: WorkerHandle, m: WorkerToMain): void {
+  /** A worker that died answers no metrics request: stop waiting for it. */
+  private forgetInWaiters(index: number): void {
+    for (const [reqId, waiter] of this.metricsWaiters) {
+      if (!waiter.pending.delete(index) || waiter.pending.size > 0) continue;
+      clearTimeout(waiter.timer);
+      this.metricsWaiters.delete(reqId);
+      waiter.resolve(waiter.results.sort((a, b) => a.worker - b.worker));
+    }
+  }
+
+  private onMessage(w: WorkerRun, m: WorkerToMain): void {
     switch (m.t) {
       case 'queue-unregister':
         w.mailbox.unregister(m.token);
@@ -250,7 +342,7 @@ export class WorkerPool {
 
   /** Every worker's loggers (and so its plugins' proxy_get_log_level) follow `level` from now on. */
   setLogLevel(level: EnvoyLogLevel): void {
-    for (const w of this.workers) w.post({ t: 'log-level', level });
+    for (const s of this.slots) s.run?.post({ t: 'log-level', level });
   }
 
   /** Cluster updates go out in order, batched per event-loop turn (a CDS push of many clusters is one message). */
@@ -260,7 +352,7 @@ export class WorkerPool {
       this.flushTimer = undefined;
       const updates = this.pendingUpdates;
       this.pendingUpdates = [];
-      for (const w of this.workers) w.post({ t: 'clusters', updates });
+      for (const s of this.slots) s.run?.post({ t: 'clusters', updates });
     });
   }
 }
