@@ -2,7 +2,10 @@ import type { LevelWithSilent } from 'pino';
 import type { HostServices } from './abi/host-services';
 import { adsClientOptions } from './config/bootstrap';
 import { createLogger, type Logger } from './common/logger';
-import { SidecarError } from './common/errors';
+import { ConfigError, SidecarError } from './common/errors';
+import { ldsConfig } from './listener/lds-config';
+import type { ListenerManager } from './listener/listener-manager';
+import type { ResourceSubscriber } from './xds/resource-sink';
 import type { UndiciHttpCalloutService } from './http/http-callout';
 import type { HttpListener } from './http/listener';
 import { loadSidecarConfig, type ListenerConfig, type SidecarConfig } from './http/listener-config';
@@ -62,6 +65,21 @@ export interface SidecarListener {
   readonly closed: boolean;
 }
 
+
+/**
+ * With workers, LDS, RDS and ECDS are refused at start until listener updates reach each worker (the managers
+ * live in each worker's DataPlane; see the worker message seam in src/workers/): never accepted and ignored.
+ */
+function refuseDynamicListenersWithWorkers(config: SidecarConfig, lds: boolean): void {
+  if (lds) throw new ConfigError('LDS is not supported with --concurrency > 1 yet (listener updates do not reach the workers); run with --concurrency 1', 'dynamic_resources.lds_config');
+  config.listeners.forEach((l) => [...l.filterChains, ...(l.defaultFilterChain ? [l.defaultFilterChain] : [])].forEach((c) => {
+    const hcm = c.network.hcm;
+    if (hcm.routes.kind === 'rds') throw new ConfigError('RDS is not supported with --concurrency > 1 yet; give route_config inline or run with --concurrency 1', `${c.path}.filters[0].typed_config.rds`);
+    for (const f of hcm.httpFilters) {
+      if (f.type === 'ecds') throw new ConfigError('ECDS is not supported with --concurrency > 1 yet; run with --concurrency 1', `${f.path}.config_discovery`);
+    }
+  }));
+}
 
 /** A running sidecar. Admin (another module) reads its parts through the getters. */
 export class Sidecar {
@@ -130,6 +148,11 @@ export class Sidecar {
     return this.plane?.httpCallout;
   }
 
+  /** Static and LDS listeners of this thread's data plane; undefined with workers. */
+  get listenerManager(): ListenerManager | undefined {
+    return this.plane?.listenerManager;
+  }
+
   get adsClient(): AdsClient | undefined {
     return this.ads;
   }
@@ -160,11 +183,15 @@ export class Sidecar {
     const concurrency = options.concurrency ?? 1;
     const sharedData = new SharedDataStore();
     const sharedQueues = new SharedQueueRegistry();
+    const lds = ldsConfig(config.bootstrap);
     let sidecar: Sidecar;
+    // The ADS client is created after the data plane it feeds; its RDS/ECDS watches are made through this.
+    let subscriber: ResourceSubscriber | undefined;
     if (concurrency <= 1) {
-      const plane = new DataPlane({ config, logger, sharedData, sharedQueues, drainTimeoutMs });
+      const plane = new DataPlane({ config, logger, sharedData, sharedQueues, drainTimeoutMs, subscriber: () => subscriber });
       sidecar = new Sidecar(config, logger, plane.clusterManager, plane.services, plane, undefined);
     } else {
+      refuseDynamicListenersWithWorkers(config, lds !== undefined);
       const clusterManager = new ClusterManager({ logger });
       for (const c of config.bootstrap.staticClusters) clusterManager.addOrUpdateCluster(c);
       const services: HostServices = {
@@ -185,13 +212,22 @@ export class Sidecar {
       if (config.bootstrap.admin) await sidecar.startAdmin(config.bootstrap.admin, levels, options.commandLineOptions ?? { config_path: options.configFile, concurrency });
       sidecar.serverState = 'INITIALIZING';
       if (config.bootstrap.ads) {
-        sidecar.ads = new AdsClient({ ...adsClientOptions(config.bootstrap, sidecar.clusterManager), logger });
+        const plane = sidecar.plane;
+        sidecar.ads = new AdsClient({
+          ...adsClientOptions(config.bootstrap, sidecar.clusterManager),
+          logger,
+          ...(lds ? { lds } : {}),
+          ...(plane ? { sinks: { listeners: plane.listenerManager, routes: plane.routes, extensionConfigs: plane.extensions } } : {}),
+        });
+        subscriber = sidecar.ads;
         sidecar.ads.start();
         await Promise.race([sidecar.ads.initialized, sidecar.whenStopping()]);
       }
       if (sidecar.stopping) throw new SidecarError('stopped while waiting for the initial xDS configuration');
       await sidecar.startSingletons();
       await sidecar.plane?.start();
+      // Envoy goes LIVE once the listeners the initial fetch delivered have warmed.
+      await sidecar.plane?.listenerManager.settled();
       await sidecar.pool?.start();
     } catch (err) {
       await sidecar.stop();

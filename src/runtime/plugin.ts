@@ -181,6 +181,11 @@ export class Plugin {
     return this.config.failurePolicy;
   }
 
+  /** close() was called: the plugin serves no new stream. */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
   /** The current VM's failure, if any. */
   get failed(): Error | undefined {
     return this.closed ? new PluginStartError(`${this.config.name}: plugin closed`) : this.shared.vm.failed;

@@ -3,7 +3,7 @@ import type { HostServices } from '../abi/host-services';
 import type { Logger } from '../common/logger';
 import { UndiciHttpCalloutService } from '../http/http-callout';
 import { GrpcJsCalloutService } from '../http/grpc-callout';
-import { HttpListener } from '../http/listener';
+import type { HttpListener } from '../http/listener';
 import type { ListenerConfig, SidecarConfig, WasmFilterConfig } from '../http/listener-config';
 import { UpstreamPools } from '../http/upstream-pools';
 import { RedisPoolManager } from '../redis/pool-manager';
@@ -14,6 +14,11 @@ import type { SharedQueueService } from '../services/shared-queue';
 import { ClusterManager } from '../upstream/cluster-manager';
 import { parseWasmServices } from './wasm-services';
 import { sumCounters } from './metrics-view';
+import type { ResourceSubscriber } from '../xds/resource-sink';
+import { ListenerManager } from '../listener/listener-manager';
+import { RouteConfigManager } from '../listener/route-config-manager';
+import { ExtensionConfigManager } from '../listener/extension-config-manager';
+import { staticSecrets } from '../http/listener-config';
 
 /**
  * One worker's data plane: its ClusterManager (fed static clusters from the bootstrap, dynamic ones by its owner),
@@ -50,6 +55,8 @@ export interface DataPlaneOptions {
   readonly drainTimeoutMs: number;
   /** Where each listener binds; default its bootstrap address. Workers bind loopback, ephemeral. */
   readonly bindListener?: (config: ListenerConfig) => ListenerConfig;
+  /** Named RDS/ECDS subscriptions (the ADS client, once it exists); absent: RDS and ECDS are refused. */
+  readonly subscriber?: () => ResourceSubscriber | undefined;
 }
 
 export class DataPlane {
@@ -59,10 +66,16 @@ export class DataPlane {
   readonly httpCallout: UndiciHttpCalloutService;
   readonly grpcCallout: GrpcJsCalloutService;
   readonly services: HostServices;
-  readonly plugins: Plugin[] = [];
+  /** Every plugin loaded for an http filter (inline or ECDS); closed ones drop out of `plugins`. */
+  private readonly loaded = new Set<Plugin>();
   /** Non-singleton Wasm services (bootstrap_extensions), one each per data plane. */
   readonly wasmServices: Plugin[] = [];
-  readonly listeners: HttpListener[] = [];
+  /** Static and LDS listeners; the LDS sink. */
+  readonly listenerManager: ListenerManager;
+  /** The RDS sink. */
+  readonly routes: RouteConfigManager;
+  /** The ECDS sink. */
+  readonly extensions: ExtensionConfigManager;
   /** This worker's VMs: plugins (and services) of one vm key share one (Envoy's thread-local Wasm map). */
   readonly vms = new VmRegistry();
   private stopping: Promise<void> | null = null;
@@ -84,6 +97,34 @@ export class DataPlane {
       grpcCallout: this.grpcCallout,
       logLevel: () => proxyLogLevel(logger.level),
     };
+    const subscriber = options.subscriber ?? (() => undefined);
+    const loadPlugin = async (f: WasmFilterConfig): Promise<Plugin> => {
+      const p = await loadFilterPlugin(f, this.services, logger, this.vms);
+      this.loaded.add(p);
+      return p;
+    };
+    this.routes = new RouteConfigManager(subscriber, logger);
+    this.extensions = new ExtensionConfigManager(subscriber, loadPlugin, logger);
+    this.listenerManager = new ListenerManager({
+      pools: this.upstreamPools, logger, node: config.bootstrap.node, routes: this.routes, extensions: this.extensions, loadPlugin,
+      parseOptions: { secrets: staticSecrets(config.bootstrap) }, drainTimeoutMs: options.drainTimeoutMs,
+      ...(options.bindListener ? { bindListener: options.bindListener } : {}),
+    });
+  }
+
+  /** Plugins of the http filters serving now (inline and ECDS, old ones still finishing streams included). */
+  get plugins(): Plugin[] {
+    const out: Plugin[] = [];
+    for (const p of this.loaded) {
+      if (p.isClosed) this.loaded.delete(p);
+      else out.push(p);
+    }
+    return out;
+  }
+
+  /** Active listeners: the bootstrap's, then LDS's. */
+  get listeners(): HttpListener[] {
+    return this.listenerManager.listeners;
   }
 
   /**
@@ -95,24 +136,12 @@ export class DataPlane {
     for (const s of parseWasmServices(config.bootstrap.wasmServices)) {
       if (!s.singleton) this.wasmServices.push(await loadFilterPlugin(s.plugin, this.services, logger, this.vms));
     }
-    for (const l of config.listeners) {
-      const own: Plugin[] = [];
-      for (const f of l.wasmFilters) {
-        const p = await loadFilterPlugin(f, this.services, logger, this.vms);
-        own.push(p);
-        this.plugins.push(p);
-      }
-      const bound = this.options.bindListener?.(l) ?? l;
-      // A worker's listener is bound to loopback; its listener.<address> stats carry the public address.
-      const listener = new HttpListener({ config: bound, plugins: own, pools: this.upstreamPools, logger, node: config.bootstrap.node, statAddress: l.address });
-      await listener.start();
-      this.listeners.push(listener);
-    }
+    await this.listenerManager.startStatic(config.listeners);
   }
 
   /** The data plane's own counters by full Envoy name: every listener's protocol stats, summed by name. */
   counters(): Record<string, number> {
-    return sumCounters(this.listeners.map((l) => l.counters()));
+    return sumCounters([this.listenerManager.counters()]);
   }
 
   /**
@@ -122,7 +151,8 @@ export class DataPlane {
   stop(beforePools?: () => Promise<void>): Promise<void> {
     this.stopping ??= (async () => {
       const logger = this.options.logger;
-      await Promise.all(this.listeners.map((l) => l.close(this.options.drainTimeoutMs)));
+      await this.listenerManager.close();
+      this.extensions.close();
       for (const p of [...this.plugins, ...this.wasmServices]) {
         try {
           p.close();
