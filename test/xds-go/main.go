@@ -10,7 +10,7 @@
 //	        {"id":2,"cmd":"status"}                    per type: last ACKed version, last NACK
 //	stdout: {"event":"listening","port":N}
 //	        {"event":"set","id":1,"version":"2"} or {"event":"error","id":1,"message":"..."}
-//	        {"event":"request"|"response"|"ack"|"nack"|"stream_open"|"stream_closed", ...}
+//	        {"event":"request"|"response"|"ack"|"nack"|"stream_open"|"stream_closed"|"received", ...}
 //
 // ACK and NACK are read from the requests as Envoy sends them: a request carrying a response_nonce acknowledges
 // the response with that nonce; with error_detail it rejects it (the version is the one the nonce was sent
@@ -208,6 +208,33 @@ func callbacks(t *tracker, o *out) server.CallbackFuncs {
 	}
 }
 
+// wireStream reports whether each request carried a node as received: go-control-plane fills a missing node
+// in from the stream's first request before its callbacks run, so they cannot tell.
+type wireStream struct {
+	grpc.ServerStream
+	out *out
+}
+
+func (w wireStream) RecvMsg(m any) error {
+	err := w.ServerStream.RecvMsg(m)
+	if err != nil {
+		return err
+	}
+	switch r := m.(type) {
+	case *discovery.DiscoveryRequest:
+		w.out.emit(map[string]any{"event": "received", "delta": false, "typeUrl": r.GetTypeUrl(), "node": r.GetNode() != nil})
+	case *discovery.DeltaDiscoveryRequest:
+		w.out.emit(map[string]any{"event": "received", "delta": true, "typeUrl": r.GetTypeUrl(), "node": r.GetNode() != nil})
+	}
+	return nil
+}
+
+func wireNodes(o *out) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		return handler(srv, wireStream{ServerStream: ss, out: o})
+	}
+}
+
 // snapshotFile is what tests write: one version for every type unless `versions` names a type's own, and the
 // resources as proto3 JSON Anys (`@type` decides the xDS type).
 type snapshotFile struct {
@@ -280,7 +307,7 @@ func main() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	srv := server.NewServer(ctx, snapshots, callbacks(t, o))
-	g := grpc.NewServer()
+	g := grpc.NewServer(grpc.StreamInterceptor(wireNodes(o)))
 	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, srv)
 	clusterservice.RegisterClusterDiscoveryServiceServer(g, srv)
 	endpointservice.RegisterEndpointDiscoveryServiceServer(g, srv)
