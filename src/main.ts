@@ -280,6 +280,13 @@ export class Sidecar {
         const view = self.metricsView;
         return self.redis ?? (view ? { stats: () => view.redis() ?? { clusters: [], pools: [] } } : undefined);
       },
+      // With workers, only the public (static) listeners: LDS/RDS/ECDS are refused there.
+      listeners: {
+        activeListeners: () => self.publicListeners.map((l) => ({ name: l.config.name, address: l.config.address, port: l.port })),
+        dynamicListeners: () => self.plane?.listenerManager.dump() ?? [],
+        routeConfigs: () => self.plane?.routes.dump() ?? [],
+        extensionConfigs: () => self.plane?.extensions.dump() ?? [],
+      },
       traffic: () => self.metricsView?.traffic() ?? self.plane?.upstreamPools.traffic.snapshot() ?? {},
       // With workers, plugin metrics live in each worker: the admin reads their sum, refreshed every second.
       metrics: self.pool ? (self.metricsView = new WorkerMetricsView(() => self.workerMetrics(), self.logger)) : self.services.metrics,

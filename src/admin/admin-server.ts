@@ -251,6 +251,7 @@ export class AdminServer {
           { name: 'include_eds', help: 'Dump currently loaded configuration including EDS' },
         ],
       }),
+      route('/listeners', 'print listener info', (req) => this.listenersHandler(req), { params: [formatParam('text, json')] }),
       route('/stats', 'print server stats', (req) => this.statsHandler(req), {
         params: [
           { name: 'usedonly', help: 'Only include stats that have been written by system since restart' },
@@ -301,6 +302,17 @@ export class AdminServer {
     return text(clustersText(clusters, redis, traffic));
   }
 
+  /** Envoy's /listeners: `name::address:port` lines, or ?format=json `{listener_statuses: [{name, local_address}]}`. */
+  private listenersHandler(req: AdminRequest): AdminResponse {
+    const list = this.sources.listeners?.activeListeners() ?? [];
+    const format = req.query.get('format') ?? 'text';
+    if (format === 'json') {
+      return json({ listener_statuses: list.map((l) => ({ name: l.name, local_address: { socket_address: { address: l.address, port_value: l.port } } })) });
+    }
+    if (format !== 'text') return text('usage: /listeners?format=(text|json)\n', 400);
+    return text(list.map((l) => `${l.name}::${l.address}:${l.port}\n`).join(''));
+  }
+
   private configDump(req: AdminRequest): AdminResponse {
     const q = req.query;
     let nameRegex: RegExp | undefined;
@@ -322,6 +334,7 @@ export class AdminServer {
         warming: [...this.sources.clusterManager.warming()],
         xds: this.sources.ads?.status(),
         configUpdated: (name) => this.events.lastConfigUpdate(name),
+        listeners: this.sources.listeners,
       },
       { includeEds: q.has('include_eds'), resource: resource === null || resource === '' ? undefined : resource, nameRegex },
     );

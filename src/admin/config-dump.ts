@@ -6,15 +6,19 @@
  */
 import type { LiveCluster } from '../upstream/cluster-manager';
 import { CDS_TYPE_URL, EDS_TYPE_URL } from '../xds/protos';
+import { ECDS_TYPE_URL, LDS_TYPE_URL, RDS_TYPE_URL } from '../xds/type-urls';
 import type { ClusterConfig, Host } from '../upstream/types';
 import type { TypeStatus, XdsStatus } from '../xds/status';
 import { redactJson } from './redact';
-import type { AdminJson, AdminJsonObject } from './sources';
+import type { AdminJson, AdminJsonObject, DynamicResourceView, ListenerSource } from './sources';
 
 const ADMIN = 'type.googleapis.com/envoy.admin.v3.';
 // The resource type URLs are the xDS client's; only the listener type is the admin's own.
 const CLUSTER_TYPE_URL = CDS_TYPE_URL;
-export const LISTENER_TYPE_URL = 'type.googleapis.com/envoy.config.listener.v3.Listener';
+export const LISTENER_TYPE_URL = LDS_TYPE_URL;
+const ROUTE_CONFIG_TYPE_URL = RDS_TYPE_URL;
+const TYPED_EXTENSION_CONFIG_TYPE_URL = ECDS_TYPE_URL;
+const HCM_TYPE_URL = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 
 /** Non-repeated fields of the dump messages: `?resource=` cannot select them (Envoy answers 400). */
 const SCALAR_FIELDS = new Set(['bootstrap', 'last_updated', 'version_info']);
@@ -27,6 +31,8 @@ export interface ConfigDumpInputs {
   readonly xds: XdsStatus | undefined;
   /** When a cluster's current definition was applied, as the admin saw it (fallback for last_updated). */
   readonly configUpdated: (name: string) => Date | undefined;
+  /** Dynamic listeners, route configurations and ECDS configs; absent: static listeners only. */
+  readonly listeners?: ListenerSource | undefined;
 }
 
 export interface ConfigDumpQuery {
@@ -188,20 +194,118 @@ function endpointsSection(inputs: ConfigDumpInputs): Section {
   };
 }
 
-function listenersSection(inputs: ConfigDumpInputs): Section {
+function staticListenerJson(inputs: ConfigDumpInputs): AdminJsonObject[] {
   const statics = inputs.bootstrap['static_resources'];
   const list = statics && typeof statics === 'object' && !Array.isArray(statics) ? (statics as AdminJsonObject)['listeners'] : undefined;
-  const entries: AdminJsonObject[] = (Array.isArray(list) ? (list as AdminJson[]) : []).map((l) => ({
-    listener: withType((l ?? {}) as Readonly<Record<string, unknown>>, LISTENER_TYPE_URL),
+  return (Array.isArray(list) ? (list as AdminJson[]) : []).filter((l): l is AdminJsonObject => !!l && typeof l === 'object' && !Array.isArray(l));
+}
+
+/** The client's view of one named resource: client_status, and error_state when its last update was rejected. */
+function clientState(xds: XdsStatus | undefined, typeUrl: string, name: string): Record<string, AdminJson> {
+  const r = typeStatus(xds, typeUrl)?.resources.find((x) => x.name === name);
+  const out: Record<string, AdminJson> = {};
+  if (r?.status) out['client_status'] = r.status;
+  return out;
+}
+
+function updateFailure(error: { readonly details: string; readonly version: string; readonly at: Date }, failed: Readonly<Record<string, unknown>> | undefined, typeUrl: string): AdminJsonObject {
+  return {
+    ...(failed ? { failed_configuration: withType(failed, typeUrl) } : {}),
+    last_update_attempt: timestamp(error.at),
+    details: error.details,
+    ...(error.version !== '' ? { version_info: error.version } : {}),
+  };
+}
+
+/** The client's rejection of a named resource (RDS/ECDS keep their errors in the client's status). */
+function clientError(xds: XdsStatus | undefined, typeUrl: string, name: string): AdminJsonObject | undefined {
+  const e = typeStatus(xds, typeUrl)?.resources.find((x) => x.name === name)?.error;
+  return e ? updateFailure({ details: e.details, version: e.versionInfo, at: e.lastUpdateAttempt }, undefined, typeUrl) : undefined;
+}
+
+function versionState(v: DynamicResourceView, typeUrl: string): AdminJsonObject {
+  return { ...(v.version !== '' ? { version_info: v.version } : {}), listener: withType(v.resource, typeUrl), last_updated: timestamp(v.lastUpdated) };
+}
+
+function listenersSection(inputs: ConfigDumpInputs): Section {
+  const entries: AdminJsonObject[] = staticListenerJson(inputs).map((l) => ({
+    listener: withType(l, LISTENER_TYPE_URL),
     last_updated: timestamp(inputs.startTime),
   }));
+  const dynamic: AdminJsonObject[] = (inputs.listeners?.dynamicListeners() ?? []).map((d) => {
+    const out: Record<string, AdminJson> = { name: d.name };
+    if (d.active) out['active_state'] = versionState(d.active, LISTENER_TYPE_URL);
+    if (d.warming) out['warming_state'] = versionState(d.warming, LISTENER_TYPE_URL);
+    if (d.draining) out['draining_state'] = versionState(d.draining, LISTENER_TYPE_URL);
+    if (d.error) out['error_state'] = updateFailure(d.error, d.error.resource, LISTENER_TYPE_URL);
+    Object.assign(out, clientState(inputs.xds, LISTENER_TYPE_URL, d.name));
+    return out;
+  });
+  const lds = typeStatus(inputs.xds, LISTENER_TYPE_URL);
   return {
     type: `${ADMIN}ListenersConfigDump`,
-    scalars: {},
+    scalars: lds && lds.versionInfo !== '' ? { version_info: lds.versionInfo } : {},
     repeated: {
       static_listeners: { entryType: `${ADMIN}ListenersConfigDump.StaticListener`, entries, nameOf: listenerName },
-      dynamic_listeners: { entryType: `${ADMIN}ListenersConfigDump.DynamicListener`, entries: [], nameOf: () => '' },
+      dynamic_listeners: { entryType: `${ADMIN}ListenersConfigDump.DynamicListener`, entries: dynamic, nameOf: (e) => String(e['name'] ?? '') },
     },
+  };
+}
+
+/** Static route configurations: the inline route_config of each static listener's HCMs (Envoy lists them). */
+function staticRouteConfigs(inputs: ConfigDumpInputs): AdminJsonObject[] {
+  const out: AdminJsonObject[] = [];
+  for (const l of staticListenerJson(inputs)) {
+    const chains = [...((l['filter_chains'] as AdminJson[] | undefined) ?? []), ...(l['default_filter_chain'] ? [l['default_filter_chain']] : [])];
+    for (const c of chains) {
+      for (const f of (((c as AdminJsonObject)['filters'] as AdminJson[] | undefined) ?? [])) {
+        const tc = (f as AdminJsonObject)['typed_config'] as AdminJsonObject | undefined;
+        const rc = tc && tc['@type'] === HCM_TYPE_URL ? (tc['route_config'] as AdminJsonObject | undefined) : undefined;
+        if (rc) out.push({ route_config: withType(rc, ROUTE_CONFIG_TYPE_URL), last_updated: timestamp(inputs.startTime) });
+      }
+    }
+  }
+  return out;
+}
+
+function routesSection(inputs: ConfigDumpInputs): Section {
+  const dynamic: AdminJsonObject[] = (inputs.listeners?.routeConfigs() ?? []).map((r) => {
+    const error = clientError(inputs.xds, ROUTE_CONFIG_TYPE_URL, r.name);
+    return {
+      ...(r.version !== '' ? { version_info: r.version } : {}),
+      route_config: withType(r.resource, ROUTE_CONFIG_TYPE_URL),
+      last_updated: timestamp(r.lastUpdated),
+      ...clientState(inputs.xds, ROUTE_CONFIG_TYPE_URL, r.name),
+      ...(error ? { error_state: error } : {}),
+    };
+  });
+  const routeName = (e: AdminJsonObject): string => String(((e['route_config'] as AdminJsonObject | undefined) ?? {})['name'] ?? '');
+  return {
+    type: `${ADMIN}RoutesConfigDump`,
+    scalars: {},
+    repeated: {
+      static_route_configs: { entryType: `${ADMIN}RoutesConfigDump.StaticRouteConfig`, entries: staticRouteConfigs(inputs), nameOf: routeName },
+      dynamic_route_configs: { entryType: `${ADMIN}RoutesConfigDump.DynamicRouteConfig`, entries: dynamic, nameOf: routeName },
+    },
+  };
+}
+
+function ecdsSection(inputs: ConfigDumpInputs): Section {
+  const entries: AdminJsonObject[] = (inputs.listeners?.extensionConfigs() ?? []).map((r) => {
+    const error = clientError(inputs.xds, TYPED_EXTENSION_CONFIG_TYPE_URL, r.name);
+    return {
+      ...(r.version !== '' ? { version_info: r.version } : {}),
+      ecds_filter: withType(r.resource, TYPED_EXTENSION_CONFIG_TYPE_URL),
+      last_updated: timestamp(r.lastUpdated),
+      ...clientState(inputs.xds, TYPED_EXTENSION_CONFIG_TYPE_URL, r.name),
+      ...(error ? { error_state: error } : {}),
+    };
+  });
+  const name = (e: AdminJsonObject): string => String(((e['ecds_filter'] as AdminJsonObject | undefined) ?? {})['name'] ?? '');
+  return {
+    type: `${ADMIN}EcdsConfigDump`,
+    scalars: {},
+    repeated: { ecds_filters: { entryType: `${ADMIN}EcdsConfigDump.EcdsFilterConfig`, entries, nameOf: name } },
   };
 }
 
@@ -220,9 +324,14 @@ export function configDump(inputs: ConfigDumpInputs, query: ConfigDumpQuery): Co
     scalars: { bootstrap: inputs.bootstrap, last_updated: timestamp(inputs.startTime) },
     repeated: {},
   };
+  // Envoy's order: bootstrap, clusters, ecds, endpoints, listeners, (scoped routes), routes, (secrets).
   const sections = [bootstrap, clustersSection(inputs)];
+  const ecds = ecdsSection(inputs);
+  if (ecds.repeated['ecds_filters']!.entries.length > 0) sections.push(ecds);
   if (query.includeEds) sections.push(endpointsSection(inputs));
   sections.push(listenersSection(inputs));
+  const routes = routesSection(inputs);
+  if (Object.values(routes.repeated).some((r) => r.entries.length > 0)) sections.push(routes);
 
   if (query.resource !== undefined) {
     for (const s of sections) {

@@ -40,6 +40,31 @@ export interface XdsSource {
   status(): XdsStatus;
 }
 
+/** One version of a dynamic listener, route configuration or extension config, as proto3 JSON. */
+export interface DynamicResourceView {
+  readonly version: string;
+  readonly resource: Readonly<Record<string, unknown>>;
+  readonly lastUpdated: Date;
+}
+
+/** A dynamic (LDS) listener in each of Envoy's states, and its last rejected update. */
+export interface DynamicListenerView {
+  readonly name: string;
+  readonly active?: DynamicResourceView;
+  readonly warming?: DynamicResourceView;
+  readonly draining?: DynamicResourceView;
+  readonly error?: { readonly details: string; readonly version: string; readonly at: Date; readonly resource: Readonly<Record<string, unknown>> };
+}
+
+/** The listener, RDS and ECDS managers as the admin sees them (main.ts builds this from the data plane's). */
+export interface ListenerSource {
+  /** Listeners serving now (static and LDS): /listeners. */
+  activeListeners(): readonly { readonly name: string; readonly address: string; readonly port: number }[];
+  dynamicListeners(): readonly DynamicListenerView[];
+  routeConfigs(): readonly (DynamicResourceView & { readonly name: string })[];
+  extensionConfigs(): readonly (DynamicResourceView & { readonly name: string })[];
+}
+
 /** Redis pool statistics (RedisPoolManager satisfies this). Never carries credentials. */
 export interface RedisStatsSource {
   stats(): RedisStats;
@@ -76,6 +101,8 @@ export interface AdminSources {
   readonly ads?: XdsSource | undefined;
   /** Absent when Redis pools are not in use. */
   readonly redis?: RedisStatsSource | undefined;
+  /** Listeners, route configurations and extension configs; absent: the bootstrap's static listeners only. */
+  readonly listeners?: ListenerSource | undefined;
   readonly metrics: PluginMetricsSource;
   /** Tag extraction from the bootstrap's stats_config; absent: Envoy's default tags. */
   readonly tagProducer?: TagProducer | undefined;

@@ -228,6 +228,8 @@ test('/config_dump: Envoy order, static/dynamic/warming clusters with @type, sec
       'type.googleapis.com/envoy.admin.v3.BootstrapConfigDump',
       'type.googleapis.com/envoy.admin.v3.ClustersConfigDump',
       'type.googleapis.com/envoy.admin.v3.ListenersConfigDump',
+      // The static listener's inline route_config, as Envoy lists it (static_route_configs).
+      'type.googleapis.com/envoy.admin.v3.RoutesConfigDump',
     ],
   );
   const boot = dump.configs[0]!;
@@ -272,7 +274,7 @@ test('/config_dump?include_eds adds an EndpointsConfigDump rebuilt from current 
   const dump = await getJson<{ configs: Record<string, unknown>[] }>(port, '/config_dump?include_eds');
   assert.deepEqual(
     dump.configs.map((c) => String(c['@type']).split('.').pop()),
-    ['BootstrapConfigDump', 'ClustersConfigDump', 'EndpointsConfigDump', 'ListenersConfigDump'],
+    ['BootstrapConfigDump', 'ClustersConfigDump', 'EndpointsConfigDump', 'ListenersConfigDump', 'RoutesConfigDump'],
   );
   const eps = dump.configs[2] as {
     static_endpoint_configs: { endpoint_config: Record<string, unknown> }[];
