@@ -1,0 +1,4 @@
+import { fuzzTests } from './harness';
+import { validateTarget } from './targets/validate';
+
+fuzzTests(validateTarget);

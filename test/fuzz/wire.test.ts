@@ -1,0 +1,4 @@
+import { fuzzTests } from './harness';
+import { wireTarget } from './targets/wire';
+
+fuzzTests(wireTarget);
