@@ -778,24 +778,46 @@ export class HttpConnectionManager {
   private readonly drainSignal = { draining: false };
 
   /**
-   * Starts Envoy's drain sequence: HTTP/1 responses from now on carry `connection: close` and idle keep-alive
-   * connections are closed; HTTP/2 sessions get GOAWAY (no new streams, the ones in flight finish).
+   * Starts Envoy's drain sequence: HTTP/1 responses from now on carry `connection: close` (so each connection
+   * closes after its next response); HTTP/2 sessions get GOAWAY (no new streams, the ones in flight finish).
+   * Idle keep-alive connections are left until the drain ends: closing one a client is about to reuse would
+   * fail that client's request.
    */
   startDrain(): void {
     if (this.draining) return;
     this.draining = true;
     this.drainSignal.draining = true;
-    this.server.closeIdleConnections();
     for (const s of this.sessions) s.close();
   }
 
   /**
-   * Drains (startDrain), lets in-flight streams finish for up to `drainTimeoutMs`, then closes every connection
-   * still open. Idempotent.
+   * An LDS update or removal: drains (startDrain) until every connection has closed or `drainTimeoutMs` (HCM
+   * drain_timeout) has passed, then closes what is still open. Idempotent.
+   */
+  drain(drainTimeoutMs: number): Promise<void> {
+    this.closing ??= (async () => {
+      this.startDrain();
+      if (this.sockets.size > 0) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          new Promise<void>((resolve) => this.idleWaiters.push(resolve)),
+          new Promise<void>((resolve) => { timer = setTimeout(resolve, drainTimeoutMs); }),
+        ]);
+        if (timer) clearTimeout(timer);
+      }
+      this.closeConnections();
+    })();
+    return this.closing;
+  }
+
+  /**
+   * Shutdown: drains, closes idle keep-alive connections, lets in-flight streams finish for up to
+   * `drainTimeoutMs`, then closes every connection still open. Idempotent.
    */
   close(drainTimeoutMs = 10_000): Promise<void> {
     this.closing ??= (async () => {
       this.startDrain();
+      this.server.closeIdleConnections();
       if (this.inFlight > 0) {
         let timer: NodeJS.Timeout | undefined;
         await Promise.race([
@@ -804,13 +826,17 @@ export class HttpConnectionManager {
         ]);
         if (timer) clearTimeout(timer);
       }
-      this.server.closeAllConnections();
-      // Stops node:http's connection-checking timer (the error is that it never listened itself).
-      this.server.close(() => undefined);
-      for (const s of this.sessions) s.destroy();
-      for (const s of this.sockets) s.destroy();
+      this.closeConnections();
     })();
     return this.closing;
+  }
+
+  private closeConnections(): void {
+    this.server.closeAllConnections();
+    // Stops node:http's connection-checking timer (the error is that it never listened itself).
+    this.server.close(() => undefined);
+    for (const s of this.sessions) s.destroy();
+    for (const s of this.sockets) s.destroy();
   }
 
   /** Closes now: in-flight streams are reset. */
@@ -967,7 +993,7 @@ export class HttpListener {
    */
   drain(): Promise<void> {
     this.closing ??= (async () => {
-      await Promise.all(this.allChains().map((c) => c.close(c.config.network.hcm.drainTimeoutMs)));
+      await Promise.all(this.allChains().map((c) => c.drain(c.config.network.hcm.drainTimeoutMs)));
       this.logger.info('listener drained');
     })();
     return this.closing;
