@@ -1,6 +1,6 @@
 import { ConfigError } from '../common/errors';
 import { isObject, object, only, type JsonFields } from '../config/json-fields';
-import { durationMs, type WasmFilterConfig } from '../http/listener-config';
+import { WASM_FILTER_TYPE, durationMs, parseWasmFilterAny, type WasmFilterConfig } from '../http/listener-config';
 
 /**
  * A listener's filter chain made of network filters rather than an HttpConnectionManager: any number of
@@ -42,6 +42,14 @@ export type WasmFilterParser = (filterName: string, typedConfig: JsonFields, fil
 export interface NetworkFilterChainDeps {
   readonly wasmFilter: WasmFilterParser;
 }
+
+/**
+ * The HTTP Wasm filter's parser applied to the network one: both typed_configs are a `Wasm { config: PluginConfig }`
+ * (envoy.extensions.filters.{http,network}.wasm.v3), so the Any is read as the HTTP one. Code filenames resolve
+ * against the working directory; PluginConfig fields newer than the loaded protos are read from the config itself.
+ */
+export const readNetworkWasmFilter: WasmFilterParser = (name, typedConfig, filterPath) =>
+  parseWasmFilterAny(name, { ...typedConfig, '@type': WASM_FILTER_TYPE }, `${filterPath}.typed_config`);
 
 const FILTER_FIELDS = ['name', 'typed_config'];
 const NETWORK_WASM_FIELDS = ['@type', 'config'];
@@ -88,7 +96,7 @@ function tcpProxy(name: string, tc: JsonFields, path: string): TcpProxyConfig {
  * Parses `filter_chains[i].filters` (at `path`) into Wasm network filters and the terminal tcp_proxy. Wasm
  * filters after the tcp_proxy, other network filters, and chains without a tcp_proxy are refused.
  */
-export function parseNetworkFilterChain(filters: readonly unknown[], path: string, deps: NetworkFilterChainDeps): NetworkFilterChainConfig {
+export function parseNetworkFilterChain(filters: readonly unknown[], path: string, deps: NetworkFilterChainDeps = { wasmFilter: readNetworkWasmFilter }): NetworkFilterChainConfig {
   const wasmFilters: WasmFilterConfig[] = [];
   let proxy: TcpProxyConfig | undefined;
   filters.forEach((f, i) => {

@@ -211,8 +211,10 @@ export class TcpProxySession implements NetworkFilterCallbacks {
       if (toUpstream) stats.add(this.upstreamStats!.txBytes, data.length);
       else stats.add(this.options.statNames.txBytes, data.length);
       this.touch();
-      if (!sock.write(data)) {
-        // Flow control: stop reading the other side until this one drains (Envoy's watermarks).
+      sock.write(data);
+      // Flow control at Envoy's high watermark (the buffer limit): past it, stop reading the other side until
+      // this one drains. Below it the other side keeps being read, so its close is seen.
+      if (sock.writableLength > this.options.bufferLimitBytes) {
         if (toUpstream) this.pauseDownstream('backpressure');
         else this.pauseUpstream('backpressure');
       }
@@ -260,7 +262,12 @@ export class TcpProxySession implements NetworkFilterCallbacks {
     if (us && !us.destroyed) {
       if (peer === PeerType.Remote && this.upstreamState === 'connected') {
         // Envoy closes the upstream with FlushWrite: what is still queued for it is sent first.
-        if (us.writableLength > 0) this.options.stats.add(this.options.statNames.upstreamFlush);
+        if (us.writableLength > 0) {
+          this.options.stats.add(this.options.statNames.upstreamFlush);
+          // Envoy's drainer keeps the idle timeout on a flushing upstream.
+          const idle = this.options.proxy.idleTimeoutMs;
+          if (idle > 0) setTimeout(() => us.destroy(), idle).unref();
+        }
         us.end(() => us.destroy());
       } else {
         us.destroy();
@@ -435,9 +442,10 @@ export class TcpProxySession implements NetworkFilterCallbacks {
     else if (this.downstreamClosed && this.us) this.us.once('close', () => this.closedResolve());
   }
 
-  /** Ends the connection now (listener shutdown past its drain time). */
+  /** Ends the connection now, a flushing upstream included (listener shutdown past its drain time). */
   destroy(): void {
     this.closeDownstream(false, 'listener closed');
+    this.us?.destroy();
   }
 }
 
