@@ -197,6 +197,12 @@ export class AdsClient implements ResourceSubscriber {
    * same bytes at the same index for every unchanged CLA: such an entry is recognised without reading its name.
    */
   private edsOrder: (MutableResourceStatus | undefined)[] = [];
+  /**
+   * The last SotW EDS response (its buffer and Any positions) and, per index, whether `edsOrder[i].raw` is exactly
+   * that response's i-th CLA: runs of unchanged CLAs are then found by comparing long byte ranges of the two
+   * responses at once (bisecting where they differ) instead of 10 000 comparisons of one CLA each.
+   */
+  private edsPrev: { readonly buf: Buffer; readonly anyStart: readonly number[]; readonly anyEnd: readonly number[]; readonly exact: Uint8Array } | undefined;
   private edsEpoch = 0;
   /** Does-not-exist timers of EDS names subscribed and not yet received (xds.md §4). */
   private readonly edsNotFound: DeadlineSet;
@@ -786,7 +792,20 @@ export class AdsClient implements ResourceSubscriber {
     };
     let wrapped: Item[] | undefined;
     const errorsBefore = errors.length;
+    const same = this.sameAsPrevious(msg, prevOrder);
+    const exact = new Uint8Array(anyStart.length);
     for (let i = 0; i < anyStart.length; i++) {
+      if (same !== undefined && same[i] === 1) {
+        const p = prevOrder[i]!;
+        if (p.raw !== undefined && p.status === 'ACKED') {
+          if (p.epoch === epoch) (dups ??= new Set()).add(p.name);
+          p.epoch = epoch;
+          unchanged.push(p);
+          order[i] = p;
+          exact[i] = 1;
+          continue;
+        }
+      }
       try {
         locateAny(buf, anyStart[i]!, anyEnd[i]!, loc);
       } catch (err) {
@@ -805,6 +824,7 @@ export class AdsClient implements ResourceSubscriber {
         mark(p.name, p);
         unchanged.push(p);
         order[i] = p;
+        exact[i] = 1;
         continue;
       }
       const name = peekStringField(buf, 1, vs, ve) ?? '';
@@ -813,6 +833,7 @@ export class AdsClient implements ResourceSubscriber {
       if (entry !== undefined && entry.raw !== undefined && entry.status === 'ACKED' && rangeEquals(buf, vs, ve, entry.raw)) {
         unchanged.push(entry);
         order[i] = entry;
+        exact[i] = 1;
         continue;
       }
       others.push({ item: { name, buf, start: vs, end: ve, wrapperName: '', ttlMs: undefined, heartbeat: false, version }, index: i });
@@ -829,22 +850,67 @@ export class AdsClient implements ResourceSubscriber {
       errors.push(`Unexpected EDS resource length: more than one ClusterLoadAssignment for '${name}'`);
       if (this.edsNames.has(name)) this.edsCounter(name).update_rejected++;
     }
-    const ttl = this.edsTtl.size > 0 ? this.edsTtl : undefined;
-    for (const r of unchanged) {
-      if (dups?.has(r.name)) continue;
-      const counters = r.counters ?? this.edsCounter(r.name);
-      counters.update_attempt++;
-      counters.update_success++;
-      r.version = version;
-      ttl?.delete(r.name); // resent without a TTL
-    }
+    // The changed CLAs first: the bookkeeping of the thousands unchanged must not delay the update itself.
     for (const { item, index } of others) {
       if (dups?.has(item.name)) continue;
       const err = this.applyAssignment(item, index, pre.get(item));
       if (err) errors.push(err);
-      order[index] = eds.resources.get(item.name);
+      const entry = eds.resources.get(item.name);
+      order[index] = entry;
+      if (entry?.raw !== undefined && rangeEquals(buf, item.start, item.end, entry.raw)) exact[index] = 1;
+    }
+    const ttl = this.edsTtl.size > 0 ? this.edsTtl : undefined;
+    for (let k = 0; k < unchanged.length; k++) {
+      const r = unchanged[k]!;
+      if (dups !== undefined && dups.has(r.name)) continue;
+      const counters = r.counters ?? this.edsCounter(r.name);
+      counters.update_attempt++;
+      counters.update_success++;
+      r.version = version;
+      if (ttl !== undefined) ttl.delete(r.name); // resent without a TTL
     }
     this.edsOrder = order;
+    this.edsPrev = { buf, anyStart, anyEnd, exact };
+  }
+
+  /**
+   * Per index of `msg`, 1 where its Any is byte-identical to the previous SotW EDS response's Any at the same
+   * index and that one is the accepted CLA (`exact`). Runs of indices whose Any lengths and gaps match are
+   * compared as one range; a range that differs is halved until the differing CLAs are found, so a push that
+   * changes k of n CLAs costs about 2k log n range comparisons. undefined when there is nothing to compare with.
+   */
+  private sameAsPrevious(msg: RawDiscoveryResponse, prevOrder: readonly (MutableResourceStatus | undefined)[]): Uint8Array | undefined {
+    const prev = this.edsPrev;
+    if (!prev || prevOrder.length !== prev.anyStart.length || prevOrder.length === 0) return undefined;
+    const { buf, anyStart, anyEnd } = msg;
+    const n = Math.min(anyStart.length, prev.anyStart.length);
+    const same = new Uint8Array(anyStart.length);
+    const pS = prev.anyStart;
+    const pE = prev.anyEnd;
+    const bisect = (a: number, b: number): void => {
+      // [a, b) is a run: compare buf[anyStart[a], anyEnd[b-1]) with the previous buffer's same run.
+      if (buf.compare(prev.buf, pS[a]!, pE[b - 1]!, anyStart[a]!, anyEnd[b - 1]!) === 0) {
+        same.fill(1, a, b);
+        return;
+      }
+      if (b - a === 1) return;
+      const mid = (a + b) >>> 1;
+      bisect(a, mid);
+      bisect(mid, b);
+    };
+    const fits = (i: number): boolean => prev.exact[i] === 1 && anyEnd[i]! - anyStart[i]! === pE[i]! - pS[i]!;
+    let i = 0;
+    while (i < n) {
+      if (!fits(i)) {
+        i++;
+        continue;
+      }
+      let j = i + 1;
+      while (j < n && fits(j) && anyStart[j]! - anyEnd[j - 1]! === pS[j]! - pE[j - 1]!) j++;
+      bisect(i, j);
+      i = j;
+    }
+    return same;
   }
 
   /** EDS: names carried by more than one CLA are rejected as a whole (eds.cc "Unexpected EDS resource length"). */

@@ -85,3 +85,48 @@ describe('SotW EDS: unchanged CLAs are skipped, whatever the order', () => {
     await until(() => client.versionInfo(EDS_TYPE_URL) === 'v-good', 1000, 'version');
   });
 });
+
+/**
+ * Unchanged runs are found by comparing byte ranges of consecutive responses and bisecting where they differ.
+ * Changes of other lengths shift everything after them; every CLA must still end up exactly as sent.
+ */
+describe('SotW EDS: changes found by range bisection', () => {
+  let server: XdsTestServer;
+  let client: AdsClient;
+  let cm: ClusterManager;
+  const N = 40;
+  const names = Array.from({ length: N }, (_, i) => `b${i}`);
+  const hostsOf = (i: number, gen: number): [string, number][] => Array.from({ length: 1 + ((i + gen) % 3) }, (_, k) => [`10.8.${i}.${k + 1 + gen * 10}`, 6000 + gen]);
+
+  before(async () => {
+    server = await XdsTestServer.start();
+    server.setClusters(names.map((n) => edsCluster(n)));
+    server.setEndpoints(names.map((n, i) => cla(n, hostsOf(i, 0))));
+    ({ cm } = recordingManager());
+    client = new AdsClient({ target: server.target, node: { id: 'bisect' }, sink: cm, initialFetchTimeoutMs: 0 });
+    client.start();
+    await client.initialized;
+  });
+
+  after(async () => {
+    await client.close();
+    cm.close();
+    await server.close();
+  });
+
+  it('applies scattered changes of different sizes and keeps the rest, push after push', async () => {
+    const gen = new Array<number>(N).fill(0);
+    const rounds = [[0], [39], [5, 6, 20], [1, 17, 38], [10], [0, 39], [22, 23, 24, 25]];
+    for (const changed of rounds) {
+      for (const i of changed) gen[i]! += 1;
+      server.upsert(EDS_TYPE_URL, changed.map((i) => cla(names[i]!, hostsOf(i, gen[i]!))));
+      server.push(EDS_TYPE_URL);
+      const o = await server.lastOutcome(EDS_TYPE_URL);
+      assert.equal(o.ack, true);
+      for (let i = 0; i < N; i++) {
+        assert.deepEqual(hostKeys(cm, names[i]!), hostsOf(i, gen[i]!).map(([a, p]) => `${a}:${p}`).sort(), `${names[i]} after changing ${changed.join(',')}`);
+      }
+    }
+    assert.equal(client.counters().eds['b3']?.update_success, 1 + rounds.length, 'unchanged CLAs still count an update each');
+  });
+});
