@@ -24,6 +24,12 @@ function positiveInt(v: string): number {
   return n;
 }
 
+function nonNegativeInt(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('must be a non-negative integer');
+  return n;
+}
+
 /** Config checks beyond parsing: every Wasm module must be readable and compile. */
 export function validateConfig(file: string): SidecarConfig {
   refuseNonBootstrap(file);
@@ -120,6 +126,7 @@ interface RunOptions {
   logLevel: LevelWithSilent;
   concurrency: number;
   drainTimeoutMs: number;
+  shutdownGraceMs: number;
 }
 
 function parseLabels(text: string | undefined): Record<string, string> | undefined {
@@ -154,7 +161,7 @@ export function madeBootstrap(opts: RunOptions, plugins: readonly PluginFlags[])
   });
 }
 
-/** What shutdown may take past the drain time (closing pools, workers that outlive their drain) before the process ends anyway. */
+/** Default of --shutdown-grace-ms: what shutdown may take past the drain time (closing pools, workers that outlive their drain). */
 export const SHUTDOWN_GRACE_MS = 3000;
 /** The process's own deadline failed (its event loop is blocked, e.g. by a guest that loops): a thread ends it this much later. */
 const WATCHDOG_EXTRA_MS = 2000;
@@ -164,25 +171,29 @@ const SIGNAL_EXIT_CODES: Readonly<Record<string, number>> = { SIGINT: 130, SIGTE
 const EXIT_SHUTDOWN_FAILED = 1;
 
 /**
- * Shutdown always ends. The first SIGTERM or SIGINT drains (Sidecar.stop) and the process exits 0 when it is
- * done, or 1 once the drain time plus SHUTDOWN_GRACE_MS has passed, whatever a plugin, an upstream or a client
+ * Shutdown always ends. A signal while the sidecar starts exits at once (130 / 143). The first SIGTERM or SIGINT drains (Sidecar.stop) and the process exits 0 when it is
+ * done, or 1 once the drain time plus the grace (--shutdown-grace-ms) has passed, whatever a plugin, an upstream or a client
  * connection is still doing; a second signal exits at once (130 / 143). A watchdog thread, started with the
  * drain, ends the process even when its event loop is blocked and no timer can fire. Worker threads end with the
  * process; the sidecar starts no child processes. Exit handlers (the temporary bootstrap's removal) run.
  */
-function exitOnSignals(sidecar: Sidecar, drainTimeoutMs: number): void {
+function exitOnSignals(started: Promise<Sidecar | undefined>, drainTimeoutMs: number, graceMs: number): void {
+  let sidecar: Sidecar | undefined;
   let draining = false;
+  void started.then((s) => { sidecar = s; });
   const onSignal = (signal: NodeJS.Signals): void => {
+    // Still starting: nothing serves yet, so there is nothing to drain.
+    if (!sidecar) process.exit(SIGNAL_EXIT_CODES[signal] ?? EXIT_SHUTDOWN_FAILED);
     if (draining) {
       process.stderr.write(`${signal} during the drain: exiting now\n`);
       process.exit(SIGNAL_EXIT_CODES[signal] ?? EXIT_SHUTDOWN_FAILED);
     }
     draining = true;
-    const deadlineMs = drainTimeoutMs + SHUTDOWN_GRACE_MS;
+    const deadlineMs = drainTimeoutMs + graceMs;
     sidecar.logger.info({ signal, drainTimeoutMs }, 'draining');
     // unref: a shutdown that finishes first exits through stop() below, not through these.
     setTimeout(() => {
-      process.stderr.write(`shutdown did not finish within ${deadlineMs} ms (drain ${drainTimeoutMs} ms + ${SHUTDOWN_GRACE_MS} ms): exiting\n`);
+      process.stderr.write(`shutdown did not finish within ${deadlineMs} ms (drain ${drainTimeoutMs} ms + grace ${graceMs} ms): exiting\n`);
       process.exit(EXIT_SHUTDOWN_FAILED);
     }, deadlineMs).unref();
     startShutdownWatchdog(deadlineMs + WATCHDOG_EXTRA_MS);
@@ -291,6 +302,7 @@ export function buildCli(): Command {
     .addOption(new Option('--log-level <level>', 'log level').choices(LEVELS).default('info'))
     .addOption(new Option('--concurrency <n>', 'worker threads (Envoy --concurrency); 1 serves from the main thread').argParser(positiveInt).default(1))
     .option('--drain-timeout-ms <ms>', 'how long to wait for in-flight streams on shutdown', positiveInt, 10_000)
+    .option('--shutdown-grace-ms <ms>', 'how long shutdown may take after the drain time before the process exits anyway (exit code 1)', nonNegativeInt, SHUTDOWN_GRACE_MS)
     .action(async (opts: RunOptions) => {
       let configFile: string;
       let cleanup = (): void => undefined;
@@ -318,8 +330,10 @@ export function buildCli(): Command {
         return;
       }
       let sidecar: Sidecar;
+      const starting = Sidecar.start({ configFile, logLevel: opts.logLevel, drainTimeoutMs: opts.drainTimeoutMs, concurrency: opts.concurrency });
+      exitOnSignals(starting.catch(() => undefined), opts.drainTimeoutMs, opts.shutdownGraceMs);
       try {
-        sidecar = await Sidecar.start({ configFile, logLevel: opts.logLevel, drainTimeoutMs: opts.drainTimeoutMs, concurrency: opts.concurrency });
+        sidecar = await starting;
       } catch (err) {
         // Name the file as validate does; a bootstrap made from flags has no file of the user's to name.
         const where = opts.config !== undefined && err instanceof ConfigError ? `${opts.config}: ` : '';
@@ -329,7 +343,6 @@ export function buildCli(): Command {
         return;
       }
       for (const l of sidecar.publicListeners) process.stdout.write(`listening ${l.config.name} ${l.config.address}:${l.port}\n`);
-      exitOnSignals(sidecar, opts.drainTimeoutMs);
     });
   return program;
 }

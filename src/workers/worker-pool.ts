@@ -90,6 +90,11 @@ function spec(h: Host): HostSpec {
   return { address: h.address, port: h.port, health: h.health, weight: h.weight, priority: h.priority, hostname: h.hostname, locality: h.locality };
 }
 
+/** The wait before restarting a worker that has died `failures` times in a row: base * 2^failures, at most max. */
+export function restartDelayMs(failures: number, baseMs: number, maxMs: number): number {
+  return Math.min(baseMs * 2 ** Math.min(failures, 30), maxMs);
+}
+
 /** A cluster event as the ClusterSink calls that reproduce it in a worker; undefined if workers derive it themselves. */
 export function clusterUpdateOf(e: ClusterEvent): ClusterUpdate | undefined {
   switch (e.type) {
@@ -232,7 +237,7 @@ export class WorkerPool {
   private scheduleRestart(slot: Slot, dead: WorkerRun): void {
     slot.down = true;
     if (Date.now() - dead.startedAt >= this.backoffMaxMs) slot.failures = 0;
-    const delay = Math.min(this.backoffBaseMs * 2 ** slot.failures, this.backoffMaxMs);
+    const delay = restartDelayMs(slot.failures, this.backoffBaseMs, this.backoffMaxMs);
     slot.failures++;
     this.logger.warn({ worker: slot.index, delayMs: delay, failures: slot.failures }, 'restarting worker');
     slot.restartTimer = setTimeout(() => {
