@@ -74,20 +74,24 @@ export function wasmFilter(name: string, plugin: string, rootId: string, configu
   return { name, typed_config: wasmAny(name, plugin, rootId, configuration) };
 }
 
-export function wasmAny(name: string, plugin: string, rootId: string, configuration: string): Json {
+export function wasmAny(name: string, plugin: string, rootId: string, configuration: string, vmId = name): Json {
   return {
     '@type': WASM,
     config: {
       name, root_id: rootId,
-      vm_config: { vm_id: name, runtime: 'envoy.wasm.runtime.v8', code: { local: { filename: pluginPath(plugin) } } },
+      vm_config: { vm_id: vmId, runtime: 'envoy.wasm.runtime.v8', code: { local: { filename: pluginPath(plugin) } } },
       configuration: { '@type': 'type.googleapis.com/google.protobuf.StringValue', value: configuration },
     },
   };
 }
 
-/** An ECDS TypedExtensionConfig: the add-header plugin adding `x-added-by: <value>` (or another plugin). */
+/**
+ * An ECDS TypedExtensionConfig: the add-header plugin adding `x-added-by: <value>` (or another plugin). Each
+ * value gets a vm_id of its own, so each configuration runs on a VM of its own: the AssemblyScript SDK keeps one
+ * root context per module, so two configurations sharing a VM would share one configuration.
+ */
 export function addHeaderExtension(name: string, value: string, plugin = 'add-header', rootId = 'add_header'): Json {
-  return { name, typed_config: wasmAny(name, plugin, rootId, value) };
+  return { name, typed_config: wasmAny(name, plugin, rootId, value, `${name}-${value}`) };
 }
 
 /** An http filter configured over ECDS. */
