@@ -100,10 +100,11 @@ export type XdsEvent =
   | { readonly type: 'connected' }
   | { readonly type: 'disconnected'; readonly reason: string; readonly retryInMs: number }
   | { readonly type: 'initialized'; readonly reason: 'fetched' | 'timeout' }
-  | { readonly type: 'ack'; readonly typeUrl: string; readonly version: string; readonly nonce: string }
+  /** `handlingMs`: from the response's arrival (decoded as far as the client needs) to its ACK (Envoy's update_duration). */
+  | { readonly type: 'ack'; readonly typeUrl: string; readonly version: string; readonly nonce: string; readonly handlingMs: number }
   /** A named resource's initial fetch ended without it (does-not-exist timer / initial_fetch_timeout). */
   | { readonly type: 'does-not-exist'; readonly typeUrl: string; readonly names: readonly string[] }
-  | { readonly type: 'nack'; readonly typeUrl: string; readonly version: string; readonly nonce: string; readonly detail: string };
+  | { readonly type: 'nack'; readonly typeUrl: string; readonly version: string; readonly nonce: string; readonly detail: string; readonly handlingMs: number };
 
 type Call = grpc.ClientDuplexStream<ProtoObject, unknown>;
 
@@ -215,6 +216,8 @@ export class AdsClient implements ResourceSubscriber {
   private client: grpc.Client | undefined;
   /** Reconnect attempts since the last message (a new channel each: see `backoff`). */
   private attempts = 0;
+  /** When the response being handled arrived. */
+  private responseAt = 0;
   private stream: AdsStream | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private initTimer: NodeJS.Timeout | undefined;
@@ -430,6 +433,7 @@ export class AdsClient implements ResourceSubscriber {
         this.events.emit({ type: 'connected' });
       }
       this.cp.responses_received++;
+      this.responseAt = performance.now();
       try {
         if (delta) this.onDeltaResponse(stream, msg as ProtoObject);
         else this.onSotwResponse(stream, msg as RawDiscoveryResponse);
@@ -1132,21 +1136,22 @@ export class AdsClient implements ResourceSubscriber {
     return { detail, status: { code: NACK_STATUS_CODE, message: detail } };
   }
 
-  private recordOutcome(typeUrl: string, version: string, nonce: string, errors: string[]): ProtoObject | undefined {
+  private recordOutcome(typeUrl: string, version: string, nonce: string, errors: string[], startedAt = this.responseAt): ProtoObject | undefined {
     const state = this.type(typeUrl);
+    const handlingMs = performance.now() - startedAt;
     if (errors.length === 0) {
       state.versionInfo = version;
       state.lastUpdated = new Date();
       state.lastError = undefined;
       this.cp.acks_sent++;
-      this.events.emit({ type: 'ack', typeUrl, version, nonce });
+      this.events.emit({ type: 'ack', typeUrl, version, nonce, handlingMs });
       return undefined;
     }
     const { detail, status } = this.errorDetail(errors);
     state.lastError = { details: detail, versionInfo: version, lastUpdateAttempt: new Date() };
     this.cp.nacks_sent++;
     this.logger.warn({ typeUrl, version, nonce, detail }, 'rejecting xDS response');
-    this.events.emit({ type: 'nack', typeUrl, version, nonce, detail });
+    this.events.emit({ type: 'nack', typeUrl, version, nonce, detail, handlingMs });
     return status;
   }
 
@@ -1207,11 +1212,12 @@ export class AdsClient implements ResourceSubscriber {
    */
   private onSinkSotwResponse(stream: AdsStream, sub: SinkSubscription, msg: RawDiscoveryResponse): void {
     void sub.enqueue(async () => {
+      const startedAt = performance.now(); // queued behind an earlier response of the type: from when it starts
       const errors: string[] = [];
       const items = this.sotwItems(msg, sub.typeUrl, errors);
       await sub.apply(items, sub.type.wildcard ? 'absent' : [], errors);
       stream.nonces.set(sub.typeUrl, msg.nonce);
-      const nack = this.recordOutcome(sub.typeUrl, msg.version_info, msg.nonce, errors);
+      const nack = this.recordOutcome(sub.typeUrl, msg.version_info, msg.nonce, errors, startedAt);
       sub.markSent();
       this.sendSotw(stream, { type_url: sub.typeUrl, version_info: this.versionInfo(sub.typeUrl), resource_names: sub.names(), ...(nack ? { error_detail: nack } : {}) });
       this.checkInitialized();
@@ -1221,6 +1227,7 @@ export class AdsClient implements ResourceSubscriber {
   /** A Delta response of a sink type; see onSinkSotwResponse(). */
   private onSinkDeltaResponse(stream: AdsStream, sub: SinkSubscription, msg: ProtoObject): void {
     void sub.enqueue(async () => {
+      const startedAt = performance.now();
       const typeUrl = sub.typeUrl;
       const version = String(msg['system_version_info'] ?? '');
       const nonce = String(msg['nonce'] ?? '');
@@ -1249,7 +1256,7 @@ export class AdsClient implements ResourceSubscriber {
         }
       }
       await sub.apply(items, removed, errors);
-      const nack = this.recordOutcome(typeUrl, version, nonce, errors);
+      const nack = this.recordOutcome(typeUrl, version, nonce, errors, startedAt);
       this.sendDelta(stream, { type_url: typeUrl, response_nonce: nonce, ...(nack ? { error_detail: nack } : {}) });
       this.checkInitialized();
     });
