@@ -5,6 +5,7 @@
  * (nesting that a recursive reader might not survive), renames or duplicates it.
  */
 import fc from 'fast-check';
+import { stringify as toYaml } from 'yaml';
 
 export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
@@ -147,4 +148,17 @@ export function editText(text: string, edits: readonly TextEdit[]): string {
     else t = t.slice(0, i);
   }
   return t;
+}
+
+/** YAML text of a document; JSON (a YAML subset) when the YAML writer cannot nest that deep. */
+export function yamlText(doc: Json): string {
+  try {
+    return toYaml(doc);
+  } catch {
+    try {
+      return JSON.stringify(doc);
+    } catch {
+      return `${'['.repeat(5000)}${']'.repeat(5000)}`; // deeper than JSON.stringify goes: the nesting alone
+    }
+  }
 }

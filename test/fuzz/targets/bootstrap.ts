@@ -6,12 +6,12 @@
  *  - round trip: a bootstrap's proto3 JSON (toProtoJson(fromProtoJson(x))) loads again to the same JSON.
  */
 import fc from 'fast-check';
-import { parse as parseYaml, stringify as toYaml } from 'yaml';
+import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../../../src/common/errors';
 import { bootstrapFromJson, parseBootstrap, type Bootstrap } from '../../../src/config/bootstrap';
 import { loadEnvoyProtos } from '../../../src/xds/protos';
 import { onlyTyped, OracleFailure, type FuzzTarget } from '../harness';
-import { editText, mutateJson, mutationsArb, textEditsArb, type Json } from '../json-mutate';
+import { editText, mutateJson, mutationsArb, textEditsArb, yamlText, type Json } from '../json-mutate';
 import { bootstrapSeeds } from '../seeds';
 
 export type BootstrapInput = { readonly kind: 'doc'; readonly doc: Json } | { readonly kind: 'text'; readonly format: 'json' | 'yaml'; readonly text: string };
@@ -59,7 +59,7 @@ const textInput = fc.tuple(fc.nat(), fc.array(fc.record({ at: fc.nat(), op: fc.c
   ([i, ms, format, edits]): BootstrapInput => {
     const s = seeds();
     const doc = mutateJson(s[i % s.length]!, ms);
-    const text = format === 'json' ? JSON.stringify(doc, null, 1) : toYaml(doc);
+    const text = format === 'json' ? JSON.stringify(doc, null, 1) : yamlText(doc);
     return { kind: 'text', format, text: editText(text, edits) };
   },
 );

@@ -1,0 +1,4 @@
+import { fuzzTests } from './harness';
+import { pluginConfigTarget } from './targets/plugin-config';
+
+fuzzTests(pluginConfigTarget);
