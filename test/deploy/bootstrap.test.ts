@@ -13,7 +13,7 @@ import { CDS, istioCla, istioEdsCluster } from '../gocp/mesh';
 import { asArray, asObject, CLI, EXAMPLE_POD, loadManifests, only, renderBootstrap, type Json } from './support';
 
 // The bootstrap of deploy/kubernetes as each pod gets it: the render-bootstrap initContainer's own command run
-// on the generated ConfigMap's template with the downward API values of a pod, then checked for what an Istio
+// on the ConfigMap's template with the downward API values of a pod, then checked for what an Istio
 // sidecar's bootstrap has (nothing but ADS; node id and metadata as pilot-agent writes them), loaded by the
 // sidecar's loader and `cli.js validate`, and finally run against a control plane that sees that identity.
 
@@ -122,8 +122,8 @@ test('the rendered bootstrap runs: the control plane sees the pod identity over 
     assert.deepEqual(first['node']['metadata'], b['node']['metadata']);
     await cp.ack(CDS, '1');
     assert.ok(sidecar.clusterManager.has(redis), 'the Redis cluster arrived over CDS');
-    const types = new Set(cp.events.filter((e) => e.event === 'request').map((e) => e['typeUrl'] as string));
-    assert.ok(types.has('type.googleapis.com/envoy.config.listener.v3.Listener'), 'the sidecar subscribes to LDS');
+    // Once its clusters have warmed, as Envoy orders it.
+    await cp.waitFor((e) => e.event === 'request' && e['typeUrl'] === 'type.googleapis.com/envoy.config.listener.v3.Listener', 'the LDS subscription');
   } finally {
     await sidecar?.stop();
     await cp.close();

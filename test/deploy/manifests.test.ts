@@ -9,7 +9,7 @@ import { Service } from 'kubernetes-models/v1/Service';
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import { REPO_ROOT } from '../support/plugins';
 import {
-  asArray, asObject, BOOTSTRAP_PATH, containerPort, DOCKERFILE, generatedConfigMap, initContainer, K8S_DIR, kubeKey, kustomization,
+  asArray, asObject, bootstrapConfigMap, BOOTSTRAP_PATH, containerPort, DOCKERFILE, initContainer, K8S_DIR, kubeKey, kustomization,
   loadManifests, only, podSpec, sidecarOf, type Json, type Manifest,
 } from './support';
 
@@ -196,10 +196,8 @@ const podLabels = (deployment: Json): Json => asObject(asObject(asObject(asObjec
 
 test('every manifest parses and validates against the Kubernetes API schema for its kind', () => {
   const manifests = loadManifests();
-  assert.deepEqual(manifests.map((m) => m.doc['kind']).sort(), ['Deployment', 'EnvoyFilter', 'Service', 'ServiceAccount', 'Sidecar']);
-  const cm = generatedConfigMap();
-  const generated: Manifest = { file: 'kustomization.yaml configMapGenerator', index: 0, doc: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: cm.name, labels: cm.labels }, data: cm.data } };
-  for (const m of [...manifests, generated]) {
+  assert.deepEqual(manifests.map((m) => m.doc['kind']).sort(), ['ConfigMap', 'Deployment', 'EnvoyFilter', 'Service', 'ServiceAccount', 'Sidecar']);
+  for (const m of manifests) {
     const name = asObject(m.doc['metadata'], `${m.file} metadata`)['name'];
     assert.ok(typeof name === 'string' && /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(name), `${m.file}: bad metadata.name ${String(name)}`);
     if (ISTIO_SPECS[kubeKey(m.doc)]) {
@@ -210,7 +208,6 @@ test('every manifest parses and validates against the Kubernetes API schema for 
     assert.ok(model, `${m.file}: no schema for ${kubeKey(m.doc)}; add its kubernetes-models class to MODELS`);
     assert.doesNotThrow(() => model.make(m.doc).validate(), `${m.file} document ${m.index}`);
   }
-  assert.deepEqual(strictFieldErrors([generated]), []);
 });
 
 test('the schema validation rejects a malformed Deployment (the check has teeth)', () => {
@@ -237,15 +234,12 @@ test('the strict field checks report a misspelled field, Istio resources include
   assert.deepEqual(istioErrors({ file: 'istio.yaml', index: 0, doc: sc }), ['istio.yaml: spec.ingress[0].captureMod: unknown field']);
 });
 
-test('kustomization.yaml lists every manifest file exactly once, and the generated ConfigMap its files', () => {
+test('kustomization.yaml lists every manifest file exactly once', () => {
   const k = kustomization();
   assert.equal(k['apiVersion'], 'kustomize.config.k8s.io/v1beta1');
   assert.equal(k['kind'], 'Kustomization');
   const files = readdirSync(K8S_DIR).filter((f) => /\.ya?ml$/.test(f) && f !== 'kustomization.yaml').sort();
   assert.deepEqual([...(k['resources'] as string[])].sort(), files);
-  const generated = asArray(k['configMapGenerator'], 'configMapGenerator')[0]!;
-  const listed = (generated['files'] as string[]).sort();
-  assert.deepEqual(listed, readdirSync(join(K8S_DIR, 'bootstrap')).sort().map((f) => `bootstrap/${f}`), 'every file of bootstrap/ is in the ConfigMap');
 });
 
 test('deployment: the sidecar has probes on the admin port, resources, a locked-down securityContext', () => {
@@ -321,8 +315,8 @@ test('deployment: the rendered bootstrap and the plugin reach the sidecar throug
   assert.equal(written['name'], read['name']);
   assert.ok(asObject(volumes.get(read['name']), 'bootstrap volume')['emptyDir'] !== undefined, 'the bootstrap volume is not an emptyDir');
   assert.equal(read['readOnly'], true);
-  // ...from the template and script of the generated ConfigMap.
-  const cm = generatedConfigMap();
+  // ...from the template and script of the bootstrap ConfigMap.
+  const cm = bootstrapConfigMap(manifests);
   for (const key of Object.keys(cm.data)) {
     const path = argv.find((a) => a.endsWith(`/${key}`));
     assert.ok(path, `render-bootstrap does not use ${key}`);

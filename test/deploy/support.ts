@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { REPO_ROOT } from '../support/plugins';
 
@@ -40,14 +40,11 @@ export function kustomization(): Json {
   return asObject(parseYaml(readFileSync(join(K8S_DIR, 'kustomization.yaml'), 'utf8')), 'kustomization');
 }
 
-/** The files of kustomization's configMapGenerator entry, by key (the file's base name, as kustomize keys them). */
-export function generatedConfigMap(): { name: string; labels: Json; data: Record<string, string> } {
-  const gens = asArray(kustomization()['configMapGenerator'], 'configMapGenerator');
-  assert.equal(gens.length, 1, 'one configMapGenerator entry');
-  const gen = gens[0]!;
-  const data: Record<string, string> = {};
-  for (const f of asArray(gen['files'], 'configMapGenerator files') as unknown as string[]) data[basename(f)] = readFileSync(join(K8S_DIR, f), 'utf8');
-  return { name: String(gen['name']), labels: asObject(gen['options']?.['labels'] ?? {}, 'options.labels'), data };
+/** The bootstrap ConfigMap (configmap.yaml): the template and the script that renders it, by key. */
+export function bootstrapConfigMap(manifests: readonly Manifest[] = loadManifests()): { name: string; data: Record<string, string> } {
+  const cm = only(manifests, 'ConfigMap');
+  const data = asObject(cm['data'], 'ConfigMap data') as Record<string, string>;
+  return { name: String(asObject(cm['metadata'], 'ConfigMap metadata')['name']), data };
 }
 
 /** Every manifest file's documents (kustomization.yaml aside), in file order. */
@@ -142,7 +139,7 @@ export interface Rendered {
 
 /**
  * Runs the render-bootstrap initContainer's command as the Deployment declares it, with the paths of its
- * volume mounts mapped to a temp dir (template and script from the generated ConfigMap, the podinfo labels
+ * volume mounts mapped to a temp dir (template and script from the bootstrap ConfigMap, the podinfo labels
  * file, the bootstrap emptyDir) and its env resolved for `pod`. `env` overrides (undefined removes a variable).
  */
 export function renderBootstrap(deployment: Json, pod: PodFacts = EXAMPLE_POD, env: Record<string, string | undefined> = {}): Rendered {
@@ -156,8 +153,8 @@ export function renderBootstrap(deployment: Json, pod: PodFacts = EXAMPLE_POD, e
       const volume = asObject(volumes.get(m['name']), `volume ${String(m['name'])}`);
       mkdirSync(local, { recursive: true });
       if (volume['configMap']) {
-        const cm = generatedConfigMap();
-        assert.equal(volume['configMap']['name'], cm.name, 'the template volume is the generated ConfigMap');
+        const cm = bootstrapConfigMap();
+        assert.equal(volume['configMap']['name'], cm.name, 'the template volume is the bootstrap ConfigMap');
         for (const [k, v] of Object.entries(cm.data)) writeFileSync(join(local, k), v);
       } else if (volume['downwardAPI']) {
         for (const item of asArray(volume['downwardAPI']['items'], 'downwardAPI items')) {
