@@ -6,8 +6,8 @@ import {
   BufferType, CalloutKind, MapType, MetricType, RedisStatus, StreamType, WasmResult, MAX_BUFFER_TYPE, MAX_MAP_TYPE,
 } from './enums';
 import { HttpContext, NetworkContext, RootContext, type CalloutReplyState, type Context } from './contexts';
-import { deserializePairs, serializePairs, type HeaderPairs } from './pairs';
-import { serializeProperty, splitPropertyPath } from './properties';
+import { deserializePairs, pairsByteSize, utf8Length, writePairs, writeUtf8, type HeaderPairs } from './pairs';
+import { splitPropertyPath, type PropertyValue } from './properties';
 import type { PluginVm } from './plugin-vm';
 import type { RedisReply } from '../services/redis';
 import type { GrpcCalloutHandlers, GrpcStreamCall } from '../services/grpc-callout';
@@ -72,6 +72,73 @@ function rootOf(vm: PluginVm): RootContext | undefined {
 
 function str(vm: PluginVm, ptr: number, len: number): string | undefined {
   return vm.memory.string(ptr, len);
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** A name a plugin passes (header name, property path), decoded once (see NameCache). */
+interface Name {
+  readonly bytes: Uint8Array;
+  readonly text: string;
+  /** Lower-cased, as header maps hold names. */
+  readonly lower: string;
+  /** Property path segments and their dotted form, split on first use. */
+  parts: readonly string[] | undefined;
+  dotted: string | undefined;
+}
+
+const MAX_CACHED_NAME = 256;
+const MAX_CACHED_NAMES = 2048;
+
+/**
+ * Names plugins pass again and again (the Higress SDK reads nine request headers and two properties per request),
+ * decoded once: keyed by a hash of their bytes and checked byte for byte, so the same name at a new address (Go
+ * builds every argument afresh) still hits. A name's text does not depend on the VM, so one cache serves the
+ * process; bounded (cleared when full), one entry per hash (a colliding name replaces it).
+ */
+class NameCache {
+  private readonly entries = new Map<number, Name>();
+
+  lookup(bytes: Uint8Array): Name {
+    const n = bytes.length;
+    if (n > MAX_CACHED_NAME) return makeName(bytes.slice());
+    let h = 0x811c9dc5 ^ n;
+    for (let j = 0; j < n; j++) h = Math.imul(h ^ bytes[j]!, 0x01000193);
+    const hit = this.entries.get(h);
+    if (hit && hit.bytes.length === n) {
+      const b = hit.bytes;
+      let j = 0;
+      while (j < n && b[j] === bytes[j]) j++;
+      if (j === n) return hit;
+    }
+    if (this.entries.size >= MAX_CACHED_NAMES) this.entries.clear();
+    const name = makeName(bytes.slice());
+    this.entries.set(h, name);
+    return name;
+  }
+}
+
+function makeName(bytes: Uint8Array): Name {
+  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('utf8');
+  return { bytes, text, lower: text.toLowerCase(), parts: undefined, dotted: undefined };
+}
+
+const names = new NameCache();
+const EMPTY_NAME: Name = makeName(new Uint8Array(0));
+
+/** The name at (ptr, len), or undefined if out of bounds; (x, 0) is the empty name. */
+function nameAt(vm: PluginVm, ptr: number, len: number): Name | undefined {
+  if ((len >>> 0) === 0) return EMPTY_NAME;
+  const bytes = vm.memory.view(ptr, len);
+  return bytes === undefined ? undefined : names.lookup(bytes);
+}
+
+function pathParts(name: Name): readonly string[] {
+  return (name.parts ??= splitPropertyPath(name.text));
+}
+
+function dottedPath(name: Name): string {
+  return (name.dotted ??= pathParts(name).join('.'));
 }
 
 function getBuffer(vm: PluginVm, type: number): Buffer | undefined {
@@ -157,6 +224,61 @@ function copyOut(vm: PluginVm, bytes: Uint8Array, ptrPtr: number, sizePtr: numbe
   return vm.copyOut(bytes, ptrPtr, sizePtr) ? WasmResult.Ok : WasmResult.InvalidMemoryAccess;
 }
 
+/**
+ * Guest memory for a result of `size` (> 0) bytes from the guest's allocator, as a view at the allocated pointer
+ * (taken after allocating: the allocator may have grown the memory); undefined when the allocator failed.
+ */
+function allocateView(vm: PluginVm, size: number): Uint8Array | undefined {
+  const ptr = vm.allocate(size);
+  return ptr === 0 ? undefined : vm.memory.view(ptr, size);
+}
+
+/** Writes (ptr, size) of a filled allocateView() result to the out-pointers. */
+function returnView(vm: PluginVm, view: Uint8Array | undefined, ptrPtr: number, sizePtr: number): WasmResult {
+  if (view === undefined) return WasmResult.InvalidMemoryAccess;
+  return vm.memory.setU32(ptrPtr, view.byteOffset) && vm.memory.setU32(sizePtr, view.length) ? WasmResult.Ok : WasmResult.InvalidMemoryAccess;
+}
+
+/** A string written as UTF-8 straight into guest memory; empty is (0, 0) without calling the allocator, as copyOut. */
+function copyStringOut(vm: PluginVm, s: string, ptrPtr: number, sizePtr: number): WasmResult {
+  const n = utf8Length(s);
+  if (n === 0) return copyOut(vm, EMPTY, ptrPtr, sizePtr);
+  const view = allocateView(vm, n);
+  if (view !== undefined) writeUtf8(view, 0, s, n);
+  return returnView(vm, view, ptrPtr, sizePtr);
+}
+
+/** Pairs serialized straight into guest memory (no Buffer per map, none per key or value). */
+function copyPairsOut(vm: PluginVm, pairs: ReadonlyArray<readonly [string | Uint8Array, string | Uint8Array]>, ptrPtr: number, sizePtr: number): WasmResult {
+  const view = allocateView(vm, pairsByteSize(pairs));
+  if (view !== undefined) writePairs(pairs, view, 0);
+  return returnView(vm, view, ptrPtr, sizePtr);
+}
+
+/**
+ * A property value as Envoy serializes it (context.cc serializeValue; properties.ts serializeProperty), written
+ * straight into guest memory: strings raw, integers 8 bytes LE, booleans one byte, maps as pairs.
+ */
+function copyPropertyOut(vm: PluginVm, value: PropertyValue, ptrPtr: number, sizePtr: number): WasmResult {
+  if (typeof value === 'string') return copyStringOut(vm, value, ptrPtr, sizePtr);
+  if (value instanceof Uint8Array) return copyOut(vm, value, ptrPtr, sizePtr);
+  if (typeof value === 'boolean') {
+    const view = allocateView(vm, 1);
+    if (view !== undefined) view[0] = value ? 1 : 0;
+    return returnView(vm, view, ptrPtr, sizePtr);
+  }
+  if (typeof value === 'number' || typeof value === 'bigint') {
+    const view = allocateView(vm, 8);
+    if (view !== undefined) {
+      const dv = new DataView(view.buffer, view.byteOffset, 8);
+      if (typeof value === 'number' && !Number.isInteger(value)) dv.setFloat64(0, value, true);
+      else dv.setBigInt64(0, BigInt(value), true);
+    }
+    return returnView(vm, view, ptrPtr, sizePtr);
+  }
+  return copyPairsOut(vm, value, ptrPtr, sizePtr);
+}
+
 // ---------- logging, time, timers ----------
 
 function log(vm: PluginVm, level: number, ptr: number, len: number): WasmResult {
@@ -194,7 +316,7 @@ function getBufferBytes(vm: PluginVm, type: number, start: number, max: number, 
   const buffer = getBuffer(vm, type);
   if (buffer === undefined) return WasmResult.NotFound;
   const end = Math.min(buffer.length, start + max);
-  const slice = start >= end ? Buffer.alloc(0) : buffer.subarray(start, end);
+  const slice = start >= end ? EMPTY : buffer.subarray(start, end);
   return copyOut(vm, slice, ptrPtr, sizePtr);
 }
 
@@ -243,35 +365,39 @@ function writableBuffer(ctx: Context | undefined, type: number): { get(): Buffer
 function getHeaderMapValue(vm: PluginVm, type: number, kPtr: number, kLen: number, ptrPtr: number, sizePtr: number): WasmResult {
   const map = mapOrStatus(vm, type);
   if (typeof map === 'number') return map;
-  const key = str(vm, kPtr, kLen);
+  const key = nameAt(vm, kPtr, kLen);
   if (key === undefined) return WasmResult.InvalidMemoryAccess;
-  const k = lower(key);
-  const values = map.filter(([name]) => name === k).map(([, v]) => v);
-  if (values.length === 0) {
+  const k = key.lower;
+  let value: string | undefined;
+  for (let j = 0; j < map.length; j++) {
+    const pair = map[j]!;
+    if (pair[0] === k) value = value === undefined ? pair[1] : `${value},${pair[1]}`;
+  }
+  if (value === undefined) {
     // 0.1.0 returned OK with an empty value for a missing key.
-    if (vm.abi === '0.1.0') return copyOut(vm, Buffer.alloc(0), ptrPtr, sizePtr);
+    if (vm.abi === '0.1.0') return copyOut(vm, EMPTY, ptrPtr, sizePtr);
     return WasmResult.NotFound;
   }
-  return copyOut(vm, Buffer.from(values.join(','), 'utf8'), ptrPtr, sizePtr);
+  return copyStringOut(vm, value, ptrPtr, sizePtr);
 }
 
 function addHeaderMapValue(vm: PluginVm, type: number, kPtr: number, kLen: number, vPtr: number, vLen: number): WasmResult {
   const map = mapOrStatus(vm, type);
   if (typeof map === 'number') return map;
-  const key = str(vm, kPtr, kLen);
+  const key = nameAt(vm, kPtr, kLen);
   const value = str(vm, vPtr, vLen);
   if (key === undefined || value === undefined) return WasmResult.InvalidMemoryAccess;
-  map.push([lower(key), value]);
+  map.push([key.lower, value]);
   return headersModified(vm, type);
 }
 
 function replaceHeaderMapValue(vm: PluginVm, type: number, kPtr: number, kLen: number, vPtr: number, vLen: number): WasmResult {
   const map = mapOrStatus(vm, type);
   if (typeof map === 'number') return map;
-  const key = str(vm, kPtr, kLen);
+  const key = nameAt(vm, kPtr, kLen);
   const value = str(vm, vPtr, vLen);
   if (key === undefined || value === undefined) return WasmResult.InvalidMemoryAccess;
-  const k = lower(key);
+  const k = key.lower;
   const first = map.findIndex(([name]) => name === k);
   if (first === -1) {
     map.push([k, value]);
@@ -285,9 +411,9 @@ function replaceHeaderMapValue(vm: PluginVm, type: number, kPtr: number, kLen: n
 function removeHeaderMapValue(vm: PluginVm, type: number, kPtr: number, kLen: number): WasmResult {
   const map = mapOrStatus(vm, type);
   if (typeof map === 'number') return map;
-  const key = str(vm, kPtr, kLen);
+  const key = nameAt(vm, kPtr, kLen);
   if (key === undefined) return WasmResult.InvalidMemoryAccess;
-  const k = lower(key);
+  const k = key.lower;
   for (let j = map.length - 1; j >= 0; j--) if (map[j]![0] === k) map.splice(j, 1);
   return headersModified(vm, type);
 }
@@ -295,7 +421,7 @@ function removeHeaderMapValue(vm: PluginVm, type: number, kPtr: number, kLen: nu
 function getHeaderMapPairs(vm: PluginVm, type: number, ptrPtr: number, sizePtr: number): WasmResult {
   const map = mapOrStatus(vm, type);
   if (typeof map === 'number') return map;
-  return copyOut(vm, serializePairs(map), ptrPtr, sizePtr);
+  return copyPairsOut(vm, map, ptrPtr, sizePtr);
 }
 
 /** Replaces the whole map (the Java host's merge is a known bug: removed headers must not survive). */
@@ -312,7 +438,8 @@ function setHeaderMapPairs(vm: PluginVm, type: number, ptr: number, len: number)
 function getHeaderMapSize(vm: PluginVm, type: number, sizePtr: number): WasmResult {
   const map = mapOrStatus(vm, type);
   if (typeof map === 'number') return map;
-  const size = map.reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v), 0);
+  let size = 0;
+  for (let j = 0; j < map.length; j++) size += utf8Length(map[j]![0]) + utf8Length(map[j]![1]);
   return writeU32(vm, sizePtr, size);
 }
 
@@ -363,35 +490,35 @@ function getStatus(vm: PluginVm, codePtr: number, msgPtrPtr: number, msgLenPtr: 
 // ---------- properties ----------
 
 function getProperty(vm: PluginVm, pPtr: number, pLen: number, ptrPtr: number, sizePtr: number): WasmResult {
-  const raw = str(vm, pPtr, pLen);
-  if (raw === undefined) return WasmResult.InvalidMemoryAccess;
+  const path = nameAt(vm, pPtr, pLen);
+  if (path === undefined) return WasmResult.InvalidMemoryAccess;
   const ctx = ctxOf(vm);
   if (!ctx) return WasmResult.NotFound;
   const stream = ctx instanceof HttpContext ? ctx.stream : ctx instanceof NetworkContext ? ctx.connection : undefined;
-  const set = stream?.properties.get(raw);
+  const set = stream !== undefined && stream.properties.size > 0 ? stream.properties.get(path.text) : undefined;
   if (set) return copyOut(vm, set, ptrPtr, sizePtr);
-  const path = splitPropertyPath(raw);
   const plugin = ctx.root.plugin;
-  let value: Parameters<typeof serializeProperty>[0] | undefined;
-  switch (path.join('.')) {
+  let value: PropertyValue | undefined;
+  switch (dottedPath(path)) {
     case 'plugin_name': value = plugin.name; break;
     case 'plugin_root_id': value = plugin.rootId; break;
     case 'plugin_vm_id': value = vm.vmId; break;
     case 'plugin_vm_memory': value = BigInt(vm.memory.size); break;
     default:
-      value = stream?.host.property(path);
+      value = stream?.host.property(pathParts(path));
   }
   if (value === undefined) return WasmResult.NotFound;
-  return copyOut(vm, serializeProperty(value), ptrPtr, sizePtr);
+  return copyPropertyOut(vm, value, ptrPtr, sizePtr);
 }
 
 /** Stored per stream and read back later (Envoy filter state `wasm.<path>`); NotFound outside a stream. */
 function setProperty(vm: PluginVm, pPtr: number, pLen: number, vPtr: number, vLen: number): WasmResult {
-  const raw = str(vm, pPtr, pLen);
-  const value = (vLen >>> 0) === 0 ? Buffer.alloc(0) : vm.memory.copy(vPtr, vLen);
-  if (raw === undefined || value === undefined) return WasmResult.InvalidMemoryAccess;
+  const path = nameAt(vm, pPtr, pLen);
+  const value = (vLen >>> 0) === 0 ? EMPTY : vm.memory.copy(vPtr, vLen);
+  if (path === undefined || value === undefined) return WasmResult.InvalidMemoryAccess;
   const ctx = httpCtx(vm);
   if (!ctx) return WasmResult.NotFound;
+  const raw = path.text;
   // Higress hands `trace_span_tag.<tag>` to the tracer as a span tag instead of storing it; no tracer here.
   if (raw.startsWith('trace_span_tag.')) return WasmResult.Ok;
   // A property declared read-only (declare_property) takes one value per stream (Envoy CelState::setValue).
@@ -893,7 +1020,7 @@ function getRedisCallResponse(vm: PluginVm, start: number, max: number): number 
 /** Pairs of `ip:port` -> JSON; an empty list is (0, 0) (the Go SDK then reports NotFound itself). */
 function getUpstreamHosts(vm: PluginVm, ptrPtr: number, sizePtr: number): WasmResult {
   const hosts = httpCtx(vm)?.stream.host.upstreamHosts?.() ?? [];
-  return copyOut(vm, hosts.length === 0 ? Buffer.alloc(0) : serializePairs(hosts), ptrPtr, sizePtr);
+  return hosts.length === 0 ? copyOut(vm, EMPTY, ptrPtr, sizePtr) : copyPairsOut(vm, hosts, ptrPtr, sizePtr);
 }
 
 /** cpp-host always answers OK; the override takes effect if the request has not been routed yet. */
@@ -985,15 +1112,7 @@ export function buildHostImports(vm: PluginVm, abi: AbiVersion, module?: WebAsse
   const observe = combineObservers(vm.services.onHostCall, module ? hostCallRecorder(module) : undefined);
   for (const f of HOST_FUNCTIONS) {
     if (!f.abis.includes(abi)) continue;
-    const handler = f.handler;
-    const call = (...args: Arg[]): number | void => {
-      try {
-        return handler(vm, ...args);
-      } catch (err) {
-        vm.logger.error({ function: f.name, err: String(err) }, 'host function failed');
-        return f.result === 'none' ? undefined : WasmResult.InternalFailure;
-      }
-    };
+    const call = guarded(vm, f);
     env[f.name] = observe
       ? (...args: Arg[]) => {
           const result = call(...args);
@@ -1003,6 +1122,28 @@ export function buildHostImports(vm: PluginVm, abi: AbiVersion, module?: WebAsse
       : call;
   }
   return env;
+}
+
+/**
+ * The import V8 calls: the handler with the VM, an exception turned into INTERNAL_FAILURE (never thrown into the
+ * guest). One closure per arity instead of rest parameters and a spread: those built an arguments array on every
+ * host call, the hottest path a plugin has.
+ */
+function guarded(vm: PluginVm, f: HostFunction): (...args: Arg[]) => number | void {
+  const h = f.handler;
+  const failed = (err: unknown): number | undefined => {
+    vm.logger.error({ function: f.name, err: String(err) }, 'host function failed');
+    return f.result === 'none' ? undefined : WasmResult.InternalFailure;
+  };
+  switch (f.params.length) {
+    case 0: return () => { try { return h(vm); } catch (err) { return failed(err); } };
+    case 1: return (a) => { try { return h(vm, a); } catch (err) { return failed(err); } };
+    case 2: return (a, b) => { try { return h(vm, a, b); } catch (err) { return failed(err); } };
+    case 3: return (a, b, c) => { try { return h(vm, a, b, c); } catch (err) { return failed(err); } };
+    case 4: return (a, b, c, d) => { try { return h(vm, a, b, c, d); } catch (err) { return failed(err); } };
+    case 5: return (a, b, c, d, e) => { try { return h(vm, a, b, c, d, e); } catch (err) { return failed(err); } };
+    default: return (...args) => { try { return h(vm, ...args); } catch (err) { return failed(err); } };
+  }
 }
 
 type HostCallObserver = (fn: string, status: number | undefined) => void;

@@ -9,7 +9,7 @@ import type { LocalResponse, StreamHost } from '../abi/stream-state';
 import type { HeaderPairs } from '../common/headers';
 import type { Logger } from '../common/logger';
 import type { Plugin } from '../runtime/plugin';
-import type { HttpStream } from '../runtime/http-stream';
+import type { DataAction, HeadersAction, HttpStream, TrailersAction } from '../runtime/http-stream';
 import { getHeader } from './http-headers';
 import type { RouteSelection, RouteTable } from './route-table';
 
@@ -279,10 +279,30 @@ export class ActiveStream {
     }
   }
 
-  private call<T>(fn: () => T): T {
+  // One filter callback each, counted as in progress so that actions it requests wait for it (pump). Methods,
+  // not a closure passed to a helper: these run for every filter on every stream.
+  private callHeaders(stream: HttpStream, dir: Direction, headers: HeaderPairs, eos: boolean): HeadersAction {
     this.inCall++;
     try {
-      return fn();
+      return dir === 'decode' ? stream.requestHeaders(headers, eos) : stream.responseHeaders(headers, eos);
+    } finally {
+      this.inCall--;
+    }
+  }
+
+  private callData(stream: HttpStream, dir: Direction, body: Buffer, eos: boolean): DataAction {
+    this.inCall++;
+    try {
+      return dir === 'decode' ? stream.requestBody(body, eos) : stream.responseBody(body, eos);
+    } finally {
+      this.inCall--;
+    }
+  }
+
+  private callTrailers(stream: HttpStream, dir: Direction, trailers: HeaderPairs): TrailersAction {
+    this.inCall++;
+    try {
+      return dir === 'decode' ? stream.requestTrailers(trailers) : stream.responseTrailers(trailers);
     } finally {
       this.inCall--;
     }
@@ -363,7 +383,7 @@ export class ActiveStream {
       if (eos) st.endSeen = true;
       if (slot.bypass || !slot.stream) continue;
       const stream = slot.stream;
-      const action = this.call(() => (dir === 'decode' ? stream.requestHeaders(headers, eos) : stream.responseHeaders(headers, eos)));
+      const action = this.callHeaders(stream, dir, headers, eos);
       if (action === 'failed') {
         if (!this.onFailure(slot, dir)) return;
         continue;
@@ -396,7 +416,7 @@ export class ActiveStream {
       const body = st.buffer ? Buffer.concat([st.buffer, data]) : data;
       st.buffer = undefined;
       const stream = slot.stream;
-      const action = this.call(() => (dir === 'decode' ? stream.requestBody(body, eos) : stream.responseBody(body, eos)));
+      const action = this.callData(stream, dir, body, eos);
       const out = (dir === 'decode' ? stream.state.requestBody : stream.state.responseBody) ?? body;
       if (action === 'failed') {
         if (!this.onFailure(slot, dir)) return;
@@ -438,7 +458,7 @@ export class ActiveStream {
         return;
       }
       const stream = slot.stream;
-      const action = this.call(() => (dir === 'decode' ? stream.requestTrailers(trailers) : stream.responseTrailers(trailers)));
+      const action = this.callTrailers(stream, dir, trailers);
       if (action === 'failed') {
         if (!this.onFailure(slot, dir)) return;
         continue;
@@ -623,20 +643,14 @@ export class ActiveStream {
 
   // ---------- properties ----------
 
+  /** The attribute source, made on the first property read: a stream whose plugins read none never builds it. */
+  private attributes: ActiveStreamAttributes | undefined;
+
   property(path: readonly string[]): PropertyValue | undefined {
-    const sel = this.route();
-    const listener = this.options.listener;
-    return streamAttribute(path, {
-      requestHeaders: this.requestHeaders,
-      responseHeaders: this.responseHeaders,
-      ...(this.responseTrailers ? { responseTrailers: this.responseTrailers } : {}),
-      info: this.info,
-      node: this.options.node,
-      config: {
-        ...listener,
-        ...(sel ? { routeMetadata: sel.route.metadata, virtualHostMetadata: sel.virtualHost.metadata } : {}),
-      },
-    });
+    const sel = this.route(); // a property read after a header change sees the route selected again
+    const attributes = (this.attributes ??= new ActiveStreamAttributes(this, this.options.node, this.options.listener));
+    attributes.selection = sel;
+    return streamAttribute(path, attributes);
   }
 
   private readonly monoStart = process.hrtime.bigint();
@@ -665,7 +679,7 @@ export class ActiveStream {
    * not parse is ignored, as Envoy's stringViewToUint32 fails).
    */
   propertyWritten(slot: FilterSlot, path: string, value: Buffer): void {
-    const key = path.split('\0').join('.');
+    const key = path.includes('\0') ? path.split('\0').join('.') : path;
     switch (key) {
       case 'clear_route_cache':
         slot.routeCacheClearDisabled = value.toString() === 'off';
@@ -685,6 +699,44 @@ export class ActiveStream {
   }
 }
 
+
+/**
+ * What the attributes read of one stream, as live views of it (headers and info change as the stream goes on), so
+ * one object serves every property read of the stream; the configuration part is rebuilt only when the route
+ * selection changed.
+ */
+class ActiveStreamAttributes implements StreamAttributeSource {
+  selection: RouteSelection | undefined;
+  private configFor: RouteSelection | undefined;
+  private configCache: StreamAttributeConfig | undefined;
+
+  constructor(
+    private readonly stream: ActiveStream,
+    readonly node: StreamAttributeSource['node'],
+    private readonly listener: ActiveStreamOptions['listener'],
+  ) {}
+
+  get requestHeaders(): HeaderPairs {
+    return this.stream.requestHeaders;
+  }
+  get responseHeaders(): HeaderPairs {
+    return this.stream.responseHeaders;
+  }
+  get responseTrailers(): HeaderPairs | undefined {
+    return this.stream.responseTrailers;
+  }
+  get info(): StreamInfo {
+    return this.stream.info;
+  }
+  get config(): StreamAttributeConfig {
+    if (this.configCache === undefined || this.configFor !== this.selection) {
+      const sel = this.selection;
+      this.configFor = sel;
+      this.configCache = { ...this.listener, ...(sel ? { routeMetadata: sel.route.metadata, virtualHostMetadata: sel.virtualHost.metadata } : {}) };
+    }
+    return this.configCache;
+  }
+}
 
 export function newRequestId(): string {
   return randomUUID();

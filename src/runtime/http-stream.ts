@@ -26,6 +26,7 @@ export class HttpStream {
   private logged = false;
   private finished = false;
   private readonly stopIterationOnPause: boolean;
+  private readonly legacyHeaders: boolean;
   /**
    * The last 'stop_all' was StopAllIterationAndBuffer: data held meanwhile counts against the buffer limit
    * (413/500 past it). A watermark StopAll (what a 0.2.x PAUSE becomes) streams instead and never errors.
@@ -40,6 +41,7 @@ export class HttpStream {
   ) {
     this.state = new StreamState(host);
     this.stopIterationOnPause = headersPauseIsStopIteration(vm.abi) || options.allowOnHeadersStopIteration === true;
+    this.legacyHeaders = vm.abi === '0.1.0';
   }
 
   /** The stream's context id (created lazily on first use, as Envoy does). */
@@ -104,15 +106,16 @@ export class HttpStream {
     return result === 0 ? 'continue' : 'stop';
   }
 
-  private headerArgs(count: number, endOfStream: boolean): number[] {
-    return this.vm.abi === '0.1.0' ? [count] : [count, endOfStream ? 1 : 0];
+  /** 0.1.0 headers callbacks take no end_of_stream; called with the arguments spelled out (no array per call). */
+  private callHeaders(ctx: HttpContext, name: 'proxy_on_request_headers' | 'proxy_on_response_headers', count: number, endOfStream: boolean): number | undefined {
+    return this.legacyHeaders ? this.vm.callGuest(ctx, name, ctx.id, count) : this.vm.callGuest(ctx, name, ctx.id, count, endOfStream ? 1 : 0);
   }
 
   /** `headers` is mutated in place by the plugin; keep the reference. */
   requestHeaders(headers: HeaderPairs, endOfStream: boolean): HeadersAction {
     const ctx = this.context();
     this.state.requestHeaders = headers;
-    const r = this.vm.callGuest(ctx, 'proxy_on_request_headers', ctx.id, ...this.headerArgs(headers.length, endOfStream));
+    const r = this.callHeaders(ctx, 'proxy_on_request_headers', headers.length, endOfStream);
     return this.headersAction(r, ctx);
   }
 
@@ -134,7 +137,7 @@ export class HttpStream {
   responseHeaders(headers: HeaderPairs, endOfStream: boolean): HeadersAction {
     const ctx = this.context();
     this.state.responseHeaders = headers;
-    const r = this.vm.callGuest(ctx, 'proxy_on_response_headers', ctx.id, ...this.headerArgs(headers.length, endOfStream));
+    const r = this.callHeaders(ctx, 'proxy_on_response_headers', headers.length, endOfStream);
     return this.headersAction(r, ctx);
   }
 

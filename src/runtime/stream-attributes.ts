@@ -175,6 +175,12 @@ function serializeStruct(v: StructObject): Uint8Array {
   return structBytes(v);
 }
 
+const NO_CONFIG: StreamAttributeConfig = {};
+
+function rh(s: StreamAttributeSource, name: string): string | undefined {
+  return getHeader(s.requestHeaders, name);
+}
+
 /**
  * Envoy's attributes for proxy_get_property on an HTTP stream, in Envoy's types: strings raw, integers as 8-byte
  * little-endian, booleans one byte, header maps and string maps in the pairs format, messages (metadata, node) as
@@ -185,30 +191,31 @@ function serializeStruct(v: StructObject): Uint8Array {
  */
 export function streamAttribute(path: readonly string[], s: StreamAttributeSource): PropertyValue | undefined {
   const info = s.info;
-  const cfg = s.config ?? {};
-  const rh = (name: string): string | undefined => getHeader(s.requestHeaders, name);
-  const [a, b, c] = path;
+  const cfg = s.config ?? NO_CONFIG;
+  const a = path[0];
+  const b = path[1];
+  const c = path[2];
   switch (a) {
     case 'request':
       switch (b) {
-        case 'path': return rh(':path');
-        case 'url_path': return (rh(':path') ?? '').split('?')[0];
+        case 'path': return rh(s, ':path');
+        case 'url_path': return (rh(s, ':path') ?? '').split('?')[0];
         case 'query': {
-          const p = rh(':path') ?? '';
+          const p = rh(s, ':path') ?? '';
           const q = p.indexOf('?');
           return q === -1 ? '' : p.slice(q + 1);
         }
-        case 'method': return rh(':method');
-        case 'host': return rh(':authority');
-        case 'scheme': return rh(':scheme');
+        case 'method': return rh(s, ':method');
+        case 'host': return rh(s, ':authority');
+        case 'scheme': return rh(s, ':scheme');
         case 'protocol': return info.protocol ?? 'HTTP/1.1';
-        case 'id': return rh('x-request-id');
-        case 'referer': return rh('referer');
-        case 'useragent': return rh('user-agent');
+        case 'id': return rh(s, 'x-request-id');
+        case 'referer': return rh(s, 'referer');
+        case 'useragent': return rh(s, 'user-agent');
         case 'time': return info.startNs;
         case 'duration': return info.durationNs;
         case 'size': {
-          const cl = rh('content-length');
+          const cl = rh(s, 'content-length');
           return cl !== undefined && /^\d+$/.test(cl) ? BigInt(cl) : BigInt(info.requestBytes);
         }
         case 'total_size': return BigInt(info.requestBytes + byteSize(s.requestHeaders));
@@ -284,7 +291,7 @@ export function streamAttribute(path: readonly string[], s: StreamAttributeSourc
     case 'route_name': return info.hasRoute ? info.routeName : undefined;
     case 'cluster_name': return info.clusterName || undefined;
     case 'route_metadata': return info.hasRoute ? metadataAttribute(cfg.routeMetadata ?? EMPTY_METADATA, path.slice(1)) : undefined;
-    case 'x_request_id': return rh('x-request-id');
+    case 'x_request_id': return rh(s, 'x-request-id');
     case 'listener_direction': return BigInt(cfg.listenerDirection ?? 0);
     case 'listener_metadata': return metadataAttribute(cfg.listenerMetadata ?? EMPTY_METADATA, path.slice(1));
     case 'connection_id': return BigInt(info.connectionId);
