@@ -2,7 +2,8 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import type { Logger } from '../common/logger';
 import { ConfigError } from '../common/errors';
 import type { Plugin } from '../runtime/plugin';
-import type { EncodedMetadata } from '../runtime/stream-attributes';
+import type { EncodedMetadata, StructObject } from '../runtime/stream-attributes';
+import { loadEnvoyProtos } from '../xds/protos';
 import { ConnectionAttributes, type ConnectionAttributeConfig } from './connection-attributes';
 import type { NetworkFilterChainConfig } from './network-config';
 import { TcpProxySession, type ClusterLookup } from './tcp-proxy-session';
@@ -32,11 +33,24 @@ export interface TcpListenerOptions {
   readonly plugins: readonly Plugin[];
   readonly clusters: ClusterLookup;
   readonly logger: Logger;
-  readonly node?: ConnectionAttributeConfig['node'];
+  /** The bootstrap's node (as HttpListenerOptions takes it): `node` / `xds.node` properties. */
+  readonly node?: { readonly id: string; readonly cluster: string; readonly message?: Record<string, unknown>; readonly metadata?: StructObject };
   /** The address `listener.<address>_<port>.` stats are named by (a worker binds loopback; its stats carry the public one). */
   readonly statAddress?: string;
   /** Shared with other listeners of a data plane; default: the listener's own. */
   readonly stats?: TcpStats;
+}
+
+/** The node as plugins read it: `node` is the serialized envoy.config.core.v3.Node (as the HTTP listener serves it). */
+function attributeNode(node: TcpListenerOptions['node']): ConnectionAttributeConfig['node'] {
+  const type = node?.message ? loadEnvoyProtos().lookup('envoy.config.core.v3.Node') : undefined;
+  const message = type && node?.message ? Buffer.from(type.encode(node.message).finish()) : undefined;
+  return {
+    id: node?.id ?? '',
+    cluster: node?.cluster ?? '',
+    ...(message ? { message } : {}),
+    ...(node?.metadata ? { metadata: node.metadata } : {}),
+  };
 }
 
 /** Envoy's process-wide connection ids (connection.id / connection_id), counted apart from the HTTP listener's. */
@@ -56,6 +70,7 @@ export class TcpListener {
   private listenerPrefix: string;
   private boundPort = 0;
   private closing: Promise<void> | null = null;
+  private readonly node: ConnectionAttributeConfig['node'];
 
   constructor(private readonly options: TcpListenerOptions) {
     const cfg = options.config;
@@ -63,6 +78,7 @@ export class TcpListener {
       throw new ConfigError(`listener '${cfg.name}': ${cfg.chain.wasmFilters.length} Wasm network filters but ${options.plugins.length} plugins`, cfg.chain.tcpProxy.path);
     }
     this.stats = options.stats ?? new TcpStats();
+    this.node = attributeNode(options.node);
     this.statNames = new TcpProxyStatNames(cfg.chain.tcpProxy.statPrefix);
     this.logger = options.logger.child({ component: 'tcp', listener: cfg.name });
     this.listenerPrefix = `listener.${options.statAddress ?? cfg.address}_${cfg.port}.`;
@@ -120,7 +136,7 @@ export class TcpListener {
       destinationAddress: socket.localAddress ?? '',
       destinationPort: socket.localPort ?? 0,
     }, {
-      node: this.options.node ?? { id: '', cluster: '' },
+      node: this.node,
       ...(cfg.metadata ? { listenerMetadata: cfg.metadata } : {}),
       listenerDirection: cfg.trafficDirection ?? 0,
       filterChainName: cfg.filterChainName ?? '',

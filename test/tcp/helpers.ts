@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import { bootstrapFromJson } from '../../src/config/bootstrap';
 import { SharedDataStore } from '../../src/services/shared-data';
 import { SharedQueueRegistry } from '../../src/services/shared-queue';
@@ -62,6 +62,55 @@ export interface ProxyOptions {
   readonly bufferLimitBytes?: number;
 }
 
+export interface BuiltTcpListener {
+  readonly listener: TcpListener;
+  readonly plugins: readonly Plugin[];
+  readonly services: HostServices;
+  readonly clusters: ClusterManager;
+}
+
+/**
+ * A TcpListener on 127.0.0.1:0 (not started) as a data plane builds one: the chain parsed from proto3 JSON, the
+ * plugins loaded with loadFilterPlugin, the cluster `backend` (STATIC, 127.0.0.1:upstreamPort) in a real
+ * ClusterManager. The tests and the TCP bench build theirs here.
+ */
+export async function buildTcpListener(options: ProxyOptions, logger: Logger): Promise<BuiltTcpListener> {
+  const name = options.clusterName ?? 'backend';
+  const bootstrap = bootstrapFromJson({
+    static_resources: {
+      clusters: [{
+        name,
+        type: 'STATIC',
+        connect_timeout: '2s',
+        load_assignment: {
+          cluster_name: name,
+          endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: options.upstreamPort } } } }] }],
+        },
+        ...options.cluster,
+      }],
+    },
+  });
+  const clusters = new ClusterManager({ logger });
+  for (const c of bootstrap.staticClusters) clusters.addOrUpdateCluster(c);
+  const filters = [...(options.filters ?? []).map(wasmNetworkFilter), tcpProxyFilter('backend', options.tcpProxy)];
+  const chain = parseNetworkFilterChain(filters, 'listener.filter_chains[0].filters');
+  const services: HostServices = {
+    sharedData: new SharedDataStore(),
+    sharedQueues: new SharedQueueRegistry(),
+    metrics: new MetricsRegistry(),
+    logLevel: () => 0,
+  };
+  const plugins: Plugin[] = [];
+  for (const f of chain.wasmFilters) plugins.push(await loadFilterPlugin(f, services, logger));
+  const listener = new TcpListener({
+    config: { name: 'tcp-test', address: '127.0.0.1', port: 0, chain, ...(options.bufferLimitBytes ? { bufferLimitBytes: options.bufferLimitBytes } : {}) },
+    plugins,
+    clusters,
+    logger,
+  });
+  return { listener, plugins, services, clusters };
+}
+
 /** A TCP listener on 127.0.0.1:0 with real plugins and a real ClusterManager, and what they logged. */
 export class TestProxy {
   private constructor(
@@ -87,41 +136,9 @@ export class TestProxy {
         cb();
       },
     });
-    const logger = pino({ level: 'debug' }, sink);
-    const bootstrap = bootstrapFromJson({
-      static_resources: {
-        clusters: [{
-          name: options.clusterName ?? 'backend',
-          type: 'STATIC',
-          connect_timeout: '2s',
-          load_assignment: {
-            cluster_name: options.clusterName ?? 'backend',
-            endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: options.upstreamPort } } } }] }],
-          },
-          ...options.cluster,
-        }],
-      },
-    });
-    const clusters = new ClusterManager({ logger });
-    for (const c of bootstrap.staticClusters) clusters.addOrUpdateCluster(c);
-    const filters = [...(options.filters ?? []).map(wasmNetworkFilter), tcpProxyFilter('backend', options.tcpProxy)];
-    const chain = parseNetworkFilterChain(filters, 'listener.filter_chains[0].filters');
-    const services: HostServices = {
-      sharedData: new SharedDataStore(),
-      sharedQueues: new SharedQueueRegistry(),
-      metrics: new MetricsRegistry(),
-      logLevel: () => 0,
-    };
-    const plugins: Plugin[] = [];
-    for (const f of chain.wasmFilters) plugins.push(await loadFilterPlugin(f, services, logger));
-    const listener = new TcpListener({
-      config: { name: 'tcp-test', address: '127.0.0.1', port: 0, chain, ...(options.bufferLimitBytes ? { bufferLimitBytes: options.bufferLimitBytes } : {}) },
-      plugins,
-      clusters,
-      logger,
-    });
-    await listener.start();
-    return new TestProxy(logs, hostLogs, listener, plugins, services, clusters);
+    const built = await buildTcpListener(options, pino({ level: 'debug' }, sink));
+    await built.listener.start();
+    return new TestProxy(logs, hostLogs, built.listener, built.plugins, built.services, built.clusters);
   }
 
   get port(): number {
