@@ -53,8 +53,9 @@ async function main(): Promise<void> {
 
   const drain = (): Promise<void> => {
     draining ??= (async () => {
-      // Stop accepting first: connections already accepted belong to their HTTP listener, which drains them.
-      await Promise.all(accepting.map((server) => new Promise((resolve) => server.close(resolve))));
+      // Stop accepting first (close() stops at once; its callback would wait for every accepted connection to
+      // end, which is the drain's job): connections already accepted belong to their HTTP listener.
+      for (const server of accepting) server.close();
       await plane?.stop();
       post({ t: 'drained' });
       port.off('message', onMessage);
