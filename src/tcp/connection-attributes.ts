@@ -1,4 +1,5 @@
 import type { PropertyValue } from '../abi/properties';
+import type { TlsConnectionInfo } from '../tls/tls-context';
 import {
   EMPTY_METADATA, streamAttribute, type EncodedMetadata, type StreamAttributeInfo, type StreamAttributeSource,
 } from '../runtime/stream-attributes';
@@ -32,7 +33,15 @@ export class ConnectionAttributes {
   private readonly source: StreamAttributeSource;
 
   constructor(
-    facts: { readonly connectionId: number; readonly sourceAddress: string; readonly sourcePort: number; readonly destinationAddress: string; readonly destinationPort: number },
+    facts: {
+      readonly connectionId: number;
+      readonly sourceAddress: string;
+      readonly sourcePort: number;
+      readonly destinationAddress: string;
+      readonly destinationPort: number;
+      /** The downstream TLS connection (connection.tls_version, certificates); absent in plaintext. */
+      readonly tls?: TlsConnectionInfo;
+    },
     config: ConnectionAttributeConfig,
   ) {
     this.info = {
@@ -55,6 +64,7 @@ export class ConnectionAttributes {
       clusterName: '',
       virtualHostName: '',
       durationNs: undefined,
+      ...(facts.tls ? { tls: facts.tls } : {}),
     };
     this.source = {
       requestHeaders: [],

@@ -49,9 +49,9 @@ test('chains: the tcp_proxy is terminal and required; other network filters are 
   const noVm = wasmNetworkFilter({ plugin: 'tcp-probe', name: 'w', rootId: 'tcp_probe' });
   delete ((noVm['typed_config'] as Record<string, Record<string, unknown>>)['config'])!['vm_config'];
   refused([noVm, tcpProxyFilter('b')], `${BASE}[0].typed_config.config.vm_config`);
-  const remote = wasmNetworkFilter({ plugin: 'tcp-probe', name: 'w', rootId: 'tcp_probe' });
-  ((remote['typed_config'] as Record<string, Record<string, Record<string, unknown>>>)['config']!['vm_config']!)['code'] = { remote: { http_uri: { uri: 'http://x' } } };
-  refused([remote, tcpProxyFilter('b')], `${BASE}[0].typed_config.config.vm_config.code.remote`);
+  const noCode = wasmNetworkFilter({ plugin: 'tcp-probe', name: 'w', rootId: 'tcp_probe' });
+  delete ((noCode['typed_config'] as Record<string, Record<string, Record<string, unknown>>>)['config']!['vm_config']!)['code'];
+  refused([noCode, tcpProxyFilter('b')], `${BASE}[0].typed_config.config.vm_config.code`);
 });
 
 test('isNetworkFilterChain: a chain ending in tcp_proxy is a TCP chain; an HCM chain is not', () => {

@@ -64,7 +64,8 @@ test("L4 callbacks in Envoy's order; the upstream's end is proxy_on_upstream_con
     assert.match(props, / cluster=backend /);
     assert.match(props, / connection_id=\d+ /);
     assert.match(props, / plugin=probe /);
-    assert.match(props, / request_path=-$/, 'no request on a TCP connection');
+    assert.match(props, / request_path=- /, 'no request on a TCP connection');
+    assert.match(props, / tls=-$/, 'no TLS version in plaintext');
     assert.equal(proxy.plugins[0]!.vm.contexts.size, 1, 'only the root context is left');
   } finally {
     await proxy.close();

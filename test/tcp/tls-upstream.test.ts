@@ -1,11 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { createServer, type TLSSocket } from 'node:tls';
+import { connect as tlsConnect, createServer, type TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { TcpProxyChain } from '../../src/tcp/tcp-proxy-chain';
 import { TempDir } from '../http/helpers';
 import { makePki, upstreamTls } from '../protocols/helpers';
-import { readAll, readBytes, TestProxy } from './helpers';
+import { until } from '../support/until';
+import { buildTcpListener, readAll, readBytes, TestProxy, TestUpstream } from './helpers';
 
 test("a cluster's UpstreamTlsContext: the tcp_proxy speaks TLS upstream (SNI, trusted CA, client certificate), plaintext downstream", async () => {
   const tmp = new TempDir();
@@ -54,6 +58,41 @@ test("a cluster's UpstreamTlsContext: the tcp_proxy speaks TLS upstream (SNI, tr
   } finally {
     await refusing.close();
     other.close();
+    tmp.cleanup();
+  }
+});
+
+test('a chain handed TLS-terminated connections (a multi-chain listener): plaintext upstream, connection.tls_version for the plugin', async () => {
+  const tmp = new TempDir();
+  const pki = makePki(tmp);
+  const up = await TestUpstream.start({ echo: true });
+  const probeLogs: string[] = [];
+  const logged = pino({ level: 'info' }, new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString().split('\n')) if (line) probeLogs.push(String((JSON.parse(line) as { msg?: string }).msg ?? ''));
+      cb();
+    },
+  }));
+  const built = await buildTcpListener({ upstreamPort: up.port, filters: [{ plugin: 'tcp-probe', name: 'probe', rootId: 'tcp_probe' }] }, logged);
+  const chain = new TcpProxyChain({ chain: built.listener.chain.config, listener: { listenerName: 'multi' }, plugins: built.plugins, clusters: built.clusters, logger: logged });
+  const front = createServer({ cert: pki.serverCert, key: pki.serverKey }, (s) => chain.acceptConnection(s));
+  front.listen(0, '127.0.0.1');
+  await once(front, 'listening');
+  try {
+    const c = tlsConnect({ host: '127.0.0.1', port: (front.address() as AddressInfo).port, ca: pki.caCert, servername: 'server.test' });
+    await once(c, 'secureConnect');
+    c.write('over tls');
+    assert.equal((await readBytes(c, 8)).toString(), 'over tls');
+    assert.equal(up.connections[0]!.received.toString(), 'over tls');
+    c.destroy();
+    await until(() => probeLogs.some((m) => m.startsWith('props ')), 5000, 'props logged');
+    assert.match(probeLogs.find((m) => m.startsWith('props '))!, / tls=TLSv1\.3$/);
+  } finally {
+    await chain.close();
+    front.close();
+    for (const p of built.plugins) p.close();
+    built.clusters.close();
+    await up.close();
     tmp.cleanup();
   }
 });

@@ -136,7 +136,7 @@ class ProbeConnection extends Context {
     info("cb downstream_close " + t.toString());
     info("props source=" + prop("source.address") + " destination=" + prop("destination.address") + " upstream=" + prop("upstream.address")
       + " cluster=" + prop("cluster_name") + " connection_id=" + propInt("connection.id") + " plugin=" + prop("plugin_name")
-      + " request_path=" + prop("request.path"));
+      + " request_path=" + prop("request.path") + " tls=" + prop("connection.tls_version"));
   }
   onUpstreamConnectionClose(t: PeerTypeValues): void {
     info("cb upstream_close " + t.toString());
