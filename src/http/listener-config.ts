@@ -9,6 +9,7 @@ import { loadEnvoyProtos } from '../xds/protos';
 import { decodeProtoJson } from '../xds/proto-json';
 import { EMPTY_METADATA, type EncodedMetadata, type StructObject } from '../runtime/stream-attributes';
 import { http2Settings, type Http2Settings } from './protocol-options';
+import { parseRemoteWasmCode, type RemoteWasmCode } from '../wasm/remote-code';
 import { DOWNSTREAM_TLS_TYPE, downstreamTlsContext, transportSocket, type DownstreamTls, type StaticSecrets } from '../tls/tls-context';
 
 /**
@@ -86,7 +87,10 @@ export interface RouteTableConfig {
   readonly ignorePortInHostMatching: boolean;
 }
 
-export type WasmCode = { readonly kind: 'file'; readonly filename: string } | { readonly kind: 'inline'; readonly bytes: Buffer };
+/** Code the sidecar holds itself (`code.local`): what `validate` compiles offline. */
+export type LocalWasmCode = { readonly kind: 'file'; readonly filename: string } | { readonly kind: 'inline'; readonly bytes: Buffer };
+/** `code.local`, or `code.remote` (fetched through a cluster and checked against its sha256 when the plugin loads). */
+export type WasmCode = LocalWasmCode | { readonly kind: 'remote'; readonly remote: RemoteWasmCode };
 
 export interface WasmFilterConfig {
   readonly type: 'wasm';
@@ -105,6 +109,8 @@ export interface WasmFilterConfig {
   readonly allowOnHeadersStopIteration: boolean;
   readonly reloadBackoffMs: number | undefined;
 }
+
+export type LocalWasmFilterConfig = WasmFilterConfig & { readonly code: LocalWasmCode };
 
 export interface RouterFilterConfig {
   readonly type: 'router';
@@ -197,8 +203,12 @@ export interface ListenerConfig {
   readonly defaultFilterChain: FilterChainConfig | undefined;
   /** listener_filters has envoy.filters.listener.tls_inspector: SNI, ALPN and the transport are read first. */
   readonly tlsInspector: boolean;
-  /** Every inline Wasm filter of every chain (ECDS defaults included), in order: what `validate` compiles. */
-  readonly wasmFilters: readonly WasmFilterConfig[];
+  /**
+   * Every inline Wasm filter of every chain (ECDS defaults included) whose code is local, in order: what
+   * `validate` compiles offline. Filters with `code.remote` are in `remoteWasmFilters` (fetched when they load).
+   */
+  readonly wasmFilters: readonly LocalWasmFilterConfig[];
+  readonly remoteWasmFilters: readonly WasmFilterConfig[];
   /** Listener.per_connection_buffer_limit_bytes: each stream's buffer limit (Envoy: 413/500 past it while buffering). */
   readonly bufferLimitBytes: number;
   /** Listener.metadata (xds.listener_metadata). */
@@ -401,10 +411,14 @@ function wasmFilter(name: string, cfg: Json, path: string, anyPath: string, extr
   const vm = obj(pc['vm_config'], `${cpath}.vm_config`, true)!;
   const vpath = `${cpath}.vm_config`;
   const code = obj(vm['code'], `${vpath}.code`, true)!;
-  if (code['remote'] !== undefined) throw new ConfigError('remote code is not supported; use code.local', `${vpath}.code.remote`);
-  const local = obj(code['local'], `${vpath}.code.local`, true)!;
   let wasm: WasmCode;
-  if (local['filename'] !== undefined) {
+  const local = obj(code['local'], `${vpath}.code.local`);
+  if (code['remote'] !== undefined && code['remote'] !== null) {
+    if (local) throw new ConfigError('local and remote are mutually exclusive', `${vpath}.code.remote`);
+    wasm = { kind: 'remote', remote: parseRemoteWasmCode(code['remote'], `${vpath}.code.remote`) };
+  } else if (!local) {
+    throw new ConfigError('needs local or remote', `${vpath}.code`);
+  } else if (local['filename'] !== undefined) {
     const f = str(local['filename'], `${vpath}.code.local.filename`);
     wasm = { kind: 'file', filename: isAbsolute(f) ? f : resolvePath(baseDir, f) };
   } else if (local['inline_bytes'] !== undefined) {
@@ -658,10 +672,13 @@ function listener(v: unknown, path: string, ctx: ListenerContext): ListenerConfi
   }
   refuseDuplicateMatches(filterChains, `${path}.filter_chains`);
   const all = defaultFilterChain ? [...filterChains, defaultFilterChain] : filterChains;
-  const wasmFilters: WasmFilterConfig[] = [];
+  const wasmFilters: LocalWasmFilterConfig[] = [];
+  const remoteWasmFilters: WasmFilterConfig[] = [];
   for (const c of all) for (const f of c.network.hcm.httpFilters) {
-    if (f.type === 'wasm') wasmFilters.push(f);
-    else if (f.defaultConfig) wasmFilters.push(f.defaultConfig);
+    const w = f.type === 'wasm' ? f : f.defaultConfig;
+    if (!w) continue;
+    if (isLocal(w)) wasmFilters.push(w);
+    else remoteWasmFilters.push(w);
   }
   return {
     name,
@@ -671,10 +688,15 @@ function listener(v: unknown, path: string, ctx: ListenerContext): ListenerConfi
     defaultFilterChain,
     tlsInspector,
     wasmFilters,
+    remoteWasmFilters,
     bufferLimitBytes: uint32(l['per_connection_buffer_limit_bytes'], `${path}.per_connection_buffer_limit_bytes`, DEFAULT_BUFFER_LIMIT_BYTES),
     metadata: encodeMetadata(l['metadata'], `${path}.metadata`),
     trafficDirection: trafficDirection(l['traffic_direction'], `${path}.traffic_direction`),
   };
+}
+
+function isLocal(f: WasmFilterConfig): f is LocalWasmFilterConfig {
+  return f.code.kind !== 'remote';
 }
 
 /** Envoy refuses a listener where two filter chains have the same match ("multiple filter chains with the same matching rules"). */

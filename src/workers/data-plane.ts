@@ -19,6 +19,8 @@ import { ListenerManager } from '../listener/listener-manager';
 import { RouteConfigManager } from '../listener/route-config-manager';
 import { ExtensionConfigManager } from '../listener/extension-config-manager';
 import { staticSecrets } from '../http/listener-config';
+import { ConfigError } from '../common/errors';
+import { fetchRemoteWasmCode, RemoteCodeCache, type RemoteCodeDeps } from '../wasm/remote-code';
 
 /**
  * One worker's data plane: its ClusterManager (fed static clusters from the bootstrap, dynamic ones by its owner),
@@ -32,8 +34,12 @@ import { staticSecrets } from '../http/listener-config';
  * Loads the Wasm plugin of one http filter (or Wasm service) with its PluginConfig, on a VM of `vms` when one
  * of the same vm key is there (default: a VM of its own).
  */
-export async function loadFilterPlugin(filter: WasmFilterConfig, services: HostServices, logger: Logger, vms?: VmRegistry): Promise<Plugin> {
-  const code = filter.code.kind === 'file' ? filter.code.filename : filter.code.bytes;
+export async function loadFilterPlugin(filter: WasmFilterConfig, services: HostServices, logger: Logger, vms?: VmRegistry, remote?: RemoteCodeDeps): Promise<Plugin> {
+  let code: string | Buffer;
+  if (filter.code.kind === 'remote') {
+    if (!remote) throw new ConfigError('remote code is fetched through a cluster, which this plugin has no access to here', `${filter.path}.typed_config.config.vm_config.code.remote`);
+    code = await fetchRemoteWasmCode(filter.code.remote, remote);
+  } else code = filter.code.kind === 'file' ? filter.code.filename : filter.code.bytes;
   return Plugin.load(code, {
     name: filter.name || filter.filterName,
     rootId: filter.rootId,
@@ -70,6 +76,9 @@ export class DataPlane {
   private readonly loaded = new Set<Plugin>();
   /** Non-singleton Wasm services (bootstrap_extensions), one each per data plane. */
   readonly wasmServices: Plugin[] = [];
+  /** Plugin code by URL (`code.remote`), by sha256 in memory and on disk. */
+  readonly remoteCode: RemoteCodeCache;
+  private readonly remote: RemoteCodeDeps;
   /** Static and LDS listeners; the LDS sink. */
   readonly listenerManager: ListenerManager;
   /** The RDS sink. */
@@ -98,8 +107,10 @@ export class DataPlane {
       logLevel: () => proxyLogLevel(logger.level),
     };
     const subscriber = options.subscriber ?? (() => undefined);
+    this.remoteCode = new RemoteCodeCache({ logger });
+    const remote: RemoteCodeDeps = (this.remote = { http: this.httpCallout, cache: this.remoteCode, logger });
     const loadPlugin = async (f: WasmFilterConfig): Promise<Plugin> => {
-      const p = await loadFilterPlugin(f, this.services, logger, this.vms);
+      const p = await loadFilterPlugin(f, this.services, logger, this.vms, remote);
       this.loaded.add(p);
       return p;
     };
@@ -134,7 +145,7 @@ export class DataPlane {
   async start(): Promise<void> {
     const { config, logger } = this.options;
     for (const s of parseWasmServices(config.bootstrap.wasmServices)) {
-      if (!s.singleton) this.wasmServices.push(await loadFilterPlugin(s.plugin, this.services, logger, this.vms));
+      if (!s.singleton) this.wasmServices.push(await loadFilterPlugin(s.plugin, this.services, logger, this.vms, this.remote));
     }
     await this.listenerManager.startStatic(config.listeners);
   }
@@ -161,6 +172,7 @@ export class DataPlane {
         }
       }
       await beforePools?.();
+      this.remoteCode.close();
       this.httpCallout.close();
       this.grpcCallout.close();
       await this.redis.close();

@@ -1,9 +1,14 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { pluginPath } from '../support/plugins';
 import { after, before, describe, it } from 'node:test';
 import { Client, Pool, request } from 'undici';
 import { ECDS_TYPE_URL, LDS_TYPE_URL } from '../../src/xds/type-urls';
 import { until } from '../support/until';
-import { activeVersion, addHeaderExtension, ecdsFilter, listener, startEnv, wasmAny, type Env } from './helpers';
+import { activeVersion, addHeaderExtension, ecdsFilter, listener, startEnv, staticCluster, wasmAny, type Env } from './helpers';
 
 /**
  * ECDS for the Wasm filter through the real control plane, the real ADS client and the real add-header plugin:
@@ -114,5 +119,49 @@ describe('ECDS: Wasm filter configuration over xDS', () => {
     env.xds.setExtensionConfigs([addHeaderExtension('hdr', 'two'), addHeaderExtension('later', 'delivered')]);
     env.xds.push(ECDS_TYPE_URL);
     await until(async () => (await (await request(url)).body.text()) === 'A delivered', 10_000, 'ECDS config replaces the default');
+  });
+});
+
+describe('ECDS with plugin code by URL (vm_config.code.remote)', () => {
+  let env: Env;
+  let codeServer: Server;
+  const wasm = readFileSync(pluginPath('add-header'));
+  const sha = createHash('sha256').update(wasm).digest('hex');
+  let fetches = 0;
+
+  function remoteExtension(value: string, sha256: string): Record<string, unknown> {
+    const ext = addHeaderExtension('remote-hdr', value);
+    const vm = (ext['typed_config'] as any).config.vm_config;
+    vm.code = { remote: { http_uri: { uri: 'http://code.test/add-header.wasm', cluster: 'code-server', timeout: '5s' }, sha256, retry_policy: { num_retries: 0 } } };
+    return ext;
+  }
+
+  before(async () => {
+    codeServer = createServer((_req, res) => {
+      fetches++;
+      res.end(wasm);
+    });
+    await new Promise<void>((r) => codeServer.listen(0, '127.0.0.1', r));
+    const port = (codeServer.address() as AddressInfo).port;
+    env = await startEnv((xds) => {
+      xds.setListeners([listener('remote', { cluster: 'app-a', filters: [ecdsFilter('remote-hdr')] })]);
+      xds.setExtensionConfigs([remoteExtension('one', sha)]);
+    }, { clusters: [staticCluster('code-server', port)] });
+  });
+  after(async () => {
+    await env.close();
+    codeServer.closeAllConnections();
+    await new Promise<void>((r) => codeServer.close(() => r()));
+  });
+
+  it('a plugin fetched by URL serves; one whose sha256 does not match is NACKed and the old one keeps serving', async () => {
+    const url = `http://127.0.0.1:${env.port('remote')}/`;
+    assert.equal(await (await request(url)).body.text(), 'A one');
+    assert.ok(fetches <= 1, 'fetched at most once (the disk cache may already hold it)');
+    env.xds.setExtensionConfigs([remoteExtension('two', 'f'.repeat(64))]);
+    env.xds.push(ECDS_TYPE_URL);
+    const o = await env.xds.lastOutcome(ECDS_TYPE_URL);
+    assert.ok(!o.ack && /sha256/.test(o.detail), !o.ack ? o.detail : 'ACKed');
+    assert.equal(await (await request(url)).body.text(), 'A one');
   });
 });

@@ -147,7 +147,7 @@ export interface Env {
  * A real Sidecar whose listeners come over LDS from the project's control plane (ADS, SotW by default), with
  * static clusters app-a and app-b (two NamedUpstreams). `setup` fills the control plane before the sidecar starts.
  */
-export async function startEnv(setup: (xds: XdsTestServer) => void, options: { readonly apiType?: 'GRPC' | 'DELTA_GRPC'; readonly staticListeners?: readonly Json[] } = {}): Promise<Env> {
+export async function startEnv(setup: (xds: XdsTestServer) => void, options: { readonly apiType?: 'GRPC' | 'DELTA_GRPC'; readonly staticListeners?: readonly Json[]; readonly clusters?: readonly Json[] } = {}): Promise<Env> {
   const tmp = new TempDir();
   const a = await NamedUpstream.start('A');
   const b = await NamedUpstream.start('B');
@@ -160,7 +160,7 @@ export async function startEnv(setup: (xds: XdsTestServer) => void, options: { r
     admin: { address: { socket_address: { address: '127.0.0.1', port_value: adminPort } } },
     static_resources: {
       listeners: options.staticListeners ?? [],
-      clusters: [staticCluster('app-a', a.port), staticCluster('app-b', b.port), staticCluster('xds-grpc', xds.port)],
+      clusters: [staticCluster('app-a', a.port), staticCluster('app-b', b.port), staticCluster('xds-grpc', xds.port), ...(options.clusters ?? [])],
     },
     dynamic_resources: {
       ads_config: { api_type: options.apiType ?? 'GRPC', transport_api_version: 'V3', grpc_services: [{ envoy_grpc: { cluster_name: 'xds-grpc' } }], set_node_on_first_message_only: true },
