@@ -113,11 +113,14 @@ export interface WrkOptions {
   readonly script?: string;
   /** wrk's environment additions (PWS_WRK_NONCE_HEADER for wrk-report.lua). */
   readonly env?: Readonly<Record<string, string>>;
+  /** Request headers on every request (`name: value`, wrk -H). */
+  readonly headers?: readonly string[];
 }
 
 export function runWrk(url: string, seconds: number, options: WrkOptions): Promise<WrkSummary> {
   const script = join(REPO_ROOT, 'bench', 'go', options.script ?? 'wrk-report.lua');
-  const args = ['-t1', `-c${options.connections}`, `-d${seconds}s`, '--timeout', '10s', '-s', script, url];
+  const headers = (options.headers ?? []).flatMap((h) => ['-H', h]);
+  const args = ['-t1', `-c${options.connections}`, `-d${seconds}s`, '--timeout', '10s', ...headers, '-s', script, url];
   return new Promise((resolve, reject) => {
     const child = spawn(WRK, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });
     let out = '';

@@ -1,6 +1,7 @@
 // Shared helpers for the project's AssemblyScript test plugins. The Redis imports are declared exactly as
 // Higress's Go SDK declares them (higress-group/proxy-wasm-go-sdk abi_hostcalls.go): module `env`, same arity,
 // empty strings passed as (0, 0).
+import { free } from "@gcoredev/proxy-wasm-sdk-as/assembly/malloc";
 
 @external("env", "proxy_redis_init")
 export declare function proxy_redis_init(upstream_ptr: usize, upstream_len: usize, username_ptr: usize, username_len: usize,
@@ -76,11 +77,18 @@ export function respCommand(args: string[]): ArrayBuffer {
 const retPtr = new ArrayBuffer(4);
 const retSize = new ArrayBuffer(4);
 
+/**
+ * The (ptr, size) result of a host call. The host's copy is an ArrayBuffer of exactly `size` bytes that the SDK's
+ * malloc pinned for the host; it is handed over as it is and unpinned, as the SDK's own readers do. (Copying it and
+ * never unpinning it kept every header value and Redis reply alive for ever: guest memory doubled every few
+ * seconds under load, issue 13.)
+ */
 function takeReturned(): ArrayBuffer {
-  const ptr = load<u32>(changetype<usize>(retPtr));
+  const ptr = <usize>load<u32>(changetype<usize>(retPtr));
   const size = load<u32>(changetype<usize>(retSize));
-  const out = new ArrayBuffer(<i32>size);
-  if (size > 0) memory.copy(changetype<usize>(out), <usize>ptr, <usize>size);
+  if (size == 0 || ptr == 0) return new ArrayBuffer(0);
+  const out = changetype<ArrayBuffer>(ptr);
+  free(ptr);
   return out;
 }
 

@@ -1,0 +1,126 @@
+/**
+ * Memory: the sidecar's idle RSS (a `run` child process of its own, nothing else in it), and the guest memory
+ * and RSS of Redis plugins under load over time (issue 13 item 4: an AssemblyScript Redis plugin's memory grew
+ * under load). The load runs against a sidecar in this process (so the plugins' VMs can be read: the
+ * property plugin_vm_memory is the same figure), with wrk in a process of its own and a real redis-server.
+ * Each figure is printed beside its goal. Never pass/fail.
+ *
+ *   node dist/bench/memory/memory-bench.js [--quick]     PWS_BENCH_MEMORY_SECONDS=<load seconds per row>
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { silentLogger } from '../../src/common/logger';
+import { Sidecar } from '../../src/main';
+import { RedisServer } from '../../test/support/redis-server';
+import { bootstrapJson, TempDir, type FilterSpec } from '../../test/http/helpers';
+import { startUpstream } from '../http/http-bench';
+import { printTable, rssBytes, runWrk, SidecarProcess, verdict, type WrkOptions } from '../support/load';
+
+const GOAL_IDLE_RSS_MIB = 80;
+const CONNECTIONS = 16;
+const REDIS_CLUSTER = 'redis-bench';
+
+const mib = (b: number): string => (b / 1048576).toFixed(1);
+
+interface LoadRow {
+  readonly name: string;
+  readonly filter: FilterSpec;
+  readonly wrk: WrkOptions;
+  /** Status every response must have for the load to be doing what the row says. */
+  readonly status: number;
+}
+
+function loadRows(): LoadRow[] {
+  return [
+    {
+      name: 'AS redis-gate (SET NX per request, local 429/continue)',
+      filter: { plugin: 'redis-gate', name: 'gate', rootId: 'redis_gate', configuration: `cluster=${REDIS_CLUSTER}\nttl=5\nprefix=mem` },
+      wrk: { connections: CONNECTIONS, env: { PWS_WRK_NONCE_HEADER: 'x-nonce' } },
+      status: 200,
+    },
+    {
+      name: 'AS redis-echo (GET per request, reply as a local 200)',
+      filter: { plugin: 'redis-echo', name: 'echo', rootId: 'redis_echo', configuration: `cluster=${REDIS_CLUSTER}` },
+      wrk: { connections: CONNECTIONS, headers: ['x-redis-cmd: get mem:key'] },
+      status: 200,
+    },
+  ];
+}
+
+async function idleRss(tmp: TempDir, upstreamPort: number, redisPort: number): Promise<string[][]> {
+  const configs: Array<[string, FilterSpec[]]> = [
+    ['no plugin', []],
+    ['the example plugin (AS redis-gate)', [loadRows()[0]!.filter]],
+    ['a Go plugin (higress/add-header)', [{ plugin: 'go/add-header', name: 'go', rootId: '', configuration: '{"value":"v"}' }]],
+  ];
+  const out: string[][] = [];
+  for (const [i, [name, filters]] of configs.entries()) {
+    const file = tmp.write(`idle-${i}.json`, bootstrapJson({
+      filters, clusters: [{ name: 'backend', port: upstreamPort }, { name: REDIS_CLUSTER, port: redisPort }], routeCluster: 'backend',
+    }));
+    const sidecar = await SidecarProcess.start(file);
+    try {
+      await sleep(3000); // start-up garbage collected, timers settled
+      const rss = rssBytes(sidecar.pid);
+      out.push([name, mib(rss), `<= ${GOAL_IDLE_RSS_MIB}`, verdict(rss / 1048576 <= GOAL_IDLE_RSS_MIB)]);
+    } finally {
+      await sidecar.stop();
+    }
+  }
+  return out;
+}
+
+async function guestMemoryUnderLoad(row: LoadRow, tmp: TempDir, upstreamPort: number, redisPort: number, seconds: number, every: number): Promise<void> {
+  const file = tmp.write(`load-${row.filter.name}.json`, bootstrapJson({
+    filters: [row.filter], clusters: [{ name: 'backend', port: upstreamPort }, { name: REDIS_CLUSTER, port: redisPort }], routeCluster: 'backend',
+  }));
+  const sidecar = await Sidecar.start({ configFile: file, logger: silentLogger(), drainTimeoutMs: 1000 });
+  try {
+    const plugin = sidecar.plugins[0]!;
+    const url = `http://127.0.0.1:${sidecar.listeners[0]!.port}/bench`;
+    const samples: string[][] = [['0', mib(plugin.vm.memory.size), mib(process.memoryUsage().rss), '', '']];
+    let total = 0;
+    let failed = 0;
+    for (let t = every; t <= seconds; t += every) {
+      const r = await runWrk(url, every, row.wrk);
+      total += r.requests;
+      failed += r.connect + r.read + r.write + r.status + r.timeout;
+      samples.push([String(t), mib(plugin.vm.memory.size), mib(process.memoryUsage().rss), String(total), String(failed)]);
+    }
+    console.log(`\n${row.name}: ${seconds} s of wrk -c${CONNECTIONS}, sampled every ${every} s`);
+    printTable(['s', 'guest memory MiB', 'process RSS MiB', 'requests', 'failed'], samples);
+    const first = Number(samples[1]![1]);
+    const last = Number(samples[samples.length - 1]![1]);
+    console.log(`guest memory after the first ${every} s: ${first.toFixed(1)} MiB, at the end: ${last.toFixed(1)} MiB (goal: no growth): ${verdict(last <= first)}`);
+  } finally {
+    await sidecar.stop();
+  }
+}
+
+export async function runMemoryBench(options: { quick?: boolean } = {}): Promise<void> {
+  const seconds = options.quick ? 20 : Number(process.env['PWS_BENCH_MEMORY_SECONDS'] ?? 120);
+  const every = options.quick ? 5 : 15;
+  const redis = await RedisServer.start();
+  const upstream = await startUpstream();
+  const tmp = new TempDir();
+  try {
+    await redis.client().set('mem:key', 'value-0123456789');
+    const idle = await idleRss(tmp, upstream.port, redis.port);
+    console.log('Idle RSS of the sidecar (`run` child process, --concurrency 1, 3 s after it listens)');
+    printTable(['configuration', 'RSS MiB', 'goal', ''], idle);
+    for (const row of loadRows()) await guestMemoryUnderLoad(row, tmp, upstream.port, redis.port, seconds, every);
+  } finally {
+    upstream.child.kill('SIGTERM');
+    await redis.stop();
+    tmp.cleanup();
+  }
+}
+
+if (require.main === module) {
+  runMemoryBench({ quick: process.argv.includes('--quick') }).then(
+    () => process.exit(0),
+    (err: unknown) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
+}
