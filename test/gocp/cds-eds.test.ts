@@ -74,7 +74,8 @@ for (const mode of ['SotW', 'Delta'] as const) {
     });
 
     test('a new snapshot moves the pool to the new endpoint', async () => {
-      await cp.set({ version: '2', resources: [{ '@type': CDS, ...istioEdsCluster(REDIS) }, istioCla(REDIS, [b.port])] });
+      // Written as a .yaml snapshot file: the server's YAML path.
+      await cp.set({ version: '2', resources: [{ '@type': CDS, ...istioEdsCluster(REDIS) }, istioCla(REDIS, [b.port])] }, 'yaml');
       await cp.ack(EDS, '2');
       const set = await redis('set where b');
       assert.equal(set.body, '+OK\r\n');

@@ -143,7 +143,7 @@ export class GoControlPlane {
   /** Serves `snapshot` to every node (written as YAML or JSON, as the server reads both). */
   async set(snapshot: Snapshot, format: 'json' | 'yaml' = 'json'): Promise<void> {
     const file = join(this.dir, `snapshot-${this.nextId}.${format}`);
-    // JSON is YAML: the YAML path is exercised with the same text.
+    // JSON is YAML: a .yaml file takes the server's YAML path with the same text.
     writeFileSync(file, JSON.stringify(snapshot, null, 2));
     await this.command({ cmd: 'set', file });
   }
