@@ -35,7 +35,6 @@ interface ControlPlane {
 }
 
 async function inlineControlPlane(): Promise<ControlPlane> {
-  const inline = process.env['XDS_BENCH_SERVER'] === 'inline';
   const server = await XdsTestServer.start();
   return {
     target: server.target,

@@ -74,3 +74,9 @@ export class DeadlineSet {
     if (expired.length > 0) this.onExpired(expired);
   }
 }
+
+/** A (re)sent resource or heartbeat with a TTL (re)starts its timer; without one, stops it (xds.md §7). */
+export function setTtl(ttl: DeadlineSet, name: string, ttlMs: number | undefined): void {
+  if (ttlMs !== undefined && ttlMs > 0) ttl.set(name, ttlMs);
+  else if (ttl.size > 0) ttl.delete(name);
+}

@@ -1,12 +1,12 @@
 import type { Disposable } from '../common/disposable';
-import type { Logger } from '../common/logger';
 import { DeadlineSet } from './deadlines';
 import type { JsonObject } from './proto-json';
 import type { DeliveredResource, ResourceSink, WatchOptions } from './resource-sink';
-import type { DecodeContext, ResourceType } from './resources/types';
+import type { ResourceType } from './resources/types';
 import { emptyCounters } from './status';
+import type { SubscriptionHost, TypeSubscription } from './subscription';
 import { TypeState, type ResponseItem } from './type-state';
-import { rangeEquals } from './wire';
+import { rangeEquals, type RawDiscoveryResponse } from './wire';
 
 /**
  * The subscription to one resource type that is delivered to a ResourceSink (LDS, RDS, ECDS): what is requested
@@ -18,20 +18,7 @@ import { rangeEquals } from './wire';
  * sink in one update(), and a resource failing to build (here or in the sink) is rejected alone.
  */
 
-export interface SinkSubscriptionHost {
-  readonly ctx: DecodeContext;
-  readonly logger: Logger;
-  /** The does-not-exist timer of a newly watched name when the watch gives no timeout; 0: none. */
-  readonly resourceTimeoutMs: number;
-  /** The set of names to request changed: send this type's request. */
-  namesChanged(sub: SinkSubscription): void;
-  /** Names whose initial fetch ended (arrived, rejected or timed out): initialization may proceed. */
-  initialFetchDone(sub: SinkSubscription): void;
-  /** Names whose does-not-exist timer fired. */
-  notFound(sub: SinkSubscription, names: readonly string[]): void;
-}
-
-export class SinkSubscription {
+export class SinkSubscription implements TypeSubscription {
   readonly state: TypeState;
   readonly counters = emptyCounters();
   /** Named types: watched names and their reference counts, in the order first watched. */
@@ -44,16 +31,19 @@ export class SinkSubscription {
   started = false;
   /** Names watched before initialization whose first response has not come yet. */
   readonly initPending = new Set<string>();
-  /** True while initialization waits for this type's first response (LDS). */
-  awaitingFirst = false;
+  /** Wildcard types: the first response (or the initial fetch timeout) has not come yet. */
+  private awaitingFirst = true;
+  timedOut = false;
+  private initTimer: NodeJS.Timeout | undefined;
   private readonly notFoundTimers: DeadlineSet;
-  private queue: Promise<void> = Promise.resolve();
   private flushScheduled = false;
 
   constructor(
     readonly type: ResourceType<JsonObject>,
     readonly sink: ResourceSink,
-    private readonly host: SinkSubscriptionHost,
+    private readonly host: SubscriptionHost,
+    /** Wildcard types: the config source's initial_fetch_timeout (lds_config); 0 waits for ever. */
+    private readonly initialFetchTimeoutMs = 0,
   ) {
     this.state = new TypeState(type.typeUrl);
     this.notFoundTimers = new DeadlineSet((names) => this.onNotFound(names));
@@ -61,6 +51,50 @@ export class SinkSubscription {
 
   get typeUrl(): string {
     return this.type.typeUrl;
+  }
+
+  get wildcard(): boolean {
+    return this.type.wildcard;
+  }
+
+  get after(): readonly string[] {
+    return this.type.after;
+  }
+
+  /** Wildcard: its first response came (or timed out). Named: every name watched while initializing came. */
+  get fetched(): boolean {
+    return this.type.wildcard ? this.started && !this.awaitingFirst : this.initPending.size === 0;
+  }
+
+  /** The init order reached a wildcard type (LDS after the clusters): subscribe, and start its fetch timer. */
+  start(): void {
+    if (!this.type.wildcard || this.started) return;
+    this.started = true;
+    if (this.initialFetchTimeoutMs > 0) {
+      this.initTimer = setTimeout(() => {
+        this.initTimer = undefined;
+        if (!this.awaitingFirst) return;
+        this.counters.init_fetch_timeout++;
+        this.awaitingFirst = false;
+        this.timedOut = true;
+        this.host.logger.warn({ typeUrl: this.typeUrl, timeoutMs: this.initialFetchTimeoutMs }, 'initial fetch timed out; continuing');
+        this.host.initialFetchDone(this);
+      }, this.initialFetchTimeoutMs);
+      this.initTimer.unref();
+    }
+    this.host.namesChanged(this);
+  }
+
+  onSotw(msg: RawDiscoveryResponse, errors: string[]): Promise<void> {
+    return this.apply(this.host.sotwItems(msg, this.typeUrl, errors), this.type.wildcard ? 'absent' : [], errors);
+  }
+
+  onDelta(items: readonly ResponseItem[] | undefined, removed: readonly string[], errors: string[]): Promise<void> {
+    return this.apply(items, removed, errors);
+  }
+
+  streamFailed(): void {
+    if (this.active) this.counters.update_failure++;
   }
 
   /** Whether a request for this type belongs on the stream. */
@@ -137,7 +171,7 @@ export class SinkSubscription {
       this.flushScheduled = false;
       // Behind any response being applied: its ACK already carries the names then, and the sink sees the
       // removal after that response's update.
-      this.enqueue(() => this.flush());
+      this.host.serialize(this, () => this.flush());
     });
   }
 
@@ -164,14 +198,9 @@ export class SinkSubscription {
     }
   }
 
-  /** Runs `task` after every earlier one of this type (responses and subscription changes keep their order). */
-  enqueue(task: () => Promise<void> | void): Promise<void> {
-    const next = this.queue.then(task).catch((err: unknown) => this.host.logger.error({ err, typeUrl: this.typeUrl }, 'xds task failed'));
-    this.queue = next;
-    return next;
-  }
-
   close(): void {
+    if (this.initTimer) clearTimeout(this.initTimer);
+    this.initTimer = undefined;
     this.notFoundTimers.clear();
   }
 
@@ -290,7 +319,11 @@ export class SinkSubscription {
       this.notFoundTimers.delete(n);
       this.initPending.delete(n);
     }
-    this.awaitingFirst = false;
+    if (this.awaitingFirst && this.started) {
+      this.awaitingFirst = false;
+      if (this.initTimer) clearTimeout(this.initTimer);
+      this.initTimer = undefined;
+    }
     this.host.initialFetchDone(this);
   }
 

@@ -1,4 +1,4 @@
-import { CDS_TYPE_URL, LDS_TYPE_URL } from '../type-urls';
+import { CDS_TYPE_URL, EDS_TYPE_URL, LDS_TYPE_URL } from '../type-urls';
 import { jsonResourceType } from './json-resource';
 
 /**
@@ -10,7 +10,7 @@ export const LISTENER_TYPE = jsonResourceType({
   id: 'lds',
   messageName: 'envoy.config.listener.v3.Listener',
   wildcard: true,
-  after: [CDS_TYPE_URL],
+  after: [CDS_TYPE_URL, EDS_TYPE_URL],
   // A dynamic listener is added, updated and removed by name (listener_manager_impl.cc).
   check: (json) => (typeof json['name'] === 'string' && json['name'] !== '' ? [] : ['name: a listener from LDS needs a name']),
 });
