@@ -1,9 +1,10 @@
 import { PluginStartError } from '../common/errors';
+import { MAX_MEMORY_BYTES } from '../common/limits';
 import type { MemoryImport } from './instrument';
 
 export const WASM_PAGE_BYTES = 65536;
 /** proxy-wasm-cpp-host limits.h PROXY_WASM_HOST_MAX_WASM_MEMORY_SIZE_BYTES: 1 GiB per VM. */
-export const DEFAULT_MEMORY_LIMIT_BYTES = 1024 * 1024 * 1024;
+export const DEFAULT_MEMORY_LIMIT_BYTES = MAX_MEMORY_BYTES;
 /** A 32-bit memory cannot exceed 4 GiB (65536 pages). */
 const MAX_PAGES = 65536;
 

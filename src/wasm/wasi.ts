@@ -59,20 +59,27 @@ function writeSizes(host: WasiHost, countPtr: number, sizePtr: number, count: nu
 const decoder = new TextDecoder();
 
 /** One trailing newline is trimmed, as cpp-host does, so a println becomes one log line. */
+/**
+ * Bytes one fd_write takes: beyond it the write is short (nwritten says how much), as POSIX allows and WASI
+ * libcs and Go's runtime retry. Without it, iovecs pointing at the same large region many times would have the
+ * host copy and log (iovecs x memory size) bytes from one call.
+ */
+export const MAX_FD_WRITE_BYTES = 1024 * 1024;
+
 function fdWrite(host: WasiHost, fd: number, iovs: number, iovsLen: number, nwrittenPtr: number): number {
   const mem = host.memory();
   if (!mem) return WasiErrno.Fault;
   if (fd !== 1 && fd !== 2) return WasiErrno.Badf;
   const parts: Uint8Array[] = [];
   let total = 0;
-  for (let i = 0; i < iovsLen; i++) {
+  for (let i = 0; i < iovsLen && total < MAX_FD_WRITE_BYTES; i++) {
     const ptr = mem.getU32(iovs + i * 8);
     const len = mem.getU32(iovs + i * 8 + 4);
     if (ptr === undefined || len === undefined) return WasiErrno.Fault;
-    const bytes = mem.copy(ptr, len);
-    if (bytes === undefined) return WasiErrno.Fault;
-    parts.push(bytes);
-    total += len;
+    if (mem.view(ptr, len) === undefined) return WasiErrno.Fault;
+    const take = Math.min(len, MAX_FD_WRITE_BYTES - total);
+    parts.push(mem.copy(ptr, take)!);
+    total += take;
   }
   if (!mem.setU32(nwrittenPtr, total)) return WasiErrno.Fault;
   let text = decoder.decode(Buffer.concat(parts));
