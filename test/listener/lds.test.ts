@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Client, Pool, request } from 'undici';
+import { freePort } from '../../src/common/free-port';
 import { LDS_TYPE_URL, RDS_TYPE_URL } from '../../src/xds/type-urls';
 import { until } from '../support/until';
 import { activeVersion, listener, routeConfig, startEnv, type Env } from './helpers';
@@ -99,6 +100,21 @@ describe('LDS: listeners at run time', () => {
     assert.equal(listed.body, `inline::127.0.0.1:${env.port('inline')}\n`);
   });
 
+  it('a listener on an address another listener holds is NACKed; the other keeps it', async () => {
+    const port = await freePort();
+    env.xds.setListeners([listener('inline', { cluster: 'app-b', statPrefix: 'v2' }), listener('first', { cluster: 'app-a', port })]);
+    env.xds.push(LDS_TYPE_URL);
+    await until(() => env.sidecar.listenerManager!.listener('first') !== undefined, 10_000, 'first active');
+    env.xds.setListeners([listener('inline', { cluster: 'app-b', statPrefix: 'v2' }), listener('first', { cluster: 'app-a', port }), listener('second', { cluster: 'app-b', port })]);
+    env.xds.push(LDS_TYPE_URL);
+    const o = await env.xds.lastOutcome(LDS_TYPE_URL);
+    assert.ok(!o.ack && /second/.test(o.detail) && /already used by listener 'first'/.test(o.detail), !o.ack ? o.detail : 'ACKed');
+    assert.equal((await get(`http://127.0.0.1:${port}/`)).body, 'A -');
+    env.xds.setListeners([listener('inline', { cluster: 'app-b', statPrefix: 'v2' })]);
+    env.xds.push(LDS_TYPE_URL);
+    await until(() => env.sidecar.listenerManager!.listener('first') === undefined, 10_000, 'first removed');
+  });
+
   it('a listener that cannot be built is NACKed with its reason and path; the last good version keeps serving', async () => {
     const before = env.sidecar.listenerManager!.dump().find((d) => d.name === 'inline')!.active!.version;
     const bad = listener('inline', { cluster: 'app-a' });
@@ -194,5 +210,30 @@ describe('RDS', () => {
     env.xds.push(RDS_TYPE_URL);
     await activeVersion(env, 'late', v);
     assert.equal((await get(`http://127.0.0.1:${env.port('late')}/w`)).body, 'A -');
+  });
+});
+
+describe('LDS and RDS over Delta ADS', () => {
+  let env: Env;
+  before(async () => {
+    env = await startEnv((xds) => {
+      xds.setListeners([listener('delta', { rds: 'delta-routes' }), listener('gone', { cluster: 'app-a' })]);
+      xds.setRoutes([routeConfig('delta-routes', 'app-a')]);
+    }, { apiType: 'DELTA_GRPC' });
+  });
+  after(() => env.close());
+
+  it('listeners and routes arrive, change and go (removed_resources) as over SotW', async () => {
+    const port = env.port('delta');
+    assert.equal((await get(`http://127.0.0.1:${port}/`)).body, 'A -');
+    const gonePort = env.port('gone');
+    env.xds.setRoutes([routeConfig('delta-routes', 'app-b')]);
+    env.xds.push(RDS_TYPE_URL);
+    await until(async () => (await get(`http://127.0.0.1:${port}/`)).body === 'B -', 10_000, 'route change over Delta');
+    env.xds.setListeners([listener('delta', { rds: 'delta-routes' })]);
+    env.xds.push(LDS_TYPE_URL);
+    await until(() => env.sidecar.listenerManager!.listener('gone') === undefined, 10_000, 'listener removed over Delta');
+    await until(async () => !(await connects(gonePort)), 10_000, 'removed listener closed');
+    assert.equal(env.port('delta'), port);
   });
 });
