@@ -153,8 +153,8 @@ async function requestResponse(proxy: ProxyChild, seconds: number, ticks: number
 
 export async function runTcpBench(options: TcpBenchOptions = {}): Promise<void> {
   const rounds = 3;
-  const megabytes = options.quick ? 32 : 256;
-  const seconds = options.quick ? 1 : 3;
+  const megabytes = options.quick ? 32 : 128;
+  const seconds = options.quick ? 1 : 2;
   const ticks = clockTicks();
   const sink = new Sink();
   const sinkPort = await listen(sink.server);

@@ -95,6 +95,8 @@ export class TcpProxySession implements NetworkFilterCallbacks {
     const ds = this.ds;
     const { stats, statNames } = this.options;
     stats.add(statNames.cxTotal);
+    // Half-close: the client's end of stream is passed on, whatever the accepting server's default was.
+    ds.allowHalfOpen = true;
     ds.setNoDelay(true);
     ds.on('data', (chunk: Buffer) => this.onDownstreamData(chunk));
     ds.on('end', () => this.onDownstreamEnd());

@@ -33,6 +33,26 @@ test('no Wasm filter: bytes both ways, half-close both ways, Envoy tcp.* / clust
   }
 });
 
+test('half-close from the upstream: the client sees the end and can still send, the upstream still receives', async () => {
+  const up = await TestUpstream.start({ onConnection: (conn) => conn.socket.end('bye') });
+  const proxy = await TestProxy.start({ upstreamPort: up.port, filters: [probe()] });
+  try {
+    const c = await proxy.connect();
+    const ended = once(c, 'end');
+    assert.equal((await readBytes(c, 3)).toString(), 'bye');
+    await ended;
+    c.write('still here');
+    await until(() => up.connections[0]!.received.toString() === 'still here', 5000, 'data after the upstream half-closed');
+    assert.ok(proxy.lines('cb upstream_close 0').length === 1, 'the end of stream from the upstream was reported');
+    assert.equal(proxy.lines('cb downstream_close').length, 0, 'the connection stays open half-closed');
+    c.end();
+    await until(() => proxy.lines('cb downstream_close 2').length === 1, 5000, 'closed once both directions ended');
+  } finally {
+    await proxy.close();
+    await up.close();
+  }
+});
+
 test("L4 callbacks in Envoy's order; the upstream's end is proxy_on_upstream_connection_close(UNKNOWN); connection properties", async () => {
   const up = await TestUpstream.start({ echo: true });
   const proxy = await TestProxy.start({ upstreamPort: up.port, filters: [probe()] });
