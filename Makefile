@@ -19,7 +19,10 @@ build: install
 plugins: install
 	$(NODE) scripts/build-plugins.mjs
 
+# The go-control-plane test server (test/xds-go) is built before the suite: a cold build takes minutes, longer
+# than one test file may run.
 test: build plugins
+	$(NODE) -e "require('./dist/test/gocp/go-control-plane.js').buildGoControlPlane().then((p) => console.log('go-control-plane test server: ' + p))"
 	$(NODE) --test --test-concurrency=$(TEST_CONCURRENCY) --test-timeout=120000 dist/test/
 
 bench: build plugins
