@@ -1,5 +1,5 @@
 import type { Disposable } from '../common/disposable';
-import { DeadlineSet } from './deadlines';
+import { DeadlineSet, setTtl } from './deadlines';
 import type { JsonObject } from './proto-json';
 import type { DeliveredResource, ResourceSink, WatchOptions } from './resource-sink';
 import type { ResourceType } from './resources/types';
@@ -36,6 +36,8 @@ export class SinkSubscription implements TypeSubscription {
   timedOut = false;
   private initTimer: NodeJS.Timeout | undefined;
   private readonly notFoundTimers: DeadlineSet;
+  /** Per-resource TTLs from Resource wrappers (xds.md §7): an expired resource is removed. */
+  private readonly ttl: DeadlineSet;
   private flushScheduled = false;
 
   constructor(
@@ -47,6 +49,7 @@ export class SinkSubscription implements TypeSubscription {
   ) {
     this.state = new TypeState(type.typeUrl);
     this.notFoundTimers = new DeadlineSet((names) => this.onNotFound(names));
+    this.ttl = new DeadlineSet((names) => this.host.serialize(this, () => this.expire(names)));
   }
 
   get typeUrl(): string {
@@ -184,6 +187,7 @@ export class SinkSubscription implements TypeSubscription {
       if (r?.raw !== undefined) told.push(name);
       this.state.resources.delete(name);
       this.notFoundTimers.delete(name);
+      if (this.ttl.size > 0) this.ttl.delete(name);
       this.initPending.delete(name);
     }
     const changed = this.type.wildcard ? false : !sameNames(this.sent, this.refs);
@@ -202,6 +206,7 @@ export class SinkSubscription implements TypeSubscription {
     if (this.initTimer) clearTimeout(this.initTimer);
     this.initTimer = undefined;
     this.notFoundTimers.clear();
+    this.ttl.clear();
   }
 
   /**
@@ -226,6 +231,8 @@ export class SinkSubscription implements TypeSubscription {
     const raws = new Map<string, Buffer>();
     const decodeErrors: [string, string, string][] = [];
     const buildErrors: [string, string, string][] = [];
+    /** TTLs to (re)start or stop once the response is accepted: heartbeats, resends and new resources. */
+    const ttls: [string, number | undefined][] = [];
     for (let i = 0; i < items.length; i++) {
       const u = items[i]!;
       const name = u.name || u.wrapperName;
@@ -236,9 +243,13 @@ export class SinkSubscription implements TypeSubscription {
       seen.add(name);
       if (!this.type.wildcard && !this.refs.has(name)) continue; // not requested: ignored (xds.md §2.9)
       const prior = this.state.resources.get(name);
-      if (u.heartbeat) continue; // the resource as accepted stays
+      if (u.heartbeat) {
+        if (prior?.raw !== undefined) ttls.push([name, u.ttlMs]);
+        continue; // the resource as accepted stays
+      }
       if (prior?.raw !== undefined && prior.status === 'ACKED' && rangeEquals(u.buf, u.start, u.end, prior.raw)) {
         if (u.version) prior.version = u.version;
+        ttls.push([name, u.ttlMs]);
         continue;
       }
       const bytes = Buffer.from(u.buf.subarray(u.start, u.end)); // a copy: the response buffer is not kept alive
@@ -250,6 +261,7 @@ export class SinkSubscription implements TypeSubscription {
       }
       delivered.push({ name: d.name, version: u.version, resource: d.value });
       raws.set(d.name, bytes);
+      ttls.push([d.name, u.ttlMs]);
     }
     const now = new Date();
     if (decodeErrors.length > 0) {
@@ -300,7 +312,17 @@ export class SinkSubscription implements TypeSubscription {
       this.state.reject(label, detail, version, now);
       errors.push(detail);
     }
-    for (const name of removed) {
+    for (const [name, ttlMs] of ttls) if (this.state.resources.get(name)?.raw !== undefined) setTtl(this.ttl, name, ttlMs);
+    this.forget(removed);
+    if (errors.length > errorsBefore) c.update_rejected++;
+    else c.update_success++;
+    this.firstFetchEnded([...delivered.map((d) => d.name), ...buildErrors.map(([n]) => n)]);
+  }
+
+  /** Removed resources leave the status (wildcard) or become DOES_NOT_EXIST (named: still watched). */
+  private forget(names: readonly string[]): void {
+    for (const name of names) {
+      if (this.ttl.size > 0) this.ttl.delete(name);
       if (this.type.wildcard) {
         this.state.resources.delete(name);
       } else {
@@ -308,9 +330,19 @@ export class SinkSubscription implements TypeSubscription {
         if (r) Object.assign(r, { status: 'DOES_NOT_EXIST', version: '', raw: undefined, resource: undefined });
       }
     }
-    if (errors.length > errorsBefore) c.update_rejected++;
-    else c.update_success++;
-    this.firstFetchEnded([...delivered.map((d) => d.name), ...buildErrors.map(([n]) => n)]);
+  }
+
+  /** TTLs expired: the resources are removed as a removal from the control plane would remove them. */
+  private async expire(names: readonly string[]): Promise<void> {
+    const expired = names.filter((n) => this.state.resources.get(n)?.raw !== undefined && !this.ttl.has(n));
+    if (expired.length === 0) return;
+    this.host.logger.warn({ typeUrl: this.typeUrl, names: expired.slice(0, 10), count: expired.length }, 'resource TTL expired; removing');
+    try {
+      await this.sink.update([], expired);
+    } catch (err) {
+      this.host.logger.error({ err, typeUrl: this.typeUrl }, 'sink failed to remove expired resources');
+    }
+    this.forget(expired);
   }
 
   /** A response for the type came: its names (and, for a wildcard type, the type itself) are fetched. */

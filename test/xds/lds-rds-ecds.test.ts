@@ -378,3 +378,21 @@ describe('CDS all-or-nothing (issue 11)', () => {
     assert.deepEqual(events, [], 'the cluster manager saw nothing');
   });
 });
+
+describe('TTL of delivered resources', () => {
+  it('an LDS listener whose TTL runs out is removed; sent again it is back', async () => {
+    const h = await harness((s) => {
+      s.setClusters([staticCluster('s', 1)]);
+      s.setListeners([listener('ttl', 10022)], { ttlMs: 100 });
+    });
+    await h.client.initialized;
+    assert.deepEqual(h.listeners.names(), ['ttl'], 'delivered from inside its Resource wrapper');
+    await until(() => !h.listeners.current.has('ttl'), 5000, 'ttl expired');
+    assert.deepEqual(h.listeners.updates.at(-1)?.removed, ['ttl']);
+    assert.equal(statusOf(h.client, LDS_TYPE_URL, 'ttl'), undefined);
+    h.server.setListeners([listener('ttl', 10022, 'new-routes')]);
+    h.server.push(LDS_TYPE_URL);
+    await until(() => h.listeners.current.has('ttl'), 5000, 'ttl back');
+    assert.equal(statusOf(h.client, LDS_TYPE_URL, 'ttl')?.status, 'ACKED');
+  });
+});
