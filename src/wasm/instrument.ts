@@ -24,7 +24,7 @@ export const WATCHDOG_MEMORY = 'memory';
  * Bumped whenever the rewrite changes, so cached results of an older rewrite are not reused. The cache key
  * also carries binaryen's version.
  */
-export const INSTRUMENTATION_VERSION = 1;
+export const INSTRUMENTATION_VERSION = 2;
 
 /** The linear memory the instrumented module imports, with the limits its code declared. */
 export interface MemoryImport {
@@ -113,7 +113,15 @@ export async function instrument(bytes: Uint8Array, initialBudget: number): Prom
       b.setAlwaysInlineMaxSize(savedAlways);
       b.clearPassArguments();
     }
-    const out = m.emitBinary();
+    // Keep the name section: trap messages and stack traces name the plugin's functions.
+    const savedDebug = b.getDebugInfo();
+    b.setDebugInfo(true);
+    let out: Uint8Array;
+    try {
+      out = m.emitBinary();
+    } finally {
+      b.setDebugInfo(savedDebug);
+    }
     return memory ? { bytes: out, memory } : { bytes: out };
   } finally {
     m.dispose();
