@@ -7,6 +7,7 @@ import { AdsClient } from '../../src/xds/ads-client';
 import { EDS_TYPE_URL, loadEnvoyProtos } from '../../src/xds/protos';
 import { XdsTestServer } from '../../src/testing/xds-control-plane';
 import { cla, edsCluster } from '../../test/support/xds-fixtures';
+import { runLdsScaleBench } from './lds-scale-bench';
 
 /**
  * 10 000 EDS clusters + 10 000 CLAs (3 endpoints each) over SotW ADS from the test control plane: time from the
@@ -17,7 +18,8 @@ import { cla, edsCluster } from '../../test/support/xds-fixtures';
  *
  * The control plane runs in a worker_thread (control-plane-worker.ts) so that its own work (encoding pushes,
  * decoding 10 000-name ACKs) is not on the client's event loop; XDS_BENCH_SERVER=inline runs it in the bench's
- * thread as before. RSS is the whole process either way. XDS_BENCH_API=GRPC|DELTA_GRPC runs one variant.
+ * thread as before. RSS is the whole process either way. XDS_BENCH_API=GRPC|DELTA_GRPC runs one variant. Then
+ * lds-scale-bench.ts (1,000 listeners + 1,000 route configurations + 10,000 clusters; XDS_BENCH_SCALE=0 skips).
  */
 
 /** The calls the bench makes on the control plane, inline or in a worker. */
@@ -88,6 +90,8 @@ export async function runXdsBench(): Promise<void> {
   const only = process.env['XDS_BENCH_API'];
   if (only !== 'DELTA_GRPC') await runOnce('GRPC');
   if (only !== 'GRPC') await runOnce('DELTA_GRPC');
+  // Issue 11: listeners and route configurations at scale (XDS_BENCH_SCALE=0 skips it).
+  if (only === undefined && process.env['XDS_BENCH_SCALE'] !== '0') await runLdsScaleBench();
 }
 
 async function runOnce(apiType: 'GRPC' | 'DELTA_GRPC'): Promise<void> {
