@@ -3,7 +3,6 @@ import type { HostServices } from './abi/host-services';
 import { adsClientOptions } from './config/bootstrap';
 import { createLogger, type Logger } from './common/logger';
 import { ConfigError, SidecarError } from './common/errors';
-import { ldsConfig } from './listener/lds-config';
 import type { ListenerManager } from './listener/listener-manager';
 import type { ResourceSubscriber } from './xds/resource-sink';
 import type { UndiciHttpCalloutService } from './http/http-callout';
@@ -183,7 +182,7 @@ export class Sidecar {
     const concurrency = options.concurrency ?? 1;
     const sharedData = new SharedDataStore();
     const sharedQueues = new SharedQueueRegistry();
-    const lds = ldsConfig(config.bootstrap);
+    const lds = config.lds;
     let sidecar: Sidecar;
     // The ADS client is created after the data plane it feeds; its RDS/ECDS watches are made through this.
     let subscriber: ResourceSubscriber | undefined;

@@ -813,7 +813,25 @@ export function takePluginConfigExtras(doc: unknown): Map<string, Json> {
 export interface SidecarConfig {
   readonly bootstrap: Bootstrap;
   readonly listeners: readonly ListenerConfig[];
+  /** dynamic_resources.lds_config (listeners over ADS), if any. */
+  readonly lds: LdsConfig | undefined;
   readonly file: string;
+}
+
+/** dynamic_resources.lds_config: listeners over the ADS stream, with its initial_fetch_timeout (default 15 s). */
+export interface LdsConfig {
+  readonly initialFetchTimeoutMs: number;
+}
+
+/** Reads lds_config from the bootstrap (canonical proto3 JSON); only `ads: {}` sources are served. */
+export function ldsConfig(bootstrap: Bootstrap): LdsConfig | undefined {
+  const dyn = bootstrap.json['dynamic_resources'];
+  const lds = isObject(dyn) ? dyn['lds_config'] : undefined;
+  if (lds === undefined || lds === null) return undefined;
+  const path = 'dynamic_resources.lds_config';
+  const initialFetchTimeoutMs = adsConfigSource(lds, path);
+  if (!bootstrap.ads) throw new ConfigError('lds_config uses ADS but dynamic_resources.ads_config is missing', `${path}.ads`);
+  return { initialFetchTimeoutMs };
 }
 
 /** static_resources.secrets by name (Envoy's static SDS secrets, referenced by name without sds_config). */
@@ -864,5 +882,5 @@ export function loadSidecarConfig(file: string): SidecarConfig {
       }));
     }));
   }
-  return { bootstrap, listeners, file };
+  return { bootstrap, listeners, lds: ldsConfig(bootstrap), file };
 }

@@ -3,9 +3,14 @@ import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Client, Pool, request } from 'undici';
 import { freePort } from '../../src/common/free-port';
+import { ConfigError } from '../../src/common/errors';
+import { silentLogger } from '../../src/common/logger';
+import { Sidecar } from '../../src/main';
+import { TempDir } from '../http/helpers';
+import { REFUSED_PORT } from '../support/ports';
 import { LDS_TYPE_URL, RDS_TYPE_URL } from '../../src/xds/type-urls';
 import { until } from '../support/until';
-import { activeVersion, listener, routeConfig, startEnv, type Env } from './helpers';
+import { activeVersion, listener, routeConfig, startEnv, staticCluster, type Env } from './helpers';
 
 /**
  * Listeners from LDS through the real ADS client and the real Sidecar: a listener delivered at run time serves,
@@ -235,5 +240,28 @@ describe('LDS and RDS over Delta ADS', () => {
     await until(() => env.sidecar.listenerManager!.listener('gone') === undefined, 10_000, 'listener removed over Delta');
     await until(async () => !(await connects(gonePort)), 10_000, 'removed listener closed');
     assert.equal(env.port('delta'), port);
+  });
+});
+
+describe('with workers (--concurrency > 1)', () => {
+  it('LDS is refused at start with its path, never accepted and ignored', async () => {
+    const tmp = new TempDir();
+    try {
+      const file = tmp.write('bootstrap.json', {
+        node: { id: 'n', cluster: 'c' },
+        static_resources: { clusters: [staticCluster('xds-grpc', REFUSED_PORT)] },
+        dynamic_resources: {
+          ads_config: { api_type: 'GRPC', transport_api_version: 'V3', grpc_services: [{ envoy_grpc: { cluster_name: 'xds-grpc' } }] },
+          lds_config: { ads: {}, resource_api_version: 'V3' },
+        },
+      });
+      await assert.rejects(Sidecar.start({ configFile: file, logger: silentLogger(), concurrency: 2 }), (err: unknown) => {
+        assert.ok(err instanceof ConfigError, String(err));
+        assert.equal(err.path, 'dynamic_resources.lds_config');
+        return true;
+      });
+    } finally {
+      tmp.cleanup();
+    }
   });
 });
