@@ -8,6 +8,7 @@ import { runRedisBench } from './redis/redis-bench';
 import { runXdsBench } from './xds/xds-bench';
 import { runHttpBench } from './http/http-bench';
 import { runGoBench } from './go/go-bench';
+import { runMemoryBench } from './memory/memory-bench';
 
 interface BenchFlags {
   readonly quick: boolean;
@@ -19,6 +20,7 @@ const BENCHES: Readonly<Record<string, (flags: BenchFlags) => Promise<void>>> = 
   xds: () => runXdsBench(),
   http: () => runHttpBench(),
   go: (flags) => runGoBench({ quick: flags.quick }),
+  memory: (flags) => runMemoryBench({ quick: flags.quick }),
 };
 const FLAGS = ['--quick'];
 

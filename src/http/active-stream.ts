@@ -707,7 +707,10 @@ export class ActiveStream {
  */
 class ActiveStreamAttributes implements StreamAttributeSource {
   selection: RouteSelection | undefined;
-  private configFor: RouteSelection | undefined;
+  // The route and virtual host the cached configuration was made for (a re-selection makes a new RouteSelection
+  // object even when it selects the same route).
+  private configRoute: RouteSelection['route'] | undefined;
+  private configHost: RouteSelection['virtualHost'] | undefined;
   private configCache: StreamAttributeConfig | undefined;
 
   constructor(
@@ -729,9 +732,10 @@ class ActiveStreamAttributes implements StreamAttributeSource {
     return this.stream.info;
   }
   get config(): StreamAttributeConfig {
-    if (this.configCache === undefined || this.configFor !== this.selection) {
-      const sel = this.selection;
-      this.configFor = sel;
+    const sel = this.selection;
+    if (this.configCache === undefined || this.configRoute !== sel?.route || this.configHost !== sel?.virtualHost) {
+      this.configRoute = sel?.route;
+      this.configHost = sel?.virtualHost;
       this.configCache = { ...this.listener, ...(sel ? { routeMetadata: sel.route.metadata, virtualHostMetadata: sel.virtualHost.metadata } : {}) };
     }
     return this.configCache;

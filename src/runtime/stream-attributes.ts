@@ -177,6 +177,11 @@ function serializeStruct(v: StructObject): Uint8Array {
 
 const NO_CONFIG: StreamAttributeConfig = {};
 
+/** The configuration facts, read only by the attributes that need them (the source may build them on demand). */
+function cfgOf(s: StreamAttributeSource): StreamAttributeConfig {
+  return s.config ?? NO_CONFIG;
+}
+
 function rh(s: StreamAttributeSource, name: string): string | undefined {
   return getHeader(s.requestHeaders, name);
 }
@@ -191,7 +196,6 @@ function rh(s: StreamAttributeSource, name: string): string | undefined {
  */
 export function streamAttribute(path: readonly string[], s: StreamAttributeSource): PropertyValue | undefined {
   const info = s.info;
-  const cfg = s.config ?? NO_CONFIG;
   const a = path[0];
   const b = path[1];
   const c = path[2];
@@ -278,22 +282,22 @@ export function streamAttribute(path: readonly string[], s: StreamAttributeSourc
         case 'node': return nodeAttribute(s, path.slice(2));
         case 'cluster_name': return info.clusterName || undefined;
         case 'route_name': return info.hasRoute ? info.routeName : undefined;
-        case 'route_metadata': return info.hasRoute ? metadataAttribute(cfg.routeMetadata ?? EMPTY_METADATA, path.slice(2)) : undefined;
+        case 'route_metadata': return info.hasRoute ? metadataAttribute(cfgOf(s).routeMetadata ?? EMPTY_METADATA, path.slice(2)) : undefined;
         case 'virtual_host_name': return info.virtualHostName || undefined;
-        case 'virtual_host_metadata': return cfg.virtualHostMetadata ? metadataAttribute(cfg.virtualHostMetadata, path.slice(2)) : undefined;
-        case 'filter_chain_name': return cfg.filterChainName ?? '';
-        case 'listener_metadata': return metadataAttribute(cfg.listenerMetadata ?? EMPTY_METADATA, path.slice(2));
-        case 'listener_direction': return BigInt(cfg.listenerDirection ?? 0);
+        case 'virtual_host_metadata': return cfgOf(s).virtualHostMetadata ? metadataAttribute(cfgOf(s).virtualHostMetadata, path.slice(2)) : undefined;
+        case 'filter_chain_name': return cfgOf(s).filterChainName ?? '';
+        case 'listener_metadata': return metadataAttribute(cfgOf(s).listenerMetadata ?? EMPTY_METADATA, path.slice(2));
+        case 'listener_direction': return BigInt(cfgOf(s).listenerDirection ?? 0);
         // Cluster and host metadata are not carried by the cluster model (see the report): not found.
         default: return undefined;
       }
     // Higress's top-level tokens (context.cc PROPERTY_TOKENS).
     case 'route_name': return info.hasRoute ? info.routeName : undefined;
     case 'cluster_name': return info.clusterName || undefined;
-    case 'route_metadata': return info.hasRoute ? metadataAttribute(cfg.routeMetadata ?? EMPTY_METADATA, path.slice(1)) : undefined;
+    case 'route_metadata': return info.hasRoute ? metadataAttribute(cfgOf(s).routeMetadata ?? EMPTY_METADATA, path.slice(1)) : undefined;
     case 'x_request_id': return rh(s, 'x-request-id');
-    case 'listener_direction': return BigInt(cfg.listenerDirection ?? 0);
-    case 'listener_metadata': return metadataAttribute(cfg.listenerMetadata ?? EMPTY_METADATA, path.slice(1));
+    case 'listener_direction': return BigInt(cfgOf(s).listenerDirection ?? 0);
+    case 'listener_metadata': return metadataAttribute(cfgOf(s).listenerMetadata ?? EMPTY_METADATA, path.slice(1));
     case 'connection_id': return BigInt(info.connectionId);
     case 'node': return nodeAttribute(s, path.slice(1));
     default:
