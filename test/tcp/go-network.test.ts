@@ -17,13 +17,16 @@ test('the upstream proxy-wasm-go-sdk network filter (plugins/go/upstream/tcp-net
     }
     await until(() => proxy.metric('proxy_wasm_go.connection_counter') === 2n, 5000, 'two connections complete');
     const messages = proxy.logs.map((l) => l.message);
-    assert.ok(messages.includes('tcp-network: new connection'));
-    assert.ok(messages.includes('tcp-network: downstream data: hello 0'));
-    assert.ok(messages.includes('tcp-network: upstream data: hello 1'));
-    assert.ok(messages.includes(`tcp-network: upstream address: 127.0.0.1:${up.port}`));
-    assert.ok(messages.some((m) => m.startsWith('tcp-network: no cluster location metadata')), 'cluster metadata is not carried: not found');
-    assert.ok(messages.includes('tcp-network: downstream close (peer 2)'));
-    assert.equal(messages.filter((m) => m === 'tcp-network: connection complete').length, 2);
+    const has = (m: string): boolean => messages.includes(m);
+    assert.deepEqual({
+      newConnection: has('tcp-network: new connection'),
+      downstream: has('tcp-network: downstream data: hello 0'),
+      upstream: has('tcp-network: upstream data: hello 1'),
+      address: has(`tcp-network: upstream address: 127.0.0.1:${up.port}`),
+      noMetadata: messages.some((m) => m.startsWith('tcp-network: no cluster location metadata')), // cluster metadata is not carried: not found
+      remoteClose: messages.filter((m) => m === 'tcp-network: downstream close (peer 2)').length,
+      complete: messages.filter((m) => m === 'tcp-network: connection complete').length,
+    }, { newConnection: true, downstream: true, upstream: true, address: true, noMetadata: true, remoteClose: 2, complete: 2 }, messages.join('\n'));
   } finally {
     await proxy.close();
     await up.close();

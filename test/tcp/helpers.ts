@@ -171,12 +171,23 @@ export class TestProxy {
 }
 
 /** What an upstream server saw of one connection. */
-export interface UpstreamConnection {
-  readonly socket: Socket;
-  received: Buffer;
+export class UpstreamConnection {
+  private readonly chunks: Buffer[] = [];
+  /** Bytes received so far. */
+  bytes = 0;
   /** The proxy half-closed (end of stream arrived). */
-  ended: boolean;
-  closed: boolean;
+  ended = false;
+  closed = false;
+  constructor(readonly socket: Socket) {}
+
+  add(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.bytes += chunk.length;
+  }
+
+  get received(): Buffer {
+    return Buffer.concat(this.chunks);
+  }
 }
 
 /**
@@ -192,10 +203,10 @@ export class TestUpstream {
   static async start(options: { echo?: boolean; onConnection?: (c: UpstreamConnection) => void } = {}): Promise<TestUpstream> {
     const connections: UpstreamConnection[] = [];
     const server = createServer({ allowHalfOpen: true }, (socket) => {
-      const c: UpstreamConnection = { socket, received: Buffer.alloc(0), ended: false, closed: false };
+      const c = new UpstreamConnection(socket);
       connections.push(c);
       socket.on('data', (d: Buffer) => {
-        c.received = Buffer.concat([c.received, d]);
+        c.add(d);
         if (options.echo) socket.write(d);
       });
       socket.on('end', () => {

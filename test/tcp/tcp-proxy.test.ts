@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { REFUSED_PORT } from '../support/ports';
 import { until } from '../support/until';
-import { TestProxy, TestUpstream, readAll, readBytes, type NetworkFilterSpec } from './helpers';
+import { TestProxy, TestUpstream, readAll, readBytes, type NetworkFilterSpec, type UpstreamConnection } from './helpers';
 
 const probe = (configuration = '', extra: Partial<NetworkFilterSpec> = {}): NetworkFilterSpec => ({ plugin: 'tcp-probe', name: 'probe', rootId: 'tcp_probe', configuration, ...extra });
 
@@ -305,6 +305,34 @@ test('the downstream closing while the upstream still has data queued for it: th
     c.end();
     await until(() => proxy.counter('tcp.tcp_test.upstream_flush_total') === 1, 10_000, 'flush counted');
     assert.equal(proxy.counter('tcp.tcp_test.downstream_cx_rx_bytes_total'), 32 * 1024 * 1024);
+  } finally {
+    await proxy.close();
+    await up.close();
+  }
+});
+
+test('flow control: a slow upstream stops the downstream being read past the buffer limit, and reading resumes as it drains', async () => {
+  let upstream: UpstreamConnection | undefined;
+  const up = await TestUpstream.start({ onConnection: (conn) => {
+    upstream = conn;
+    conn.socket.pause();
+  } });
+  const proxy = await TestProxy.start({ upstreamPort: up.port, bufferLimitBytes: 64 * 1024 });
+  try {
+    const c = await proxy.connect();
+    c.on('error', () => {});
+    const total = 32 * 1024 * 1024;
+    const chunk = Buffer.alloc(1024 * 1024, 'y');
+    const writing = (async () => {
+      for (let i = 0; i < total / chunk.length; i++) if (!c.write(chunk)) await once(c, 'drain');
+    })();
+    await until(() => proxy.counter('tcp.tcp_test.downstream_flow_control_paused_reading_total') >= 1, 20_000, 'reading paused');
+    assert.ok(proxy.counter('tcp.tcp_test.downstream_cx_rx_bytes_total') < total, 'the downstream is not read to the end meanwhile');
+    upstream!.socket.resume();
+    await writing;
+    await until(() => upstream!.bytes === total, 20_000, 'everything arrives once the upstream reads');
+    assert.ok(proxy.counter('tcp.tcp_test.downstream_flow_control_resumed_reading_total') >= 1);
+    c.destroy();
   } finally {
     await proxy.close();
     await up.close();
