@@ -97,7 +97,8 @@ export class ListenerManager implements ResourceSink {
   /** Active listeners, static ones first (in bootstrap order), then dynamic ones in the order they were added. */
   get listeners(): HttpListener[] {
     const out: HttpListener[] = [];
-    for (const e of this.entries.values()) if (e.active) out.push(e.active.listener);
+    for (const e of this.entries.values()) if (e.active && e.isStatic) out.push(e.active.listener);
+    for (const e of this.entries.values()) if (e.active && !e.isStatic) out.push(e.active.listener);
     return out;
   }
 
