@@ -18,7 +18,7 @@ const BENCHES: Readonly<Record<string, (flags: BenchFlags) => Promise<void>>> = 
   abi: () => runStreamBench(),
   redis: () => runRedisBench(),
   xds: () => runXdsBench(),
-  http: () => runHttpBench(),
+  http: (flags) => runHttpBench({ quick: flags.quick }),
   go: (flags) => runGoBench({ quick: flags.quick }),
   memory: (flags) => runMemoryBench({ quick: flags.quick }),
 };

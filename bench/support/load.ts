@@ -136,8 +136,14 @@ export function runWrk(url: string, seconds: number, options: WrkOptions): Promi
   });
 }
 
-/** One wrk run against the sidecar, with the sidecar's CPU over it. */
-export async function measure(sidecar: SidecarProcess, path: string, seconds: number, ticks: number, wrk: WrkOptions): Promise<Sample> {
+/** A process under load: its pid (for /proc) and the loopback port it serves. */
+export interface LoadTarget {
+  readonly pid: number;
+  readonly port: number;
+}
+
+/** One wrk run against the target, with the target's CPU over it. */
+export async function measure(sidecar: LoadTarget, path: string, seconds: number, ticks: number, wrk: WrkOptions): Promise<Sample> {
   const cpu0 = cpuSeconds(sidecar.pid, ticks);
   const r = await runWrk(`http://127.0.0.1:${sidecar.port}${path}`, seconds, wrk);
   const cpu = cpuSeconds(sidecar.pid, ticks) - cpu0;
