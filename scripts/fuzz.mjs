@@ -5,6 +5,7 @@
 //   node scripts/fuzz.mjs --target resp --time 600      # 10 minutes on the RESP framer
 //   node scripts/fuzz.mjs --time 120                    # every target, 120 s each
 //   node scripts/fuzz.mjs --target wire --seed 1592590337 --runs 300   # reproduce a CI failure and record it
+//   node scripts/fuzz.mjs --target host-generator --time 600   # the hostile-plugin generator with random seeds
 //   node scripts/fuzz.mjs --target pairs --add '{"bytes":"AAAA","where":"inside","randomPtr":0}' --note '...'
 //
 // Needs `make build plugins` (it loads the compiled targets from dist/test/fuzz/targets/).
@@ -41,6 +42,35 @@ function loadTargets() {
 }
 
 const targets = loadTargets();
+
+// The hostile-plugin generator is a test against a real sidecar rather than a fast-check target: run it with
+// random seeds (PWS_FUZZ_HOST_SEEDS) and record each seed that fails, one per entry.
+if (opts.target === 'host-generator') {
+  const { spawnSync } = await import('node:child_process');
+  const { writeFileSync, mkdirSync } = await import('node:fs');
+  const run = (seeds) => spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-timeout=300000', join(root, 'dist', 'test', 'fuzz', 'host-generator.test.js')], {
+    env: { ...process.env, PWS_FUZZ_HOST_SEEDS: seeds.join(',') }, encoding: 'utf8',
+  });
+  const deadline = Date.now() + Number(opts.time) * 1000;
+  let failed = 0;
+  while (Date.now() < deadline) {
+    const seeds = Array.from({ length: 4 }, () => (Math.random() * 2 ** 31) | 0);
+    if (run(seeds).status === 0) continue;
+    for (const seed of seeds) {
+      const r = run([seed]);
+      if (r.status === 0) continue;
+      failed++;
+      const why = (/error: '([^']*)'/.exec(r.stdout) ?? /not ok [^\n]*\n[\s\S]*?error: \|-\n\s*([^\n]*)/.exec(r.stdout) ?? [])[1] ?? 'see the test output';
+      const dir = join(root, 'test', 'fuzz', 'corpus', 'host-generator');
+      mkdirSync(dir, { recursive: true });
+      for (const plugin of ['fuzz-host', 'fuzz-host-0-1-0']) {
+        writeFileSync(join(dir, `found-${plugin}-${seed}.json`), `${JSON.stringify({ note: `seed ${seed}: ${why}`, input: { plugin, seed } }, null, 1)}\n`);
+      }
+      console.log(`host-generator: seed ${seed} fails: ${why}`);
+    }
+  }
+  process.exit(failed > 0 ? 1 : 0);
+}
 const chosen = opts.target ? [targets.get(opts.target)] : [...targets.values()];
 if (chosen.some((t) => !t)) {
   console.error(`unknown target ${opts.target}; known: ${[...targets.keys()].join(', ')}`);
