@@ -120,7 +120,8 @@ export class PluginVm {
     }
     const memory = this.instance.exports['memory'];
     if (!(memory instanceof WebAssembly.Memory)) throw new PluginStartError(`${this.label}: module exports no memory`);
-    this.memory = new GuestMemory(memory);
+    this.memory = new GuestMemory(memory, () => this.watchdog.poll());
+    this.watchdog.attach(this.instance);
     this.exports = readGuestExports(this.instance, this.abi);
     if (!this.exports.malloc && !this.exports.proxy_on_memory_allocate) {
       throw new PluginStartError(`${this.label}: module exports neither malloc nor proxy_on_memory_allocate`);

@@ -5,12 +5,19 @@
  * through V8 (cpp-host wasm_vm.h). Views are cached per buffer because allocating a DataView per access
  * dominated the host's cost per Redis call.
  */
+/** Accesses this large cost the host enough (tens of µs and up) to be worth a clock read. */
+export const LARGE_ACCESS_BYTES = 64 * 1024;
+
 export class GuestMemory {
   private buffer: ArrayBuffer;
   private bytes: Uint8Array;
   private data: DataView;
 
-  constructor(private readonly memory: WebAssembly.Memory) {
+  /**
+   * `onLargeAccess` runs before a view or string of at least LARGE_ACCESS_BYTES is handed to the host (the
+   * watchdog's poll: host work on large guest buffers is where guest time goes without guest hooks running).
+   */
+  constructor(private readonly memory: WebAssembly.Memory, private readonly onLargeAccess?: () => void) {
     this.buffer = memory.buffer;
     this.bytes = new Uint8Array(this.buffer);
     this.data = new DataView(this.buffer);
@@ -40,6 +47,7 @@ export class GuestMemory {
     ptr >>>= 0;
     len >>>= 0;
     if (!this.inBounds(ptr, len)) return undefined;
+    if (len >= LARGE_ACCESS_BYTES) this.onLargeAccess?.();
     return this.bytes.subarray(ptr, ptr + len);
   }
 
@@ -55,6 +63,7 @@ export class GuestMemory {
     len >>>= 0;
     if (len === 0) return '';
     if (!this.inBounds(ptr, len)) return undefined;
+    if (len >= LARGE_ACCESS_BYTES) this.onLargeAccess?.();
     return Buffer.from(this.buffer, ptr, len).toString('utf8');
   }
 

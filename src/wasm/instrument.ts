@@ -20,11 +20,13 @@
 export const WATCHDOG_MODULE = 'pws_watchdog';
 export const WATCHDOG_CHECK = 'check';
 export const WATCHDOG_MEMORY = 'memory';
+/** The counter global, exported so the host can spend it at once (GuestWatchdog.poll). */
+export const WATCHDOG_BUDGET_EXPORT = 'pws_watchdog_budget';
 /**
  * Bumped whenever the rewrite changes, so cached results of an older rewrite are not reused. The cache key
  * also carries binaryen's version.
  */
-export const INSTRUMENTATION_VERSION = 2;
+export const INSTRUMENTATION_VERSION = 3;
 
 /** The linear memory the instrumented module imports, with the limits its code declared. */
 export interface MemoryImport {
@@ -96,6 +98,7 @@ export async function instrument(bytes: Uint8Array, initialBudget: number): Prom
     // when the budget is spent.
     m.removeFunction(LOGGER);
     m.addGlobal(BUDGET, b.i32, true, m.i32.const(initialBudget));
+    m.addGlobalExport(BUDGET, WATCHDOG_BUDGET_EXPORT);
     m.addFunctionImport(CHECK, WATCHDOG_MODULE, WATCHDOG_CHECK, b.none, b.i32);
     const budget = (): number => m.global.get(BUDGET, b.i32);
     m.addFunction(LOGGER, b.i32, b.none, [], m.block(null, [

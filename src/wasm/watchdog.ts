@@ -1,4 +1,5 @@
 import { SidecarError } from '../common/errors';
+import { WATCHDOG_BUDGET_EXPORT } from './instrument';
 
 /**
  * Envoy has no deadline on a plugin callback (a stuck callback stalls its worker for good). Here one outermost
@@ -63,6 +64,26 @@ export class GuestWatchdog {
     this.expired = true;
     return 0;
   };
+
+  /** A WebAssembly.Global (Node's typings have no such type). */
+  private budget: { value: number } | undefined;
+
+  /** The instance's counter global, so poll() can make the guest check at its next hook. */
+  attach(instance: WebAssembly.Instance): void {
+    const g: unknown = instance.exports[WATCHDOG_BUDGET_EXPORT];
+    if (typeof g === 'object' && g !== null && 'value' in g) this.budget = g as { value: number };
+  }
+
+  /**
+   * For host work that takes long per call (copying large guest buffers): checks the clock now and, past the
+   * deadline, spends the guest's budget so its next hook traps. A loop whose every iteration is a slow host
+   * call then stops near the deadline instead of after CHECK_BUDGET such calls.
+   */
+  poll(): void {
+    if (this.expired || performance.now() < this.deadline) return;
+    this.expired = true;
+    if (this.budget) this.budget.value = 0;
+  }
 
   /** Starts the deadline of an outermost call to `callback`. */
   arm(callback: string): void {

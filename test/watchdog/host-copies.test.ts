@@ -5,6 +5,7 @@ import pino from 'pino';
 import { PluginVm } from '../../src/abi/plugin-vm';
 import { ModuleCache } from '../../src/wasm/module-cache';
 import { MAX_FD_WRITE_BYTES } from '../../src/wasm/wasi';
+import { CHECK_BUDGET, PluginDeadlineError } from '../../src/wasm/watchdog';
 import { rootOf, services } from './vm-harness';
 
 // Host-side copies of guest bytes are bounded: one WASI fd_write whose iovecs all point at the same 16 MiB takes
@@ -49,5 +50,36 @@ test('one fd_write copies at most MAX_FD_WRITE_BYTES and reports the short write
   assert.equal(vm.memory.getU32(100), MAX_FD_WRITE_BYTES, 'nwritten: a short write');
   await new Promise((r) => setImmediate(r));
   assert.ok(logged < 2 * MAX_FD_WRITE_BYTES, `the host logged ${logged} bytes, not 64 x 16 MiB`);
+  vm.close();
+});
+
+test('a loop whose every iteration is a slow host call (logging 1 MiB) stops near its deadline, not after CHECK_BUDGET calls', async () => {
+  const wabt = await (require('wabt') as () => Promise<Wabt>)();
+  const mod = wabt.parseWat('log-loop.wat', `(module
+    (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+    (memory (export "memory") 17)
+    (func (export "proxy_abi_version_0_2_1"))
+    (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+    (func (export "proxy_on_context_create") (param i32 i32))
+    (func (export "proxy_on_vm_start") (param i32 i32) (result i32)
+      (memory.fill (i32.const 65536) (i32.const 65) (i32.const 1048576))
+      (loop $again (drop (call $log (i32.const 2) (i32.const 65536) (i32.const 1048576))) (br $again))
+      (i32.const 1)))`, { bulk_memory: true });
+  const bytes = mod.toBinary({}).buffer;
+  mod.destroy();
+  const compiled = await new ModuleCache({ cacheDir: null }).compile(bytes);
+  let lines = 0;
+  const sink = new Writable({ write(_chunk: Buffer, _e, cb) { lines++; cb(); } });
+  const vm = PluginVm.create({
+    module: compiled.module, abi: compiled.abi, vmId: '', vmConfiguration: Buffer.alloc(0), environment: {}, services: services(),
+    logger: pino({ level: 'info' }, sink), label: 'log-loop', startDeadlineMs: 300,
+  });
+  const root = rootOf(vm);
+  let calls = 0;
+  const log = vm.pluginLog.bind(vm);
+  vm.pluginLog = (level, message) => { calls++; log(level, message); };
+  assert.equal(vm.callGuest(root, 'proxy_on_vm_start', root.id, 0), undefined);
+  assert.ok(vm.failed?.cause instanceof PluginDeadlineError);
+  assert.ok(calls > 0 && calls < CHECK_BUDGET, `stopped after ${calls} host calls (lines written: ${lines})`);
   vm.close();
 });
