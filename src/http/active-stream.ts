@@ -193,12 +193,17 @@ export interface ActiveStreamOptions {
   readonly listener?: Pick<StreamAttributeConfig, 'listenerMetadata' | 'filterChainName' | 'listenerDirection'>;
   /** The stream's buffer limit (Listener.per_connection_buffer_limit_bytes); 0 = none. */
   readonly bufferLimit?: number;
+  /**
+   * The request headers as the codec converted them, adopted as the stream's own map (mutated in place by the
+   * filters) so the conversion from the codec's form happens once per stream; default an empty map to fill.
+   */
+  readonly requestHeaders?: HeaderPairs;
 }
 
 export class ActiveStream {
   readonly info: StreamInfo;
   readonly slots: FilterSlot[];
-  readonly requestHeaders: HeaderPairs = [];
+  readonly requestHeaders: HeaderPairs;
   responseHeaders: HeaderPairs = [];
   private readonly logger: Logger;
   /** Decoder filters in call order (listener order); fixed for the stream's life. */
@@ -225,6 +230,7 @@ export class ActiveStream {
 
   constructor(private readonly options: ActiveStreamOptions) {
     this.info = options.info;
+    this.requestHeaders = options.requestHeaders ?? [];
     this.logger = options.logger;
     this.slots = options.plugins.map((plugin, i) => {
       const slot: FilterSlot = new FilterSlot(i, plugin, this, undefined);
