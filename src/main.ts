@@ -72,6 +72,7 @@ export interface SidecarListener {
 function refuseDynamicListenersWithWorkers(config: SidecarConfig, lds: boolean): void {
   if (lds) throw new ConfigError('LDS is not supported with --concurrency > 1 yet (listener updates do not reach the workers); run with --concurrency 1', 'dynamic_resources.lds_config');
   config.listeners.forEach((l) => [...l.filterChains, ...(l.defaultFilterChain ? [l.defaultFilterChain] : [])].forEach((c) => {
+    if (c.network.kind !== 'http') return;
     const hcm = c.network.hcm;
     if (hcm.routes.kind === 'rds') throw new ConfigError('RDS is not supported with --concurrency > 1 yet; give route_config inline or run with --concurrency 1', `${c.path}.filters[0].typed_config.rds`);
     for (const f of hcm.httpFilters) {

@@ -10,6 +10,7 @@ import { decodeProtoJson } from '../xds/proto-json';
 import { EMPTY_METADATA, type EncodedMetadata, type StructObject } from '../runtime/stream-attributes';
 import { http2Settings, type Http2Settings } from './protocol-options';
 import { parseRemoteWasmCode, type RemoteWasmCode } from '../wasm/remote-code';
+import { isNetworkFilterChain, parseNetworkFilterChain, type NetworkFilterChainConfig } from '../tcp/network-config';
 import { DOWNSTREAM_TLS_TYPE, downstreamTlsContext, transportSocket, type DownstreamTls, type StaticSecrets } from '../tls/tls-context';
 
 /**
@@ -190,7 +191,10 @@ export interface FilterChainConfig {
   readonly match: FilterChainMatchConfig;
   /** transport_socket (DownstreamTlsContext); undefined: plaintext. */
   readonly tls: DownstreamTls | undefined;
-  readonly network: { readonly kind: 'http'; readonly hcm: HcmConfig };
+  readonly network:
+    | { readonly kind: 'http'; readonly hcm: HcmConfig }
+    /** Wasm network filters then tcp_proxy (src/tcp/): a chain without an HCM. */
+    | { readonly kind: 'tcp'; readonly tcp: NetworkFilterChainConfig };
 }
 
 export interface ListenerConfig {
@@ -608,7 +612,14 @@ function filterChain(v: unknown, fcPath: string, ctx: ListenerContext, tlsInspec
   refuseUnimplemented(chain, IMPLEMENTED_FIELDS.filterChain, fcPath);
   const match = filterChainMatch(chain['filter_chain_match'], `${fcPath}.filter_chain_match`, tlsInspector);
   const filters = arr(chain['filters'], `${fcPath}.filters`);
-  if (filters.length !== 1) throw new ConfigError('exactly one network filter (http_connection_manager) is supported', `${fcPath}.filters`);
+  if (isNetworkFilterChain(filters)) {
+    if (chain['transport_socket'] !== undefined && chain['transport_socket'] !== null) throw new ConfigError('TLS termination on a tcp_proxy chain is not supported', `${fcPath}.transport_socket`);
+    const tcp = parseNetworkFilterChain(filters, `${fcPath}.filters`, {
+      wasmFilter: (n, tc, p) => wasmFilter(n, tc, p, `${p}.typed_config`, ctx.extras.get(`${p}.typed_config.config`), ctx.baseDir),
+    });
+    return { name: str(chain['name'], `${fcPath}.name`, ''), path: fcPath, match, tls: undefined, network: { kind: 'tcp', tcp } };
+  }
+  if (filters.length !== 1) throw new ConfigError('exactly one network filter (http_connection_manager, or Wasm filters then tcp_proxy) is supported', `${fcPath}.filters`);
   const fPath = `${fcPath}.filters[0]`;
   const networkFilter = obj(filters[0], fPath, true)!;
   refuseUnimplemented(networkFilter, IMPLEMENTED_FIELDS.networkFilter, fPath);
@@ -674,7 +685,7 @@ function listener(v: unknown, path: string, ctx: ListenerContext): ListenerConfi
   const all = defaultFilterChain ? [...filterChains, defaultFilterChain] : filterChains;
   const wasmFilters: LocalWasmFilterConfig[] = [];
   const remoteWasmFilters: WasmFilterConfig[] = [];
-  for (const c of all) for (const f of c.network.hcm.httpFilters) {
+  for (const c of all) for (const f of chainWasmFilters(c)) {
     const w = f.type === 'wasm' ? f : f.defaultConfig;
     if (!w) continue;
     if (isLocal(w)) wasmFilters.push(w);
@@ -693,6 +704,11 @@ function listener(v: unknown, path: string, ctx: ListenerContext): ListenerConfi
     metadata: encodeMetadata(l['metadata'], `${path}.metadata`),
     trafficDirection: trafficDirection(l['traffic_direction'], `${path}.traffic_direction`),
   };
+}
+
+/** A chain's Wasm filters: the HCM's http filters, or the Wasm network filters of a tcp_proxy chain. */
+export function chainWasmFilters(c: FilterChainConfig): readonly HttpFilterSpec[] {
+  return c.network.kind === 'http' ? c.network.hcm.httpFilters : c.network.tcp.wasmFilters;
 }
 
 function isLocal(f: WasmFilterConfig): f is LocalWasmFilterConfig {
@@ -778,6 +794,19 @@ export function takePluginConfigExtras(doc: unknown): Map<string, Json> {
   if (!isObject(doc) || !isObject(doc['static_resources'])) return extras;
   const listeners = doc['static_resources']['listeners'];
   if (!Array.isArray(listeners)) return extras;
+  const take = (pc: unknown, key: string): void => {
+    if (!isObject(pc)) return;
+    const taken: Json = {};
+    for (const [snake, camel] of EXTRA_PLUGIN_FIELDS) {
+      for (const k of [snake, camel]) {
+        if (k in pc) {
+          taken[snake] = pc[k];
+          delete pc[k];
+        }
+      }
+    }
+    if (Object.keys(taken).length > 0) extras.set(key, taken);
+  };
   listeners.forEach((l, li) => {
     const chains = isObject(l) ? (l['filter_chains'] ?? l['filterChains']) : undefined;
     if (!Array.isArray(chains)) return;
@@ -786,23 +815,14 @@ export function takePluginConfigExtras(doc: unknown): Map<string, Json> {
       if (!Array.isArray(filters)) return;
       filters.forEach((f, fi) => {
         const tc = isObject(f) ? (f['typed_config'] ?? f['typedConfig']) : undefined;
+        const base = `static_resources.listeners[${li}].filter_chains[${ci}].filters[${fi}].typed_config`;
+        // A network Wasm filter's PluginConfig sits right in its typed_config.
+        if (isObject(tc)) take(tc['config'], `${base}.config`);
         const hf = isObject(tc) ? (tc['http_filters'] ?? tc['httpFilters']) : undefined;
         if (!Array.isArray(hf)) return;
         hf.forEach((h, hi) => {
           const htc = isObject(h) ? (h['typed_config'] ?? h['typedConfig']) : undefined;
-          const pc = isObject(htc) ? htc['config'] : undefined;
-          if (!isObject(pc)) return;
-          const taken: Json = {};
-          for (const [snake, camel] of EXTRA_PLUGIN_FIELDS) {
-            for (const k of [snake, camel]) {
-              if (k in pc) {
-                taken[snake] = pc[k];
-                delete pc[k];
-              }
-            }
-          }
-          const key = `static_resources.listeners[${li}].filter_chains[${ci}].filters[${fi}].typed_config.http_filters[${hi}].typed_config.config`;
-          if (Object.keys(taken).length > 0) extras.set(key, taken);
+          take(isObject(htc) ? htc['config'] : undefined, `${base}.http_filters[${hi}].typed_config.config`);
         });
       });
     });
@@ -872,6 +892,7 @@ export function loadSidecarConfig(file: string): SidecarConfig {
   // the cluster may arrive later, so only check when there is no dynamic CDS.
   if (!bootstrap.cds) {
     listeners.forEach((l, li) => [...l.filterChains, ...(l.defaultFilterChain ? [l.defaultFilterChain] : [])].forEach((c) => {
+      if (c.network.kind !== 'http') return;
       const routes = c.network.hcm.routes;
       if (routes.kind !== 'static') return;
       routes.config.virtualHosts.forEach((vh, vi) => vh.routes.forEach((r, ri) => {

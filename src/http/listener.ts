@@ -7,7 +7,8 @@ import type { Logger } from '../common/logger';
 import type { Plugin } from '../runtime/plugin';
 import { ActiveStream, newRequestId, type DownstreamSink } from './active-stream';
 import { flatten, getHeader, HOP_BY_HOP, keepTeTrailers, pairsFromRaw } from './http-headers';
-import type { FilterChainConfig, HcmConfig, ListenerConfig } from './listener-config';
+import { chainWasmFilters, type FilterChainConfig, type HcmConfig, type ListenerConfig } from './listener-config';
+import { TcpChain } from '../listener/tcp-chain';
 import { ConfigError } from '../common/errors';
 import { ListenerSocket } from '../listener/listener-socket';
 import { selectFilterChain, type ConnectionMatchFacts } from '../listener/filter-chain-match';
@@ -68,10 +69,29 @@ export interface ConnectionManagerOptions {
   readonly statAddress: string;
 }
 
-/** What a listener's chains are built from: the route and filter sources of each chain (see src/listener/). */
+/**
+ * What a listener's chains are built from (see src/listener/): an HTTP chain's route source and http filters;
+ * a tcp_proxy chain's Wasm network filters (inline only, so each has its `plugin`).
+ */
 export interface ChainSources {
-  readonly routes: RouteSource;
+  readonly routes?: RouteSource;
   readonly filters: readonly HttpFilterSource[];
+}
+
+/** One filter chain of a listener, whatever runs on it: an HttpConnectionManager, or a tcp_proxy chain (src/tcp/). */
+export interface ListenerChain {
+  readonly config: FilterChainConfig;
+  readonly match: FilterChainConfig['match'];
+  readonly activeStreams: number;
+  readonly connections: number;
+  /** How long an LDS update lets the chain drain before its connections are closed. */
+  readonly drainTimeoutMs: number;
+  serve(socket: Socket, inspected?: boolean): void;
+  bound(port: number): void;
+  counters(): Record<string, number>;
+  drain(drainTimeoutMs: number): Promise<void>;
+  close(drainTimeoutMs?: number): Promise<void>;
+  destroy(): Promise<void>;
 }
 
 export interface HttpListenerOptions {
@@ -330,7 +350,7 @@ interface DownstreamRequest {
  * current when the stream starts) and the router over the route table current when it starts, and keeps track of
  * in-flight streams and connections so it can drain.
  */
-export class HttpConnectionManager {
+export class HttpConnectionManager implements ListenerChain {
   /** The TLS server for a DownstreamTlsContext (it never listens: connections are handed to it). */
   private readonly tlsFront: TlsServer | undefined;
   /** The HTTP/1.1 codec; it never listens, connections are handed to it. */
@@ -365,6 +385,7 @@ export class HttpConnectionManager {
   constructor(private readonly options: ConnectionManagerOptions) {
     const listener = options.listener;
     const cfg = (this.cfg = options.chain);
+    if (cfg.network.kind !== 'http') throw new ConfigError('not an HttpConnectionManager chain', cfg.path);
     const hcm = (this.hcm = cfg.network.hcm);
     this.staticPlugins = options.filters.every((f) => f.plugin !== undefined) ? options.filters.map((f) => f.plugin!) : undefined;
     this.node = options.node;
@@ -438,8 +459,11 @@ export class HttpConnectionManager {
     return this.closing !== null;
   }
 
-  /** Serves a connection the listener accepted (and matched to this chain). */
-  serve(socket: Socket): void {
+  /**
+   * Serves a connection the listener accepted (and matched to this chain); `inspected`: the tls_inspector read
+   * from it and left it paused with its bytes put back.
+   */
+  serve(socket: Socket, inspected = false): void {
     this.sockets.add(socket);
     socket.on('close', () => {
       this.sockets.delete(socket);
@@ -452,14 +476,22 @@ export class HttpConnectionManager {
     if (this.tlsFront) this.tlsFront.emit('connection', socket);
     else {
       this.onPlainConnection(socket);
-      // A socket the tls_inspector read from was left paused with its bytes put back.
-      if (socket.isPaused()) socket.resume();
+      if (inspected) socket.resume();
     }
   }
 
   /** Names the listener.* stats by the port bound. */
   bound(port: number): void {
     this.protocolStats.bound(this.options.statAddress, port);
+  }
+
+  counters(): Record<string, number> {
+    return this.protocolStats.snapshot();
+  }
+
+  /** How long an LDS update lets this chain drain: the HCM's drain_timeout. */
+  get drainTimeoutMs(): number {
+    return this.hcm.drainTimeoutMs;
   }
 
   private idleWaiters: Array<() => void> = [];
@@ -854,8 +886,8 @@ export class HttpConnectionManager {
  * An LDS update builds a new version on the same socket and drains this one (drain()); shutdown close()s it.
  */
 export class HttpListener {
-  readonly chains: readonly HttpConnectionManager[];
-  private readonly defaultChain: HttpConnectionManager | undefined;
+  readonly chains: readonly ListenerChain[];
+  private readonly defaultChain: ListenerChain | undefined;
   private readonly logger: Logger;
   private socket: ListenerSocket | undefined;
   private readonly ownsSocket: boolean;
@@ -873,6 +905,15 @@ export class HttpListener {
     };
     const plugins = [...(options.plugins ?? [])];
     const inline = (chain: FilterChainConfig): ChainSources => {
+      if (chain.network.kind === 'tcp') {
+        return {
+          filters: chain.network.tcp.wasmFilters.map((f) => {
+            const p = plugins.shift();
+            if (!p) throw new ConfigError('no plugin was loaded for this filter', f.path);
+            return staticFilter(p);
+          }),
+        };
+      }
       const hcm = chain.network.hcm;
       if (hcm.routes.kind !== 'static') throw new ConfigError('RDS needs a route configuration provider', `${chain.path}.filters[0].typed_config.rds`);
       return {
@@ -884,11 +925,19 @@ export class HttpListener {
         }),
       };
     };
-    const build = (chain: FilterChainConfig, i: number): HttpConnectionManager => {
+    const build = (chain: FilterChainConfig, i: number): ListenerChain => {
       const src = options.sources ? options.sources(chain, i) : inline(chain);
+      const statAddress = options.statAddress ?? cfg.address;
+      if (chain.network.kind === 'tcp') {
+        return new TcpChain(chain, chain.network.tcp, {
+          listener: cfg, plugins: src.filters.map((f) => f.plugin!), pools: options.pools, logger: this.logger, statAddress,
+          ...(options.node ? { node: options.node } : {}),
+        });
+      }
+      if (!src.routes) throw new ConfigError('an HTTP chain needs a route source', chain.path);
       return new HttpConnectionManager({
         listener: cfg, chain, routes: src.routes, filters: src.filters, pools: options.pools, node,
-        logger: this.logger, statAddress: options.statAddress ?? cfg.address,
+        logger: this.logger, statAddress,
       });
     };
     this.chains = cfg.filterChains.map(build);
@@ -928,19 +977,20 @@ export class HttpListener {
     return this.closing !== null;
   }
 
-  /** The first chain's protocol counters (see counters() for every chain's). */
-  get protocolStats(): ProtocolStats {
-    return (this.chains[0] ?? this.defaultChain)!.protocolStats;
+  /** The first HTTP chain's protocol counters (see counters() for every chain's). */
+  get protocolStats(): ProtocolStats | undefined {
+    for (const c of this.allChains()) if (c instanceof HttpConnectionManager) return c.protocolStats;
+    return undefined;
   }
 
-  /** Every chain's protocol counters, summed by name. */
+  /** Every chain's counters, summed by name. */
   counters(): Record<string, number> {
     const out: Record<string, number> = {};
-    for (const c of this.allChains()) for (const [k, v] of Object.entries(c.protocolStats.snapshot())) out[k] = (out[k] ?? 0) + v;
+    for (const c of this.allChains()) for (const [k, v] of Object.entries(c.counters())) out[k] = (out[k] ?? 0) + v;
     return out;
   }
 
-  private allChains(): HttpConnectionManager[] {
+  private allChains(): ListenerChain[] {
     return this.defaultChain ? [...this.chains, this.defaultChain] : [...this.chains];
   }
 
@@ -951,22 +1001,22 @@ export class HttpListener {
       return;
     }
     if (!this.options.config.tlsInspector) {
-      this.dispatch(socket, { localPort: localPort(socket), serverName: '', transportProtocol: 'raw_buffer', applicationProtocols: [] });
+      this.dispatch(socket, { localPort: localPort(socket), serverName: '', transportProtocol: 'raw_buffer', applicationProtocols: [] }, false);
       return;
     }
     inspectClientHello(socket, (hello) => this.dispatch(socket, {
       localPort: localPort(socket), serverName: hello.serverName, transportProtocol: hello.tls ? 'tls' : 'raw_buffer', applicationProtocols: hello.alpn,
-    }));
+    }, true));
   }
 
-  private dispatch(socket: Socket, facts: ConnectionMatchFacts): void {
+  private dispatch(socket: Socket, facts: ConnectionMatchFacts, inspected: boolean): void {
     const chain = selectFilterChain(this.chains, facts) ?? this.defaultChain;
     if (!chain || this.closing) {
       this.logger.debug({ port: facts.localPort, sni: facts.serverName }, 'no filter chain matched; connection closed');
       socket.destroy();
       return;
     }
-    chain.serve(socket);
+    chain.serve(socket, inspected);
   }
 
   /**
@@ -982,7 +1032,7 @@ export class HttpListener {
     this.socket.handler = (s) => this.acceptConnection(s);
     this.logger.info({
       address: this.options.config.address, port: this.socket.port, chains: this.allChains().length,
-      filters: this.allChains().flatMap((c) => c.config.network.hcm.httpFilters.map((f) => f.filterName)),
+      filters: this.allChains().flatMap((c) => chainWasmFilters(c.config).map((f) => f.filterName)),
       tls: this.allChains().some((c) => c.config.tls !== undefined),
     }, 'listener started');
   }
@@ -993,7 +1043,7 @@ export class HttpListener {
    */
   drain(): Promise<void> {
     this.closing ??= (async () => {
-      await Promise.all(this.allChains().map((c) => c.drain(c.config.network.hcm.drainTimeoutMs)));
+      await Promise.all(this.allChains().map((c) => c.drain(c.drainTimeoutMs)));
       this.logger.info('listener drained');
     })();
     return this.closing;

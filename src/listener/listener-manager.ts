@@ -2,7 +2,8 @@ import { ConfigError } from '../common/errors';
 import type { Disposable } from '../common/disposable';
 import type { Logger } from '../common/logger';
 import { HttpListener, staticFilter, staticRoutes, type ChainSources, type HttpFilterSource, type HttpListenerOptions, type RouteSource } from '../http/listener';
-import { parseListener, type FilterChainConfig, type ListenerConfig, type ListenerParseOptions } from '../http/listener-config';
+import { parseListener, type FilterChainConfig, type ListenerConfig, type ListenerParseOptions, type WasmFilterConfig } from '../http/listener-config';
+import type { Plugin } from '../runtime/plugin';
 import { RouteTable } from '../http/route-table';
 import type { UpstreamPools } from '../http/upstream-pools';
 import type { JsonObject } from '../xds/proto-json';
@@ -236,6 +237,11 @@ export class ListenerManager implements ResourceSink {
   }
 
   private async chainSources(chain: FilterChainConfig, holds: Disposable[], readies: Promise<void>[]): Promise<ChainSources> {
+    if (chain.network.kind === 'tcp') {
+      const filters: HttpFilterSource[] = [];
+      for (const f of chain.network.tcp.wasmFilters) filters.push(staticFilter(await this.loadInline(f, holds)));
+      return { filters };
+    }
     const hcm = chain.network.hcm;
     const hPath = `${chain.path}.filters[0].typed_config`;
     let routes: RouteSource;
@@ -249,14 +255,7 @@ export class ListenerManager implements ResourceSink {
     const filters: HttpFilterSource[] = [];
     for (const f of hcm.httpFilters) {
       if (f.type === 'wasm') {
-        let plugin;
-        try {
-          plugin = await this.options.loadPlugin(f);
-        } catch (err) {
-          throw new ConfigError(`plugin failed to load: ${(err as Error).message}`, f.path, { cause: err });
-        }
-        holds.push({ dispose: () => plugin.close() });
-        filters.push(staticFilter(plugin));
+        filters.push(staticFilter(await this.loadInline(f, holds)));
       } else {
         let source;
         try {
@@ -271,6 +270,18 @@ export class ListenerManager implements ResourceSink {
       }
     }
     return { routes, filters };
+  }
+
+  /** An inline Wasm filter's plugin, closed with the version that holds it. */
+  private async loadInline(f: WasmFilterConfig, holds: Disposable[]): Promise<Plugin> {
+    let plugin: Plugin;
+    try {
+      plugin = await this.options.loadPlugin(f);
+    } catch (err) {
+      throw new ConfigError(`plugin failed to load: ${(err as Error).message}`, f.path, { cause: err });
+    }
+    holds.push({ dispose: () => plugin.close() });
+    return plugin;
   }
 
   /** Once warm, a version takes over from the active one (which drains) if it is still the latest. */

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { request as httpsRequest } from 'node:https';
 import { connect as h2connect } from 'node:http2';
+import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
@@ -116,5 +117,38 @@ describe('filter chain matching (tls_inspector: SNI, ALPN, transport)', () => {
     assert.equal(await (await request(`http://127.0.0.1:${port}/`)).body.text(), 'B -');
     assert.equal(await handshakes(port, 'nobody.test', pki.caCert), false);
     assert.equal(await handshakes(port, 'a.test', pki.caCert), true);
+  });
+});
+
+describe('a tcp_proxy chain beside an HTTP chain', () => {
+  let env: Env;
+  before(async () => {
+    env = await startEnv((xds) => {
+      xds.setListeners([{
+        name: 'mixed',
+        address: { socket_address: { address: '127.0.0.1', port_value: 0 } },
+        listener_filters: [{ name: 'envoy.filters.listener.tls_inspector', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector' } }],
+        filter_chains: [{
+          name: 'tcp',
+          filter_chain_match: { transport_protocol: 'raw_buffer' },
+          filters: [{ name: 'envoy.filters.network.tcp_proxy', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy', stat_prefix: 'raw', cluster: 'app-b' } }],
+        }],
+      }]);
+    });
+  });
+  after(() => env.close());
+
+  it('plaintext connections are proxied at L4 to the chain\'s cluster', async () => {
+    const port = env.port('mixed');
+    const reply = await new Promise<string>((resolve, reject) => {
+      const s = netConnect(port);
+      let data = '';
+      s.on('data', (c: Buffer) => (data += c.toString()));
+      s.on('end', () => resolve(data));
+      s.on('error', reject);
+      s.write('GET /tcp HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n');
+    });
+    assert.match(reply, /^HTTP\/1\.1 200/);
+    assert.ok(reply.endsWith('B -'), reply);
   });
 });
