@@ -92,8 +92,12 @@ function record(target, input, note) {
     return;
   }
   seen.add(signature(note));
-  const file = harness.addToCorpus(target, input, note);
-  console.log(`  -> test/fuzz/corpus/${target.name}/${file}`);
+  try {
+    const file = harness.addToCorpus(target, input, note);
+    console.log(`  -> test/fuzz/corpus/${target.name}/${file}`);
+  } catch (err) {
+    console.log(`  (not stored: ${err.message}; rerun with --seed to reproduce)`);
+  }
 }
 
 let failures = 0;

@@ -121,8 +121,17 @@ export function describeFailure<I>(target: FuzzTarget<I>, details: fc.RunDetails
   const err = details.errorInstance as Error | undefined;
   return [
     `${target.name}: failed after ${details.numRuns} runs (seed ${details.seed}, path ${details.counterexamplePath ?? ''}, shrunk ${details.numShrinks} times)`,
-    `input: ${input === undefined ? '?' : JSON.stringify(target.encode(input))}`,
+    `input: ${input === undefined ? '?' : printable(() => JSON.stringify(target.encode(input)))}`,
     `error: ${err?.message ?? String(details.errorInstance)}`,
     'add it to the corpus: node scripts/fuzz.mjs --target ' + target.name + ' --seed ' + String(details.seed),
   ].join('\n');
+}
+
+/** JSON.stringify itself overflows on inputs nested thousands deep. */
+function printable(text: () => string): string {
+  try {
+    return text();
+  } catch (err) {
+    return `(cannot print: ${(err as Error).message})`;
+  }
 }
