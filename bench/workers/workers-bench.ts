@@ -5,7 +5,8 @@
  * sidecar process's utime + stime (all its threads, from /proc) over the requests wrk counted. Then the cost of a
  * worker: time from spawn to `listening` and idle RSS of the process at --concurrency 1, 2 and 3 (a worker's
  * cost is the step from 2 to 3; 1 has no workers at all). Figures are printed beside their goals (issue 13 item 3).
- * Never pass/fail.
+ * PWS_BENCH_WORKERS_BEFORE=<path to another build's dist/src/cli.js> adds that build's rows, interleaved with
+ * these, for a before/after under the same load. Flags: --throughput-only, --cost-only. Never pass/fail.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -54,9 +55,16 @@ interface Sidecar {
   readonly startMs: number;
 }
 
-function startSidecar(configFile: string, concurrency: number): Promise<Sidecar> {
+/** A row: a --concurrency, and the CLI build it runs (PWS_BENCH_WORKERS_BEFORE adds rows of another build, e.g. the code before a change). */
+interface Level {
+  readonly name: string;
+  readonly concurrency: number;
+  readonly cli: string;
+}
+
+function startSidecar(configFile: string, level: Level): Promise<Sidecar> {
   const t0 = process.hrtime.bigint();
-  const child = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'src', 'cli.js'), 'run', '-c', configFile, '--log-level', 'error', '--concurrency', String(concurrency)], {
+  const child = spawn(process.execPath, [level.cli, 'run', '-c', configFile, '--log-level', 'error', '--concurrency', String(level.concurrency)], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
@@ -120,44 +128,54 @@ function table(header: readonly string[], body: readonly (readonly string[])[]):
   for (const r of body) console.log(line(r));
 }
 
+const CLI = join(REPO_ROOT, 'dist', 'src', 'cli.js');
+const BEFORE = process.env['PWS_BENCH_WORKERS_BEFORE'];
+
+function levelsOf(concurrencies: readonly number[]): Level[] {
+  const out = concurrencies.map((c) => ({ name: `--concurrency ${c}`, concurrency: c, cli: CLI }));
+  if (BEFORE) out.push(...concurrencies.map((c) => ({ name: `before: --concurrency ${c}`, concurrency: c, cli: BEFORE })));
+  return out;
+}
+
 async function throughput(file: string): Promise<void> {
-  const levels = [1, 2];
+  const levels = levelsOf([1, 2]);
   const sidecars: Sidecar[] = [];
   try {
-    for (const c of levels) {
-      const s = await startSidecar(file, c);
+    for (const l of levels) {
+      const s = await startSidecar(file, l);
       sidecars.push(s);
       const res = await request(`http://127.0.0.1:${s.port}/bench`);
       await res.body.dump();
-      if (res.statusCode !== 200 || res.headers['x-go-response'] !== 'v1') throw new Error(`--concurrency ${c} does not run the plugin: ${res.statusCode}`);
+      if (res.statusCode !== 200 || res.headers['x-go-response'] !== 'v1') throw new Error(`${l.name} does not run the plugin: ${res.statusCode}`);
     }
-    for (const s of sidecars) await wrk(`http://127.0.0.1:${s.port}/bench`, 3); // warm-up: JIT and tier-up of the Go module
+    for (const s of sidecars) await wrk(`http://127.0.0.1:${s.port}/bench`, 5); // warm-up: JIT and tier-up of the Go module
     const samples: Sample[][] = levels.map(() => []);
     for (let round = 0; round < ROUNDS; round++) {
       for (const [i, s] of sidecars.entries()) samples[i]!.push(await measure(s, SECONDS));
     }
     console.log(`Go add-header plugin, ${ROUNDS} rounds interleaved, ${SECONDS} s per row and round, wrk -t1 -c${CONNECTIONS} on the same cores; CPU = utime+stime of the sidecar process / requests; node ${process.version}, ${require('node:os').cpus().length} cores`);
     const baseQps = median(samples[0]!.map((s) => s.qps));
-    table(['row', 'qps min', 'median', 'max', 'vs c1', 'CPU µs/req min', 'median', 'max', 'failed/requests'], levels.map((c, i) => {
+    table(['row', 'qps min', 'median', 'max', 'vs c1', 'CPU µs/req min', 'median', 'max', 'failed/requests'], levels.map((l, i) => {
       const qps = samples[i]!.map((s) => s.qps);
       const cpu = samples[i]!.map((s) => s.cpuUs);
-      return [`--concurrency ${c}`, Math.min(...qps).toFixed(0), median(qps).toFixed(0), Math.max(...qps).toFixed(0), `${(median(qps) / baseQps).toFixed(2)}x`,
+      return [l.name, Math.min(...qps).toFixed(0), median(qps).toFixed(0), Math.max(...qps).toFixed(0), `${(median(qps) / baseQps).toFixed(2)}x`,
         Math.min(...cpu).toFixed(1), median(cpu).toFixed(1), Math.max(...cpu).toFixed(1), `${samples[i]!.reduce((a, s) => a + s.failed, 0)}/${samples[i]!.reduce((a, s) => a + s.requests, 0)}`];
     }));
     const ratio = median(samples[1]!.map((s) => s.qps)) / baseQps;
     console.log(`--concurrency 2 / 1 (median qps): ${ratio.toFixed(2)}x  goal >= ${GOAL_RATIO.toFixed(1)}x: ${verdict(ratio >= GOAL_RATIO)}`);
+    if (BEFORE) console.log(`before: --concurrency 2 / 1 (median qps): ${(median(samples[3]!.map((s) => s.qps)) / median(samples[2]!.map((s) => s.qps))).toFixed(2)}x`);
   } finally {
     await Promise.all(sidecars.map(stopSidecar));
   }
 }
 
 async function workerCost(file: string): Promise<void> {
-  const levels = [1, 2, 3];
+  const levels = levelsOf([1, 2, 3]);
   const start: number[][] = levels.map(() => []);
   const rss: number[][] = levels.map(() => []);
   for (let round = 0; round < ROUNDS; round++) {
-    for (const [i, c] of levels.entries()) {
-      const s = await startSidecar(file, c);
+    for (const [i, l] of levels.entries()) {
+      const s = await startSidecar(file, l);
       try {
         const res = await request(`http://127.0.0.1:${s.port}/bench`);
         await res.body.dump();
@@ -170,10 +188,12 @@ async function workerCost(file: string): Promise<void> {
     }
   }
   console.log(`\nstart-up and idle RSS of the sidecar process (spawn to "listening"; RSS after one request), ${ROUNDS} rounds interleaved, median`);
-  table(['row', 'start ms', 'RSS MB'], levels.map((c, i) => [`--concurrency ${c}`, median(start[i]!).toFixed(0), median(rss[i]!).toFixed(0)]));
-  const workerMs = median(start[2]!) - median(start[1]!);
-  const workerMb = median(rss[2]!) - median(rss[1]!);
-  console.log(`one more worker (3 - 2): +${workerMs.toFixed(0)} ms start  goal <= ${GOAL_WORKER_START_MS} ms: ${verdict(workerMs <= GOAL_WORKER_START_MS)}; +${workerMb.toFixed(0)} MB  goal <= ${GOAL_WORKER_MB} MB: ${verdict(workerMb <= GOAL_WORKER_MB)}`);
+  table(['row', 'start ms', 'RSS MB'], levels.map((l, i) => [l.name, median(start[i]!).toFixed(0), median(rss[i]!).toFixed(0)]));
+  for (const [label, at] of BEFORE ? [['', 1], ['before: ', 4]] as const : [['', 1]] as const) {
+    const workerMs = median(start[at + 1]!) - median(start[at]!);
+    const workerMb = median(rss[at + 1]!) - median(rss[at]!);
+    console.log(`${label}one more worker (3 - 2): +${workerMs.toFixed(0)} ms start  goal <= ${GOAL_WORKER_START_MS} ms: ${verdict(workerMs <= GOAL_WORKER_START_MS)}; +${workerMb.toFixed(0)} MB  goal <= ${GOAL_WORKER_MB} MB: ${verdict(workerMb <= GOAL_WORKER_MB)}`);
+  }
 }
 
 export async function runWorkersBench(): Promise<void> {
