@@ -46,7 +46,9 @@ interface Bindings {
   readonly Pipe: new (type: number) => PipeHandle;
   readonly pipeIpc: number;
   readonly PipeConnectWrap: new () => { oncomplete?: (status: number) => void };
-  readonly WriteWrap: new () => { handle?: PipeHandle; oncomplete?: (status: number) => void; async?: boolean };
+  readonly WriteWrap: new () => { handle?: PipeHandle; oncomplete?: (status: number) => void };
+  /** Set by every write: whether it completed at once (0) or will call oncomplete. */
+  readonly lastWriteWasAsync: () => boolean;
 }
 
 let cached: Bindings | undefined;
@@ -55,8 +57,11 @@ function bindings(): Bindings {
   const binding = (process as unknown as { binding(name: string): Record<string, unknown> }).binding.bind(process);
   const tcp = binding('tcp_wrap') as { TCP: Bindings['TCP']; constants: { SERVER: number } };
   const pipe = binding('pipe_wrap') as { Pipe: Bindings['Pipe']; PipeConnectWrap: Bindings['PipeConnectWrap']; constants: { IPC: number } };
-  const stream = binding('stream_wrap') as { WriteWrap: Bindings['WriteWrap'] };
-  cached = { TCP: tcp.TCP, tcpServer: tcp.constants.SERVER, Pipe: pipe.Pipe, pipeIpc: pipe.constants.IPC, PipeConnectWrap: pipe.PipeConnectWrap, WriteWrap: stream.WriteWrap };
+  const stream = binding('stream_wrap') as { WriteWrap: Bindings['WriteWrap']; streamBaseState: Int32Array; kLastWriteWasAsync: number };
+  cached = {
+    TCP: tcp.TCP, tcpServer: tcp.constants.SERVER, Pipe: pipe.Pipe, pipeIpc: pipe.constants.IPC, PipeConnectWrap: pipe.PipeConnectWrap, WriteWrap: stream.WriteWrap,
+    lastWriteWasAsync: () => stream.streamBaseState[stream.kLastWriteWasAsync] !== 0,
+  };
   return cached;
 }
 
@@ -171,10 +176,12 @@ export class HandleOffer {
     }
     const req = new b.WriteWrap();
     req.handle = ipc;
-    req.async = false;
     req.oncomplete = () => ipc.close();
     const err = ipc.writeUtf8String(req, 'L', target.tcpHandle);
-    if (err !== 0 || !req.async) ipc.close();
+    // On failure the accepted side closes the fd instead (the IPC handle is left unused), so the worker sees EOF
+    // and fails its start. A write that completed at once (the usual case on a new unix socket) calls no oncomplete.
+    if (err !== 0) socket.destroy();
+    else if (!b.lastWriteWasAsync()) ipc.close();
     if (this.sent >= this.sockets.length) this.server.close();
   }
 }
