@@ -6,7 +6,7 @@ import { ProcExit, buildWasiImports, WASI_MODULE_NAMES } from '../wasm/wasi';
 import { WATCHDOG_CHECK, WATCHDOG_MODULE } from '../wasm/instrument';
 import { createLimitedMemory, DEFAULT_MEMORY_LIMIT_BYTES, memoryLimitPages } from '../wasm/memory-limit';
 import { moduleInstrumentation } from '../wasm/module-cache';
-import { DEFAULT_CALL_DEADLINE_MS, DEFAULT_START_DEADLINE_MS, GuestWatchdog } from '../wasm/watchdog';
+import { DEFAULT_CALL_DEADLINE_MS, DEFAULT_START_DEADLINE_MS, GuestWatchdog, START_FUNCTION } from '../wasm/watchdog';
 import { CalloutKind, LOG_LEVEL_NAMES } from './enums';
 import { readGuestExports, type GuestExportName, type GuestExports } from './guest-exports';
 import { buildHostImports, missingImports } from './host-functions';
@@ -113,10 +113,16 @@ export class PluginVm {
     if (missing.length > 0) {
       throw new PluginStartError(`${this.label}: module imports functions this host does not provide for ABI ${this.abi}: ${missing.join(', ')}`);
     }
+    // Instantiation runs the module's start function (AssemblyScript's top-level statements): under the watchdog too.
+    this.watchdog.arm(START_FUNCTION);
     try {
       this.instance = new WebAssembly.Instance(module, imports);
     } catch (err) {
+      const deadline = this.watchdog.deadlineError();
+      if (deadline) throw new PluginStartError(`${this.label}: instantiation failed: ${describeError(deadline)}`, { cause: deadline });
       throw new PluginStartError(`${this.label}: instantiation failed: ${(err as Error).message}`, { cause: err });
+    } finally {
+      this.watchdog.disarm();
     }
     const memory = this.instance.exports['memory'];
     if (!(memory instanceof WebAssembly.Memory)) throw new PluginStartError(`${this.label}: module exports no memory`);

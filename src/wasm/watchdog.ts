@@ -21,8 +21,10 @@ export const DEFAULT_START_DEADLINE_MS = 10_000;
  */
 export const CHECK_BUDGET = 10_000;
 
+/** How the module's start function (run by instantiation) is named in errors. */
+export const START_FUNCTION = '(start function)';
 /** The callbacks that run the deadline of start-up rather than the per-call one. */
-const START_CALLBACKS: ReadonlySet<string> = new Set(['_initialize', 'main', '_start', 'proxy_on_vm_start', 'proxy_on_configure']);
+const START_CALLBACKS: ReadonlySet<string> = new Set([START_FUNCTION, '_initialize', 'main', '_start', 'proxy_on_vm_start', 'proxy_on_configure']);
 
 export class PluginDeadlineError extends SidecarError {
   override name = 'PluginDeadlineError';

@@ -94,6 +94,27 @@ test('endless recursion with no loop at all (tail calls) is stopped by the funct
   vm.close();
 });
 
+test("a module whose start function (run by instantiation) never returns fails VM creation", async () => {
+  const wabt = await (require('wabt') as () => Promise<WabtModule>)();
+  const mod = wabt.parseWat('start.wat', `(module
+    (memory (export "memory") 1)
+    (func $init (loop $forever (br $forever)))
+    (start $init)
+    (func (export "proxy_abi_version_0_2_1"))
+    (func (export "malloc") (param i32) (result i32) (i32.const 1024)))`, {});
+  const bytes = mod.toBinary({}).buffer;
+  mod.destroy();
+  const compiled = await new ModuleCache({ cacheDir: null }).compile(bytes);
+  assert.throws(() => PluginVm.create({
+    module: compiled.module, abi: compiled.abi, vmId: '', vmConfiguration: Buffer.alloc(0), environment: {}, services: services(),
+    logger: silentLogger(), label: 'start-loop', startDeadlineMs: 100,
+  }), (err: unknown) => {
+    assert.ok(err instanceof PluginStartError);
+    assert.match(err.message, /instantiation failed: PluginDeadlineError: \(start function\) ran past its deadline of 100 ms/);
+    return true;
+  });
+});
+
 test('a plugin whose proxy_on_configure never returns fails sidecar start with the deadline in the error', async () => {
   const file = tmp.write('configure-loop.json', bootstrapJson({
     filters: [{ plugin: 'hostile-loop-configure', name: 'stuck-configure', rootId: '' }],
