@@ -51,9 +51,14 @@ async function requestBench(options: GoBenchOptions): Promise<RowResult[]> {
   const env = await RowEnvironment.start();
   const sidecars: SidecarProcess[] = [];
   try {
-    const table = selectRows(pluginRows(env.redis.port));
+    // PWS_BENCH_COMPARE_TREE=<another checkout, built>: each row also runs on that build's sidecar, interleaved
+    // with this one's (a before/after comparison under the same machine conditions).
+    const compare = process.env['PWS_BENCH_COMPARE_TREE'];
+    const rows = selectRows(pluginRows(env.redis.port));
+    const table: Row[] = compare ? rows.flatMap((r) => [{ ...r, name: `${r.name}${COMPARE_SUFFIX}` }, r]) : rows;
     for (const [i, row] of table.entries()) {
-      const sidecar = await SidecarProcess.start(env.bootstrap(row, i));
+      const cli = compare && isCompare(row) ? join(compare, 'dist', 'src', 'cli.js') : undefined;
+      const sidecar = await SidecarProcess.start(env.bootstrap(row, i), cli ? { cli } : {});
       sidecars.push(sidecar);
       await checkRow(row, sidecar);
     }
@@ -73,16 +78,24 @@ async function requestBench(options: GoBenchOptions): Promise<RowResult[]> {
   }
 }
 
+const COMPARE_SUFFIX = ' [compare]';
+const isCompare = (row: Row): boolean => row.name.endsWith(COMPARE_SUFFIX);
+
+/** The no-plugin row of the same build as `row` (the first row of each build). */
+function baseOf(results: readonly RowResult[], row: Row): readonly Sample[] {
+  return results.find((r) => isCompare(r.row) === isCompare(row))!.samples;
+}
+
 function printRequestTable(results: readonly RowResult[], run: { rounds: number; seconds: number }): void {
   console.log(
     `Plugins per request, ${run.rounds} rounds interleaved, ${run.seconds} s per row and round, wrk -t1 -c${CONNECTIONS}; ` +
     `CPU = utime+stime of the sidecar process (its own child, --concurrency 1) / requests; node ${process.version}`,
   );
-  const base = results[0]!.samples;
-  const baseCpu = median(base.map((s) => s.cpuUsPerRequest));
-  const baseQps = median(base.map((s) => s.qps));
-  const baseP99 = median(base.map((s) => s.p99Us));
   const body = results.map(({ row, samples }) => {
+    const base = baseOf(results, row);
+    const baseCpu = median(base.map((s) => s.cpuUsPerRequest));
+    const baseQps = median(base.map((s) => s.qps));
+    const baseP99 = median(base.map((s) => s.p99Us));
     const cpu = samples.map((s) => s.cpuUsPerRequest);
     const qps = samples.map((s) => s.qps);
     const p99 = samples.map((s) => s.p99Us / 1000);
@@ -103,17 +116,19 @@ function printRequestTable(results: readonly RowResult[], run: { rounds: number;
     body,
   );
   console.log('(sidecar CPU: its CPU time over wall time, median; below ~90% the machine, not the sidecar, set the pace)');
+  if (results.some(({ row }) => isCompare(row))) console.log(`(rows${COMPARE_SUFFIX}: the sidecar of PWS_BENCH_COMPARE_TREE, each against its own build's no-plugin row)`);
   const failedRows = results.filter(({ samples }) => samples.some((s) => s.failed > 0)).map(({ row }) => row.name);
   if (failedRows.length > 0) console.log(`WARNING: failed requests (errors or non-2xx) in: ${failedRows.join(', ')}; those rows are not valid figures`);
 }
 
 /** The goal lines of the request table: CPU over no plugin for the held rows, p99 within 1.5x for every plugin row. */
 function requestGoals(results: readonly RowResult[]): string[] {
-  const base = results[0]!.samples;
-  const baseCpu = median(base.map((s) => s.cpuUsPerRequest));
-  const baseP99 = median(base.map((s) => s.p99Us));
   const lines: string[] = [];
-  for (const { row, samples } of results.slice(1)) {
+  for (const { row, samples } of results) {
+    const base = baseOf(results, row);
+    if (base === samples) continue; // a no-plugin row
+    const baseCpu = median(base.map((s) => s.cpuUsPerRequest));
+    const baseP99 = median(base.map((s) => s.p99Us));
     const extra = median(samples.map((s) => s.cpuUsPerRequest)) - baseCpu;
     if (row.goal === 'wat-noop') {
       lines.push(`  ${row.name}: CPU per request over no plugin ${extra.toFixed(1)} µs (goal <= ${GOAL_WAT_NOOP_CPU_US} µs): ${verdict(extra <= GOAL_WAT_NOOP_CPU_US)}`);

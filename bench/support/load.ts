@@ -61,6 +61,8 @@ export interface SidecarProcessOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** `run` flags after the config (default `--log-level error --concurrency 1`). */
   readonly runArgs?: readonly string[];
+  /** Another build's cli.js (a before/after comparison); default this repository's dist/src/cli.js. */
+  readonly cli?: string;
 }
 
 /** A `proxy-wasm-sidecar run` child process; start() resolves once it prints its listener. */
@@ -71,7 +73,7 @@ export class SidecarProcess {
   ) {}
 
   static start(configFile: string, options: SidecarProcessOptions = {}): Promise<SidecarProcess> {
-    const cli = join(REPO_ROOT, 'dist', 'src', 'cli.js');
+    const cli = options.cli ?? join(REPO_ROOT, 'dist', 'src', 'cli.js');
     const runArgs = options.runArgs ?? ['--log-level', 'error', '--concurrency', '1'];
     const child = spawn(process.execPath, [...(options.nodeArgs ?? []), cli, 'run', '-c', configFile, ...runArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
