@@ -8,7 +8,7 @@ import { RedisServer } from '../support/redis-server';
 import { until } from '../support/until';
 
 // --concurrency 2 through the Sidecar API with real plugins, real HTTP clients and a real redis-server.
-// Every request uses a new connection (agent: false) so the main thread's forwarding spreads them over workers.
+// Every request uses a new connection (agent: false) so the kernel spreads them over the workers' accepts.
 
 interface Reply {
   readonly status: number;
