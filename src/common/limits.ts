@@ -16,3 +16,10 @@ export const ioCycleLimit = {
     this.maxRequestsPerIoCycle = this.maxRequestsPerIoCycle === 0 ? max : Math.min(this.maxRequestsPerIoCycle, max);
   },
 };
+
+/** Node's timers take at most 2^31-1 ms; a larger delay (a guest may pass any u32) fires after 1 ms instead. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+export function timerMs(ms: number): number {
+  return Math.min(ms, MAX_TIMER_MS);
+}

@@ -62,7 +62,13 @@ function stringList(v: Json | undefined, path: string): string[] {
 }
 
 function resolveUrl(url: string, baseDir: string, path: string): string {
-  if (url.startsWith('file://')) return fileURLToPath(url);
+  if (url.startsWith('file://')) {
+    try {
+      return fileURLToPath(url);
+    } catch (err) {
+      throw new ConfigError(`not a usable file:// URL: ${(err as Error).message}`, path, { cause: err });
+    }
+  }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) {
     throw new ConfigError(`fetching plugin code from '${url.split('://')[0]}://' is not supported; download the .wasm and use a file:// URL or a path`, path);
   }
@@ -216,9 +222,21 @@ export function readWasmPlugins(files: readonly string[], options: WasmPluginOpt
     } catch (err) {
       throw new ConfigError(`cannot read ${file}: ${(err as Error).message}`, '--wasm-plugin', { cause: err });
     }
-    parseAllDocuments(text).forEach((d, di) => {
+    let documents: ReturnType<typeof parseAllDocuments>;
+    try {
+      documents = parseAllDocuments(text);
+    } catch (err) {
+      throw new ConfigError(`not YAML: ${(err as Error).message}`, file, { cause: err });
+    }
+    const list = Array.isArray(documents) ? documents : [];
+    list.forEach((d, di) => {
       if (d.errors.length > 0) throw new ConfigError(`not YAML: ${d.errors[0]!.message}`, `${file} (document ${di + 1})`);
-      const doc = d.toJS() as Json;
+      let doc: Json;
+      try {
+        doc = d.toJS() as Json;
+      } catch (err) {
+        throw new ConfigError(`not YAML: ${(err as Error).message}`, `${file} (document ${di + 1})`, { cause: err });
+      }
       if (doc === null || doc === undefined) return;
       const docs = isObject(doc) && doc['kind'] === 'List' && Array.isArray(doc['items']) ? doc['items'] : [doc];
       docs.forEach((item, ii) => {

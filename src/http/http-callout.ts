@@ -1,3 +1,4 @@
+import { timerMs } from '../common/limits';
 import type { Dispatcher } from 'undici';
 import type { HeaderPairs } from '../common/headers';
 import type { Logger } from '../common/logger';
@@ -137,7 +138,7 @@ export class UndiciHttpCalloutService implements HttpCalloutService {
         const c = controller;
         deliver(status !== 0 ? RESET : localReply(504, UPSTREAM_TIMEOUT_BODY));
         c?.abort(new Error('callout timeout'));
-      }, request.timeoutMs);
+      }, timerMs(request.timeoutMs));
     }
     this.pools.pool(cluster, host).dispatch({
       path, method: method as Dispatcher.HttpMethod, headers, body: request.body.length > 0 ? request.body : null, headersTimeout: 0, bodyTimeout: 0,

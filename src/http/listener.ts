@@ -202,7 +202,14 @@ class NodeDownstream implements DownstreamSink {
     // A response that goes out before the request body was read ends the connection (Envoy's HTTP/1 codec).
     // A draining chain closes the connection after the response (Envoy's drain: `connection: close` on HTTP/1).
     if (!this.requestComplete() || this.drain.draining) flat.push('connection', 'close');
-    this.res.writeHead(status, flat);
+    try {
+      this.res.writeHead(status, flat);
+    } catch {
+      // A status or header node:http cannot write (a plugin's local reply with status 8, say): reset the stream,
+      // as a codec error would, instead of letting the exception end the process.
+      this.res.destroy();
+      return;
+    }
     if (endOfStream) {
       this.res.end();
       return;

@@ -15,6 +15,7 @@
  * (AsyncClientImpl::ThreadLocalActiveClient::onEvent), so a call made once Redis is back succeeds however many
  * calls failed while it was down. Requests issued while a connect is in progress share it.
  */
+import { timerMs } from '../common/limits';
 import { connect, type Socket } from 'node:net';
 import { ClientClosedError, RedisConnectionError, RedisProtocolError, RedisTimeoutError } from '../common/errors';
 import type { Logger } from '../common/logger';
@@ -423,7 +424,7 @@ export class RedisConnection {
 
   private armOpTimer(): void {
     if (this.opts.opTimeoutMs <= 0 || this.opTimer || this.stateValue !== 'ready') return;
-    this.opTimer = setTimeout(this.onOpTimeout, this.opts.opTimeoutMs);
+    this.opTimer = setTimeout(this.onOpTimeout, timerMs(this.opts.opTimeoutMs));
     this.opTimer.unref();
   }
 

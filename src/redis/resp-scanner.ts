@@ -14,6 +14,8 @@ export const NEED_MORE = -1;
 
 /** Redis's own proto-max-bulk-len default (512 MB). Larger lengths are treated as garbage. */
 export const MAX_BULK_LENGTH = 512 * 1024 * 1024;
+/** The most one incomplete reply may hold in the framer: one maximal bulk plus its framing. */
+const MAX_BUFFERED_REPLY = MAX_BULK_LENGTH + 64 * 1024;
 /** Longest decimal length/count line we accept (sign + 19 digits is already beyond any sane value). */
 const MAX_NUMBER_LINE = 20;
 
@@ -232,6 +234,8 @@ export class RespFramer {
   private append(chunk: Buffer, from: number): void {
     const n = chunk.length - from;
     if (n === 0) return;
+    // One bulk is capped by its length line, but an array's total is not: bound what one reply may buffer.
+    if (this.end - this.start + n > MAX_BUFFERED_REPLY) throw new RedisProtocolError(`reply larger than ${MAX_BUFFERED_REPLY} bytes`);
     if (this.end + n > this.acc.length) {
       const live = this.end - this.start;
       if (live + n <= this.acc.length && this.start > 0) {

@@ -254,19 +254,24 @@ function parseWellKnown(protos: EnvoyProtos, wkt: string, type: protobuf.Type, j
 }
 
 // protobufjs's bundled struct.proto uses camelCase field names (nullValue, structValue, ...).
-function parseStruct(json: Record<string, unknown>, path: string): ProtoObject {
+/** protobuf's JSON parser refuses values nested deeper than this (and so does Envoy's config loading). */
+const MAX_JSON_DEPTH = 100;
+
+function parseStruct(json: Record<string, unknown>, path: string, depth = 0): ProtoObject {
+  if (depth > MAX_JSON_DEPTH) throw new ConfigError(`nested deeper than ${MAX_JSON_DEPTH} levels`, path);
   const fields: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(json)) fields[k] = parseValue(v, `${path}[${JSON.stringify(k)}]`);
+  for (const [k, v] of Object.entries(json)) fields[k] = parseValue(v, `${path}[${JSON.stringify(k)}]`, depth + 1);
   return { fields };
 }
 
-function parseValue(json: unknown, path: string): ProtoObject {
+function parseValue(json: unknown, path: string, depth = 0): ProtoObject {
+  if (depth > MAX_JSON_DEPTH) throw new ConfigError(`nested deeper than ${MAX_JSON_DEPTH} levels`, path);
   if (json === null) return { nullValue: 0 };
   if (typeof json === 'number') return { numberValue: json };
   if (typeof json === 'string') return { stringValue: json };
   if (typeof json === 'boolean') return { boolValue: json };
-  if (Array.isArray(json)) return { listValue: { values: json.map((v, i) => parseValue(v, `${path}[${i}]`)) } };
-  if (typeof json === 'object') return { structValue: parseStruct(json as Record<string, unknown>, path) };
+  if (Array.isArray(json)) return { listValue: { values: json.map((v, i) => parseValue(v, `${path}[${i}]`, depth + 1)) } };
+  if (typeof json === 'object') return { structValue: parseStruct(json as Record<string, unknown>, path, depth + 1) };
   throw new ConfigError(`unsupported JSON value ${describe(json)}`, path);
 }
 
@@ -327,7 +332,8 @@ export function toProtoJson(protos: EnvoyProtos, type: protobuf.Type, msg: Proto
   return v;
 }
 
-function writeMessage(protos: EnvoyProtos, type: protobuf.Type, msg: ProtoObject, options: ToJsonOptions, path: string): JsonValue {
+function writeMessage(protos: EnvoyProtos, type: protobuf.Type, msg: ProtoObject | null, options: ToJsonOptions, path: string): JsonValue {
+  msg ??= {}; // a message-valued map entry or repeated item without a value (protobufjs gives null)
   if (type.fullName.startsWith(WKT)) {
     const special = writeWellKnown(protos, type.fullName.slice(WKT.length), msg, options, path);
     if (special !== undefined) return special;
@@ -434,7 +440,7 @@ function writeWellKnown(protos: EnvoyProtos, wkt: string, msg: ProtoObject, opti
     case 'Value':
       return writeValue(msg);
     case 'ListValue':
-      return ((msg['values'] as ProtoObject[] | undefined) ?? []).map(writeValue);
+      return ((msg['values'] as ProtoObject[] | undefined) ?? []).map((v) => writeValue(v));
     case 'Empty':
       return {};
     default:
@@ -456,16 +462,20 @@ export function formatDuration(seconds: number, nanos: number): string {
   return `${negative ? '-' : ''}${Math.abs(seconds)}${fraction(nanos)}s`;
 }
 
-function writeStruct(msg: ProtoObject): JsonObject {
+// A map entry without a value decodes as null in protobufjs: it is the empty message.
+function writeStruct(msg: ProtoObject | null, depth = 0): JsonObject {
+  if (depth > MAX_JSON_DEPTH) throw new ConfigError(`nested deeper than ${MAX_JSON_DEPTH} levels`, '');
   const out: JsonObject = {};
-  for (const [k, v] of Object.entries((msg['fields'] as Record<string, ProtoObject> | undefined) ?? {})) out[k] = writeValue(v);
+  for (const [k, v] of Object.entries((msg?.['fields'] as Record<string, ProtoObject | null> | undefined) ?? {})) out[k] = writeValue(v, depth + 1);
   return out;
 }
 
-function writeValue(msg: ProtoObject): JsonValue {
+function writeValue(msg: ProtoObject | null, depth = 0): JsonValue {
+  if (!msg) return null;
+  if (depth > MAX_JSON_DEPTH) throw new ConfigError(`nested deeper than ${MAX_JSON_DEPTH} levels`, '');
   const has = (k: string): boolean => Object.prototype.hasOwnProperty.call(msg, k) && msg[k] !== null && msg[k] !== undefined;
-  if (has('structValue')) return writeStruct(msg['structValue'] as ProtoObject);
-  if (has('listValue')) return (((msg['listValue'] as ProtoObject)['values'] as ProtoObject[] | undefined) ?? []).map(writeValue);
+  if (has('structValue')) return writeStruct(msg['structValue'] as ProtoObject, depth + 1);
+  if (has('listValue')) return (((msg['listValue'] as ProtoObject)['values'] as ProtoObject[] | undefined) ?? []).map((v) => writeValue(v, depth + 1));
   if (has('stringValue')) return msg['stringValue'] as string;
   if (has('numberValue')) return msg['numberValue'] as number;
   if (has('boolValue')) return msg['boolValue'] as boolean;
@@ -480,7 +490,12 @@ function writeAny(protos: EnvoyProtos, msg: ProtoObject, options: ToJsonOptions,
     if (options.unknownAny === 'opaque') return { '@type': url, value: Buffer.from(value).toString('base64') };
     throw new ConfigError(`unknown Any type '${url}'`, child(path, '@type'));
   }
-  const decoded = inner.decode(value) as unknown as ProtoObject;
+  let decoded: ProtoObject;
+  try {
+    decoded = inner.decode(value) as unknown as ProtoObject;
+  } catch (err) {
+    throw new ConfigError(`cannot decode ${url}: ${(err as Error).message}`, path);
+  }
   const body = writeMessage(protos, inner, decoded, options, path);
   if (parseWellKnownProbe(inner)) return { '@type': url, value: body };
   return { '@type': url, ...(body as JsonObject) };

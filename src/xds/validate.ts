@@ -102,6 +102,7 @@ export class ProtoValidator {
 
   /** Recurse into a set message value; Any fields of known types are decoded and validated too. */
   private walkValue(field: protobuf.Field, value: unknown, path: string, out: Violation[], depth: number): void {
+    value ??= {}; // a map entry or repeated item without a value decodes as null: the empty message
     const t = field.resolvedType as protobuf.Type;
     if (t.fullName === '.google.protobuf.Any') {
       const any = value as { type_url?: string; value?: Uint8Array };

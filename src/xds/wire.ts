@@ -47,6 +47,13 @@ class Cursor {
     }
   }
 
+  /** Reads a field tag; field number 0 and tags beyond 32 bits are malformed (protobuf C++ refuses them). */
+  tag(): number {
+    const tag = this.varint();
+    if (tag < 8 || tag > 0xffffffff) throw new RangeError(`invalid tag ${tag}`);
+    return tag;
+  }
+
   /** Skips the value of a field with wire type `wire`. */
   skip(wire: number): void {
     switch (wire) {
@@ -56,9 +63,12 @@ class Cursor {
       case WIRE_I64:
         this.pos += 8;
         break;
-      case WIRE_LEN:
-        this.pos += this.varint();
+      case WIRE_LEN: {
+        // Not `this.pos += this.varint()`: that reads pos before the varint advances it.
+        const len = this.varint();
+        this.pos += len;
         break;
+      }
       case WIRE_I32:
         this.pos += 4;
         break;
@@ -93,7 +103,7 @@ export function decodeDiscoveryResponse(buf: Buffer): RawDiscoveryResponse {
   const anyStart: number[] = [];
   const anyEnd: number[] = [];
   while (c.pos < c.end) {
-    const tag = c.varint();
+    const tag = c.tag();
     const field = tag >>> 3;
     const wire = tag & 7;
     if (wire !== WIRE_LEN || (field !== 1 && field !== 2 && field !== 4 && field !== 5)) {
@@ -121,7 +131,7 @@ export function locateAny(buf: Uint8Array, start: number, end: number, out: numb
   out[0] = out[1] = out[2] = out[3] = start;
   const c = new Cursor(buf, start, end);
   while (c.pos < c.end) {
-    const tag = c.varint();
+    const tag = c.tag();
     const field = tag >>> 3;
     const wire = tag & 7;
     if (wire !== WIRE_LEN || (field !== 1 && field !== 2)) {
@@ -147,7 +157,7 @@ export function peekStringField(bytes: Uint8Array, fieldNumber: number, start = 
   try {
     const c = new Cursor(bytes, start, end);
     while (c.pos < c.end) {
-      const tag = c.varint();
+      const tag = c.tag();
       if ((tag & 7) === WIRE_LEN && tag >>> 3 === fieldNumber) {
         const e = c.lengthDelimited();
         return utf8(bytes, c.pos, e);

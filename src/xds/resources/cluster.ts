@@ -71,8 +71,8 @@ function protocolConfig(protos: EnvoyProtos, msg: ProtoObject): { ok: true; valu
   if (!PROTOCOL_FIELDS.some((f) => has(msg, f) && !(Array.isArray(msg[f]) && (msg[f] as unknown[]).length === 0) && !(f === 'typed_extension_protocol_options' && Object.keys(msg[f] as object).length === 0))) {
     return { ok: true, value: { upstreamProtocol: DEFAULT_UPSTREAM_PROTOCOL, tls: undefined } };
   }
-  const json = toProtoJson(protos, protos.Cluster, msg, { unknownAny: 'opaque' });
   try {
+    const json = toProtoJson(protos, protos.Cluster, msg, { unknownAny: 'opaque' });
     ((json['transport_socket_matches'] as JsonObject[] | undefined) ?? []).forEach((m, i) => {
       if (transportSocket(m['transport_socket'], `transport_socket_matches[${i}].transport_socket`, UPSTREAM_TLS_TYPE) !== undefined) {
         throw new ConfigError('transport_socket_matches are not supported (only raw_buffer sockets there)', `transport_socket_matches[${i}]`);

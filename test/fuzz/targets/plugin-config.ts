@@ -39,7 +39,13 @@ function isObject(v: unknown): boolean {
 
 function check(input: PluginConfigInput): void {
   if (input.kind === 'filter') {
-    const file = tempFile('.json', JSON.stringify(input.bootstrap));
+    let text: string;
+    try {
+      text = JSON.stringify(input.bootstrap);
+    } catch {
+      return; // nested past what JSON.stringify can write: no file a user could hand the sidecar
+    }
+    const file = tempFile('.json', text);
     const err = onlyTyped(() => void loadSidecarConfig(file), [ConfigError], 'loadSidecarConfig');
     if (err && err.path === '' && isObject(input.bootstrap)) throw new OracleFailure(`ConfigError without a path: ${err.message}`);
     return;
