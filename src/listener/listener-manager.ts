@@ -371,8 +371,11 @@ export class ListenerManager implements ResourceSink {
     this.closing ??= (async () => {
       const all: Array<[Entry, Version]> = [];
       for (const e of this.entries.values()) for (const v of [e.active, e.warming, ...e.draining]) if (v) all.push([e, v]);
-      await Promise.all(all.map(([, v]) => v.socket.close()));
+      // Stop accepting first, but wait on the drains, not on the sockets: net.Server.close's callback waits for
+      // every accepted connection, so a stuck one would hold shutdown past the drain time.
+      const socketsClosed = Promise.all(all.map(([, v]) => v.socket.close()));
       await Promise.all(all.map(([, v]) => v.listener.close(this.options.drainTimeoutMs)));
+      await socketsClosed;
       for (const [e, v] of all) {
         if (e.draining.has(v) || e.active === v || e.warming === v) {
           e.draining.delete(v);

@@ -15,13 +15,8 @@ let fixture: ShutdownFixture;
 before(async () => { fixture = await ShutdownFixture.start(); });
 after(async () => { await fixture?.close(); });
 
-// Known bug outside the CLI: ListenerManager.close() awaits ListenerSocket.close(), whose net.Server close
-// callback waits for every accepted connection to end, before the listeners drain; so a request stuck upstream
-// holds Sidecar.stop() past the drain time and the CLI's deadline ends the process with 1 instead of 0.
-const STOP_WAITS_ON_CONNECTIONS = 'Sidecar.stop() waits for a stuck connection (ListenerManager.close awaits ListenerSocket.close first): change request in the workers report';
-
 describe('--concurrency 1', () => {
-  for (const [name, fn] of drainCases(() => fixture, 1)) it(name, name.includes('request stuck upstream in flight:') ? { todo: STOP_WAITS_ON_CONNECTIONS } : {}, fn);
+  for (const [name, fn] of drainCases(() => fixture, 1)) it(name, fn);
 });
 
 it('SIGTERM while the sidecar starts exits at once with 143', async () => {
