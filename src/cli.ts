@@ -240,7 +240,9 @@ export function buildCli(): Command {
       const unique = [...new Set(all)];
       if (config && unique.length === 0) {
         const filters = config.listeners.reduce((n, l) => n + l.wasmFilters.length, 0);
-        process.stdout.write(`configuration '${opts.config}' OK: ${config.listeners.length} listener(s), ${filters} wasm filter(s), ${config.bootstrap.staticClusters.length} static cluster(s)\n`);
+        const remote = config.listeners.reduce((n, l) => n + l.remoteWasmFilters.length, 0);
+        const remoteNote = remote > 0 ? ` (+${remote} with code.remote, fetched at run time, not compiled offline)` : '';
+        process.stdout.write(`configuration '${opts.config}' OK: ${config.listeners.length} listener(s), ${filters} wasm filter(s)${remoteNote}, ${config.bootstrap.staticClusters.length} static cluster(s)\n`);
       } else if (unique.length === 1) {
         process.stderr.write(`configuration '${opts.config}' is invalid: ${unique[0]}\n`);
         process.exitCode = 1;

@@ -45,7 +45,8 @@ export function parseWasmServices(services: readonly WasmServiceConfig[]): WasmS
     };
     let plugin: WasmFilterConfig | undefined;
     try {
-      plugin = parseListeners([listener], { path: ADAPTER_BASE })[0]?.wasmFilters[0];
+      const parsed = parseListeners([listener], { path: ADAPTER_BASE })[0];
+      plugin = parsed?.wasmFilters[0] ?? parsed?.remoteWasmFilters[0]; // code.remote is fetched when the service loads
     } catch (err) {
       if (err instanceof ConfigError && err.path.startsWith(ADAPTER_CONFIG_PATH)) {
         const rest = err.path.slice(ADAPTER_CONFIG_PATH.length);
