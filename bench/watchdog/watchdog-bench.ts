@@ -9,7 +9,9 @@
  * row alike; process CPU µs per stream, min/median/max. This isolates the guest-side cost of the hooks (no
  * HTTP around it, which would add the same absolute figure to both variants). Never pass/fail.
  *
- * `node dist/bench/watchdog/watchdog-bench.js [--quick]`; PWS_BENCH_ROWS=<substring,...> selects rows.
+ * `node dist/bench/watchdog/watchdog-bench.js [--quick]`; PWS_BENCH_ROWS=<substring,...> selects rows. With
+ * `--processes` each (row, variant) runs in a process of its own instead (the in-process table mixes in the GC
+ * and compile threads of every other VM loaded beside it).
  */
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -131,7 +133,60 @@ async function loadBench(): Promise<void> {
   }
 }
 
+/**
+ * `--alone <plugin> <plain|instrumented>`: one VM in this process (a child of `--processes`), nothing else loaded,
+ * so the process CPU is that VM's streams plus V8's own threads for this module only; prints the minimum and the
+ * median of its samples as JSON.
+ */
+async function alone(pluginName: string, variant: 'plain' | 'instrumented', count: number, samples: number): Promise<void> {
+  const row = ROWS.find((r) => r.plugin === pluginName);
+  if (!row) throw new Error(`no row for ${pluginName}`);
+  const compiled = await new ModuleCache({ instrument: variant === 'instrumented' }).compile(readFileSync(pluginPath(row.plugin)));
+  const plugin = await Plugin.load(compiled, { name: row.plugin, rootId: row.rootId, configuration: row.configuration ?? '' }, { services: probeServices() });
+  runStreams(plugin, count * 2); // tier-up
+  const xs: number[] = [];
+  for (let i = 0; i < samples; i++) xs.push(runStreams(plugin, count));
+  plugin.close();
+  process.stdout.write(`${JSON.stringify({ min: Math.min(...xs), median: median(xs) })}\n`);
+}
+
+/** Each (row, variant) in a process of its own, the processes interleaved over rounds; min and median of the medians. */
+async function processes(rounds: number, count: number): Promise<void> {
+  const { execFileSync } = await import('node:child_process');
+  const wanted = process.env['PWS_BENCH_ROWS']?.split(',');
+  const rows = ROWS.filter((r) => !wanted || wanted.some((w) => r.name.includes(w) || r.plugin.includes(w)));
+  const results = new Map<string, number[]>();
+  for (let r = 0; r < rounds; r++) {
+    for (const row of rows) {
+      const variants = r % 2 === 0 ? (['plain', 'instrumented'] as const) : (['instrumented', 'plain'] as const);
+      for (const v of variants) {
+        const out = execFileSync(process.execPath, [__filename, '--alone', row.plugin, v, String(count)], { encoding: 'utf8' });
+        const { median: m } = JSON.parse(out.trim().split('\n').at(-1)!) as { median: number };
+        const key = `${row.plugin}|${v}`;
+        results.set(key, [...(results.get(key) ?? []), m]);
+      }
+    }
+  }
+  console.log(`\nCPU µs per stream, one process per (row, variant) x ${rounds} rounds interleaved, ${count} streams per sample (min / median of the per-process medians)`);
+  console.log('row'.padEnd(38), 'plain'.padEnd(18), 'instrumented'.padEnd(18), 'overhead (medians)');
+  for (const row of rows) {
+    const p = results.get(`${row.plugin}|plain`)!;
+    const i = results.get(`${row.plugin}|instrumented`)!;
+    const d = median(i) - median(p);
+    console.log(row.name.padEnd(38), `${fmt(Math.min(...p))} / ${fmt(median(p))}`.padEnd(18), `${fmt(Math.min(...i))} / ${fmt(median(i))}`.padEnd(18), `${d >= 0 ? '+' : ''}${fmt(d)} µs (${fmt((d / median(p)) * 100)}%)`);
+  }
+}
+
 async function main(): Promise<void> {
+  const at = process.argv.indexOf('--alone');
+  if (at >= 0) {
+    await alone(process.argv[at + 1]!, process.argv[at + 2] as 'plain' | 'instrumented', Number(process.argv[at + 3] ?? 2000), 5);
+    return;
+  }
+  if (process.argv.includes('--processes')) {
+    await processes(Number(process.env['PWS_BENCH_ROUNDS'] ?? 5), Number(process.env['PWS_BENCH_STREAMS'] ?? 2000));
+    return;
+  }
   const quick = process.argv.includes('--quick');
   if (!process.argv.includes('--no-load')) await loadBench();
   if (!process.argv.includes('--no-streams')) await streamBench(quick);

@@ -15,9 +15,10 @@ export const DEFAULT_CALL_DEADLINE_MS = 1000;
  */
 export const DEFAULT_START_DEADLINE_MS = 10_000;
 /**
- * Hooks (function entries, loop headers, returns) between two clock reads. A hook costs a few instructions and
- * a clock read ~50 ns, so checking every 10 000 hooks costs well under 1% while the time between checks stays
- * in the tens of microseconds for guest code (longer only when each iteration is a costly host call).
+ * Hooks (function entries, loop headers, returns) between two clock reads. A hook costs a few instructions (a
+ * fraction of a ns, bench/watchdog/hook-cost.ts) and a clock read ~0.1 µs, so checking every 10 000 hooks costs
+ * well under 1% while the time between checks stays in the tens of microseconds for guest code (longer only
+ * when each iteration is a slow host call; large guest-memory accesses poll the clock themselves).
  */
 export const CHECK_BUDGET = 10_000;
 
@@ -34,6 +35,8 @@ export class PluginDeadlineError extends SidecarError {
   }
 }
 
+const NOT_STARTED = -1;
+
 export interface Deadlines {
   /** Per outermost guest call, in ms. */
   readonly callMs: number;
@@ -48,11 +51,14 @@ export interface Deadlines {
  * function) traps again at its next hook.
  */
 export class GuestWatchdog {
+  /** Infinity: no guest call; NOT_STARTED: armed, clock not read yet; else the deadline on performance.now(). */
   private deadline = Number.POSITIVE_INFINITY;
   private armedFor = 0;
   private armedCallback = '';
   /** Set when a check found the deadline passed; cleared by arm(). */
   expired = false;
+  /** A WebAssembly.Global (Node's typings have no such type). */
+  private budget: { value: number } | undefined;
 
   constructor(readonly deadlines: Deadlines) {
     for (const [name, ms] of Object.entries(deadlines)) {
@@ -60,15 +66,24 @@ export class GuestWatchdog {
     }
   }
 
-  /** The imported function; an arrow so it can be handed to the import object as it is. */
+  /**
+   * The imported function; an arrow so it can be handed to the import object as it is. The clock is first read
+   * here, not when the call starts: a clock read costs ~0.1 µs, more than most callbacks' whole guest time,
+   * and a call that never spends its budget cannot be a runaway. The deadline so starts at most one budget of
+   * hooks (microseconds of guest code) after the call did.
+   */
   readonly check = (): number => {
-    if (!this.expired && performance.now() < this.deadline) return CHECK_BUDGET;
-    this.expired = true;
-    return 0;
+    if (this.expired) return 0;
+    const deadline = this.deadline;
+    if (deadline === Number.POSITIVE_INFINITY) return CHECK_BUDGET;
+    const now = performance.now();
+    if (deadline === NOT_STARTED) this.deadline = now + this.armedFor;
+    else if (now >= deadline) {
+      this.expired = true;
+      return 0;
+    }
+    return CHECK_BUDGET;
   };
-
-  /** A WebAssembly.Global (Node's typings have no such type). */
-  private budget: { value: number } | undefined;
 
   /** The instance's counter global, so poll() can make the guest check at its next hook. */
   attach(instance: WebAssembly.Instance): void {
@@ -82,16 +97,15 @@ export class GuestWatchdog {
    * call then stops near the deadline instead of after CHECK_BUDGET such calls.
    */
   poll(): void {
-    if (this.expired || performance.now() < this.deadline) return;
-    this.expired = true;
+    if (this.expired || this.check() !== 0) return;
     if (this.budget) this.budget.value = 0;
   }
 
-  /** Starts the deadline of an outermost call to `callback`. */
+  /** Starts the deadline of an outermost call to `callback` (lazily: see check). */
   arm(callback: string): void {
     this.armedFor = START_CALLBACKS.has(callback) ? this.deadlines.startMs : this.deadlines.callMs;
     this.armedCallback = callback;
-    this.deadline = performance.now() + this.armedFor;
+    this.deadline = NOT_STARTED;
     this.expired = false;
   }
 
