@@ -295,6 +295,7 @@ export class Sidecar {
       histogramBuckets: self.config.bootstrap.histogramBuckets,
       // With workers, their listeners' counters arrive with the plugin metrics (the view above).
       counters: () => self.metricsView?.counters() ?? self.plane?.counters() ?? {},
+      ...(self.pool ? { workers: () => self.pool!.status() } : {}),
       plugins: () => [...self.plugins, ...self.wasmServices].map((p) => ({ name: p.config.name, rootId: p.config.rootId, vmId: p.config.vmId, abi: p.abi, failed: p.failed !== undefined, vm: p.vm })),
       commandLineOptions,
       startTime: new Date(),

@@ -176,6 +176,7 @@ export class AdminServer {
         counters: s.counters?.(),
         traffic: s.traffic?.(),
         // Envoy's gauge counts live VMs; plugins sharing one count once.
+        ...(s.workers ? { workers: s.workers() } : {}),
         pluginsActive: new Set(s.plugins().filter((p) => !p.failed).map((p) => p.vm ?? p)).size,
       },
       this.events,
@@ -240,7 +241,11 @@ export class AdminServer {
       route('/help', 'print out list of admin commands', () => text(this.helpText())),
       route('/ready', 'print server state, return 200 if LIVE, otherwise return 503', () => {
         const state = this.sources.state();
-        return text(`${state}\n`, state === 'LIVE' ? 200 : 503);
+        const workers = this.sources.workers?.();
+        // A worker being restarted is said; the sidecar stays ready while another worker serves.
+        const restarting = workers && workers.restarting > 0 ? `workers restarting: ${workers.restarting} of ${workers.concurrency}\n` : '';
+        const ready = state === 'LIVE' && (!workers || workers.live > 0);
+        return text(`${state}\n${restarting}`, ready ? 200 : 503);
       }),
       route('/server_info', 'print server version/status information', () => json(this.serverInfo())),
       route('/clusters', 'upstream cluster status', (req) => this.clusters(req), { params: [formatParam('text, json')] }),

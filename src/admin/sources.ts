@@ -1,3 +1,4 @@
+import type { WorkerPoolStatus } from '../workers/worker-pool';
 /**
  * What the admin endpoint reads. The composition root (main.ts) builds one AdminSources from the objects it owns
  * and passes it to AdminServer; the admin only reads snapshots through these views (STYLE.md §2: admin/ is a
@@ -111,6 +112,8 @@ export interface AdminSources {
   /** Prometheus histogram buckets (stats_config.histogram_bucket_settings); absent: Envoy's defaults. */
   readonly histogramBuckets?: HistogramBuckets | undefined;
   plugins(): readonly PluginInfo[];
+  /** Worker threads (--concurrency > 1): how many serve and how many are being restarted; absent: no workers. */
+  workers?(): WorkerPoolStatus;
   /** The data plane's own counters by full Envoy name (listener protocol stats); absent: none. */
   counters?(): Readonly<Record<string, number>>;
   /** Routed HTTP requests per cluster and host (every worker's, summed); absent: none. */

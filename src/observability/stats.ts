@@ -25,6 +25,7 @@
  * custom namespace: Prometheus output strips it and adds no `envoy_` prefix (Envoy's behaviour for Wasm custom
  * metrics).
  */
+import type { WorkerPoolStatus } from '../workers/worker-pool';
 import type { Disposable } from '../common/disposable';
 import type { ClusterEvent, LiveCluster } from '../upstream/cluster-manager';
 import type { TrafficSnapshot } from '../upstream/traffic-stats';
@@ -88,6 +89,8 @@ export interface StatsInputs {
   /** Routed HTTP requests per cluster (cluster.<name>.upstream_rq_*). */
   readonly traffic?: TrafficSnapshot | undefined;
   readonly pluginsActive: number;
+  /** Worker threads, when there are any (server.concurrency / workers_live / workers_restarting / worker_restarts). */
+  readonly workers?: WorkerPoolStatus | undefined;
 }
 
 /** The stat-name form of a cluster name: `alt_stat_name` if set, `:` → `_` (Envoy). */
@@ -246,6 +249,13 @@ export function collectStats(inputs: StatsInputs, events: ClusterEventCounters, 
   }
 
   out.push(scalar('gauge', 'wasm.envoy.wasm.runtime.v8.active', inputs.pluginsActive));
+
+  if (inputs.workers) {
+    out.push(scalar('gauge', 'server.concurrency', inputs.workers.concurrency));
+    out.push(scalar('gauge', 'server.workers_live', inputs.workers.live));
+    out.push(scalar('gauge', 'server.workers_restarting', inputs.workers.restarting));
+    out.push(scalar('counter', 'server.worker_restarts', inputs.workers.restarts));
+  }
 
   for (const [name, value] of Object.entries(inputs.counters ?? {})) out.push(scalar('counter', name, value));
 

@@ -9,6 +9,9 @@ import { ClusterManager } from '../../src/upstream/cluster-manager';
 import { restartDelayMs, WorkerPool } from '../../src/workers/worker-pool';
 import { bootstrapJson, TempDir, Upstream } from '../http/helpers';
 import { until } from '../support/until';
+import { AdminServer } from '../../src/admin/admin-server';
+import { MetricsRegistry } from '../../src/services/metrics';
+import { http, statLines } from '../admin/helpers';
 
 // Workers restart (issue 14 item 4): a WorkerPool of 2 real worker threads with a real plugin (worker-probe
 // numbers each VM it starts from shared data, so a restarted worker's plugin shows a new number), real HTTP
@@ -88,6 +91,31 @@ describe('a WorkerPool whose workers die', () => {
       await until(async () => (await get(url)).vm === fresh, 10_000, 'the restarted worker serving');
     });
   }
+
+  it('the admin says so: /ready names the restarting worker (still 200 while one serves), the server.* stats count it', async () => {
+    const admin = new AdminServer({ port: 0 }, {
+      state: () => 'LIVE', bootstrap: {}, clusterManager: cm, metrics: new MetricsRegistry(), plugins: () => [],
+      workers: () => pool.status(), commandLineOptions: {}, startTime: new Date(), getLogLevel: () => 'info', setLogLevel: () => {},
+    });
+    const { port } = await admin.start();
+    try {
+      const restartsBefore = pool.status().restarts;
+      assert.deepEqual(await http(port, '/ready').then((r) => [r.status, r.body]), [200, 'LIVE\n']);
+      await pool.crashWorker(1, 'terminate');
+      assert.deepEqual(await http(port, '/ready').then((r) => [r.status, r.body]), [200, 'LIVE\nworkers restarting: 1 of 2\n']);
+      const during = statLines((await http(port, '/stats')).body);
+      assert.equal(during.get('server.workers_restarting'), '1');
+      assert.equal(during.get('server.workers_live'), '1');
+      assert.equal(during.get('server.concurrency'), '2');
+      await until(() => pool.status().live === 2, 30_000, 'worker 1 back');
+      const afterwards = statLines((await http(port, '/stats')).body);
+      assert.equal(afterwards.get('server.workers_restarting'), '0');
+      assert.equal(afterwards.get('server.worker_restarts'), String(restartsBefore + 1));
+      assert.deepEqual(await http(port, '/ready').then((r) => [r.status, r.body]), [200, 'LIVE\n']);
+    } finally {
+      await admin.close();
+    }
+  });
 
   it('metrics are collected from the workers that live', async () => {
     const all = await pool.collectMetrics();
