@@ -3,7 +3,7 @@ NODE ?= node
 TSC := node_modules/.bin/tsc
 TEST_CONCURRENCY ?= 2
 
-.PHONY: all install build plugins test bench conformance run example run-xds check clean
+.PHONY: all install build plugins test fuzz soak bench conformance run example run-xds check clean
 
 all: build plugins
 
@@ -24,6 +24,15 @@ plugins: install
 test: build plugins
 	$(NODE) -e "require('./dist/test/gocp/go-control-plane.js').buildGoControlPlane().then((p) => console.log('go-control-plane test server: ' + p))"
 	$(NODE) --test --test-concurrency=$(TEST_CONCURRENCY) --test-timeout=120000 dist/test/
+
+# The fuzz targets alone (they also run in `make test`, bounded); `node scripts/fuzz.mjs --target <t> --time 600` runs one longer.
+fuzz: build plugins
+	$(NODE) --test --test-concurrency=1 --test-timeout=300000 dist/test/fuzz/
+
+# 10 minutes of plugin Redis traffic with endpoint flips, control-plane restarts and Redis kills (MINUTES=3 for less).
+MINUTES ?= 10
+soak: build plugins
+	$(NODE) dist/bench/soak/run.js --minutes $(MINUTES)
 
 bench: build plugins
 	$(NODE) dist/bench/run.js
