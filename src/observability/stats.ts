@@ -257,7 +257,15 @@ export function collectStats(inputs: StatsInputs, events: ClusterEventCounters, 
     out.push(scalar('counter', 'server.worker_restarts', inputs.workers.restarts));
   }
 
-  for (const [name, value] of Object.entries(inputs.counters ?? {})) out.push(scalar('counter', name, value));
+  // A name may already be out (cluster.<c>.upstream_cx_connect_fail from routed HTTP and from tcp_proxy): one sum.
+  const counterAt = new Map<string, number>();
+  out.forEach((stat, i) => { if (stat.kind === 'counter') counterAt.set(stat.name, i); });
+  for (const [name, value] of Object.entries(inputs.counters ?? {})) {
+    const i = counterAt.get(name);
+    const existing = i === undefined ? undefined : out[i];
+    if (i !== undefined && existing && existing.kind === 'counter') out[i] = scalar('counter', name, Number(existing.value) + value);
+    else out.push(scalar('counter', name, value));
+  }
 
   for (const m of inputs.pluginMetrics) {
     const name = `${CUSTOM_PREFIX}${m.name}`;
