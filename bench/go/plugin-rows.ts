@@ -23,8 +23,8 @@ export interface Row {
   readonly wrkEnv?: Readonly<Record<string, string>>;
   /** What a response must show for the row to be measuring what it claims (checked once before measuring). */
   readonly check: (status: number, headers: Record<string, string | string[] | undefined>) => string | undefined;
-  /** Request headers of that check request. */
-  readonly checkHeaders?: Readonly<Record<string, string>>;
+  /** Request headers of that check request (made per check: a nonce must not repeat). */
+  readonly checkHeaders?: () => Readonly<Record<string, string>>;
 }
 
 export const NO_PLUGIN_ROW = 'no plugin';
@@ -77,7 +77,7 @@ export function pluginRows(redisPort: number): Row[] {
       redis: true,
       wrkEnv: { PWS_WRK_NONCE_HEADER: 'x-nonce' },
       check: withHeader('x-replay-check', 'passed'),
-      checkHeaders: { 'x-nonce': `check-${process.pid}-${Date.now()}` },
+      checkHeaders: () => ({ 'x-nonce': `check-${process.pid}-${process.hrtime.bigint()}` }),
     },
   ];
 }
@@ -124,7 +124,7 @@ export class RowEnvironment {
 
 /** One request through the row's sidecar: throws unless the response shows what the row measures. */
 export async function checkRow(row: Row, sidecar: SidecarProcess): Promise<void> {
-  const res = await request(`http://127.0.0.1:${sidecar.port}/bench`, { headers: { ...row.checkHeaders } });
+  const res = await request(`http://127.0.0.1:${sidecar.port}/bench`, { headers: { ...row.checkHeaders?.() } });
   await res.body.dump();
   const problem = row.check(res.statusCode, res.headers);
   if (problem) throw new Error(`row '${row.name}' does not do what it measures: ${problem}`);
