@@ -11,7 +11,7 @@ import { TempDir, Upstream } from '../http/helpers';
 import { REPO_ROOT } from '../support/plugins';
 import { RedisServer } from '../support/redis-server';
 import { GoControlPlane, type Json, type Snapshot } from './go-control-plane';
-import { adsBootstrap, CDS, ECDS, higressListener, higressRoutes, higressWasmConfig, istioCla, istioEdsCluster, LDS, RDS } from './mesh';
+import { adsBootstrap, CDS, ECDS, EDS, higressListener, higressRoutes, higressWasmConfig, istioCla, istioEdsCluster, LDS, RDS } from './mesh';
 
 // A sidecar whose bootstrap has nothing but ADS, as an Istio sidecar's: its listener, routes and Wasm plugin all
 // come from go-control-plane in Higress's layout (LDS listener with RDS and an ECDS Wasm filter), its clusters
@@ -154,6 +154,11 @@ for (const mode of ['SotW', 'Delta'] as const) {
           };
           return c;
         };
+        // The cluster first: go-control-plane orders nothing across types over Delta, and with num_retries 0 an
+        // ECDS config arriving before its code's cluster would fail its only fetch (in Envoy too).
+        const withCluster = await push({}, cluster);
+        await cp.ack(CDS, withCluster);
+        await cp.ack(EDS, withCluster);
         const good = await push({ plugin: remote(createHash('sha256').update(code).digest('hex'), '/add-header.wasm') }, cluster);
         await cp.ack(ECDS, good);
         assert.equal(files.requests.length, 1, 'fetched once, through the discovered cluster');
