@@ -212,6 +212,8 @@ export function collectStats(inputs: StatsInputs, events: ClusterEventCounters, 
   const xds = inputs.xds;
   if (xds) {
     for (const [k, v] of Object.entries(xds.counters.cds)) out.push(scalar('counter', `cluster_manager.cds.${k}`, v));
+    // LDS counts under Envoy's listener_manager.lds.* (RDS and ECDS are per HCM / per filter in Envoy: not emitted).
+    for (const [k, v] of Object.entries(xds.counters.dynamic?.['lds'] ?? {})) out.push(scalar('counter', `listener_manager.lds.${k}`, v));
     out.push(scalar('gauge', 'control_plane.connected_state', xds.counters.control_plane.connected_state));
   }
 
