@@ -127,6 +127,6 @@ describe('Wasm services (bootstrap_extensions envoy.bootstrap.wasm)', () => {
         },
       }],
     });
-    await assert.rejects(Sidecar.start({ configFile: badCode, logger: silentLogger() }), (e: unknown) => e instanceof ConfigError && e.path === 'bootstrap_extensions[0].typed_config.config.vm_config.code.remote');
+    await assert.rejects(Sidecar.start({ configFile: badCode, logger: silentLogger() }), (e: unknown) => e instanceof ConfigError && e.path === 'bootstrap_extensions[0].typed_config.config.vm_config.code.remote.sha256');
   });
 });
