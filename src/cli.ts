@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { WASM_LIMIT_ENV, wasmLimitDefaults } from './wasm/limits-config';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { extname, join, resolve } from 'node:path';
@@ -127,6 +128,9 @@ interface RunOptions {
   concurrency: number;
   drainTimeoutMs: number;
   shutdownGraceMs: number;
+  wasmMemoryLimit?: number;
+  wasmCallDeadline?: number;
+  wasmStartDeadline?: number;
 }
 
 function parseLabels(text: string | undefined): Record<string, string> | undefined {
@@ -305,6 +309,9 @@ export function buildCli(): Command {
     .addOption(new Option('--concurrency <n>', 'worker threads (Envoy --concurrency); 1 serves from the main thread').argParser(positiveInt).default(1))
     .option('--drain-timeout-ms <ms>', 'how long to wait for in-flight streams on shutdown', positiveInt, 10_000)
     .option('--shutdown-grace-ms <ms>', 'how long shutdown may take after the drain time before the process exits anyway (exit code 1)', nonNegativeInt, SHUTDOWN_GRACE_MS)
+    .option('--wasm-memory-limit <bytes>', "each plugin VM's linear memory cap (memory.grow past it returns -1 in the guest)", positiveInt)
+    .option('--wasm-call-deadline <ms>', 'how long one plugin callback may run before it is stopped and treated as a trap', positiveInt)
+    .option('--wasm-start-deadline <ms>', 'the same for start-up, proxy_on_vm_start and proxy_on_configure', positiveInt)
     .action(async (opts: RunOptions) => {
       let configFile: string;
       let cleanup = (): void => undefined;
@@ -328,6 +335,18 @@ export function buildCli(): Command {
         }
       } catch (err) {
         process.stderr.write(`cannot start: ${describe(err)}\n`);
+        process.exitCode = 1;
+        return;
+      }
+      // Through the environment, so worker threads (which start with a copy of it) apply the same limits.
+      for (const [key, value] of [['memoryLimitBytes', opts.wasmMemoryLimit], ['callDeadlineMs', opts.wasmCallDeadline], ['startDeadlineMs', opts.wasmStartDeadline]] as const) {
+        if (value !== undefined) process.env[WASM_LIMIT_ENV[key]] = String(value);
+      }
+      try {
+        wasmLimitDefaults();
+      } catch (err) {
+        process.stderr.write(`cannot start: ${describe(err)}\n`);
+        cleanup();
         process.exitCode = 1;
         return;
       }

@@ -4,9 +4,10 @@ import type { AbiVersion } from '../wasm/abi-version';
 import { GuestMemory } from '../wasm/guest-memory';
 import { ProcExit, buildWasiImports, WASI_MODULE_NAMES } from '../wasm/wasi';
 import { WATCHDOG_CHECK, WATCHDOG_MODULE } from '../wasm/instrument';
-import { createLimitedMemory, DEFAULT_MEMORY_LIMIT_BYTES, memoryLimitPages } from '../wasm/memory-limit';
+import { createLimitedMemory, memoryLimitPages } from '../wasm/memory-limit';
+import { currentWasmLimitDefaults } from '../wasm/limits-config';
 import { moduleInstrumentation } from '../wasm/module-cache';
-import { DEFAULT_CALL_DEADLINE_MS, DEFAULT_START_DEADLINE_MS, GuestWatchdog, START_FUNCTION } from '../wasm/watchdog';
+import { GuestWatchdog, START_FUNCTION } from '../wasm/watchdog';
 import { CalloutKind, LOG_LEVEL_NAMES } from './enums';
 import { readGuestExports, type GuestExportName, type GuestExports } from './guest-exports';
 import { buildHostImports, missingImports } from './host-functions';
@@ -78,11 +79,12 @@ export class PluginVm {
     this.logger = options.logger;
     this.label = options.label;
     this.environment = Object.entries(options.environment).map(([k, v]) => `${k}=${v}`);
-    this.memoryLimitBytes = options.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT_BYTES;
+    const defaults = currentWasmLimitDefaults(); // the CLI's --wasm-* flags, else the built-in ones
+    this.memoryLimitBytes = options.memoryLimitBytes ?? defaults.memoryLimitBytes;
     memoryLimitPages(this.memoryLimitBytes); // a bad limit is refused before anything runs
     this.watchdog = new GuestWatchdog({
-      callMs: options.callDeadlineMs ?? DEFAULT_CALL_DEADLINE_MS,
-      startMs: options.startDeadlineMs ?? DEFAULT_START_DEADLINE_MS,
+      callMs: options.callDeadlineMs ?? defaults.callDeadlineMs,
+      startMs: options.startDeadlineMs ?? defaults.startDeadlineMs,
     });
   }
 

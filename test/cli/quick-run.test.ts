@@ -214,3 +214,25 @@ it('runs an Istio WasmPlugin with pluginConfig and refuses fields it cannot hono
   assert.equal(r.code, 1);
   assert.match(r.stderr, /spec\.sha256: .* has sha256 [0-9a-f]{64}, not 0{64}/);
 });
+
+it('--wasm-call-deadline sets how long a plugin callback may run: a looping one is stopped at it and its stream failed closed', async () => {
+  const { run, url } = await serving([
+    '--plugin', pluginPath('hostile-loop'), '--upstream', `http://127.0.0.1:${up.port}`, '--wasm-call-deadline', '250',
+  ]);
+  try {
+    assert.equal((await request(`${url}/before`)).statusCode, 200, 'a request without x-loop passes');
+    const looped = await request(`${url}/loop`, { headers: { 'x-loop': '1' } });
+    assert.equal(looped.statusCode, 503, 'FAIL_CLOSED: the stream of the stopped callback');
+    await looped.body.dump();
+  } finally {
+    await run.stop();
+  }
+  const { stderr } = await run.done;
+  assert.match(stderr, /proxy_on_request_headers ran past its deadline of 250 ms/);
+});
+
+it('refuses a --wasm-memory-limit below one Wasm page, naming it', async () => {
+  const r = await cli(['run', '--plugin', pluginPath('noop-min'), '--upstream', `http://127.0.0.1:${up.port}`, '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--wasm-memory-limit', '100']).done;
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /cannot start: .*PWS_WASM_MEMORY_LIMIT_BYTES.*at least 65536 bytes/);
+});
