@@ -1,7 +1,8 @@
 /**
  * `make bench`: every benchmark, each printing its figures beside a baseline measured in the same run.
  * Benchmarks are never pass/fail; run one alone with `node dist/bench/<area>/<name>.js`, or name areas:
- * `node dist/bench/run.js redis xds`. `--quick` gives the benches that have one a short development run.
+ * `node dist/bench/run.js redis xds`. `--quick` gives the benches that have one a short development run. Not in the
+ * list (run alone): `dist/bench/watchdog/watchdog-bench.js` (instrumentation cost) and `dist/bench/soak/run.js`.
  */
 import { runStreamBench } from './abi/stream-bench';
 import { runRedisBench } from './redis/redis-bench';
@@ -9,6 +10,8 @@ import { runXdsBench } from './xds/xds-bench';
 import { runHttpBench } from './http/http-bench';
 import { runGoBench } from './go/go-bench';
 import { runMemoryBench } from './memory/memory-bench';
+import { runTcpBench } from './tcp/tcp-bench';
+import { runWorkersBench } from './workers/workers-bench';
 
 interface BenchFlags {
   readonly quick: boolean;
@@ -21,6 +24,8 @@ const BENCHES: Readonly<Record<string, (flags: BenchFlags) => Promise<void>>> = 
   http: (flags) => runHttpBench({ quick: flags.quick }),
   go: (flags) => runGoBench({ quick: flags.quick }),
   memory: (flags) => runMemoryBench({ quick: flags.quick }),
+  tcp: (flags) => runTcpBench({ quick: flags.quick }),
+  workers: () => runWorkersBench(),
 };
 const FLAGS = ['--quick'];
 

@@ -24,6 +24,8 @@ export class GuestMemory {
   }
 
   private refresh(): void {
+    // memory.grow detaches the old buffer (its length becomes 0): until then the native getter need not be read.
+    if (this.buffer.byteLength !== 0) return;
     const current = this.memory.buffer;
     if (current !== this.buffer) {
       this.buffer = current;
