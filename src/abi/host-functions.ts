@@ -1,7 +1,7 @@
 import { deflateSync, inflateSync } from 'node:zlib';
 import * as protobuf from 'protobufjs';
 import { ALL_ABIS, type AbiVersion } from '../wasm/abi-version';
-import { ioCycleLimit } from '../common/limits';
+import { ioCycleLimit, timerMs } from '../common/limits';
 import {
   BufferType, CalloutKind, MapType, MetricType, RedisStatus, StreamType, WasmResult, MAX_BUFFER_TYPE, MAX_MAP_TYPE,
 } from './enums';
@@ -300,7 +300,7 @@ function setTickPeriod(vm: PluginVm, periodMs: number): WasmResult {
   if (root.tickPeriodMs > 0) {
     root.tickTimer = setInterval(() => {
       if (vm.contexts.get(root.id) === root) vm.callGuest(root, 'proxy_on_tick', root.id);
-    }, root.tickPeriodMs);
+    }, timerMs(root.tickPeriodMs)); // a u32 period past Node's timer range would otherwise tick every 1 ms
     root.tickTimer.unref();
   }
   return WasmResult.Ok;
