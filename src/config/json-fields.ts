@@ -21,3 +21,13 @@ export function only(o: JsonFields, fields: readonly string[], path: string): vo
     throw new ConfigError('is not supported by this data plane', `${path}.${k}`);
   }
 }
+
+/** A string field; absent: `fallback`, or "is required" without one. */
+export function str(v: unknown, path: string, fallback?: string): string {
+  if (v === undefined || v === null) {
+    if (fallback !== undefined) return fallback;
+    throw new ConfigError('is required', path);
+  }
+  if (typeof v !== 'string') throw new ConfigError('must be a string', path);
+  return v;
+}

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve as resolvePath } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { mapRecording } from '../config/error-collector';
+import { str } from '../config/json-fields';
 import { ConfigError } from '../common/errors';
 import type { FailurePolicy } from '../abi/enums';
 import { bootstrapFromJson, type Bootstrap } from '../config/bootstrap';
@@ -245,15 +246,6 @@ function obj(v: unknown, path: string, required = false): Json | undefined {
 function arr(v: unknown, path: string): unknown[] {
   if (v === undefined || v === null) return [];
   if (!Array.isArray(v)) throw new ConfigError('must be a list', path);
-  return v;
-}
-
-function str(v: unknown, path: string, fallback?: string): string {
-  if (v === undefined || v === null) {
-    if (fallback !== undefined) return fallback;
-    throw new ConfigError('is required', path);
-  }
-  if (typeof v !== 'string') throw new ConfigError('must be a string', path);
   return v;
 }
 

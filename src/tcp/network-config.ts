@@ -1,5 +1,5 @@
 import { ConfigError } from '../common/errors';
-import { isObject, object, only, type JsonFields } from '../config/json-fields';
+import { isObject, object, only, str, type JsonFields } from '../config/json-fields';
 import { WASM_FILTER_TYPE, durationMs, parseWasmFilterAny, type WasmFilterConfig } from '../http/listener-config';
 
 /**
@@ -68,15 +68,6 @@ function typeOf(filter: unknown): string | undefined {
  */
 export function isNetworkFilterChain(filters: readonly unknown[]): boolean {
   return filters.length > 0 && typeOf(filters[filters.length - 1]) === TCP_PROXY_TYPE;
-}
-
-function str(v: unknown, path: string, fallback?: string): string {
-  if (v === undefined || v === null) {
-    if (fallback !== undefined) return fallback;
-    throw new ConfigError('is required', path);
-  }
-  if (typeof v !== 'string') throw new ConfigError('must be a string', path);
-  return v;
 }
 
 function tcpProxy(name: string, tc: JsonFields, path: string): TcpProxyConfig {
