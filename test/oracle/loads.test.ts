@@ -18,6 +18,15 @@ interface PluginCase {
 }
 
 /** What a known plugin needs; anything else gets an empty root id and configuration and one GET. */
+/**
+ * Plugins that hang real Envoy by design: they loop for ever where Envoy has no deadline (the sidecar stops them,
+ * test/watchdog shows it), so Envoy never starts and there is nothing to compare.
+ */
+const HANGS_ENVOY: Readonly<Record<string, string>> = {
+  'hostile-loop-configure': 'loops for ever in proxy_on_configure: Envoy has no deadline and never starts (test/watchdog covers the sidecar)',
+  'hostile-loop-start': 'loops for ever in _start: Envoy has no deadline and never starts (test/watchdog covers the sidecar)',
+};
+
 const KNOWN: Readonly<Record<string, PluginCase>> = {
   'add-header': { rootId: 'add_header', configuration: 'loads' },
   noop: { rootId: 'noop' },
@@ -82,11 +91,11 @@ function plugins(): string[] {
     const higress = higressOnly(file);
     // The Higress ABI marker alone (a wasm-go plugin without Redis & co.): both sides run a copy marked 0.2.1.
     const as021 = higress.marker && higress.imports.length === 0;
-    const skip = higress.imports.length > 0
+    const skip = HANGS_ENVOY[plugin] ?? (higress.imports.length > 0
       ? `sidecar-only: imports Higress-only ${higress.imports.join(', ')}`
       : as021 && !HIGRESS_GO_ALL && !HIGRESS_GO_SAMPLE.includes(plugin)
         ? 'a Higress wasm-go plugin costs Envoy ~20 s to start on 2 cores: run with ORACLE_HIGRESS_GO=all to compare it too'
-        : false;
+        : false);
     const label = `oracle loads: ${plugin}${as021 ? ' (re-marked 0.2.1)' : ''}`;
     test(label, { skip }, async (t) => {
       const c = KNOWN[plugin] ?? {};
