@@ -25,9 +25,6 @@ const PLUGIN = 'ns.redis-echo';
 const tmp = new TempDir();
 after(() => tmp.cleanup());
 
-// Remote plugin code (vm_config.code.remote) is wired into plugin loading by the listener work of issue 11;
-// until then the sidecar refuses it at this exact message, and the remote-code case below is a todo.
-const remoteSupported = !readFileSync(join(REPO_ROOT, 'src', 'http', 'listener-config.ts'), 'utf8').includes('remote code is not supported');
 
 /** `module` with a custom section (id 0) that makes its bytes, and so its sha256, unique. */
 function withNonce(module: Buffer): Buffer {
@@ -136,7 +133,7 @@ for (const mode of ['SotW', 'Delta'] as const) {
       await accept({}, ECDS);
     });
 
-    test('plugin code by URL: fetched through a discovered cluster and swapped in; a wrong sha256 is refused and the old one keeps serving', { todo: remoteSupported ? false : 'vm_config.code.remote lands with issue 11 (src/http/listener-config.ts still refuses it)' }, async () => {
+    test('plugin code by URL: fetched through a discovered cluster and swapped in; a wrong sha256 is refused and the old one keeps serving', async () => {
       // A module no earlier run can have cached on disk: the plugin plus a custom section holding a nonce.
       const code = withNonce(readFileSync(join(REPO_ROOT, 'build', 'plugins', 'add-header.wasm')));
       const files = await Upstream.start((_req, res) => res.end(code));

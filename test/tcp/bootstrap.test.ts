@@ -46,7 +46,7 @@ test('a bootstrap listener with envoy.filters.network.wasm + tcp_proxy serves TC
   }
 });
 
-test('failure_policy on a network Wasm filter in a bootstrap is read as on the HTTP one', { todo: 'takePluginConfigExtras (src/http/listener-config.ts) does not take it from network Wasm filters yet: the proto decode refuses it' }, async () => {
+test('failure_policy on a network Wasm filter in a bootstrap is read as on the HTTP one', async () => {
   const tmp = new TempDir();
   const file = tmp.write('bootstrap.json', {
     static_resources: {
