@@ -1,7 +1,7 @@
 import { deflateSync, inflateSync } from 'node:zlib';
 import * as protobuf from 'protobufjs';
 import { ALL_ABIS, type AbiVersion } from '../wasm/abi-version';
-import { ioCycleLimit, timerMs } from '../common/limits';
+import { ioCycleLimit, MAX_LOG_MESSAGE_BYTES, timerMs } from '../common/limits';
 import {
   BufferType, CalloutKind, MapType, MetricType, RedisStatus, StreamType, WasmResult, MAX_BUFFER_TYPE, MAX_MAP_TYPE,
 } from './enums';
@@ -285,9 +285,12 @@ function log(vm: PluginVm, level: number, ptr: number, len: number): WasmResult 
   if (level < 0 || level > 5) return WasmResult.BadArgument;
   // Below the current level the message is never decoded: only its bounds are checked, as cpp-host reads them.
   if (level < vm.services.logLevel()) return vm.memory.view(ptr, len) === undefined ? WasmResult.InvalidMemoryAccess : WasmResult.Ok;
-  const message = str(vm, ptr, len);
-  if (message === undefined) return WasmResult.InvalidMemoryAccess;
-  vm.pluginLog(level, message);
+  if (vm.memory.view(ptr, len) === undefined) return WasmResult.InvalidMemoryAccess;
+  // Bounded: a 1 GiB message would become a string and a JSON-escaped log line past what the heap holds.
+  const size = len >>> 0;
+  const shown = Math.min(size, MAX_LOG_MESSAGE_BYTES);
+  const message = str(vm, ptr, shown)!;
+  vm.pluginLog(level, shown < size ? `${message}... [truncated: ${size} bytes]` : message);
   return WasmResult.Ok;
 }
 

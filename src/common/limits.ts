@@ -23,3 +23,6 @@ export const MAX_TIMER_MS = 2 ** 31 - 1;
 export function timerMs(ms: number): number {
   return Math.min(ms, MAX_TIMER_MS);
 }
+
+/** The most of one proxy_log message the host copies and logs (Envoy has no cap; a guest could pass 1 GiB). */
+export const MAX_LOG_MESSAGE_BYTES = 1024 * 1024;
