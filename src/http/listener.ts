@@ -16,7 +16,8 @@ import { inspectClientHello } from '../listener/tls-inspector';
 import { RouteTable, stripPort } from './route-table';
 import { RouterFilter } from './router';
 import type { UpstreamPools } from './upstream-pools';
-import { loadEnvoyProtos } from '../xds/protos';
+import { encodeNode } from '../xds/protos';
+import { nextConnectionId } from '../common/connection-id';
 import { ioCycleLimit } from '../common/limits';
 import type { StructObject } from '../runtime/stream-attributes';
 import { tlsConnectionInfo, type TlsConnectionInfo } from '../tls/tls-context';
@@ -122,9 +123,6 @@ export interface HttpListenerOptions {
 
 const EMPTY_ROUTES = new RouteTable({ name: '', virtualHosts: [], ignorePortInHostMatching: false });
 
-/** Envoy numbers downstream connections process-wide (connection.id). */
-let nextConnectionId = 0;
-
 /** What a downstream connection knows about itself, read once when it is accepted (after the TLS handshake). */
 interface ConnectionFacts {
   readonly id: number;
@@ -144,15 +142,14 @@ const kFacts = Symbol('connection facts');
 type WithFacts = { [kFacts]?: ConnectionFacts };
 
 /**
- * The addresses come from the TCP socket: a TLS socket wraps it (`_parent`), and a worker's forwarded socket
- * presents the public connection's addresses on that TCP socket only (src/workers/forwarding.ts).
+ * The addresses come from the TCP socket: a TLS socket wraps it (`_parent`).
  */
 function connectionFacts(socket: Socket, tls?: TlsConnectionInfo): ConnectionFacts {
   const s = socket as Socket & WithFacts;
   if (s[kFacts]) return s[kFacts];
   const tcp = (socket as Socket & { _parent?: Socket | null })._parent ?? socket;
   s[kFacts] = {
-    id: nextConnectionId++,
+    id: nextConnectionId(),
     tls,
     remoteAddress: tcp.remoteAddress ?? '',
     remotePort: tcp.remotePort ?? 0,
@@ -164,12 +161,6 @@ function connectionFacts(socket: Socket, tls?: TlsConnectionInfo): ConnectionFac
 
 /** The HTTP/2 client connection preface (RFC 9113 §3.4), which AUTO detection looks for in cleartext. */
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
-
-function encodeNode(node: HttpListenerOptions['node']): Buffer | undefined {
-  if (!node?.message) return undefined;
-  const type = loadEnvoyProtos().lookup('envoy.config.core.v3.Node');
-  return type ? Buffer.from(type.encode(node.message).finish()) : undefined;
-}
 
 const RESPONSE_SKIP = new Set([...HOP_BY_HOP]);
 
@@ -903,7 +894,7 @@ export class HttpListener {
   constructor(private readonly options: HttpListenerOptions) {
     const cfg = options.config;
     this.logger = options.logger.child({ component: 'http', listener: cfg.name });
-    const message = encodeNode(options.node);
+    const message = encodeNode(options.node?.message);
     const node: StreamNode = {
       id: options.node?.id ?? '',
       cluster: options.node?.cluster ?? '',

@@ -261,11 +261,21 @@ export class Plugin {
    * FAIL_CLOSED). Under FAIL_RELOAD a failed VM is replaced once its backoff has passed.
    */
   createStream(host: StreamHost): HttpStream | undefined {
-    if (this.closed) return undefined;
-    if (this.shared.vm.failed && !this.tryReload()) return undefined;
-    return new HttpStream(this.shared.vm, this.rootContext, host, {
+    const current = this.acquireVm();
+    if (!current) return undefined;
+    return new HttpStream(current.vm, current.root, host, {
       allowOnHeadersStopIteration: this.config.allowOnHeadersStopIteration === true,
     });
+  }
+
+  /**
+   * The VM and root context a new stream or connection runs on, or undefined when the plugin is closed or its VM
+   * has failed (a FAIL_RELOAD plugin first tries a new VM, within its backoff).
+   */
+  acquireVm(): { readonly vm: PluginVm; readonly root: RootContext } | undefined {
+    if (this.closed) return undefined;
+    if (this.shared.vm.failed && !this.tryReload()) return undefined;
+    return { vm: this.shared.vm, root: this.rootContext };
   }
 
   private tryReload(): boolean {

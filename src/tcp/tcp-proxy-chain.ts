@@ -5,7 +5,8 @@ import { ConfigError } from '../common/errors';
 import type { Plugin } from '../runtime/plugin';
 import type { EncodedMetadata, StructObject } from '../runtime/stream-attributes';
 import { tlsConnectionInfo } from '../tls/tls-context';
-import { loadEnvoyProtos } from '../xds/protos';
+import { encodeNode } from '../xds/protos';
+import { nextConnectionId } from '../common/connection-id';
 import { ConnectionAttributes, type ConnectionAttributeConfig } from './connection-attributes';
 import type { NetworkFilterChainConfig } from './network-config';
 import { TcpProxySession, type ClusterLookup } from './tcp-proxy-session';
@@ -44,8 +45,7 @@ export interface TcpProxyChainOptions {
 
 /** The node as plugins read it: `node` is the serialized envoy.config.core.v3.Node (as the HTTP listener serves it). */
 function attributeNode(node: TcpProxyChainOptions['node']): ConnectionAttributeConfig['node'] {
-  const type = node?.message ? loadEnvoyProtos().lookup('envoy.config.core.v3.Node') : undefined;
-  const message = type && node?.message ? Buffer.from(type.encode(node.message).finish()) : undefined;
+  const message = encodeNode(node?.message);
   return {
     id: node?.id ?? '',
     cluster: node?.cluster ?? '',
@@ -53,9 +53,6 @@ function attributeNode(node: TcpProxyChainOptions['node']): ConnectionAttributeC
     ...(node?.metadata ? { metadata: node.metadata } : {}),
   };
 }
-
-/** Envoy's process-wide connection ids (connection.id / connection_id), counted apart from the HTTP listener's. */
-let nextConnectionId = 1_000_000_000;
 
 /**
  * One filter chain of network filters (Wasm network filters, then tcp_proxy) without a socket of its own: a
@@ -108,7 +105,7 @@ export class TcpProxyChain {
     const l = this.options.listener;
     if (this.listenerPrefix) this.stats.add(`${this.listenerPrefix}downstream_cx_total`);
     const attributes = new ConnectionAttributes({
-      connectionId: nextConnectionId++,
+      connectionId: nextConnectionId(),
       sourceAddress: socket.remoteAddress ?? '',
       sourcePort: socket.remotePort ?? 0,
       destinationAddress: socket.localAddress ?? '',

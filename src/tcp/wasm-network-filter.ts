@@ -2,7 +2,7 @@ import { PeerType, StreamType } from '../abi/enums';
 import type { NetworkContext, RootContext } from '../abi/contexts';
 import type { PluginVm } from '../abi/plugin-vm';
 import type { PropertyValue } from '../abi/properties';
-import { NetworkStreamState, type NetworkStreamHost, type StreamHost } from '../abi/stream-state';
+import { NetworkStreamState, type NetworkStreamHost } from '../abi/stream-state';
 import type { Plugin } from '../runtime/plugin';
 
 /** Envoy's Network::FilterStatus as a filter returns it. */
@@ -21,24 +21,6 @@ export interface NetworkFilterCallbacks {
   /** proxy_close_stream, or a failed VM under fail-closed: close the connection (Envoy: FlushWrite). */
   closeConnection(filter: WasmNetworkFilter, reason: string): void;
   property(path: readonly string[]): PropertyValue | undefined;
-}
-
-/** A no-op stream host: only used to let a FAIL_RELOAD plugin reload (see acquire()). */
-const NO_STREAM: StreamHost = {
-  continueStream: () => {},
-  closeStream: () => {},
-  sendLocalResponse: () => {},
-  property: () => undefined,
-};
-
-/**
- * The plugin's VM and root context for a new connection, or undefined when it has failed (after a FAIL_RELOAD
- * reload attempt). The reload lives in Plugin.createStream, whose HttpStream is discarded unused: it makes no
- * guest call until a callback is delivered.
- */
-function acquire(plugin: Plugin): { vm: PluginVm; root: RootContext } | undefined {
-  if (plugin.failed && (plugin.failurePolicy !== 'FAIL_RELOAD' || plugin.createStream(NO_STREAM) === undefined)) return undefined;
-  return { vm: plugin.vm, root: plugin.root };
 }
 
 function status(result: number | undefined): NetworkFilterStatus {
@@ -90,7 +72,7 @@ export class WasmNetworkFilter implements NetworkStreamHost {
    * then). A failed plugin that fails closed gets a filter with no VM, which closes the connection.
    */
   static create(plugin: Plugin, callbacks: NetworkFilterCallbacks): WasmNetworkFilter | undefined {
-    const got = acquire(plugin);
+    const got = plugin.acquireVm();
     const failOpen = plugin.failurePolicy === 'FAIL_OPEN';
     if (!got && failOpen) return undefined;
     return new WasmNetworkFilter(plugin.config.name, got?.vm, got?.root, failOpen, callbacks);

@@ -110,3 +110,10 @@ export interface AnyMessage {
   type_url: string;
   value: Uint8Array;
 }
+
+/** The bootstrap node serialized as envoy.config.core.v3.Node (the `node` attribute plugins read); undefined: none. */
+export function encodeNode(message: Record<string, unknown> | undefined): Buffer | undefined {
+  if (!message) return undefined;
+  const type = loadEnvoyProtos().lookup('envoy.config.core.v3.Node');
+  return type ? Buffer.from(type.encode(message).finish()) : undefined;
+}
