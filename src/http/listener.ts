@@ -162,6 +162,15 @@ function connectionFacts(socket: Socket, tls?: TlsConnectionInfo): ConnectionFac
 /** The HTTP/2 client connection preface (RFC 9113 §3.4), which AUTO detection looks for in cleartext. */
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
+/** Resolves when one of `waiters` (the one pushed here) is called, or after `timeoutMs` (a drain deadline). */
+function untilCalledOr(waiters: Array<() => void>, timeoutMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    new Promise<void>((resolve) => waiters.push(resolve)),
+    new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs); }),
+  ]).finally(() => clearTimeout(timer));
+}
+
 const RESPONSE_SKIP = new Set([...HOP_BY_HOP]);
 
 /** Responses whose headers were written (without end of stream) in the current turn. */
@@ -827,14 +836,7 @@ export class HttpConnectionManager implements ListenerChain {
   drain(drainTimeoutMs: number): Promise<void> {
     this.closing ??= (async () => {
       this.startDrain();
-      if (this.sockets.size > 0) {
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([
-          new Promise<void>((resolve) => this.idleWaiters.push(resolve)),
-          new Promise<void>((resolve) => { timer = setTimeout(resolve, drainTimeoutMs); }),
-        ]);
-        if (timer) clearTimeout(timer);
-      }
+      if (this.sockets.size > 0) await untilCalledOr(this.idleWaiters, drainTimeoutMs);
       this.closeConnections();
     })();
     return this.closing;
@@ -848,14 +850,7 @@ export class HttpConnectionManager implements ListenerChain {
     this.closing ??= (async () => {
       this.startDrain();
       this.server.closeIdleConnections();
-      if (this.inFlight > 0) {
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([
-          new Promise<void>((resolve) => this.drainWaiters.push(resolve)),
-          new Promise<void>((resolve) => { timer = setTimeout(resolve, drainTimeoutMs); }),
-        ]);
-        if (timer) clearTimeout(timer);
-      }
+      if (this.inFlight > 0) await untilCalledOr(this.drainWaiters, drainTimeoutMs);
       this.closeConnections();
     })();
     return this.closing;
