@@ -219,8 +219,13 @@ export class PluginVm {
   /**
    * Calls a guest export with `ctx` as the current context. Returns the guest's result, 0 for a void export,
    * or undefined if the export is missing, the VM has failed, or the call trapped (the VM is then failed).
+   * Up to five i32 arguments, spelled out rather than a rest array and a spread: this runs for every callback of
+   * every stream. Arguments past the export's own parameters are ignored by the guest, missing ones are 0.
    */
-  callGuest(ctx: Context | undefined, name: GuestExportName, ...args: number[]): number | undefined {
+  callGuest(ctx: Context | undefined, name: GuestExportName, a0?: number, a1?: number, a2?: number, a3?: number, a4?: number): number | undefined;
+  /** The spread form, for callers that hold their arguments in an array (at most five are passed). */
+  callGuest(ctx: Context | undefined, name: GuestExportName, ...args: number[]): number | undefined;
+  callGuest(ctx: Context | undefined, name: GuestExportName, a0?: number, a1?: number, a2?: number, a3?: number, a4?: number): number | undefined {
     const fn = this.exports[name];
     if (!fn || this.failure) return undefined;
     const savedCurrent = this.current;
@@ -232,7 +237,7 @@ export class PluginVm {
     if (this.depth++ === 0) this.watchdog.arm(name);
     let result: number | undefined;
     try {
-      const r = fn(...args);
+      const r = fn(a0 ?? 0, a1 ?? 0, a2 ?? 0, a3 ?? 0, a4 ?? 0);
       result = typeof r === 'number' ? r : 0;
     } catch (err) {
       this.fail(name, err);
@@ -326,8 +331,8 @@ export class PluginVm {
     return typeof f === 'function' ? (f as (...args: number[]) => unknown) : undefined;
   }
 
-  /** Runs a table function like an export (same trap handling and after-call queue). */
-  callTable(ctx: Context, index: number, ...args: number[]): boolean {
+  /** Runs a table function like an export (same trap handling and after-call queue); arguments as callGuest's. */
+  callTable(ctx: Context, index: number, a0?: number, a1?: number, a2?: number, a3?: number, a4?: number): boolean {
     const f = this.tableFunction(index);
     if (!f || this.failure) return false;
     const savedCurrent = this.current;
@@ -337,7 +342,7 @@ export class PluginVm {
     if (this.depth++ === 0) this.watchdog.arm(`table[${index}]`);
     let ok = true;
     try {
-      f(...args);
+      f(a0 ?? 0, a1 ?? 0, a2 ?? 0, a3 ?? 0, a4 ?? 0);
     } catch (err) {
       this.fail(`table[${index}]`, err);
       ok = false;
