@@ -33,6 +33,21 @@ export type Direction = 'decode' | 'encode';
 
 const NO_FILTERS: readonly number[] = [];
 
+/**
+ * Filter orders are the same for every stream of a chain: 0..n-1 for decoding, k..0 for encoding a response that
+ * starts at filter k. Made once per length and shared (frozen) instead of two arrays per stream.
+ */
+const ascending: Array<readonly number[]> = [];
+const descending: Array<readonly number[]> = [];
+
+function ascendingOrder(n: number): readonly number[] {
+  return (ascending[n] ??= Object.freeze(Array.from({ length: n }, (_, i) => i)));
+}
+
+function descendingOrder(n: number): readonly number[] {
+  return (descending[n] ??= Object.freeze(Array.from({ length: n }, (_, i) => n - 1 - i)));
+}
+
 /** Where a direction's output goes: the router (decode) or the downstream connection (encode). */
 export interface StreamSink {
   headers(headers: HeaderPairs, endOfStream: boolean): void;
@@ -214,7 +229,7 @@ export class ActiveStream {
   /** Decoding stopped (local reply or reset): downstream request data is dropped. */
   private decodeAborted = false;
   /** Encoder filters (indices in call order) for the response being encoded. */
-  private encodeOrder: number[] | undefined;
+  private encodeOrder: readonly number[] | undefined;
   private encodeAborted = false;
   private localReplySent = false;
   private done = false;
@@ -239,7 +254,7 @@ export class ActiveStream {
       slot.bypass = stream === undefined;
       return slot;
     });
-    this.decodeOrder = this.slots.map((s) => s.index);
+    this.decodeOrder = ascendingOrder(this.slots.length);
     this.bufferLimit = options.bufferLimit ?? 0;
   }
 
@@ -345,8 +360,7 @@ export class ActiveStream {
   /** Response headers from the router (upstream, or the router's own local reply). */
   encodeHeaders(headers: HeaderPairs, endOfStream: boolean, from: number = this.slots.length): void {
     if (this.done || this.encodeAborted) return;
-    this.encodeOrder = [];
-    for (let i = Math.min(from, this.slots.length - 1); i >= 0; i--) this.encodeOrder.push(i);
+    this.encodeOrder = descendingOrder(Math.min(from, this.slots.length - 1) + 1);
     this.responseHeaders = headers;
     this.info.responseCode = Number(getHeader(headers, ':status') ?? 0);
     this.doHeaders('encode', 0, headers, endOfStream);
@@ -640,7 +654,7 @@ export class ActiveStream {
     for (const slot of this.slots) {
       if (!slot.stream) continue;
       try {
-        slot.stream.finish({ requestHeaders: this.requestHeaders, responseHeaders: this.responseHeaders });
+        slot.stream.finishWith(this.requestHeaders, this.responseHeaders);
       } catch (err) {
         this.logger.error({ plugin: slot.plugin.config.name, err: (err as Error).message }, 'wasm stream finish failed');
       }

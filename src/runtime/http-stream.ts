@@ -161,12 +161,17 @@ export class HttpStream {
    * Idempotent; also the path for a client that disconnected.
    */
   finish(access?: { requestHeaders?: HeaderPairs; responseHeaders?: HeaderPairs }): void {
+    this.finishWith(access?.requestHeaders, access?.responseHeaders);
+  }
+
+  /** finish() with the headers as arguments (the data plane's form: no object per stream). */
+  finishWith(requestHeaders: HeaderPairs | undefined, responseHeaders: HeaderPairs | undefined): void {
     if (this.finished) return;
     this.finished = true;
     if (!this.ctx) return; // the plugin never saw this stream
     const ctx = this.ctx;
-    if (access?.requestHeaders) this.state.requestHeaders = access.requestHeaders;
-    if (access?.responseHeaders) this.state.responseHeaders = access.responseHeaders;
+    if (requestHeaders) this.state.requestHeaders = requestHeaders;
+    if (responseHeaders) this.state.responseHeaders = responseHeaders;
     if (!this.logged) {
       this.logged = true;
       this.vm.callGuest(ctx, 'proxy_on_log', ctx.id);
