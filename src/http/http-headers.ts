@@ -14,6 +14,30 @@ export function pairsFromRaw(raw: readonly string[]): HeaderPairs {
   return out;
 }
 
+/** A `te` header value that lists `trailers` (the one TE value Envoy forwards). */
+function listsTrailers(te: string): boolean {
+  return te.split(',').some((v) => v.trim().split(';')[0]!.toLowerCase() === 'trailers');
+}
+
+/**
+ * An HTTP/1 request's rawHeaders appended to `out` (after its pseudo-headers) in one pass: names lower-cased,
+ * hop-by-hop and `host` dropped (it becomes :authority), `te: trailers` kept as keepTeTrailers does. Returns the
+ * first `host` value.
+ */
+export function appendRequestPairs(raw: readonly string[], out: HeaderPairs): string | undefined {
+  let host: string | undefined;
+  let teTrailers = false;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const k = raw[i]!.toLowerCase();
+    const v = raw[i + 1]!;
+    if (k === 'host') host ??= v;
+    else if (!HOP_BY_HOP.has(k)) out.push([k, v]);
+    else if (k === 'te' && !teTrailers) teTrailers = listsTrailers(v);
+  }
+  if (teTrailers) out.push(['te', 'trailers']);
+  return host;
+}
+
 /**
  * Envoy keeps `te: trailers` (and only that TE value) on a request: gRPC needs it end to end. The rest of TE is
  * hop-by-hop. Appends the pair when a `te` header in `raw` (name, value, ...) lists trailers.
@@ -21,7 +45,7 @@ export function pairsFromRaw(raw: readonly string[]): HeaderPairs {
 export function keepTeTrailers(raw: readonly string[], out: HeaderPairs): void {
   for (let i = 0; i + 1 < raw.length; i += 2) {
     if (raw[i]!.toLowerCase() !== 'te') continue;
-    if (raw[i + 1]!.split(',').some((v) => v.trim().split(';')[0]!.toLowerCase() === 'trailers')) {
+    if (listsTrailers(raw[i + 1]!)) {
       out.push(['te', 'trailers']);
       return;
     }

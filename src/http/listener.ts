@@ -6,7 +6,7 @@ import type { HeaderPairs } from '../common/headers';
 import type { Logger } from '../common/logger';
 import type { Plugin } from '../runtime/plugin';
 import { ActiveStream, newRequestId, type DownstreamSink } from './active-stream';
-import { flatten, getHeader, HOP_BY_HOP, keepTeTrailers, pairsFromRaw } from './http-headers';
+import { appendRequestPairs, flatten, getHeader, HOP_BY_HOP, keepTeTrailers, pairsFromRaw } from './http-headers';
 import { chainWasmFilters, type FilterChainConfig, type HcmConfig, type ListenerConfig } from './listener-config';
 import { TcpChain } from '../listener/tcp-chain';
 import { ConfigError } from '../common/errors';
@@ -14,7 +14,7 @@ import { ListenerSocket } from '../listener/listener-socket';
 import { selectFilterChain, type ConnectionMatchFacts } from '../listener/filter-chain-match';
 import { inspectClientHello } from '../listener/tls-inspector';
 import { RouteTable, stripPort } from './route-table';
-import { RouterFilter } from './router';
+import { RouterFilter, type RouterContext } from './router';
 import type { UpstreamPools } from './upstream-pools';
 import { encodeNode } from '../xds/protos';
 import { nextConnectionId } from '../common/connection-id';
@@ -187,7 +187,7 @@ class NodeDownstream implements DownstreamSink {
     private readonly req: IncomingMessage,
     private readonly res: ServerResponse,
     private readonly stream: ActiveStream,
-    private readonly requestComplete: () => boolean,
+    private readonly request: { readonly requestComplete: boolean },
     private readonly drain: { readonly draining: boolean },
   ) {}
 
@@ -201,7 +201,7 @@ class NodeDownstream implements DownstreamSink {
     const flat = flatten(headers, RESPONSE_SKIP);
     // A response that goes out before the request body was read ends the connection (Envoy's HTTP/1 codec).
     // A draining chain closes the connection after the response (Envoy's drain: `connection: close` on HTTP/1).
-    if (!this.requestComplete() || this.drain.draining) flat.push('connection', 'close');
+    if (!this.request.requestComplete || this.drain.draining) flat.push('connection', 'close');
     try {
       this.res.writeHead(status, flat);
     } catch {
@@ -325,8 +325,11 @@ class H2Downstream implements DownstreamSink {
   }
 }
 
-/** One request as the codec (HTTP/1.1 or HTTP/2) delivered it, for startStream. */
-interface DownstreamRequest {
+/**
+ * One request as the codec (HTTP/1.1 or HTTP/2) delivered it, for startStream; also the router's view of the
+ * client (its backpressure), so a stream needs no context object of its own for the router.
+ */
+interface DownstreamRequest extends RouterContext {
   readonly codec: 'http1' | 'http2';
   /** The socket (for HTTP/2 the session's socket Proxy): addresses and connection facts. */
   readonly socket: Socket;
@@ -334,21 +337,103 @@ interface DownstreamRequest {
   readonly connection: object;
   /** Envoy's request.protocol. */
   readonly protocol: string;
-  /** Request headers with the four pseudo-headers first (hop-by-hop dropped). */
+  /**
+   * Request headers with the four pseudo-headers first (hop-by-hop dropped): a map made for this request alone,
+   * adopted by its ActiveStream (the filters mutate it in place).
+   */
   readonly headers: HeaderPairs;
   readonly hasBody: boolean;
   readonly method: string;
   readonly path: string;
-  readonly sink: (stream: ActiveStream) => DownstreamSink;
+  sink(stream: ActiveStream): DownstreamSink;
   /** The response was completely written when the stream closed (else Envoy's DC flag). */
-  readonly responseComplete: () => boolean;
-  readonly onDone: (cb: () => void) => void;
-  readonly onData: (cb: (chunk: Buffer) => void) => void;
+  responseComplete(): boolean;
+  onDone(cb: () => void): void;
+  onData(cb: (chunk: Buffer) => void): void;
   /** The request ended; `trailers` empty when there were none. */
-  readonly onEnd: (cb: (trailers: HeaderPairs) => void) => void;
-  readonly blocked: () => boolean;
-  readonly onDrain: (cb: () => void) => void;
+  onEnd(cb: (trailers: HeaderPairs) => void): void;
 }
+
+/**
+ * One HTTP/1.1 request (node:http): what startStream reads of it and the router's view of its response's
+ * backpressure, as methods of one object per request rather than a closure per callback.
+ */
+class Http1Request implements DownstreamRequest {
+  readonly codec = 'http1';
+  readonly socket: Socket;
+  readonly connection: object;
+  readonly protocol: string;
+  readonly method: string;
+  readonly path: string;
+  /** The request body has been read to its end (none: ended from the start). */
+  requestEnded: boolean;
+  private drainWaiters: Array<() => void> | undefined;
+
+  constructor(
+    private readonly req: IncomingMessage,
+    private readonly res: ServerResponse,
+    readonly headers: HeaderPairs,
+    readonly hasBody: boolean,
+    readonly pools: UpstreamPools,
+    readonly logger: Logger,
+    private readonly drain: { readonly draining: boolean },
+  ) {
+    this.socket = req.socket;
+    this.connection = req.socket;
+    this.protocol = `HTTP/${req.httpVersion}`;
+    this.method = req.method ?? 'GET';
+    this.path = req.url ?? '/';
+    this.requestEnded = !hasBody;
+  }
+
+  /** The body was read to its end, by the stream or by node:http. */
+  get requestComplete(): boolean {
+    return this.requestEnded || this.req.complete;
+  }
+
+  sink(stream: ActiveStream): DownstreamSink {
+    return new NodeDownstream(this.req, this.res, stream, this, this.drain);
+  }
+
+  responseComplete(): boolean {
+    return this.res.writableFinished;
+  }
+
+  onDone(cb: () => void): void {
+    this.res.on('finish', cb);
+    this.res.on('close', cb);
+  }
+
+  onData(cb: (chunk: Buffer) => void): void {
+    this.req.on('error', ignoreError);
+    this.req.on('data', cb);
+  }
+
+  onEnd(cb: (trailers: HeaderPairs) => void): void {
+    this.req.on('end', () => {
+      if (this.requestEnded) return;
+      this.requestEnded = true;
+      cb(pairsFromRaw(this.req.rawTrailers));
+    });
+  }
+
+  downstreamBlocked(): boolean {
+    return this.res.writableNeedDrain;
+  }
+
+  /** The 'drain' listener is added only once the router waits for one (a paused upstream response). */
+  onDownstreamDrain(cb: () => void): void {
+    if (this.drainWaiters === undefined) {
+      const waiters: Array<() => void> = (this.drainWaiters = []);
+      this.res.on('drain', () => {
+        for (const w of waiters.splice(0)) w();
+      });
+    }
+    this.drainWaiters.push(cb);
+  }
+}
+
+function ignoreError(): void {}
 
 /**
  * One filter chain's HttpConnectionManager: serves the connections its listener hands it (TLS first when the
@@ -575,48 +660,11 @@ export class HttpConnectionManager implements ListenerChain {
     const hasBody = te !== undefined || (cl !== undefined && cl !== '0');
     const encrypted = (req.socket as TLSSocket).encrypted === true;
     const scheme = encrypted ? 'https' : 'http';
-    const raw = pairsFromRaw(req.rawHeaders);
-    const headers: HeaderPairs = [[':authority', this.authority(getHeader(raw, 'host') ?? '', connectionFacts(req.socket).localPort)], [':path', req.url ?? '/'], [':method', req.method ?? 'GET'], [':scheme', scheme]];
-    for (const pair of raw) if (pair[0] !== 'host') headers.push(pair);
-    keepTeTrailers(req.rawHeaders, headers);
-    let ended = !hasBody;
-    let drainWaiters: Array<() => void> | undefined;
-    this.onRequest({
-      codec: 'http1',
-      socket: req.socket,
-      connection: req.socket,
-      protocol: `HTTP/${req.httpVersion}`,
-      headers,
-      hasBody,
-      method: req.method ?? 'GET',
-      path: req.url ?? '/',
-      sink: (stream) => new NodeDownstream(req, res, stream, () => ended || req.complete, this.drainSignal),
-      responseComplete: () => res.writableFinished,
-      onDone: (cb) => {
-        res.on('finish', cb);
-        res.on('close', cb);
-      },
-      onData: (cb) => {
-        req.on('error', () => undefined);
-        req.on('data', cb);
-      },
-      onEnd: (cb) => req.on('end', () => {
-        if (ended) return;
-        ended = true;
-        cb(pairsFromRaw(req.rawTrailers));
-      }),
-      blocked: () => res.writableNeedDrain,
-      // The 'drain' listener is added only once the router waits for one (a paused upstream response).
-      onDrain: (cb) => {
-        if (drainWaiters === undefined) {
-          const waiters: Array<() => void> = (drainWaiters = []);
-          res.on('drain', () => {
-            for (const w of waiters.splice(0)) w();
-          });
-        }
-        drainWaiters.push(cb);
-      },
-    });
+    // One array, the stream's own request map from here on (ActiveStream adopts it): pseudo-headers, then the rest.
+    const authority: [string, string] = [':authority', ''];
+    const headers: HeaderPairs = [authority, [':path', req.url ?? '/'], [':method', req.method ?? 'GET'], [':scheme', scheme]];
+    authority[1] = this.authority(appendRequestPairs(req.rawHeaders, headers) ?? '', connectionFacts(req.socket).localPort);
+    this.onRequest(new Http1Request(req, res, headers, hasBody, this.options.pools, this.logger, this.drainSignal));
   }
 
   private onHttp2Stream(h2: ServerHttp2Stream, _parsed: H2Headers, flags: number, rawHeaders: string[]): void {
@@ -665,8 +713,10 @@ export class HttpConnectionManager implements ListenerChain {
         });
         h2.on('end', () => cb(trailers));
       },
-      blocked: () => h2.writableNeedDrain,
-      onDrain: (cb) => {
+      pools: this.options.pools,
+      logger: this.logger,
+      downstreamBlocked: () => h2.writableNeedDrain,
+      onDownstreamDrain: (cb) => {
         if (drainWaiters === undefined) {
           const waiters: Array<() => void> = (drainWaiters = []);
           h2.on('drain', () => {
@@ -719,6 +769,7 @@ export class HttpConnectionManager implements ListenerChain {
       routes: this.options.routes.current() ?? EMPTY_ROUTES,
       listener: this.listenerAttributes,
       bufferLimit: listener.bufferLimitBytes,
+      requestHeaders: req.headers,
       info: {
         startTime: new Date(now),
         startNs: BigInt(now) * 1_000_000n,
@@ -729,7 +780,7 @@ export class HttpConnectionManager implements ListenerChain {
         listenerName: listener.name,
         connectionId: facts.id,
         protocol: req.protocol,
-        ...(facts.tls ? { tls: facts.tls } : {}),
+        tls: facts.tls,
         requestId: '',
         hasRoute: false,
         routeName: '',
@@ -748,7 +799,6 @@ export class HttpConnectionManager implements ListenerChain {
     this.inFlight++;
     let finished = false;
     const headers = stream.requestHeaders;
-    for (const pair of req.headers) headers.push(pair);
     let requestId = getHeader(headers, 'x-request-id');
     if (requestId === undefined && hcm.generateRequestId) {
       requestId = newRequestId();
@@ -759,12 +809,7 @@ export class HttpConnectionManager implements ListenerChain {
     // Envoy selects the route before the filters run (refreshCachedRoute), so plugins read route_name /
     // cluster_name (Higress _rules_ matching); a filter's header change clears it and the router selects again.
     stream.route();
-    stream.router = new RouterFilter(stream, {
-      pools: this.options.pools,
-      logger: this.logger,
-      downstreamBlocked: req.blocked,
-      onDownstreamDrain: req.onDrain,
-    });
+    stream.router = new RouterFilter(stream, req);
     stream.downstream = req.sink(stream);
     const finish = () => {
       if (finished) return;
