@@ -52,10 +52,14 @@ export function keepTeTrailers(raw: readonly string[], out: HeaderPairs): void {
   }
 }
 
-/** undici's parsed header object → pairs (repeated names stay separate), hop-by-hop dropped. */
-export function pairsFromObject(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): HeaderPairs {
-  const out: HeaderPairs = [];
-  for (const [k, v] of Object.entries(headers)) {
+/**
+ * undici's parsed header object → pairs (repeated names stay separate), hop-by-hop dropped; appended to `out` when
+ * given (a response's map after its :status, with no second array). A for-in walk: Object.entries built an array
+ * per header.
+ */
+export function pairsFromObject(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>, out: HeaderPairs = []): HeaderPairs {
+  for (const k in headers) {
+    const v = headers[k];
     const name = k.toLowerCase();
     if (v === undefined || HOP_BY_HOP.has(name)) continue;
     if (Array.isArray(v)) for (const x of v) out.push([name, x]);
