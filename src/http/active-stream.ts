@@ -247,13 +247,15 @@ export class ActiveStream {
     this.info = options.info;
     this.requestHeaders = options.requestHeaders ?? [];
     this.logger = options.logger;
-    this.slots = options.plugins.map((plugin, i) => {
-      const slot: FilterSlot = new FilterSlot(i, plugin, this, undefined);
-      const stream = plugin.createStream(slot);
+    const plugins = options.plugins;
+    this.slots = [];
+    for (let i = 0; i < plugins.length; i++) {
+      const slot = new FilterSlot(i, plugins[i]!, this, undefined);
+      const stream = plugins[i]!.createStream(slot);
       slot.stream = stream;
       slot.bypass = stream === undefined;
-      return slot;
-    });
+      this.slots.push(slot);
+    }
     this.decodeOrder = ascendingOrder(this.slots.length);
     this.bufferLimit = options.bufferLimit ?? 0;
   }
