@@ -1,12 +1,13 @@
 /**
  * The chain probe (chain-probe.ts) for the no-plugin, `.wat` no-op and Go Higress add-header rows, each row in a
  * process of its own per sample, interleaved over rounds (row A, row B, ... then again) so drift on a shared
- * machine spreads over every row; with `--before <tree>` each sample is also taken on another build (a checkout
- * with its dist/ built), interleaved with this one's: a before/after of the host path under the same conditions.
+ * machine spreads over every row; with `--before <tree>` (repeatable) each sample is also taken on another build (a
+ * checkout with its dist/ built), interleaved with this one's: a before/after of the host path under the same
+ * conditions.
  * Prints min and median CPU µs per stream, and each plugin row over its own build's no-plugin row beside the goal
  * it is held to (a socket-free floor, not the sidecar's figure: the goals are judged on the sidecar table).
  *
- *   node dist/bench/go/chain-compare.js [--before /path/to/tree] [--rounds 5] [--count 20000]
+ *   node dist/bench/go/chain-compare.js [--before /path/to/tree ...] [--rounds 5] [--count 20000]
  */
 import { spawn } from 'node:child_process';
 import { join, resolve } from 'node:path';
@@ -52,9 +53,10 @@ async function main(): Promise<void> {
   };
   const rounds = Number(opt('--rounds') ?? 5);
   const count = Number(opt('--count') ?? 20_000);
-  const before = opt('--before');
   const trees: Array<[string, string]> = [['this build', resolve(__dirname, '..', '..', '..')]];
-  if (before) trees.push(['before', resolve(before)]);
+  args.forEach((a, i) => {
+    if (a === '--before' && args[i + 1]) trees.push([args[i + 1]!, resolve(args[i + 1]!)]);
+  });
   const samples = new Map<string, number[]>();
   for (let round = 0; round < rounds; round++) {
     for (const row of ROWS) {
@@ -72,7 +74,7 @@ async function main(): Promise<void> {
       const s = samples.get(`${row.name}\0${label}`)!;
       const over = row.file ? `  over no plugin: min ${(min(s) - min(base)).toFixed(2)}, median ${(median(s) - median(base)).toFixed(2)}` : '';
       const goal = row.goalUs !== undefined ? `  (goal <= ${row.goalUs} µs on the sidecar; not judged here)` : '';
-      console.log(`  ${label.padEnd(10)} ${row.name.padEnd(26)} ${min(s).toFixed(2).padStart(7)} / ${median(s).toFixed(2).padStart(7)}${over}${goal}`);
+      console.log(`  ${label.padEnd(20)} ${row.name.padEnd(26)} ${min(s).toFixed(2).padStart(7)} / ${median(s).toFixed(2).padStart(7)}${over}${goal}`);
     }
   }
 }
