@@ -4,10 +4,13 @@
  * machine spreads over every row; with `--before <tree>` (repeatable) each sample is also taken on another build (a
  * checkout with its dist/ built), interleaved with this one's: a before/after of the host path under the same
  * conditions.
+ * `--in-process`: every build's probe runs in this one process instead, alternating (the order rotating each round):
+ * V8 shares one compiled copy of a module among loads of the same bytes, so the builds run the same guest code and
+ * the comparison is of the host code alone, with less noise than process against process on a busy machine.
  * Prints min and median CPU µs per stream, and each plugin row over its own build's no-plugin row beside the goal
  * it is held to (a socket-free floor, not the sidecar's figure: the goals are judged on the sidecar table).
  *
- *   node dist/bench/go/chain-compare.js [--before /path/to/tree ...] [--rounds 5] [--count 20000]
+ *   node dist/bench/go/chain-compare.js [--before /path/to/tree ...] [--in-process] [--rounds 5] [--count 20000]
  */
 import { spawn } from 'node:child_process';
 import { join, resolve } from 'node:path';
@@ -27,6 +30,11 @@ const ROWS: readonly ProbeRow[] = [
   { name: '.wat no-op', file: pluginPath('noop-min'), configuration: '', goalUs: 3 },
   { name: 'Go add-header (Higress)', file: pluginPath('go/add-header'), configuration: JSON.stringify({ value: 'v1' }), goalUs: 25 },
 ];
+
+/** The probe of a build, loaded into this process (its own module instances: nothing shared but V8's caches). */
+function inProcessProbe(tree: string): (req: ChainProbeRequest) => Promise<ChainProbeResult> {
+  return (require(join(tree, 'dist', 'bench', 'go', 'chain-probe.js')) as typeof import('./chain-probe')).probeChain;
+}
 
 function probe(tree: string, req: ChainProbeRequest): Promise<ChainProbeResult> {
   return new Promise((done, fail) => {
@@ -57,17 +65,20 @@ async function main(): Promise<void> {
   args.forEach((a, i) => {
     if (a === '--before' && args[i + 1]) trees.push([args[i + 1]!, resolve(args[i + 1]!)]);
   });
+  const inProcess = args.includes('--in-process');
+  const run = new Map(trees.map(([, tree]) => [tree, inProcess ? inProcessProbe(tree) : (req: ChainProbeRequest) => probe(tree, req)]));
   const samples = new Map<string, number[]>();
   for (let round = 0; round < rounds; round++) {
     for (const row of ROWS) {
-      for (const [label, tree] of trees) {
-        const r = await probe(tree, { file: row.file, rootId: '', configuration: row.configuration, count });
+      for (let t = 0; t < trees.length; t++) {
+        const [label, tree] = trees[(t + round) % trees.length]!;
+        const r = await run.get(tree)!({ file: row.file, rootId: '', configuration: row.configuration, count });
         const key = `${row.name}\0${label}`;
         samples.set(key, [...(samples.get(key) ?? []), r.cpuUsPerStream]);
       }
     }
   }
-  console.log(`chain probe: ${rounds} rounds x ${count} streams, CPU µs per stream (min / median), interleaved`);
+  console.log(`chain probe: ${rounds} rounds x ${count} streams, CPU µs per stream (min / median), interleaved${inProcess ? ', in one process' : ''}`);
   for (const [label] of trees) {
     const base = samples.get(`${ROWS[0]!.name}\0${label}`)!;
     for (const row of ROWS) {
