@@ -99,20 +99,20 @@ const MAX_CACHED_NAMES = 2048;
 class NameCache {
   private readonly entries = new Map<number, Name>();
 
-  lookup(bytes: Uint8Array): Name {
-    const n = bytes.length;
-    if (n > MAX_CACHED_NAME) return makeName(bytes.slice());
+  /** The name in `memory[at, at + n)` (the caller checked the bounds). */
+  lookup(memory: Uint8Array, at: number, n: number): Name {
+    if (n > MAX_CACHED_NAME) return makeName(memory.slice(at, at + n));
     let h = 0x811c9dc5 ^ n;
-    for (let j = 0; j < n; j++) h = Math.imul(h ^ bytes[j]!, 0x01000193);
+    for (let j = 0; j < n; j++) h = Math.imul(h ^ memory[at + j]!, 0x01000193);
     const hit = this.entries.get(h);
     if (hit && hit.bytes.length === n) {
       const b = hit.bytes;
       let j = 0;
-      while (j < n && b[j] === bytes[j]) j++;
+      while (j < n && b[j] === memory[at + j]) j++;
       if (j === n) return hit;
     }
     if (this.entries.size >= MAX_CACHED_NAMES) this.entries.clear();
-    const name = makeName(bytes.slice());
+    const name = makeName(memory.slice(at, at + n));
     this.entries.set(h, name);
     return name;
   }
@@ -128,9 +128,11 @@ const EMPTY_NAME: Name = makeName(new Uint8Array(0));
 
 /** The name at (ptr, len), or undefined if out of bounds; (x, 0) is the empty name. */
 function nameAt(vm: PluginVm, ptr: number, len: number): Name | undefined {
-  if ((len >>> 0) === 0) return EMPTY_NAME;
-  const bytes = vm.memory.view(ptr, len);
-  return bytes === undefined ? undefined : names.lookup(bytes);
+  const at = ptr >>> 0;
+  const n = len >>> 0;
+  if (n === 0) return EMPTY_NAME;
+  const memory = vm.memory.bytesAt(at, n);
+  return memory === undefined ? undefined : names.lookup(memory, at, n);
 }
 
 function pathParts(name: Name): readonly string[] {
@@ -225,34 +227,37 @@ function copyOut(vm: PluginVm, bytes: Uint8Array, ptrPtr: number, sizePtr: numbe
 }
 
 /**
- * Guest memory for a result of `size` (> 0) bytes from the guest's allocator, as a view at the allocated pointer
- * (taken after allocating: the allocator may have grown the memory); undefined when the allocator failed.
+ * The guest memory's bytes for a result the guest's allocator placed at `ptr` (0: it failed), read after allocating
+ * (the allocator may have grown the memory); written at `ptr` itself, with no view per result (GuestMemory.bytesAt).
  */
-function allocateView(vm: PluginVm, size: number): Uint8Array | undefined {
-  const ptr = vm.allocate(size);
-  return ptr === 0 ? undefined : vm.memory.view(ptr, size);
+function allocatedBytes(vm: PluginVm, ptr: number, size: number): Uint8Array | undefined {
+  return ptr === 0 ? undefined : vm.memory.bytesAt(ptr, size);
 }
 
-/** Writes (ptr, size) of a filled allocateView() result to the out-pointers. */
-function returnView(vm: PluginVm, view: Uint8Array | undefined, ptrPtr: number, sizePtr: number): WasmResult {
-  if (view === undefined) return WasmResult.InvalidMemoryAccess;
-  return vm.memory.setU32(ptrPtr, view.byteOffset) && vm.memory.setU32(sizePtr, view.length) ? WasmResult.Ok : WasmResult.InvalidMemoryAccess;
+/** Writes (ptr, size) of a filled allocation to the out-pointers. */
+function returnAt(vm: PluginVm, ptr: number, size: number, ptrPtr: number, sizePtr: number): WasmResult {
+  return vm.memory.setU32(ptrPtr, ptr) && vm.memory.setU32(sizePtr, size) ? WasmResult.Ok : WasmResult.InvalidMemoryAccess;
 }
 
 /** A string written as UTF-8 straight into guest memory; empty is (0, 0) without calling the allocator, as copyOut. */
 function copyStringOut(vm: PluginVm, s: string, ptrPtr: number, sizePtr: number): WasmResult {
   const n = utf8Length(s);
   if (n === 0) return copyOut(vm, EMPTY, ptrPtr, sizePtr);
-  const view = allocateView(vm, n);
-  if (view !== undefined) writeUtf8(view, 0, s, n);
-  return returnView(vm, view, ptrPtr, sizePtr);
+  const ptr = vm.allocate(n);
+  const memory = allocatedBytes(vm, ptr, n);
+  if (memory === undefined) return WasmResult.InvalidMemoryAccess;
+  writeUtf8(memory, ptr, s, n);
+  return returnAt(vm, ptr, n, ptrPtr, sizePtr);
 }
 
 /** Pairs serialized straight into guest memory (no Buffer per map, none per key or value). */
 function copyPairsOut(vm: PluginVm, pairs: ReadonlyArray<readonly [string | Uint8Array, string | Uint8Array]>, ptrPtr: number, sizePtr: number): WasmResult {
-  const view = allocateView(vm, pairsByteSize(pairs));
-  if (view !== undefined) writePairs(pairs, view, 0);
-  return returnView(vm, view, ptrPtr, sizePtr);
+  const size = pairsByteSize(pairs);
+  const ptr = vm.allocate(size);
+  const memory = allocatedBytes(vm, ptr, size);
+  if (memory === undefined) return WasmResult.InvalidMemoryAccess;
+  writePairs(pairs, memory, ptr);
+  return returnAt(vm, ptr, size, ptrPtr, sizePtr);
 }
 
 /**
@@ -263,18 +268,20 @@ function copyPropertyOut(vm: PluginVm, value: PropertyValue, ptrPtr: number, siz
   if (typeof value === 'string') return copyStringOut(vm, value, ptrPtr, sizePtr);
   if (value instanceof Uint8Array) return copyOut(vm, value, ptrPtr, sizePtr);
   if (typeof value === 'boolean') {
-    const view = allocateView(vm, 1);
-    if (view !== undefined) view[0] = value ? 1 : 0;
-    return returnView(vm, view, ptrPtr, sizePtr);
+    const ptr = vm.allocate(1);
+    const memory = allocatedBytes(vm, ptr, 1);
+    if (memory === undefined) return WasmResult.InvalidMemoryAccess;
+    memory[ptr] = value ? 1 : 0;
+    return returnAt(vm, ptr, 1, ptrPtr, sizePtr);
   }
   if (typeof value === 'number' || typeof value === 'bigint') {
-    const view = allocateView(vm, 8);
-    if (view !== undefined) {
-      const dv = new DataView(view.buffer, view.byteOffset, 8);
-      if (typeof value === 'number' && !Number.isInteger(value)) dv.setFloat64(0, value, true);
-      else dv.setBigInt64(0, BigInt(value), true);
-    }
-    return returnView(vm, view, ptrPtr, sizePtr);
+    const ptr = vm.allocate(8);
+    const memory = allocatedBytes(vm, ptr, 8);
+    if (memory === undefined) return WasmResult.InvalidMemoryAccess;
+    const dv = new DataView(memory.buffer, ptr, 8);
+    if (typeof value === 'number' && !Number.isInteger(value)) dv.setFloat64(0, value, true);
+    else dv.setBigInt64(0, BigInt(value), true);
+    return returnAt(vm, ptr, 8, ptrPtr, sizePtr);
   }
   return copyPairsOut(vm, value, ptrPtr, sizePtr);
 }
@@ -284,8 +291,8 @@ function copyPropertyOut(vm: PluginVm, value: PropertyValue, ptrPtr: number, siz
 function log(vm: PluginVm, level: number, ptr: number, len: number): WasmResult {
   if (level < 0 || level > 5) return WasmResult.BadArgument;
   // Below the current level the message is never decoded: only its bounds are checked, as cpp-host reads them.
-  if (level < vm.services.logLevel()) return vm.memory.view(ptr, len) === undefined ? WasmResult.InvalidMemoryAccess : WasmResult.Ok;
-  if (vm.memory.view(ptr, len) === undefined) return WasmResult.InvalidMemoryAccess;
+  if (level < vm.services.logLevel()) return vm.memory.bytesAt(ptr, len) === undefined ? WasmResult.InvalidMemoryAccess : WasmResult.Ok;
+  if (vm.memory.bytesAt(ptr, len) === undefined) return WasmResult.InvalidMemoryAccess;
   // Bounded: a 1 GiB message would become a string and a JSON-escaped log line past what the heap holds.
   const size = len >>> 0;
   const shown = Math.min(size, MAX_LOG_MESSAGE_BYTES);

@@ -53,6 +53,19 @@ export class GuestMemory {
     return this.bytes.subarray(ptr, ptr + len);
   }
 
+  /**
+   * The whole linear memory as bytes once [ptr, ptr + len) is checked to be in bounds, else undefined: for host
+   * code that reads or writes at `ptr >>> 0` itself, without a view per access (a subarray costs V8 more than
+   * hashing a header name). Valid until the next guest call.
+   */
+  bytesAt(ptr: number, len: number): Uint8Array | undefined {
+    ptr >>>= 0;
+    len >>>= 0;
+    if (!this.inBounds(ptr, len)) return undefined;
+    if (len >= LARGE_ACCESS_BYTES) this.onLargeAccess?.();
+    return this.bytes;
+  }
+
   /** A copy that outlives guest calls. */
   copy(ptr: number, len: number): Buffer | undefined {
     const v = this.view(ptr, len);
