@@ -222,9 +222,6 @@ export class PluginVm {
    * Up to five i32 arguments, spelled out rather than a rest array and a spread: this runs for every callback of
    * every stream. Arguments past the export's own parameters are ignored by the guest, missing ones are 0.
    */
-  callGuest(ctx: Context | undefined, name: GuestExportName, a0?: number, a1?: number, a2?: number, a3?: number, a4?: number): number | undefined;
-  /** The spread form, for callers that hold their arguments in an array (at most five are passed). */
-  callGuest(ctx: Context | undefined, name: GuestExportName, ...args: number[]): number | undefined;
   callGuest(ctx: Context | undefined, name: GuestExportName, a0?: number, a1?: number, a2?: number, a3?: number, a4?: number): number | undefined {
     const fn = this.exports[name];
     if (!fn || this.failure) return undefined;

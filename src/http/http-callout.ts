@@ -113,14 +113,14 @@ export class UndiciHttpCalloutService implements HttpCalloutService {
         if (statusCode < 200) return;
         status = statusCode;
         record.response(statusCode);
-        responseHeaders = pairsFromObject(h);
+        responseHeaders = pairsFromObject(h, [[':status', String(statusCode)]]);
         responseHeaders.push(['x-envoy-upstream-service-time', String((process.hrtime.bigint() - sentAt) / 1_000_000n)]);
       },
       onResponseData: (_c, chunk) => {
         chunks.push(chunk);
       },
       onResponseEnd: (_c, trailers) => {
-        deliver({ headers: [[':status', String(status)], ...responseHeaders], body: Buffer.concat(chunks), trailers: pairsFromObject(trailers) });
+        deliver({ headers: responseHeaders, body: Buffer.concat(chunks), trailers: pairsFromObject(trailers) });
       },
       onResponseError: (_c, err) => {
         if (settled) return;

@@ -237,7 +237,7 @@ export class RouterFilter implements RouterSink, H2DispatchHandler {
     this.responseStarted = true;
     this.record?.response(statusCode);
     const serviceMs = Number((process.hrtime.bigint() - this.sentAt) / 1_000_000n);
-    const pairs: HeaderPairs = [[':status', String(statusCode)], ...pairsFromObject(headers)];
+    const pairs = pairsFromObject(headers, [[':status', String(statusCode)]]);
     pairs.push(['x-envoy-upstream-service-time', String(serviceMs)]);
     this.stream.info.responseCodeDetails = ResponseCodeDetails.viaUpstream;
     this.headOrEmpty = endOfStream || this.method === 'HEAD' || statusCode === 204 || statusCode === 304 || headers['content-length'] === '0';

@@ -116,14 +116,14 @@ export class WasmNetworkFilter implements NetworkStreamHost {
     return 'stop';
   }
 
-  private call(direction: StreamType.Downstream | StreamType.Upstream | undefined, name: 'proxy_on_new_connection' | 'proxy_on_downstream_data' | 'proxy_on_upstream_data', ...args: number[]): NetworkFilterStatus {
+  private call(direction: StreamType.Downstream | StreamType.Upstream | undefined, name: 'proxy_on_new_connection' | 'proxy_on_downstream_data' | 'proxy_on_upstream_data', a0: number, a1?: number, a2?: number): NetworkFilterStatus {
     const failed = this.failure();
     if (failed) return failed;
     this.inCallback = true;
     this.continueInCallback = undefined;
     let result: number | undefined;
     try {
-      result = this.vm!.callGuest(this.ctx, name, ...args);
+      result = this.vm!.callGuest(this.ctx, name, a0, a1, a2);
     } finally {
       this.inCallback = false;
     }
