@@ -47,8 +47,8 @@ function loadRows(): LoadRow[] {
   ];
 }
 
-/** Idle RSS is sampled once a second for this long after the sidecar listens. */
-const IDLE_SECONDS = 30;
+/** Idle RSS is sampled once a second for this long after the sidecar listens (V8's memory reducer ran 20-30 s in). */
+const IDLE_SECONDS = 45;
 /** The settled figure: the median of the samples of the last this many seconds. */
 const SETTLED_WINDOW_SECONDS = 10;
 
