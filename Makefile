@@ -15,8 +15,10 @@ node_modules/.package-lock.json: package-lock.json
 
 install: node_modules/.package-lock.json
 
+# The prebuilt Envoy proto registry (dist/src/xds/envoy-protos.bundle.json) is written from the compiled code.
 build: install
 	$(TSC) -p tsconfig.json
+	$(NODE) scripts/build-proto-bundle.mjs
 
 plugins: install
 	$(NODE) scripts/build-plugins.mjs

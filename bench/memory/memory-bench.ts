@@ -1,5 +1,6 @@
 /**
- * Memory: the sidecar's idle RSS (a `run` child process of its own, nothing else in it), and the guest memory
+ * Memory: the sidecar's idle RSS (a `run` child process of its own, nothing else in it; 3 s after listening and
+ * settled, see idleRss), and the guest memory
  * and RSS of Redis plugins under load over time (issue 13 item 4: an AssemblyScript Redis plugin's memory grew
  * under load). The load runs against a sidecar in this process (so the plugins' VMs can be read: the
  * property plugin_vm_memory is the same figure), with wrk in a process of its own and a real redis-server.
@@ -46,6 +47,28 @@ function loadRows(): LoadRow[] {
   ];
 }
 
+/**
+ * Idle RSS is sampled once a second for this long after the sidecar listens: V8's memory reducer, which gives
+ * the start-up new space back, was seen to run 17-45 s in (later on a busy machine).
+ */
+const IDLE_SECONDS = 60;
+/** A drop of this much below the 3 s figure is taken as the memory reducer having run. */
+const REDUCER_DROP_MIB = 10;
+/** The settled figure: the median of the samples of the last this many seconds. */
+const SETTLED_WINDOW_SECONDS = 10;
+
+function median(values: readonly number[]): number {
+  const v = [...values].sort((a, b) => a - b);
+  const mid = v.length >> 1;
+  return v.length % 2 === 1 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
+}
+
+/**
+ * An idle sidecar's RSS is not one number: start-up leaves garbage and a grown new space that V8 gives back only
+ * when its memory reducer runs, some seconds into idleness. So each child is sampled every second for
+ * IDLE_SECONDS; the goal is held to the settled value (what an idle sidecar keeps), and the value 3 s after
+ * listening is printed beside it, so neither is mistaken for the other.
+ */
 async function idleRss(tmp: TempDir, upstreamPort: number, redisPort: number): Promise<string[][]> {
   const configs: Array<[string, FilterSpec[]]> = [
     ['no plugin', []],
@@ -59,9 +82,19 @@ async function idleRss(tmp: TempDir, upstreamPort: number, redisPort: number): P
     }));
     const sidecar = await SidecarProcess.start(file);
     try {
-      await sleep(3000); // start-up garbage collected, timers settled
-      const rss = rssBytes(sidecar.pid);
-      out.push([name, mib(rss), `<= ${GOAL_IDLE_RSS_MIB}`, verdict(rss / 1048576 <= GOAL_IDLE_RSS_MIB)]);
+      const samples: number[] = [];
+      for (let t = 1; t <= IDLE_SECONDS; t++) {
+        await sleep(1000);
+        samples.push(rssBytes(sidecar.pid) / 1048576);
+      }
+      const window = samples.slice(-SETTLED_WINDOW_SECONDS);
+      const settled = median(window);
+      const dropAt = samples.findIndex((v) => v < samples[2]! - REDUCER_DROP_MIB);
+      out.push([
+        name, samples[2]!.toFixed(1), settled.toFixed(1), `${Math.min(...window).toFixed(1)}..${Math.max(...window).toFixed(1)}`,
+        dropAt < 0 ? `not in ${IDLE_SECONDS} s` : `${dropAt + 1} s`,
+        `<= ${GOAL_IDLE_RSS_MIB}`, verdict(settled <= GOAL_IDLE_RSS_MIB),
+      ]);
     } finally {
       await sidecar.stop();
     }
@@ -105,8 +138,11 @@ export async function runMemoryBench(options: { quick?: boolean } = {}): Promise
   try {
     await redis.client().set('mem:key', 'value-0123456789');
     const idle = await idleRss(tmp, upstream.port, redis.port);
-    console.log('Idle RSS of the sidecar (`run` child process, --concurrency 1, 3 s after it listens)');
-    printTable(['configuration', 'RSS MiB', 'goal', ''], idle);
+    console.log(`Idle RSS of the sidecar (\`run\` child process, --concurrency 1), sampled every second for ${IDLE_SECONDS} s after it listens.`);
+    console.log(`The goal is held to the settled RSS (median of the last ${SETTLED_WINDOW_SECONDS} s: what an idle sidecar keeps once V8 has`);
+    console.log('given back its start-up garbage); the RSS 3 s after listening is printed beside it and is not judged.');
+    printTable(['configuration', 'RSS at 3 s MiB', 'settled MiB', `last ${SETTLED_WINDOW_SECONDS} s range`, 'reducer ran', 'goal (settled)', ''], idle);
+    console.log(`(reducer ran: the first second RSS was ${REDUCER_DROP_MIB} MiB below its 3 s figure; "not in" means the settled figure is still the start-up one)`);
     for (const row of loadRows()) await guestMemoryUnderLoad(row, tmp, upstream.port, redis.port, seconds, every);
   } finally {
     upstream.child.kill('SIGTERM');

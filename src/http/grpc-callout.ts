@@ -1,5 +1,5 @@
 import { createPrivateKey } from 'node:crypto';
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import type { UpstreamTls } from '../tls/tls-context';
 import type { Disposable } from '../common/disposable';
 import type { HeaderPairs } from '../common/headers';
@@ -7,6 +7,14 @@ import type { Logger } from '../common/logger';
 import { silentLogger } from '../common/logger';
 import type { GrpcCall, GrpcCalloutHandlers, GrpcCalloutOutcome, GrpcCalloutRequest, GrpcCalloutService, GrpcStreamCall } from '../services/grpc-callout';
 import type { ClusterManager, LiveCluster } from '../upstream/cluster-manager';
+
+let grpcModule: typeof grpc | undefined;
+
+/** @grpc/grpc-js (65 modules), loaded at a plugin's first gRPC call: most sidecars never make one. */
+function grpcJs(): typeof grpc {
+  grpcModule ??= require('@grpc/grpc-js') as typeof grpc;
+  return grpcModule;
+}
 
 /**
  * proxy_grpc_call / proxy_grpc_stream over @grpc/grpc-js: the plugin's message bytes go out as they are and
@@ -89,7 +97,7 @@ export class GrpcJsCalloutService implements GrpcCalloutService {
     let c = this.clients.get(key);
     if (!c) {
       const tls = cluster.config.tls;
-      c = new grpc.Client(hostKey, tls ? tlsCredentials(tls) : grpc.credentials.createInsecure(), {
+      c = new (grpcJs().Client)(hostKey, tls ? tlsCredentials(tls) : grpcJs().credentials.createInsecure(), {
         'grpc.max_receive_message_length': -1,
         // UpstreamTlsContext.sni: the TLS server name (and the :authority the server sees).
         ...(tls?.sni ? { 'grpc.ssl_target_name_override': tls.sni, 'grpc.default_authority': tls.sni } : {}),
@@ -121,7 +129,7 @@ function tlsCredentials(tls: UpstreamTls): grpc.ChannelCredentials {
   const key = tls.key && tls.passphrase !== undefined
     ? Buffer.from(createPrivateKey({ key: tls.key, passphrase: tls.passphrase }).export({ type: 'pkcs8', format: 'pem' }))
     : tls.key;
-  return grpc.credentials.createSsl(tls.ca ?? null, key ?? null, tls.cert ?? null, {
+  return grpcJs().credentials.createSsl(tls.ca ?? null, key ?? null, tls.cert ?? null, {
     rejectUnauthorized: tls.ca !== undefined,
     checkServerIdentity: () => undefined,
   });
@@ -133,7 +141,7 @@ function callOptions(request: GrpcCalloutRequest): grpc.CallOptions {
 
 /** Plugin metadata pairs -> grpc Metadata; `-bin` keys carry raw bytes; pseudo-headers are not metadata. */
 function toMetadata(pairs: HeaderPairs): grpc.Metadata {
-  const md = new grpc.Metadata();
+  const md = new (grpcJs().Metadata)();
   for (const [k, v] of pairs) {
     if (k.startsWith(':')) continue;
     if (k.endsWith('-bin')) md.add(k, Buffer.from(v, 'latin1'));

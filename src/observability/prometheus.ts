@@ -7,13 +7,26 @@
  * outside [a-zA-Z0-9_] replaced by `_`, tags as labels. Custom namespaces (`wasmcustom.`) are stripped and get
  * no prefix. Histograms use Envoy's default buckets.
  */
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type * as PromClient from 'prom-client';
+import type { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { HistogramStat, ScalarStat, Stat } from './stats';
 import { HistogramBuckets } from './stats-matcher';
 
 export { ENVOY_DEFAULT_BUCKETS } from './stats-matcher';
 
-export const PROMETHEUS_CONTENT_TYPE = Registry.PROMETHEUS_CONTENT_TYPE;
+/** prom-client's Registry.PROMETHEUS_CONTENT_TYPE, as a literal so that naming it loads nothing. */
+export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+
+let promClient: typeof PromClient | undefined;
+
+/**
+ * prom-client, loaded at the first scrape: with the @opentelemetry/api it requires it is ~85 modules and a few
+ * MB that a sidecar nobody scrapes for Prometheus never needs.
+ */
+function prom(): typeof PromClient {
+  promClient ??= require('prom-client') as typeof PromClient;
+  return promClient;
+}
 
 /** Envoy's PrometheusStatsFormatter::sanitizeName: every character outside [a-zA-Z0-9_] becomes `_`. */
 function sanitizeName(name: string): string {
@@ -56,7 +69,7 @@ interface Fed {
 }
 
 export class PrometheusExporter {
-  private readonly registry = new Registry();
+  private registryOrUndefined: Registry | undefined;
   private readonly families = new Map<string, Family>();
   private readonly fed = new Map<string, Fed>();
   private current = new Map<string, Sample[]>();
@@ -64,6 +77,11 @@ export class PrometheusExporter {
 
   /** `buckets`: stats_config.histogram_bucket_settings (default Envoy's buckets for every histogram). */
   constructor(private readonly buckets: HistogramBuckets = HistogramBuckets.DEFAULT) {}
+
+  private get registry(): Registry {
+    this.registryOrUndefined ??= new (prom().Registry)();
+    return this.registryOrUndefined;
+  }
 
   /** Renders `stats` in the text exposition format. Scrapes are serialized (collect() reads one snapshot). */
   render(stats: readonly Stat[]): Promise<string> {
@@ -111,7 +129,7 @@ export class PrometheusExporter {
     let metric: Counter | Gauge | Histogram;
     switch (first.kind) {
       case 'counter':
-        metric = new Counter({
+        metric = new (prom().Counter)({
           name,
           help,
           labelNames,
@@ -123,7 +141,7 @@ export class PrometheusExporter {
         });
         break;
       case 'gauge':
-        metric = new Gauge({
+        metric = new (prom().Gauge)({
           name,
           help,
           labelNames,
@@ -135,7 +153,7 @@ export class PrometheusExporter {
         });
         break;
       case 'histogram':
-        metric = new Histogram({
+        metric = new (prom().Histogram)({
           name,
           help,
           labelNames,
