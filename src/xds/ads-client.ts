@@ -1,4 +1,4 @@
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { JitteredBackoff } from '../common/backoff';
 import { Emitter, type Disposable } from '../common/disposable';
 import { ConfigError } from '../common/errors';
@@ -455,7 +455,8 @@ export class AdsClient implements ResourceSubscriber {
    * reconnect backoff is set to the same base and cap for the connection the channel keeps.
    */
   private newChannel(): grpc.Client {
-    return new grpc.Client(this.options.target, grpc.credentials.createInsecure(), {
+    const grpcJs = require('@grpc/grpc-js') as typeof grpc; // loaded at the first ADS connection: a static sidecar never needs it
+    return new grpcJs.Client(this.options.target, grpcJs.credentials.createInsecure(), {
       'grpc.max_receive_message_length': -1,
       // A SotW EDS push at 10k clusters is ~2 MB; with HTTP/2's 64 KiB default window it crawls in window
       // updates. Envoy's gRPC clients open 256 MiB stream windows (Http2ProtocolOptions defaults).
