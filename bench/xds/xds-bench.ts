@@ -22,14 +22,20 @@ import { runLdsScaleBench } from './lds-scale-bench';
  * lds-scale-bench.ts (1,000 listeners + 1,000 route configurations + 10,000 clusters; XDS_BENCH_SCALE=0 skips).
  */
 
+/** `endedAt` is on the process-wide clock: `performance.timeOrigin + performance.now()` of the thread that pushed. */
+interface PushTiming {
+  readonly ms: number;
+  readonly endedAt: number;
+}
+
 /** The calls the bench makes on the control plane, inline or in a worker. */
 interface ControlPlane {
   readonly target: string;
   setClusters(c: Record<string, unknown>[]): Promise<unknown>;
   setEndpoints(c: Record<string, unknown>[]): Promise<unknown>;
   upsert(typeUrl: string, items: Record<string, unknown>[]): Promise<unknown>;
-  /** Resolves, once the push was handed to HTTP/2, with the ms the server spent on it. */
-  push(typeUrl: string): Promise<unknown>;
+  /** Resolves, once the push was handed to HTTP/2, with the ms the server spent on it and when it ended. */
+  push(typeUrl: string): Promise<PushTiming>;
   waitEdsAck(timeoutMs: number): Promise<unknown>;
   /** Resolves once the client answered the last response sent. */
   waitLastReply(timeoutMs: number): Promise<unknown>;
@@ -46,7 +52,8 @@ async function inlineControlPlane(): Promise<ControlPlane> {
     push: async (t) => {
       const t0 = performance.now();
       server.push(t);
-      return performance.now() - t0;
+      const t1 = performance.now();
+      return { ms: t1 - t0, endedAt: performance.timeOrigin + t1 };
     },
     waitEdsAck: (ms) => server.waitFor(() => server.requestsFor(EDS_TYPE_URL).some((r) => r.responseNonce !== ''), ms, 'EDS ACK'),
     waitLastReply: (ms) => server.waitFor(() => server.replyTo(server.lastNonce) !== undefined, ms, 'reply to the last push'),
@@ -76,7 +83,7 @@ async function workerControlPlane(): Promise<ControlPlane> {
     setClusters: (c) => call('setClusters', c),
     setEndpoints: (c) => call('setEndpoints', c),
     upsert: (t, items) => call('upsert', t, items),
-    push: (t) => call('push', t),
+    push: async (t) => (await call('push', t)) as PushTiming,
     waitEdsAck: (ms) => call('waitEdsAck', ms),
     waitLastReply: (ms) => call('waitLastReply', ms),
     close: async () => {
@@ -131,6 +138,7 @@ async function runOnce(apiType: 'GRPC' | 'DELTA_GRPC'): Promise<void> {
 
     const samples: number[] = [];
     const serverMs: number[] = [];
+    const afterHandoff: number[] = [];
     handling = [];
     for (let u = 0; u < UPDATES; u++) {
       const i = (u * 97) % N;
@@ -148,8 +156,11 @@ async function runOnce(apiType: 'GRPC' | 'DELTA_GRPC'): Promise<void> {
       // Measured from the push request (for the worker: before the message to it is posted).
       const t0 = performance.now();
       const pushed = server.push(EDS_TYPE_URL);
-      samples.push((await seen) - t0);
-      serverMs.push(Number(await pushed));
+      const seenAt = await seen;
+      const timing = await pushed;
+      samples.push(seenAt - t0);
+      serverMs.push(timing.ms);
+      afterHandoff.push(performance.timeOrigin + seenAt - timing.endedAt);
       // Let the control plane take the ACK (10 000 names in SotW) before the next push, so that its handling of
       // this one is not timed as part of the next.
       await server.waitLastReply(10_000);
@@ -157,9 +168,10 @@ async function runOnce(apiType: 'GRPC' | 'DELTA_GRPC'): Promise<void> {
     samples.sort((a, b) => a - b);
     serverMs.sort((a, b) => a - b);
     handling.sort((a, b) => a - b);
+    afterHandoff.sort((a, b) => a - b);
     const pct = (p: number, v = samples): number => v[Math.min(v.length - 1, Math.floor((p / 100) * v.length))]!;
     const shape = apiType === 'GRPC' ? `full ${N}-CLA response` : 'one-resource response';
-    console.log(`xds ${label}: single-cluster EDS update (${shape}) -> membership event: p50 ${pct(50).toFixed(2)} ms (target <= 5), p99 ${pct(99).toFixed(2)} ms over ${UPDATES}; of which the server's push itself p50 ${pct(50, serverMs).toFixed(2)} ms; the client's handling (arrival -> ACK) p50 ${pct(50, handling).toFixed(2)} ms, p99 ${pct(99, handling).toFixed(2)} ms; load average ${loadavg()[0]!.toFixed(1)} on ${cpus().length} cores`);
+    console.log(`xds ${label}: single-cluster EDS update (${shape}) -> membership event: p50 ${pct(50).toFixed(2)} ms (target <= 5: ${pct(50) <= 5 ? 'met' : 'NOT MET'}), p99 ${pct(99).toFixed(2)} ms over ${UPDATES}; of which the server's push itself p50 ${pct(50, serverMs).toFixed(2)} ms; from the server's hand-off to HTTP/2 to the event (transfer, decode, apply: the sidecar's share) p50 ${pct(50, afterHandoff).toFixed(2)} ms (target <= 5: ${pct(50, afterHandoff) <= 5 ? 'met' : 'NOT MET'}), p99 ${pct(99, afterHandoff).toFixed(2)} ms; the client's handling (arrival -> ACK) p50 ${pct(50, handling).toFixed(2)} ms, p99 ${pct(99, handling).toFixed(2)} ms; load average ${loadavg()[0]!.toFixed(1)} on ${cpus().length} cores`);
   } finally {
     sub.dispose();
     await client.close();
