@@ -17,6 +17,7 @@ import { SharedQueueRegistry } from './services/shared-queue';
 import { ClusterManager } from './upstream/cluster-manager';
 import { DataPlane, loadFilterPlugin } from './workers/data-plane';
 import { parseWasmServices } from './workers/wasm-services';
+import { compileForWorkers, dataPlaneConfig } from './workers/plane-config';
 import { WorkerPool, type WorkerMetrics } from './workers/worker-pool';
 import { AdsClient } from './xds/ads-client';
 import { AdminServer } from './admin/admin-server';
@@ -188,7 +189,7 @@ export class Sidecar {
     // The ADS client is created after the data plane it feeds; its RDS/ECDS watches are made through this.
     let subscriber: ResourceSubscriber | undefined;
     if (concurrency <= 1) {
-      const plane = new DataPlane({ config, logger, sharedData, sharedQueues, drainTimeoutMs, subscriber: () => subscriber });
+      const plane = new DataPlane({ config: dataPlaneConfig(config), logger, sharedData, sharedQueues, drainTimeoutMs, subscriber: () => subscriber });
       sidecar = new Sidecar(config, logger, plane.clusterManager, plane.services, plane, undefined);
     } else {
       refuseDynamicListenersWithWorkers(config, lds !== undefined);
@@ -200,8 +201,11 @@ export class Sidecar {
         metrics: new MetricsRegistry(),
         logLevel: () => proxyLogLevel(logger.level),
       };
+      // Parsed and compiled once, here: workers start from this plain data and adopt these modules.
+      const plane = dataPlaneConfig(config, true);
+      const modules = await compileForWorkers(plane, logger);
       const pool = new WorkerPool({
-        concurrency, configFile: options.configFile, config, logLevel: level, logger, drainTimeoutMs, clusterManager, sharedData, sharedQueues,
+        concurrency, plane, modules, logLevel: level, logger, drainTimeoutMs, clusterManager, sharedData, sharedQueues,
       });
       sidecar = new Sidecar(config, logger, clusterManager, services, undefined, pool);
     }

@@ -27,6 +27,17 @@ export function moduleInstrumentation(module: WebAssembly.Module): ModuleInstrum
   return instrumentation.get(module);
 }
 
+/**
+ * A compiled module as another thread's cache adopts it: WebAssembly.Module is structured-clonable to worker
+ * threads (V8 shares the compiled code, nothing is compiled again), but a WeakMap entry does not travel with it.
+ */
+export interface SharedModule extends CompiledPlugin {
+  readonly instrumentation: ModuleInstrumentation | undefined;
+}
+
+/** Where a module of this cache came from: rewritten now, rewritten on disk, compiled as it was, or adopted from another thread. */
+export type ModuleSource = 'instrumented' | 'disk' | 'plain' | 'shared';
+
 export interface ModuleCacheOptions {
   /**
    * Rewrite modules for the deadline and the memory cap (src/wasm/instrument.ts). Default true; false only for
@@ -48,7 +59,9 @@ export class ModuleCache {
   private readonly instrument: boolean;
   private readonly disk: InstrumentCache | undefined;
   /** Load timings of the last compile() that did work, for the benchmark. */
-  lastLoad: { readonly source: 'instrumented' | 'disk' | 'plain'; readonly ms: number } | undefined;
+  lastLoad: { readonly source: Exclude<ModuleSource, 'shared'>; readonly ms: number } | undefined;
+  /** Modules this cache holds, by where each came from (a worker's are all 'shared' when nothing is compiled twice). */
+  readonly loads: Record<ModuleSource, number> = { instrumented: 0, disk: 0, plain: 0, shared: 0 };
 
   constructor(options: ModuleCacheOptions = {}) {
     this.instrument = options.instrument ?? true;
@@ -71,12 +84,31 @@ export class ModuleCache {
     return this.modules.size;
   }
 
+  /** `compiled` (a module of this cache) with its instrumentation, to post to a worker for adopt(). */
+  shareable(compiled: CompiledPlugin): SharedModule {
+    return { module: compiled.module, abi: compiled.abi, sha256: compiled.sha256, instrumentation: moduleInstrumentation(compiled.module) };
+  }
+
+  /**
+   * Takes modules another thread compiled (shareable() there, structured-cloned here): compile() of the same
+   * bytes then hands them out as they are. A module already here is kept.
+   */
+  adopt(modules: readonly SharedModule[]): void {
+    for (const m of modules) {
+      if (this.modules.has(m.sha256)) continue;
+      if (m.instrumentation) instrumentation.set(m.module, m.instrumentation);
+      noteModuleDigest(m.module, m.sha256);
+      this.modules.set(m.sha256, Promise.resolve({ module: m.module, abi: m.abi, sha256: m.sha256 }));
+      this.loads.shared++;
+    }
+  }
+
   private async compileModule(bytes: Uint8Array, sha256: string): Promise<CompiledPlugin> {
     const started = performance.now();
     // V8's own verdict first: a malformed module is reported as V8 words it, whatever binaryen would say.
     if (!WebAssembly.validate(bytes)) await compileOrThrow(bytes);
     let module: WebAssembly.Module;
-    let source: 'instrumented' | 'disk' | 'plain' = 'plain';
+    let source: Exclude<ModuleSource, 'shared'> = 'plain';
     if (!this.instrument) {
       module = await compileOrThrow(bytes);
     } else {
@@ -97,6 +129,7 @@ export class ModuleCache {
       instrumentation.set(module, rewritten!.memory ? { memory: rewritten!.memory } : {});
     }
     this.lastLoad = { source, ms: performance.now() - started };
+    this.loads[source]++;
     noteModuleDigest(module, sha256);
     return { module, abi: detectAbiVersion(module), sha256 };
   }
