@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { PluginLoadError } from '../common/errors';
 import { detectAbiVersion, type AbiVersion } from './abi-version';
 import { noteModuleDigest } from '../abi/host-call-recorder';
@@ -33,6 +34,8 @@ export function moduleInstrumentation(module: WebAssembly.Module): ModuleInstrum
  */
 export interface SharedModule extends CompiledPlugin {
   readonly instrumentation: ModuleInstrumentation | undefined;
+  /** The code files it was compiled from: compileFile() of one of them in the adopting cache reads nothing. */
+  readonly files: readonly string[];
 }
 
 /** Where a module of this cache came from: rewritten now, rewritten on disk, compiled as it was, or adopted from another thread. */
@@ -56,6 +59,8 @@ export interface ModuleCacheOptions {
  */
 export class ModuleCache {
   private readonly modules = new Map<string, Promise<CompiledPlugin>>();
+  /** Code files whose module was adopted (their bytes were read by the thread that compiled them). */
+  private readonly adoptedFiles = new Map<string, Promise<CompiledPlugin>>();
   private readonly instrument: boolean;
   private readonly disk: InstrumentCache | undefined;
   /** Load timings of the last compile() that did work, for the benchmark. */
@@ -67,6 +72,11 @@ export class ModuleCache {
     this.instrument = options.instrument ?? true;
     const dir = options.cacheDir === undefined ? defaultInstrumentCacheDir() : options.cacheDir;
     this.disk = this.instrument && dir !== null ? new InstrumentCache(dir, CHECK_BUDGET) : undefined;
+  }
+
+  /** The module of a code file: the adopted one for a file another thread compiled (see adopt()), else compile() of its bytes now. */
+  async compileFile(filename: string): Promise<CompiledPlugin> {
+    return this.adoptedFiles.get(filename) ?? this.compile(await readFile(filename));
   }
 
   compile(bytes: Uint8Array): Promise<CompiledPlugin> {
@@ -85,21 +95,26 @@ export class ModuleCache {
   }
 
   /** `compiled` (a module of this cache) with its instrumentation, to post to a worker for adopt(). */
-  shareable(compiled: CompiledPlugin): SharedModule {
-    return { module: compiled.module, abi: compiled.abi, sha256: compiled.sha256, instrumentation: moduleInstrumentation(compiled.module) };
+  shareable(compiled: CompiledPlugin, files: readonly string[]): SharedModule {
+    return { module: compiled.module, abi: compiled.abi, sha256: compiled.sha256, instrumentation: moduleInstrumentation(compiled.module), files };
   }
 
   /**
    * Takes modules another thread compiled (shareable() there, structured-cloned here): compile() of the same
-   * bytes then hands them out as they are. A module already here is kept.
+   * bytes, or compileFile() of a file they came from, then hands them out as they are, so every thread runs the
+   * code that thread read (a file changed on disk since is not read again). A module already here is kept.
    */
   adopt(modules: readonly SharedModule[]): void {
     for (const m of modules) {
-      if (this.modules.has(m.sha256)) continue;
-      if (m.instrumentation) instrumentation.set(m.module, m.instrumentation);
-      noteModuleDigest(m.module, m.sha256);
-      this.modules.set(m.sha256, Promise.resolve({ module: m.module, abi: m.abi, sha256: m.sha256 }));
-      this.loads.shared++;
+      let entry = this.modules.get(m.sha256);
+      if (!entry) {
+        if (m.instrumentation) instrumentation.set(m.module, m.instrumentation);
+        noteModuleDigest(m.module, m.sha256);
+        entry = Promise.resolve({ module: m.module, abi: m.abi, sha256: m.sha256 });
+        this.modules.set(m.sha256, entry);
+        this.loads.shared++;
+      }
+      for (const f of m.files) this.adoptedFiles.set(f, entry);
     }
   }
 

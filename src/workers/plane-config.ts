@@ -1,7 +1,6 @@
-import { readFile } from 'node:fs/promises';
 import type { Logger } from '../common/logger';
 import { staticSecrets, type SidecarConfig } from '../http/listener-config';
-import { defaultModuleCache, type ModuleCache, type SharedModule } from '../wasm/module-cache';
+import { defaultModuleCache, type CompiledPlugin, type ModuleCache, type SharedModule } from '../wasm/module-cache';
 import { encodeNode } from '../xds/protos';
 import type { DataPlaneConfig } from './data-plane';
 import { assertPlainData } from './plain-data';
@@ -32,20 +31,23 @@ export function dataPlaneConfig(config: SidecarConfig, forWorkers = false): Data
 
 /**
  * Compiles (here, once) the local code of every Wasm filter and service a worker loads, for the workers to adopt
- * instead of compiling it again. Code that does not compile is left out: each worker then fails to load it and
+ * instead of reading and compiling it again (a worker restarted later runs the same code, whatever the file
+ * holds by then). Code that does not compile is left out: each worker then fails to load it and
  * reports the error as a worker that compiled it itself would. Remote code is fetched (and compiled) per worker.
  */
 export async function compileForWorkers(plane: DataPlaneConfig, logger: Logger, cache: ModuleCache = defaultModuleCache): Promise<SharedModule[]> {
   const filters = [...plane.listeners.flatMap((l) => l.wasmFilters), ...plane.wasmServices];
-  const shared = new Map<string, SharedModule>();
+  const shared = new Map<string, { compiled: CompiledPlugin; files: Set<string> }>();
   for (const f of filters) {
     if (f.code.kind === 'remote') continue;
     try {
-      const compiled = await cache.compile(f.code.kind === 'file' ? await readFile(f.code.filename) : f.code.bytes);
-      shared.set(compiled.sha256, cache.shareable(compiled));
+      const compiled = await (f.code.kind === 'file' ? cache.compileFile(f.code.filename) : cache.compile(f.code.bytes));
+      const entry = shared.get(compiled.sha256) ?? { compiled, files: new Set<string>() };
+      if (f.code.kind === 'file') entry.files.add(f.code.filename);
+      shared.set(compiled.sha256, entry);
     } catch (err) {
       logger.debug({ filter: f.path, err: (err as Error).message }, 'plugin code not compiled for the workers; each worker reports it');
     }
   }
-  return [...shared.values()];
+  return [...shared.values()].map((e) => cache.shareable(e.compiled, [...e.files]));
 }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -17,6 +17,8 @@ import { WorkerError } from '../../src/workers/protocol';
 import { WorkerPool } from '../../src/workers/worker-pool';
 import { startShaped } from '../http/host-bootstrap';
 import { bootstrapJson, TempDir, Upstream } from '../http/helpers';
+import { pluginPath } from '../support/plugins';
+import { until } from '../support/until';
 
 // Workers start from the configuration the main thread parsed and posted (workerData), with the plugin modules
 // it compiled (issue 13 item 3): real worker threads, a real plugin, a real HTTP client.
@@ -26,16 +28,20 @@ after(() => tmp.cleanup());
 
 describe('a WorkerPool started from posted configuration', () => {
   const census = mkdtempSync(join(tmpdir(), 'pws-census-'));
+  const code = join(tmp.path, 'worker-probe.wasm');
   let up: Upstream;
   let cm: ClusterManager;
   let pool: WorkerPool;
 
   before(async () => {
     up = await Upstream.start();
-    const file = tmp.write('posted.json', bootstrapJson({
+    // The plugin from a copy of its own, which the test then spoils.
+    copyFileSync(pluginPath('worker-probe'), code);
+    const doc = JSON.stringify(bootstrapJson({
       filters: [{ plugin: 'worker-probe', name: 'probe', rootId: 'worker_probe', vmId: 'probe' }],
       clusters: [{ name: 'backend', port: up.port }],
-    }));
+    })).replaceAll(JSON.stringify(pluginPath('worker-probe')), JSON.stringify(code));
+    const file = tmp.write('posted.json', doc);
     const config = loadSidecarConfig(file);
     cm = new ClusterManager({ logger: silentLogger() });
     for (const c of config.bootstrap.staticClusters) cm.addOrUpdateCluster(c);
@@ -65,6 +71,20 @@ describe('a WorkerPool started from posted configuration', () => {
     const reports = pool.startReports();
     assert.equal(reports.length, 2);
     for (const r of reports) assert.deepEqual(r?.modules, { instrumented: 0, disk: 0, plain: 0, shared: 1 });
+  });
+
+  it('restarts a worker with the code the main thread read, whatever the file holds by then', async () => {
+    writeFileSync(code, 'not wasm any more');
+    await pool.crashWorker(0, 'exit');
+    await until(() => pool.status().live === 2, 30_000, 'worker 0 back');
+    assert.deepEqual(pool.startReports()[0]?.modules, { instrumented: 0, disk: 0, plain: 0, shared: 1 });
+    // A connection of its own each time (reset), so the kernel hands some to the restarted worker.
+    await until(async () => {
+      const res = await request(`http://127.0.0.1:${pool.listeners[0]!.port}/x`, { reset: true });
+      await res.body.dump();
+      assert.equal(res.statusCode, 200);
+      return res.headers['x-vm-number'] === '3';
+    }, 10_000, 'the restarted worker serving with its plugin (VM 3)');
   });
 
   const loaded = (index: number): string[] => (JSON.parse(readFileSync(join(census, `w${index}.json`), 'utf8')) as string[]).map((f) => f.replaceAll('\\', '/'));
