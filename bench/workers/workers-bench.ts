@@ -84,11 +84,14 @@ function startSidecar(configFile: string, level: Level, logLevel: 'error' | 'inf
   });
   let stderr = '';
   child.stderr!.on('data', (c: Buffer) => { stderr = (stderr + c.toString()).slice(-4000); });
+  // The log (stderr) has each worker's `worker ready` line before `listening` is printed.
+  createInterface({ input: child.stderr! }).on('line', (line) => {
+    if (line.includes('"msg":"worker ready"')) workers.push(JSON.parse(line) as WorkerReady);
+  });
   return new Promise((resolve, reject) => {
     const onExit = (code: number | null): void => reject(new Error(`sidecar exited ${code} before listening: ${stderr}`));
     child.once('exit', onExit);
     createInterface({ input: child.stdout! }).on('line', (line) => {
-      if (line.includes('"worker ready"')) workers.push(JSON.parse(line) as WorkerReady);
       const m = /^listening \S+ [\d.]+:(\d+)$/.exec(line);
       if (!m) return;
       child.off('exit', onExit);
@@ -193,13 +196,13 @@ async function workerCost(file: string): Promise<void> {
   for (let round = 0; round < ROUNDS; round++) {
     for (const [i, l] of levels.entries()) {
       const s = await startSidecar(file, l, 'info');
-      ready[i]!.push(...s.workers);
       try {
         const res = await request(`http://127.0.0.1:${s.port}/bench`);
         await res.body.dump();
         await new Promise((r) => setTimeout(r, 500)); // let start-up garbage go
         start[i]!.push(s.startMs);
         rss[i]!.push(rssMb(s.child.pid!));
+        ready[i]!.push(...s.workers); // the log is written asynchronously: read after the wait
       } finally {
         await stopSidecar(s);
       }
