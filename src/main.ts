@@ -38,9 +38,11 @@ export type { WorkerMetrics } from './workers/worker-pool';
  *
  * Concurrency 1 (the default) runs one DataPlane in this thread, with no forwarding. Concurrency N > 1 runs
  * Envoy's threading model on worker_threads: this thread owns the bootstrap, xDS, the authoritative
- * ClusterManager, the public listeners and the one store of shared data and queues; each of N workers owns a
- * DataPlane (its own ClusterManager, Redis and upstream pools, plugin VMs) and gets cluster updates as messages,
- * shared state through a synchronous SharedArrayBuffer mailbox, and client connections forwarded at L4.
+ * ClusterManager, the public listeners and the one store of shared data and queues; it parses the bootstrap
+ * and compiles the plugins once. Each of N workers owns a DataPlane (its own ClusterManager, Redis and upstream
+ * pools, plugin VMs) built from that parsed configuration and those compiled modules (workerData), gets cluster
+ * updates as messages, shared state through a synchronous SharedArrayBuffer mailbox, and accepts client
+ * connections on the public listeners' sockets itself.
  */
 
 export type SidecarState = 'starting' | 'running' | 'draining' | 'stopped';
