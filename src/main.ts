@@ -17,6 +17,7 @@ import { SharedQueueRegistry } from './services/shared-queue';
 import { ClusterManager } from './upstream/cluster-manager';
 import { DataPlane, loadFilterPlugin } from './workers/data-plane';
 import { parseWasmServices } from './workers/wasm-services';
+import { compileForWorkers, dataPlaneConfig } from './workers/plane-config';
 import { WorkerPool, type WorkerMetrics } from './workers/worker-pool';
 import { AdsClient } from './xds/ads-client';
 import { AdminServer } from './admin/admin-server';
@@ -37,9 +38,11 @@ export type { WorkerMetrics } from './workers/worker-pool';
  *
  * Concurrency 1 (the default) runs one DataPlane in this thread, with no forwarding. Concurrency N > 1 runs
  * Envoy's threading model on worker_threads: this thread owns the bootstrap, xDS, the authoritative
- * ClusterManager, the public listeners and the one store of shared data and queues; each of N workers owns a
- * DataPlane (its own ClusterManager, Redis and upstream pools, plugin VMs) and gets cluster updates as messages,
- * shared state through a synchronous SharedArrayBuffer mailbox, and client connections forwarded at L4.
+ * ClusterManager, the public listeners and the one store of shared data and queues; it parses the bootstrap
+ * and compiles the plugins once. Each of N workers owns a DataPlane (its own ClusterManager, Redis and upstream
+ * pools, plugin VMs) built from that parsed configuration and those compiled modules (workerData), gets cluster
+ * updates as messages, shared state through a synchronous SharedArrayBuffer mailbox, and accepts client
+ * connections on the public listeners' sockets itself.
  */
 
 export type SidecarState = 'starting' | 'running' | 'draining' | 'stopped';
@@ -188,7 +191,7 @@ export class Sidecar {
     // The ADS client is created after the data plane it feeds; its RDS/ECDS watches are made through this.
     let subscriber: ResourceSubscriber | undefined;
     if (concurrency <= 1) {
-      const plane = new DataPlane({ config, logger, sharedData, sharedQueues, drainTimeoutMs, subscriber: () => subscriber });
+      const plane = new DataPlane({ config: dataPlaneConfig(config), logger, sharedData, sharedQueues, drainTimeoutMs, subscriber: () => subscriber });
       sidecar = new Sidecar(config, logger, plane.clusterManager, plane.services, plane, undefined);
     } else {
       refuseDynamicListenersWithWorkers(config, lds !== undefined);
@@ -200,8 +203,11 @@ export class Sidecar {
         metrics: new MetricsRegistry(),
         logLevel: () => proxyLogLevel(logger.level),
       };
+      // Parsed and compiled once, here: workers start from this plain data and adopt these modules.
+      const plane = dataPlaneConfig(config, true);
+      const modules = await compileForWorkers(plane, logger);
       const pool = new WorkerPool({
-        concurrency, configFile: options.configFile, config, logLevel: level, logger, drainTimeoutMs, clusterManager, sharedData, sharedQueues,
+        concurrency, plane, modules, logLevel: level, logger, drainTimeoutMs, clusterManager, sharedData, sharedQueues,
       });
       sidecar = new Sidecar(config, logger, clusterManager, services, undefined, pool);
     }

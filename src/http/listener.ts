@@ -16,7 +16,6 @@ import { inspectClientHello } from '../listener/tls-inspector';
 import { RouteTable, stripPort } from './route-table';
 import { RouterFilter, type RouterContext } from './router';
 import type { UpstreamPools } from './upstream-pools';
-import { encodeNode } from '../xds/protos';
 import { nextConnectionId } from '../common/connection-id';
 import { ioCycleLimit } from '../common/limits';
 import type { StructObject } from '../runtime/stream-attributes';
@@ -106,8 +105,8 @@ export interface HttpListenerOptions {
   readonly plugins?: readonly Plugin[];
   readonly pools: UpstreamPools;
   readonly logger: Logger;
-  /** The bootstrap node; `message` (the decoded envoy.config.core.v3.Node) is served as the `node` attribute. */
-  readonly node?: { readonly id: string; readonly cluster: string; readonly message?: Record<string, unknown>; readonly metadata?: StructObject };
+  /** The bootstrap node; `message` (the serialized envoy.config.core.v3.Node, encoded once by the main thread) is served as the `node` attribute. */
+  readonly node?: { readonly id: string; readonly cluster: string; readonly message?: Buffer; readonly metadata?: StructObject };
   /**
    * The address the `listener.<address>_<port>.` stats are named by, when this listener serves connections
    * accepted on another address (a worker's listener is bound to loopback port 0 and handed the public
@@ -934,7 +933,7 @@ export class HttpListener {
   constructor(private readonly options: HttpListenerOptions) {
     const cfg = options.config;
     this.logger = options.logger.child({ component: 'http', listener: cfg.name });
-    const message = encodeNode(options.node?.message);
+    const message = options.node?.message;
     const node: StreamNode = {
       id: options.node?.id ?? '',
       cluster: options.node?.cluster ?? '',

@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { PluginStartError } from '../common/errors';
 import type { Logger } from '../common/logger';
 import { silentLogger } from '../common/logger';
@@ -157,7 +156,7 @@ export class Plugin {
   static async load(code: PluginCode, config: PluginConfig, options: PluginOptions): Promise<Plugin> {
     const cache = options.moduleCache ?? defaultModuleCache;
     let compiled: CompiledPlugin;
-    if (typeof code === 'string') compiled = await cache.compile(await readFile(code));
+    if (typeof code === 'string') compiled = await cache.compileFile(code);
     else if (code instanceof Uint8Array) compiled = await cache.compile(code);
     else compiled = code;
     const plugin = new Plugin(compiled, config, options.services, options.logger ?? silentLogger(), options.vms ?? new VmRegistry());

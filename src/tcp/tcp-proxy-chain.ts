@@ -5,7 +5,6 @@ import { ConfigError } from '../common/errors';
 import type { Plugin } from '../runtime/plugin';
 import type { EncodedMetadata, StructObject } from '../runtime/stream-attributes';
 import { tlsConnectionInfo } from '../tls/tls-context';
-import { encodeNode } from '../xds/protos';
 import { nextConnectionId } from '../common/connection-id';
 import { ConnectionAttributes, type ConnectionAttributeConfig } from './connection-attributes';
 import type { NetworkFilterChainConfig } from './network-config';
@@ -36,7 +35,7 @@ export interface TcpProxyChainOptions {
   readonly clusters: ClusterLookup;
   readonly logger: Logger;
   /** The bootstrap's node (as HttpListenerOptions takes it): `node` / `xds.node` properties. */
-  readonly node?: { readonly id: string; readonly cluster: string; readonly message?: Record<string, unknown>; readonly metadata?: StructObject };
+  readonly node?: { readonly id: string; readonly cluster: string; readonly message?: Buffer; readonly metadata?: StructObject };
   /** `listener.<address>_<port>.` for the listener stats; set it again with bound() once the port is known. */
   readonly listenerStatPrefix?: string;
   /** Shared with other chains of a data plane; default: its own. */
@@ -45,7 +44,7 @@ export interface TcpProxyChainOptions {
 
 /** The node as plugins read it: `node` is the serialized envoy.config.core.v3.Node (as the HTTP listener serves it). */
 function attributeNode(node: TcpProxyChainOptions['node']): ConnectionAttributeConfig['node'] {
-  const message = encodeNode(node?.message);
+  const message = node?.message;
   return {
     id: node?.id ?? '',
     cluster: node?.cluster ?? '',

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { PluginLoadError } from '../common/errors';
 import { detectAbiVersion, type AbiVersion } from './abi-version';
 import { noteModuleDigest } from '../abi/host-call-recorder';
@@ -27,6 +28,19 @@ export function moduleInstrumentation(module: WebAssembly.Module): ModuleInstrum
   return instrumentation.get(module);
 }
 
+/**
+ * A compiled module as another thread's cache adopts it: WebAssembly.Module is structured-clonable to worker
+ * threads (V8 shares the compiled code, nothing is compiled again), but a WeakMap entry does not travel with it.
+ */
+export interface SharedModule extends CompiledPlugin {
+  readonly instrumentation: ModuleInstrumentation | undefined;
+  /** The code files it was compiled from: compileFile() of one of them in the adopting cache reads nothing. */
+  readonly files: readonly string[];
+}
+
+/** Where a module of this cache came from: rewritten now, rewritten on disk, compiled as it was, or adopted from another thread. */
+export type ModuleSource = 'instrumented' | 'disk' | 'plain' | 'shared';
+
 export interface ModuleCacheOptions {
   /**
    * Rewrite modules for the deadline and the memory cap (src/wasm/instrument.ts). Default true; false only for
@@ -45,15 +59,24 @@ export interface ModuleCacheOptions {
  */
 export class ModuleCache {
   private readonly modules = new Map<string, Promise<CompiledPlugin>>();
+  /** Code files whose module was adopted (their bytes were read by the thread that compiled them). */
+  private readonly adoptedFiles = new Map<string, Promise<CompiledPlugin>>();
   private readonly instrument: boolean;
   private readonly disk: InstrumentCache | undefined;
   /** Load timings of the last compile() that did work, for the benchmark. */
-  lastLoad: { readonly source: 'instrumented' | 'disk' | 'plain'; readonly ms: number } | undefined;
+  lastLoad: { readonly source: Exclude<ModuleSource, 'shared'>; readonly ms: number } | undefined;
+  /** Modules this cache holds, by where each came from (a worker's are all 'shared' when nothing is compiled twice). */
+  readonly loads: Record<ModuleSource, number> = { instrumented: 0, disk: 0, plain: 0, shared: 0 };
 
   constructor(options: ModuleCacheOptions = {}) {
     this.instrument = options.instrument ?? true;
     const dir = options.cacheDir === undefined ? defaultInstrumentCacheDir() : options.cacheDir;
     this.disk = this.instrument && dir !== null ? new InstrumentCache(dir, CHECK_BUDGET) : undefined;
+  }
+
+  /** The module of a code file: the adopted one for a file another thread compiled (see adopt()), else compile() of its bytes now. */
+  async compileFile(filename: string): Promise<CompiledPlugin> {
+    return this.adoptedFiles.get(filename) ?? this.compile(await readFile(filename));
   }
 
   compile(bytes: Uint8Array): Promise<CompiledPlugin> {
@@ -71,12 +94,36 @@ export class ModuleCache {
     return this.modules.size;
   }
 
+  /** `compiled` (a module of this cache) with its instrumentation, to post to a worker for adopt(). */
+  shareable(compiled: CompiledPlugin, files: readonly string[]): SharedModule {
+    return { module: compiled.module, abi: compiled.abi, sha256: compiled.sha256, instrumentation: moduleInstrumentation(compiled.module), files };
+  }
+
+  /**
+   * Takes modules another thread compiled (shareable() there, structured-cloned here): compile() of the same
+   * bytes, or compileFile() of a file they came from, then hands them out as they are, so every thread runs the
+   * code that thread read (a file changed on disk since is not read again). A module already here is kept.
+   */
+  adopt(modules: readonly SharedModule[]): void {
+    for (const m of modules) {
+      let entry = this.modules.get(m.sha256);
+      if (!entry) {
+        if (m.instrumentation) instrumentation.set(m.module, m.instrumentation);
+        noteModuleDigest(m.module, m.sha256);
+        entry = Promise.resolve({ module: m.module, abi: m.abi, sha256: m.sha256 });
+        this.modules.set(m.sha256, entry);
+        this.loads.shared++;
+      }
+      for (const f of m.files) this.adoptedFiles.set(f, entry);
+    }
+  }
+
   private async compileModule(bytes: Uint8Array, sha256: string): Promise<CompiledPlugin> {
     const started = performance.now();
     // V8's own verdict first: a malformed module is reported as V8 words it, whatever binaryen would say.
     if (!WebAssembly.validate(bytes)) await compileOrThrow(bytes);
     let module: WebAssembly.Module;
-    let source: 'instrumented' | 'disk' | 'plain' = 'plain';
+    let source: Exclude<ModuleSource, 'shared'> = 'plain';
     if (!this.instrument) {
       module = await compileOrThrow(bytes);
     } else {
@@ -97,6 +144,7 @@ export class ModuleCache {
       instrumentation.set(module, rewritten!.memory ? { memory: rewritten!.memory } : {});
     }
     this.lastLoad = { source, ms: performance.now() - started };
+    this.loads[source]++;
     noteModuleDigest(module, sha256);
     return { module, abi: detectAbiVersion(module), sha256 };
   }

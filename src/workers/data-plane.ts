@@ -4,7 +4,8 @@ import type { Logger } from '../common/logger';
 import { UndiciHttpCalloutService } from '../http/http-callout';
 import { GrpcJsCalloutService } from '../http/grpc-callout';
 import type { HttpListener } from '../http/listener';
-import type { ListenerConfig, SidecarConfig, WasmFilterConfig } from '../http/listener-config';
+import type { HttpListenerOptions } from '../http/listener';
+import type { ListenerConfig, WasmFilterConfig } from '../http/listener-config';
 import { UpstreamPools } from '../http/upstream-pools';
 import { RedisPoolManager } from '../redis/pool-manager';
 import { Plugin, VmRegistry } from '../runtime/plugin';
@@ -12,13 +13,13 @@ import { MetricsRegistry } from '../services/metrics';
 import type { SharedDataService } from '../services/shared-data';
 import type { SharedQueueService } from '../services/shared-queue';
 import { ClusterManager } from '../upstream/cluster-manager';
-import { parseWasmServices } from './wasm-services';
 import { sumCounters } from './metrics-view';
 import type { ResourceSubscriber } from '../xds/resource-sink';
 import { ListenerManager } from '../listener/listener-manager';
 import { RouteConfigManager } from '../listener/route-config-manager';
 import { ExtensionConfigManager } from '../listener/extension-config-manager';
-import { staticSecrets } from '../http/listener-config';
+import type { StaticSecrets } from '../tls/tls-context';
+import type { ClusterConfig } from '../upstream/types';
 import { ConfigError } from '../common/errors';
 import { fetchRemoteWasmCode, RemoteCodeCache, type RemoteCodeDeps } from '../wasm/remote-code';
 
@@ -53,8 +54,24 @@ export async function loadFilterPlugin(filter: WasmFilterConfig, services: HostS
   }, { services, logger, ...(vms ? { vms } : {}) });
 }
 
+/**
+ * What a DataPlane is built from: the bootstrap reduced to what the data plane acts on, already parsed and
+ * validated (plane-config.ts derives it from a SidecarConfig in the main thread). Plain, structured-clonable
+ * data, so a worker gets it in workerData and never reads YAML or loads the Envoy protos itself.
+ */
+export interface DataPlaneConfig {
+  readonly staticClusters: readonly ClusterConfig[];
+  readonly listeners: readonly ListenerConfig[];
+  /** The bootstrap node as listeners serve it (`message`: the serialized envoy.config.core.v3.Node). */
+  readonly node: NonNullable<HttpListenerOptions['node']>;
+  /** static_resources.secrets by name, for LDS listeners' TLS contexts. */
+  readonly secrets: StaticSecrets;
+  /** Non-singleton Wasm services (bootstrap_extensions), parsed: one each per data plane. */
+  readonly wasmServices: readonly WasmFilterConfig[];
+}
+
 export interface DataPlaneOptions {
-  readonly config: SidecarConfig;
+  readonly config: DataPlaneConfig;
   readonly logger: Logger;
   readonly sharedData: SharedDataService;
   readonly sharedQueues: SharedQueueService;
@@ -92,7 +109,7 @@ export class DataPlane {
   constructor(private readonly options: DataPlaneOptions) {
     const { config, logger } = options;
     this.clusterManager = new ClusterManager({ logger });
-    for (const c of config.bootstrap.staticClusters) this.clusterManager.addOrUpdateCluster(c);
+    for (const c of config.staticClusters) this.clusterManager.addOrUpdateCluster(c);
     this.upstreamPools = new UpstreamPools(this.clusterManager, logger);
     this.redis = new RedisPoolManager(this.clusterManager, logger);
     this.httpCallout = new UndiciHttpCalloutService(this.upstreamPools, logger);
@@ -117,8 +134,8 @@ export class DataPlane {
     this.routes = new RouteConfigManager(subscriber, logger);
     this.extensions = new ExtensionConfigManager(subscriber, loadPlugin, logger);
     this.listenerManager = new ListenerManager({
-      pools: this.upstreamPools, logger, node: config.bootstrap.node, routes: this.routes, extensions: this.extensions, loadPlugin,
-      parseOptions: { secrets: staticSecrets(config.bootstrap) }, drainTimeoutMs: options.drainTimeoutMs,
+      pools: this.upstreamPools, logger, node: config.node, routes: this.routes, extensions: this.extensions, loadPlugin,
+      parseOptions: { secrets: config.secrets }, drainTimeoutMs: options.drainTimeoutMs,
       ...(options.bindListener ? { bindListener: options.bindListener } : {}),
     });
   }
@@ -144,9 +161,7 @@ export class DataPlane {
    */
   async start(): Promise<void> {
     const { config, logger } = this.options;
-    for (const s of parseWasmServices(config.bootstrap.wasmServices)) {
-      if (!s.singleton) this.wasmServices.push(await loadFilterPlugin(s.plugin, this.services, logger, this.vms, this.remote));
-    }
+    for (const s of config.wasmServices) this.wasmServices.push(await loadFilterPlugin(s, this.services, logger, this.vms, this.remote));
     await this.listenerManager.startStatic(config.listeners);
   }
 

@@ -4,6 +4,8 @@ import type { EnvoyLogLevel } from '../observability/log-level';
 import type { RedisStats } from '../redis/pool-manager';
 import type { TrafficSnapshot } from '../upstream/traffic-stats';
 import { SidecarError } from '../common/errors';
+import type { ModuleSource, SharedModule } from '../wasm/module-cache';
+import type { DataPlaneConfig } from './data-plane';
 import type { ClusterConfig, HostSpec } from '../upstream/types';
 
 /**
@@ -20,7 +22,10 @@ export class WorkerError extends SidecarError {
 /** `workerData` of every worker. */
 export interface WorkerInit {
   readonly index: number;
-  readonly configFile: string;
+  /** The worker's configuration, parsed and validated by the main thread (the worker reads no bootstrap file). */
+  readonly plane: DataPlaneConfig;
+  /** Plugin code the main thread compiled: the worker's ModuleCache adopts it instead of compiling it again. */
+  readonly modules: readonly SharedModule[];
   readonly logLevel: LevelWithSilent;
   readonly drainTimeoutMs: number;
   readonly mailbox: SharedArrayBuffer;
@@ -54,9 +59,25 @@ export type MainToWorker =
   /** Test hook (WorkerPool.crashWorker): the worker dies the way a bug would kill it. */
   | { readonly t: 'crash'; readonly how: 'throw' | 'exit' };
 
+/** Where one worker's start went (the epoch ms at which each phase ended, see start-clock.ts) and what it loaded. */
+export interface WorkerStartReport {
+  /** The worker's first module running: the thread is up. */
+  readonly threadStartedAt: number;
+  /** The worker's modules required and its entry script running. */
+  readonly requiredAt: number;
+  /** The data plane built from the posted configuration. */
+  readonly configuredAt: number;
+  /** Wasm services and listener plugins loaded and started. */
+  readonly pluginsAt: number;
+  /** Accepting on every public listener. */
+  readonly listeningAt: number;
+  /** The worker's ModuleCache by source: all 'shared' when no module was compiled twice. */
+  readonly modules: Readonly<Record<ModuleSource, number>>;
+}
+
 export type WorkerToMain =
   /** Started: plugins loaded, accepting on every public listener. */
-  | { readonly t: 'ready' }
+  | { readonly t: 'ready'; readonly report: WorkerStartReport }
   | { readonly t: 'start-failed'; readonly message: string; readonly code: string }
   | { readonly t: 'queue-unregister'; readonly token: number }
   /** Plugin metrics, and the data plane's own counters by full Envoy name (listener protocol stats). */

@@ -1,17 +1,23 @@
+// First, before the other imports run: the require phase is measured from here.
+import { epochNow, threadStartedAt } from './start-clock';
 import type { Server } from 'node:net';
 import { parentPort, workerData } from 'node:worker_threads';
 import { SidecarError } from '../common/errors';
 import { createLogger } from '../common/logger';
 import { LogLevelControl } from '../observability/log-level';
-import { loadSidecarConfig } from '../http/listener-config';
+import { defaultModuleCache } from '../wasm/module-cache';
 import { DataPlane } from './data-plane';
+import { reviveBuffers } from './plain-data';
 import { listenOnHandle, receiveListenHandles } from './shared-socket';
 import { MailboxClient } from './mailbox';
 import type { ClusterUpdate, MainToWorker, WorkerInit, WorkerToMain } from './protocol';
 
+const requiredAt = epochNow();
+
 /**
  * The entry point of one `--concurrency N` worker thread: builds its own DataPlane (ClusterManager, Redis and
- * upstream pools, plugin VMs, HTTP listeners on loopback) from the same bootstrap as the main thread, takes
+ * upstream pools, plugin VMs, HTTP listeners on loopback) from the configuration the main thread parsed and
+ * posts (workerData: plain data, plus the plugin modules it compiled, adopted rather than compiled again), takes
  * shared data and queues from the main thread's mailbox, follows the main thread's cluster updates, and serves
  * the connections the kernel hands it on the public listeners' sockets (shared-socket.ts).
  */
@@ -98,17 +104,24 @@ async function main(): Promise<void> {
   port.on('message', onMessage);
 
   try {
-    const config = loadSidecarConfig(init.configFile);
+    // Buffers arrive as plain Uint8Arrays (plain-data.ts).
+    const config = reviveBuffers(init.plane);
+    defaultModuleCache.adopt(init.modules);
     plane = new DataPlane({
       config, logger, sharedData: mailbox, sharedQueues: mailbox, drainTimeoutMs: init.drainTimeoutMs,
       bindListener: (l) => ({ ...l, address: '127.0.0.1', port: 0 }),
     });
     for (const u of early.splice(0)) applyClusterUpdates(plane, u);
+    const configuredAt = epochNow();
     await plane.start();
+    const pluginsAt = epochNow();
     // Plugins are loaded: only now take connections, so none waits on a worker that cannot serve yet.
     const handles = await receiveListenHandles(init.handlePath, plane.listeners.length);
     for (const [i, l] of plane.listeners.entries()) accepting.push(await listenOnHandle(handles[i]!, (socket) => l.acceptConnection(socket)));
-    post({ t: 'ready' });
+    post({
+      t: 'ready',
+      report: { threadStartedAt, requiredAt, configuredAt, pluginsAt, listeningAt: epochNow(), modules: { ...defaultModuleCache.loads } },
+    });
   } catch (err) {
     post({ t: 'start-failed', message: (err as Error).message, code: err instanceof SidecarError ? err.code : 'PWS_ERR' });
     await drain();

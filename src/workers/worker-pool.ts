@@ -8,19 +8,23 @@ import type { RedisStats } from '../redis/pool-manager';
 import type { TrafficSnapshot } from '../upstream/traffic-stats';
 import type { Disposable } from '../common/disposable';
 import type { Logger } from '../common/logger';
-import type { SidecarConfig } from '../http/listener-config';
+import type { SharedModule } from '../wasm/module-cache';
+import type { DataPlaneConfig } from './data-plane';
 import type { SharedDataStore } from '../services/shared-data';
 import type { SharedQueueRegistry } from '../services/shared-queue';
 import type { ClusterEvent, ClusterManager } from '../upstream/cluster-manager';
 import type { Host, HostSpec } from '../upstream/types';
 import { HandleOffer, SharedListenSocket } from './shared-socket';
+import { epochNow } from './start-clock';
 import { createMailboxBuffer, MailboxServer } from './mailbox';
-import { WorkerError, type ClusterUpdate, type MainToWorker, type MetricSnapshot, type WorkerInit, type WorkerToMain } from './protocol';
+import { WorkerError, type ClusterUpdate, type MainToWorker, type MetricSnapshot, type WorkerInit, type WorkerStartReport, type WorkerToMain } from './protocol';
 
 export interface WorkerPoolOptions {
   readonly concurrency: number;
-  readonly configFile: string;
-  readonly config: SidecarConfig;
+  /** Every worker's configuration (plain data, see plane-config.ts); its listeners are the public ones bound here. */
+  readonly plane: DataPlaneConfig;
+  /** Plugin modules compiled in this thread, for every worker to adopt (plane-config.ts compileForWorkers). */
+  readonly modules: readonly SharedModule[];
   readonly logLevel: LevelWithSilent;
   readonly logger: Logger;
   readonly drainTimeoutMs: number;
@@ -49,6 +53,8 @@ class WorkerRun {
   readonly exited: Promise<number>;
   /** Serving: plugins loaded and accepting on every listener. */
   ready = false;
+  /** The worker's own account of its start (with `ready`). */
+  report: WorkerStartReport | undefined;
   drained = false;
   gone = false;
   readonly startedAt = Date.now();
@@ -88,6 +94,19 @@ export interface WorkerPoolStatus {
 
 function spec(h: Host): HostSpec {
   return { address: h.address, port: h.port, health: h.health, weight: h.weight, priority: h.priority, hostname: h.hostname, locality: h.locality };
+}
+
+/** A worker's start by phase, in ms each (thread start is from the spawn to its first line running). */
+function startPhases(spawnedAt: number, r: WorkerStartReport): Record<string, number | Readonly<Record<string, number>>> {
+  const round = (x: number): number => Math.round(x * 10) / 10;
+  return {
+    threadMs: round(r.threadStartedAt - spawnedAt),
+    requireMs: round(r.requiredAt - r.threadStartedAt),
+    configMs: round(r.configuredAt - r.requiredAt),
+    pluginsMs: round(r.pluginsAt - r.configuredAt),
+    listenMs: round(r.listeningAt - r.pluginsAt),
+    modules: r.modules,
+  };
 }
 
 /** The wait before restarting a worker that has died `failures` times in a row: base * 2^failures, at most max. */
@@ -147,6 +166,11 @@ export class WorkerPool {
     return this.options.concurrency;
   }
 
+  /** Each serving worker's account of its start, by worker index (undefined: not serving). */
+  startReports(): (WorkerStartReport | undefined)[] {
+    return this.slots.map((s) => (s.run?.ready ? s.run.report : undefined));
+  }
+
   status(): WorkerPoolStatus {
     const restarting = this.stopping ? 0 : this.slots.filter((s) => s.down).length;
     return { concurrency: this.options.concurrency, live: this.liveRuns().length, restarting, restarts: this.restartCount };
@@ -158,7 +182,7 @@ export class WorkerPool {
    */
   async start(): Promise<void> {
     const o = this.options;
-    for (const l of o.config.listeners) this.sockets.push(new SharedListenSocket(l));
+    for (const l of o.plane.listeners) this.sockets.push(new SharedListenSocket(l));
     this.subscription = o.clusterManager.onEvent((e) => {
       const u = clusterUpdateOf(e);
       if (u) this.queueUpdate(u);
@@ -185,10 +209,12 @@ export class WorkerPool {
     const runId = this.nextRunId++;
     const sab = createMailboxBuffer();
     const offer = new HandleOffer(join(this.socketDir, `h${runId}.sock`), this.sockets);
-    const init: WorkerInit = { index: slot.index, configFile: o.configFile, logLevel: o.logLevel, drainTimeoutMs: o.drainTimeoutMs, mailbox: sab, handlePath: offer.path };
+    const init: WorkerInit = {
+      index: slot.index, plane: o.plane, modules: o.modules, logLevel: o.logLevel, drainTimeoutMs: o.drainTimeoutMs, mailbox: sab, handlePath: offer.path,
+    };
     const script = o.workerScript ?? join(__dirname, 'worker-main.js');
     return offer.listen().then(() => new Promise<void>((resolve, reject) => {
-      const t0 = Date.now();
+      const t0 = epochNow();
       const worker = new Worker(script, { workerData: init });
       const mailbox = new MailboxServer(sab, o.sharedData, o.sharedQueues, (token, queueId) => run.post({ t: 'queue-ready', token, queueId }), this.logger);
       const run = new WorkerRun(slot.index, worker, mailbox, offer);
@@ -202,9 +228,10 @@ export class WorkerPool {
         switch (m.t) {
           case 'ready':
             run.ready = true;
+            run.report = m.report;
             slot.down = false;
             offer.close();
-            this.logger.info({ worker: slot.index, startMs: Date.now() - t0 }, 'worker ready');
+            this.logger.info({ worker: slot.index, startMs: Math.round(epochNow() - t0), ...startPhases(t0, m.report) }, 'worker ready');
             resolve();
             break;
           case 'start-failed':

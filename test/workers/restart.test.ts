@@ -7,6 +7,7 @@ import { SharedDataStore } from '../../src/services/shared-data';
 import { SharedQueueRegistry } from '../../src/services/shared-queue';
 import { ClusterManager } from '../../src/upstream/cluster-manager';
 import { restartDelayMs, WorkerPool } from '../../src/workers/worker-pool';
+import { compileForWorkers, dataPlaneConfig } from '../../src/workers/plane-config';
 import { bootstrapJson, TempDir, Upstream } from '../http/helpers';
 import { until } from '../support/until';
 import { AdminServer } from '../../src/admin/admin-server';
@@ -46,13 +47,16 @@ describe('a WorkerPool whose workers die', () => {
     const config = loadSidecarConfig(file);
     cm = new ClusterManager({ logger: silentLogger() });
     for (const c of config.bootstrap.staticClusters) cm.addOrUpdateCluster(c);
+    const plane = dataPlaneConfig(config, true);
     pool = new WorkerPool({
-      concurrency: 2, configFile: file, config, logLevel: 'silent', logger: silentLogger(), drainTimeoutMs: 1000,
+      concurrency: 2, plane, modules: await compileForWorkers(plane, silentLogger()), logLevel: 'silent', logger: silentLogger(), drainTimeoutMs: 1000,
       clusterManager: cm, sharedData, sharedQueues: new SharedQueueRegistry(),
       // Long enough that the dead worker is still down when the requests below are sent.
       restartBackoff: { baseMs: 1500, maxMs: 10_000 },
     });
     await pool.start();
+    // A restarted worker starts from the configuration the pool was given, not from the file as it is now.
+    tmp.write('restart.json', 'static_resources: [not a bootstrap');
     url = `http://127.0.0.1:${pool.listeners[0]!.port}/x`;
   });
 
