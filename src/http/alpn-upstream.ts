@@ -1,5 +1,6 @@
 import { connect as tlsConnect } from 'node:tls';
-import { Pool, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import type { Pool } from './undici-pool';
 import { upstreamTlsConnectOptions, type UpstreamTls } from '../tls/tls-context';
 import { Http2Upstream, type H2DispatchHandler, type H2DispatchOptions } from './h2-upstream';
 import type { Http2Settings } from './protocol-options';

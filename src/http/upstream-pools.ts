@@ -1,4 +1,4 @@
-import { buildConnector, Pool } from 'undici';
+import { buildConnector, Pool } from './undici-pool';
 import { upstreamTlsConnectOptions } from '../tls/tls-context';
 import { DEFAULT_UPSTREAM_PROTOCOL } from './protocol-options';
 import { AlpnUpstream } from './alpn-upstream';
