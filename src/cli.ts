@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { extname, join, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { parse as parseYaml, stringify as toYaml } from 'yaml';
+import { parseYaml, toYaml } from './config/yaml';
 import type { LevelWithSilent } from 'pino';
 import { ConfigError, SidecarError } from './common/errors';
 import { loadSidecarConfig, type SidecarConfig } from './http/listener-config';

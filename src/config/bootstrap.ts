@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type * as protobuf from 'protobufjs';
-import { parse as parseYaml } from 'yaml';
+import { parseYaml } from './yaml';
 import { ConfigError } from '../common/errors';
 import type { ClusterConfig } from '../upstream/types';
 import { decodeProtoJson, toProtoJson, type JsonObject, type ProtoObject } from '../xds/proto-json';

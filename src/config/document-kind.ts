@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { parseAllDocuments } from 'yaml';
+import { parseAllDocuments } from './yaml';
 import { ConfigError } from '../common/errors';
 
 /**

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve as resolvePath } from 'node:path';
-import { parse as parseYaml } from 'yaml';
+import { parseYaml } from '../config/yaml';
 import { mapRecording } from '../config/error-collector';
 import { str } from '../config/json-fields';
 import { ConfigError } from '../common/errors';
