@@ -135,13 +135,15 @@ function registry(root: protobuf.Root, ensure: (fullName: string) => boolean): E
   const lookup = (nameOrTypeUrl: string): protobuf.Type | undefined => {
     const name = nameOrTypeUrl.slice(nameOrTypeUrl.lastIndexOf('/') + 1);
     if (typeCache.has(name)) return typeCache.get(name);
+    const fullName = name.startsWith('.') ? name : `.${name}`;
     let t: protobuf.Type | undefined;
-    try {
-      const fullName = name.startsWith('.') ? name : `.${name}`;
-      const found = ensure(fullName) ? root.lookup(fullName) : null;
-      t = found instanceof protobuf.Type ? found : undefined;
-    } catch {
-      t = undefined;
+    if (ensure(fullName)) { // outside the try: a bundle that cannot load a unit is a build fault, not an unknown type
+      try {
+        const found = root.lookup(fullName);
+        t = found instanceof protobuf.Type ? found : undefined;
+      } catch {
+        t = undefined;
+      }
     }
     typeCache.set(name, t);
     return t;
