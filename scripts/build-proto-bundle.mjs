@@ -1,5 +1,6 @@
 // Writes the prebuilt Envoy proto registry (dist/src/xds/envoy-protos.bundle.json) from the same .proto files
-// loadEnvoyProtos() parses; run by `make build` after tsc. Generated, never committed.
+// loadEnvoyProtos() parses, cut into lazily loaded units (src/xds/proto-bundle.ts); run by `make build` after tsc.
+// Generated, never committed.
 import { writeFileSync, renameSync } from 'node:fs';
 import { createRequire } from 'node:module';
 
@@ -11,4 +12,4 @@ const bundle = bundleRoot(parseEnvoyProtos(), envoyProtoInputsHash());
 const tmp = `${ENVOY_PROTO_BUNDLE_FILE}.${process.pid}.tmp`;
 writeFileSync(tmp, JSON.stringify(bundle));
 renameSync(tmp, ENVOY_PROTO_BUNDLE_FILE); // a concurrent reader sees the old file or the new one, never half
-console.log(`proto bundle: ${ENVOY_PROTO_BUNDLE_FILE} (${Object.keys(bundle.parsedOptions).length} objects with options)`);
+console.log(`proto bundle: ${ENVOY_PROTO_BUNDLE_FILE} (${Object.keys(bundle.units).length} units in ${Object.keys(bundle.namespaces).length} packages)`);

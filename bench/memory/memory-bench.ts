@@ -6,7 +6,8 @@
  * property plugin_vm_memory is the same figure), with wrk in a process of its own and a real redis-server.
  * Each figure is printed beside its goal. Never pass/fail.
  *
- *   node dist/bench/memory/memory-bench.js [--quick]     PWS_BENCH_MEMORY_SECONDS=<load seconds per row>
+ *   node dist/bench/memory/memory-bench.js [--quick] [--idle-only]     PWS_BENCH_MEMORY_SECONDS=<load seconds per row>
+ *   PWS_BENCH_MEMORY_BASELINE_CLI=<another build's dist/src/cli.js>: each idle row also for that build, interleaved (A/B)
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { silentLogger } from '../../src/common/logger';
@@ -14,7 +15,7 @@ import { Sidecar } from '../../src/main';
 import { RedisServer } from '../../test/support/redis-server';
 import { bootstrapJson, TempDir, type FilterSpec } from '../../test/http/helpers';
 import { startUpstream } from '../http/http-bench';
-import { printTable, rssBytes, runWrk, SidecarProcess, verdict, type WrkOptions } from '../support/load';
+import { clockTicks, cpuSeconds, printTable, rssBytes, runWrk, SidecarProcess, verdict, type WrkOptions } from '../support/load';
 
 const GOAL_IDLE_RSS_MIB = 80;
 const CONNECTIONS = 16;
@@ -75,13 +76,18 @@ async function idleRss(tmp: TempDir, upstreamPort: number, redisPort: number): P
     ['the example plugin (AS redis-gate)', [loadRows()[0]!.filter]],
     ['a Go plugin (higress/add-header)', [{ plugin: 'go/add-header', name: 'go', rootId: '', configuration: '{"value":"v"}' }]],
   ];
+  const baseline = process.env['PWS_BENCH_MEMORY_BASELINE_CLI'];
+  const builds: Array<[string, string | undefined]> = baseline ? [['baseline: ', baseline], ['this build: ', undefined]] : [['', undefined]];
+  const ticks = clockTicks();
   const out: string[][] = [];
-  for (const [i, [name, filters]] of configs.entries()) {
+  for (const [i, [config, filters]] of configs.entries()) for (const [label, cli] of builds) {
+    const name = `${label}${config}`;
     const file = tmp.write(`idle-${i}.json`, bootstrapJson({
       filters, clusters: [{ name: 'backend', port: upstreamPort }, { name: REDIS_CLUSTER, port: redisPort }], routeCluster: 'backend',
     }));
-    const sidecar = await SidecarProcess.start(file);
+    const sidecar = await SidecarProcess.start(file, cli ? { cli } : {});
     try {
+      const startCpu = cpuSeconds(sidecar.pid, ticks); // start-up to listening: the proto registry is most of it
       const samples: number[] = [];
       for (let t = 1; t <= IDLE_SECONDS; t++) {
         await sleep(1000);
@@ -91,7 +97,7 @@ async function idleRss(tmp: TempDir, upstreamPort: number, redisPort: number): P
       const settled = median(window);
       const dropAt = samples.findIndex((v) => v < samples[2]! - REDUCER_DROP_MIB);
       out.push([
-        name, samples[2]!.toFixed(1), settled.toFixed(1), `${Math.min(...window).toFixed(1)}..${Math.max(...window).toFixed(1)}`,
+        name, startCpu.toFixed(2), samples[2]!.toFixed(1), settled.toFixed(1), `${Math.min(...window).toFixed(1)}..${Math.max(...window).toFixed(1)}`,
         dropAt < 0 ? `not in ${IDLE_SECONDS} s` : `${dropAt + 1} s`,
         `<= ${GOAL_IDLE_RSS_MIB}`, verdict(settled <= GOAL_IDLE_RSS_MIB),
       ]);
@@ -129,7 +135,7 @@ async function guestMemoryUnderLoad(row: LoadRow, tmp: TempDir, upstreamPort: nu
   }
 }
 
-export async function runMemoryBench(options: { quick?: boolean } = {}): Promise<void> {
+export async function runMemoryBench(options: { quick?: boolean; idleOnly?: boolean } = {}): Promise<void> {
   const seconds = options.quick ? 20 : Number(process.env['PWS_BENCH_MEMORY_SECONDS'] ?? 120);
   const every = options.quick ? 5 : 15;
   const redis = await RedisServer.start();
@@ -141,8 +147,9 @@ export async function runMemoryBench(options: { quick?: boolean } = {}): Promise
     console.log(`Idle RSS of the sidecar (\`run\` child process, --concurrency 1), sampled every second for ${IDLE_SECONDS} s after it listens.`);
     console.log(`The goal is held to the settled RSS (median of the last ${SETTLED_WINDOW_SECONDS} s: what an idle sidecar keeps once V8 has`);
     console.log('given back its start-up garbage); the RSS 3 s after listening is printed beside it and is not judged.');
-    printTable(['configuration', 'RSS at 3 s MiB', 'settled MiB', `last ${SETTLED_WINDOW_SECONDS} s range`, 'reducer ran', 'goal (settled)', ''], idle);
+    printTable(['configuration', 'CPU s to listen', 'RSS at 3 s MiB', 'settled MiB', `last ${SETTLED_WINDOW_SECONDS} s range`, 'reducer ran', 'goal (settled)', ''], idle);
     console.log(`(reducer ran: the first second RSS was ${REDUCER_DROP_MIB} MiB below its 3 s figure; "not in" means the settled figure is still the start-up one)`);
+    if (options.idleOnly) return;
     for (const row of loadRows()) await guestMemoryUnderLoad(row, tmp, upstream.port, redis.port, seconds, every);
   } finally {
     upstream.child.kill('SIGTERM');
@@ -152,7 +159,7 @@ export async function runMemoryBench(options: { quick?: boolean } = {}): Promise
 }
 
 if (require.main === module) {
-  runMemoryBench({ quick: process.argv.includes('--quick') }).then(
+  runMemoryBench({ quick: process.argv.includes('--quick'), idleOnly: process.argv.includes('--idle-only') }).then(
     () => process.exit(0),
     (err: unknown) => {
       console.error(err);

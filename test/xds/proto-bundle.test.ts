@@ -5,9 +5,9 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as protobuf from 'protobufjs';
 import { parseBootstrap } from '../../src/config/bootstrap';
-import { bundleRoot, PROTO_BUNDLE_FORMAT, readProtoBundle, type ProtoBundle } from '../../src/xds/proto-bundle';
+import { bundleRoot, LazyProtoRoot, PROTO_BUNDLE_FORMAT, readProtoBundle, type ProtoBundle } from '../../src/xds/proto-bundle';
 import { decodeProtoJson, type ProtoObject } from '../../src/xds/proto-json';
-import { envoyProtoInputsHash, envoyProtosOf, parseEnvoyProtos, type EnvoyProtos } from '../../src/xds/protos';
+import { CDS_TYPE_URL, EDS_TYPE_URL, envoyProtoInputsHash, TYPE_URL_PREFIX, envoyProtosOf, lazyEnvoyProtos, parseEnvoyProtos, type EnvoyProtos } from '../../src/xds/protos';
 import { ProtoValidator } from '../../src/xds/validate';
 
 /** Every reflection object, keyed by kind and full name. */
@@ -21,9 +21,11 @@ function objects(ns: protobuf.NamespaceBase, out = new Map<string, protobuf.Refl
   return out;
 }
 
-// The option types of descriptor.proto gain one field per extension (validate.rules, udpa annotations, ...) in
-// the order the files declaring them were loaded; nothing walks them, so there the field set is compared.
+// The option types of descriptor.proto gain one field per extension (validate.rules, udpa annotations, ...) when
+// the files declaring them are parsed; the bundle leaves extension declarations out (see proto-bundle.ts), so
+// there the fields of descriptor.proto itself are compared, as a set.
 const EXTENDED = /^\.google\.protobuf\.\w+Options$/;
+const isExtensionSister = (key: string): boolean => /^Field:\.google\.protobuf\.\w+Options\.\./.test(key);
 
 /** What the codecs and the validator read of an object, as plain data. */
 function describeObject(o: protobuf.ReflectionObject): Record<string, unknown> {
@@ -43,7 +45,7 @@ function describeObject(o: protobuf.ReflectionObject): Record<string, unknown> {
   if (o instanceof protobuf.OneOf) d['fields'] = o.fieldsArray.map((f) => f.name);
   if (o instanceof protobuf.Type) {
     const names = o.fieldsArray.map((f) => f.name);
-    Object.assign(d, { fields: EXTENDED.test(o.fullName) ? names.sort() : names, oneofs: o.oneofsArray.map((x) => x.name), reserved: o.reserved, extensions: o.extensions, group: (o as unknown as { group: unknown }).group });
+    Object.assign(d, { fields: EXTENDED.test(o.fullName) ? names.filter((n) => !n.startsWith('.')).sort() : names, oneofs: o.oneofsArray.map((x) => x.name), reserved: o.reserved, extensions: o.extensions, group: (o as unknown as { group: unknown }).group });
   }
   if (o instanceof protobuf.Enum) {
     Object.assign(d, { values: o.values, valuesOptions: o.valuesOptions, valuesFeatures: (o as unknown as { _valuesFeatures: unknown })._valuesFeatures, reserved: o.reserved });
@@ -63,41 +65,129 @@ const BAD_CLUSTER = {
 
 const BOOTSTRAP = readFileSync(path.resolve(__dirname, '../../..', 'examples/static/bootstrap.yaml'), 'utf8');
 
-describe('the prebuilt proto bundle', () => {
+type UnitObject = protobuf.Type | protobuf.Enum | protobuf.Service;
+
+const isUnit = (o: protobuf.ReflectionObject): o is UnitObject => o instanceof protobuf.Type || o instanceof protobuf.Enum || o instanceof protobuf.Service;
+
+/** Every type, enum and service of a parsed Root, nested ones included. */
+function typesOf(ns: protobuf.NamespaceBase, out: UnitObject[] = []): UnitObject[] {
+  for (const o of ns.nestedArray) {
+    if (isUnit(o)) out.push(o);
+    if (o instanceof protobuf.Namespace || o instanceof protobuf.Type || o instanceof protobuf.Service) typesOf(o, out);
+  }
+  return out;
+}
+
+/** A type, enum or service with everything inside it, keyed as `objects` keys them. */
+function unitContents(u: UnitObject, out = new Map<string, protobuf.ReflectionObject>()): Map<string, protobuf.ReflectionObject> {
+  out.set(`${u.constructor.name}:${u.fullName}`, u);
+  if (u instanceof protobuf.Type) for (const x of [...u.fieldsArray, ...u.oneofsArray]) out.set(`${x.constructor.name}:${x.fullName}`, x);
+  if (u instanceof protobuf.Service) for (const m of u.methodsArray) out.set(`Method:${m.fullName}`, m);
+  if (u instanceof protobuf.Namespace) objects(u, out);
+  return out;
+}
+
+function outermost(o: protobuf.ReflectionObject): UnitObject {
+  let u = o;
+  while (u.parent && isUnit(u.parent)) u = u.parent;
+  return u as UnitObject;
+}
+
+/**
+ * What a lazy registry must hold after looking up `t`: the outermost type (or enum, or service) holding it and,
+ * transitively, those holding what their fields and methods name (never through Any).
+ */
+function reachableUnits(t: protobuf.ReflectionObject): Set<UnitObject> {
+  const seen = new Set<UnitObject>();
+  const todo = [outermost(t)];
+  while (todo.length) {
+    const u = todo.pop()!;
+    if (seen.has(u)) continue;
+    seen.add(u);
+    for (const o of unitContents(u).values()) {
+      if (o instanceof protobuf.Field && o.resolvedType) todo.push(outermost(o.resolvedType));
+      if (o instanceof protobuf.Method) for (const r of [o.resolvedRequestType, o.resolvedResponseType]) if (r) todo.push(outermost(r));
+    }
+  }
+  return seen;
+}
+
+function ancestors(o: protobuf.ReflectionObject): protobuf.ReflectionObject[] {
+  const out: protobuf.ReflectionObject[] = [];
+  for (let p = o.parent; p && !(p instanceof protobuf.Root); p = p.parent) if (!isUnit(p)) out.push(p);
+  return out;
+}
+
+/** A package namespace as the codecs see it: its options and features, not which types it holds so far. */
+function describeNamespace(o: protobuf.ReflectionObject): unknown {
+  const { nested: _, ...rest } = describeObject(o);
+  return rest;
+}
+
+describe('the prebuilt proto bundle, loaded lazily', () => {
   let dir: string;
   let bundleFile: string;
   let parsed: EnvoyProtos;
-  let bundled: EnvoyProtos;
   let bundle: ProtoBundle;
+  /** A registry over the bundle as read back from its file, nothing looked up yet. */
+  const fresh = (): { protos: EnvoyProtos; lazy: LazyProtoRoot } => {
+    const lazy = new LazyProtoRoot(bundle);
+    return { protos: lazyEnvoyProtos(lazy), lazy };
+  };
 
   before(() => {
     dir = mkdtempSync(path.join(tmpdir(), 'pws-proto-bundle-'));
     bundleFile = path.join(dir, 'envoy-protos.bundle.json');
     // What scripts/build-proto-bundle.mjs writes, through the same JSON text.
-    bundle = bundleRoot(parseEnvoyProtos(), envoyProtoInputsHash());
-    writeFileSync(bundleFile, JSON.stringify(bundle));
+    writeFileSync(bundleFile, JSON.stringify(bundleRoot(parseEnvoyProtos(), envoyProtoInputsHash())));
+    bundle = JSON.parse(readFileSync(bundleFile, 'utf8')) as ProtoBundle;
     parsed = envoyProtosOf(parseEnvoyProtos());
-    const read = readProtoBundle(bundleFile, envoyProtoInputsHash());
-    assert.ok('root' in read, 'unusable' in read ? read.unusable : '');
-    bundled = envoyProtosOf(read.root);
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('holds every type, field, oneof, enum and service of the parsed registry, with ids, types, rules and parsedOptions', () => {
-    const a = objects(parsed.root);
-    const b = objects(bundled.root);
-    assert.deepEqual([...b.keys()].sort(), [...a.keys()].sort());
-    assert.ok(a.size > 5000, `${a.size} objects`);
-    let withRules = 0;
-    for (const [key, o] of a) {
-      const want = describeObject(o);
-      assert.deepEqual(describeObject(b.get(key)!), want, key);
-      if (JSON.stringify(want['parsedOptions'] ?? null).includes('(validate.rules)')) withRules++;
+  it('reads back from its file and starts with the package namespaces only', () => {
+    const read = readProtoBundle(bundleFile, envoyProtoInputsHash());
+    assert.ok('lazy' in read, 'unusable' in read ? read.unusable : '');
+    assert.deepEqual(typesOf(read.lazy.root), []);
+    const namespaces = (root: protobuf.Root): string[] => [...objects(root).keys()].filter((k) => k.startsWith('Namespace:')).sort();
+    assert.deepEqual(namespaces(read.lazy.root), namespaces(parsed.root));
+  });
+
+  it('loads, for any one type looked up, that type and exactly what it reaches, each as the full parse has it', () => {
+    const all = typesOf(parsed.root);
+    assert.ok(all.length > 1300, `${all.length} types, enums and services`);
+    const withRules = new Set<string>();
+    for (const t of all) {
+      const { protos, lazy } = fresh();
+      if (t instanceof protobuf.Type) {
+        assert.equal(protos.lookup(t.fullName.slice(1))?.fullName, t.fullName);
+      } else {
+        assert.equal(protos.lookup(t.fullName.slice(1)), undefined, `${t.fullName} is not a message`);
+        assert.ok(lazy.ensure(t.fullName), t.fullName);
+      }
+      const want = new Map<string, protobuf.ReflectionObject>();
+      for (const u of reachableUnits(t)) unitContents(u, want);
+      for (const key of want.keys()) if (isExtensionSister(key)) want.delete(key);
+      const got = objects(lazy.root);
+      const gotTypes = [...got.keys()].filter((k) => !k.startsWith('Namespace:')).sort();
+      assert.deepEqual(gotTypes, [...want.keys()].sort(), `what looking up ${t.fullName} loads`);
+      for (const [key, o] of want) {
+        const d = describeObject(o);
+        assert.deepEqual(describeObject(got.get(key)!), d, key);
+        if (JSON.stringify(d['parsedOptions'] ?? null).includes('(validate.rules)')) withRules.add(key);
+        for (const ns of ancestors(o)) assert.deepEqual(describeNamespace(got.get(`Namespace:${ns.fullName}`)!), describeNamespace(ns), `${ns.fullName} above ${key}`);
+      }
     }
-    assert.ok(withRules > 500, `${withRules} fields with (validate.rules)`);
+    assert.ok(withRules.size > 500, `${withRules.size} fields with (validate.rules)`);
     // The case protobufjs's own JSON loses: an aggregate option with no flat form.
-    const ct = bundled.Cluster.fields['connect_timeout']!;
+    const ct = fresh().protos.Cluster.fields['connect_timeout']!;
     assert.deepEqual((ct as unknown as { parsedOptions: unknown }).parsedOptions, [{ '(validate.rules)': { duration: { gt: {} } } }]);
+  });
+
+  it('answers undefined for a package or a name it does not know, and loads nothing for them', () => {
+    const { protos, lazy } = fresh();
+    for (const name of ['envoy.config.cluster.v3', 'envoy.config.cluster.v3.NoSuchType', 'no.such.Type', `${TYPE_URL_PREFIX}no.such.Type`]) assert.equal(protos.lookup(name), undefined, name);
+    assert.deepEqual(typesOf(lazy.root).map((t) => t.fullName), []);
   });
 
   it('rejects an invalid resource with the same PGV violations, in the same order', () => {
@@ -108,17 +198,47 @@ describe('the prebuilt proto bundle', () => {
     const want = run(parsed);
     assert.ok(want.includes('connect_timeout: value must be > 0s (duration.gt)'), want.join('\n'));
     assert.ok(want.includes('name: value length must be at least 1 characters (string.min_len)'), want.join('\n'));
-    assert.deepEqual(run(bundled), want);
+    assert.deepEqual(run(fresh().protos), want);
   });
 
-  it('loads the example bootstrap to the same result and encodes it to the same bytes', () => {
+  it('loads the example bootstrap to the same result and bytes, materialising under half of the types', () => {
+    const { protos: lazy, lazy: lazyRoot } = fresh();
     const a = parseBootstrap(BOOTSTRAP, 'yaml', { protos: parsed });
-    const b = parseBootstrap(BOOTSTRAP, 'yaml', { protos: bundled });
+    const b = parseBootstrap(BOOTSTRAP, 'yaml', { protos: lazy });
     assert.deepEqual(b.json, a.json);
     assert.equal(JSON.stringify(b), JSON.stringify(a));
     const bytes = (p: EnvoyProtos): Buffer => Buffer.from(p.Bootstrap.encode(decodeProtoJson(p, p.Bootstrap, a.json, '')).finish());
-    assert.deepEqual(bytes(bundled), bytes(parsed));
-    assert.throws(() => parseBootstrap(BOOTSTRAP.replace('connect_timeout: 1s', 'connect_timeout: 0s'), 'yaml', { protos: bundled }), /duration\.gt/);
+    assert.deepEqual(bytes(lazy), bytes(parsed));
+    const loaded = typesOf(lazyRoot.root).length;
+    const total = typesOf(parsed.root).length;
+    assert.ok(loaded < total / 2, `the bootstrap loaded ${loaded} of ${total} types`);
+    assert.throws(() => parseBootstrap(BOOTSTRAP.replace('connect_timeout: 1s', 'connect_timeout: 0s'), 'yaml', { protos: fresh().protos }), /duration\.gt/);
+  });
+
+  it('decodes and re-encodes a DiscoveryResponse whose Any resources it loads by type URL', () => {
+    const cluster = parsed.Cluster.fromObject({ name: 'c1', type: 'EDS', connect_timeout: { seconds: 1 }, eds_cluster_config: { eds_config: { ads: {} } } });
+    const cla = parsed.ClusterLoadAssignment.fromObject({ cluster_name: 'c1', endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '10.0.0.1', port_value: 8080 } } } }] }] });
+    const response = parsed.DiscoveryResponse.encode(parsed.DiscoveryResponse.fromObject({
+      version_info: '1',
+      type_url: CDS_TYPE_URL,
+      nonce: 'n1',
+      resources: [
+        { type_url: CDS_TYPE_URL, value: parsed.Cluster.encode(cluster).finish() },
+        { type_url: EDS_TYPE_URL, value: parsed.ClusterLoadAssignment.encode(cla).finish() },
+      ],
+    })).finish();
+
+    const { protos, lazy } = fresh();
+    const decoded = protos.DiscoveryResponse.decode(response) as unknown as { resources: { type_url: string; value: Uint8Array }[] };
+    assert.equal(lazy.root.lookup('.envoy.config.cluster.v3.Cluster'), null, 'a DiscoveryResponse does not reach Cluster but through Any');
+    const resources = decoded.resources.map((r) => {
+      const type = protos.lookup(r.type_url);
+      assert.ok(type, r.type_url);
+      return { type, message: type.decode(r.value) };
+    });
+    assert.deepEqual(resources.map((r) => r.type.toObject(r.message)), [parsed.Cluster.toObject(cluster), parsed.ClusterLoadAssignment.toObject(cla)]);
+    assert.deepEqual(Buffer.from(protos.DiscoveryResponse.encode(decoded).finish()), Buffer.from(response));
+    for (const r of resources) assert.deepEqual(Buffer.from(r.type.encode(r.message).finish()), Buffer.from(parsed.lookup(r.type.fullName)!.encode(r.message).finish()));
   });
 
   it('is not used when stale (other inputs), of another format, or absent', () => {
