@@ -41,7 +41,7 @@ soak: build plugins
 	$(NODE) dist/bench/soak/run.js --minutes $(MINUTES)
 
 bench: build plugins
-	$(NODE) dist/bench/run.js
+	$(NODE) --expose-gc dist/bench/run.js
 
 # docs/conformance.md: the suite run with host-call recording, host function x plugin SDK (scripts/gen-conformance.mjs).
 # TESTS=<dist/test files> runs a subset instead of the whole suite (written to build/conformance-subset.md).
