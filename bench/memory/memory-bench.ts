@@ -145,10 +145,12 @@ async function guestMemoryUnderLoad(row: LoadRow, tmp: TempDir, upstreamPort: nu
     if (heapFirst === undefined || heapLast === undefined) {
       console.log('heap after GC: not sampled (run with node --expose-gc)');
     } else {
-      // V8's own code and feedback metadata keep settling for a while (a heap-snapshot diff shows no application
-      // object growing), so "no growth" is held as under 1 MiB per million requests after the first interval.
-      const perMillion = ((heapLast - heapFirst) / 1048576) * (1e6 / Math.max(1, total - Number(samples[1]![4])));
-      console.log(`heap after GC after the first ${every} s: ${mib(heapFirst)} MiB, at the end: ${mib(heapLast)} MiB, ${perMillion.toFixed(2)} MiB per million requests (goal: no growth, held as < 1): ${verdict(perMillion < 1)}`);
+      // V8's own code and feedback metadata keep settling for a while (a heap-snapshot diff over 10 minutes showed
+      // +0.6 MiB of those and no application object growing), so "no growth" is held as under 1 MiB after the first
+      // interval. A leak of one byte per request passes it only in runs under a million requests: say how many.
+      const grownMib = (heapLast - heapFirst) / 1048576;
+      const after = total - Number(samples[1]![4]);
+      console.log(`heap after GC after the first ${every} s: ${mib(heapFirst)} MiB, at the end: ${mib(heapLast)} MiB (${grownMib >= 0 ? '+' : ''}${grownMib.toFixed(2)} MiB over ${after} requests; goal: no growth, held as < 1 MiB): ${verdict(grownMib < 1)}`);
     }
   } finally {
     await sidecar.stop();
