@@ -18,7 +18,7 @@ import { RouterFilter, type RouterContext } from './router';
 import type { UpstreamPools } from './upstream-pools';
 import { nextConnectionId } from '../common/connection-id';
 import { ioCycleLimit } from '../common/limits';
-import type { StructObject } from '../runtime/stream-attributes';
+import type { ServedNode, StructObject } from '../runtime/stream-attributes';
 import { tlsConnectionInfo, type TlsConnectionInfo } from '../tls/tls-context';
 import { ProtocolStats } from './protocol-stats';
 
@@ -106,7 +106,7 @@ export interface HttpListenerOptions {
   readonly pools: UpstreamPools;
   readonly logger: Logger;
   /** The bootstrap node; `message` (the serialized envoy.config.core.v3.Node, encoded once by the main thread) is served as the `node` attribute. */
-  readonly node?: { readonly id: string; readonly cluster: string; readonly message?: Buffer; readonly metadata?: StructObject };
+  readonly node?: ServedNode;
   /**
    * The address the `listener.<address>_<port>.` stats are named by, when this listener serves connections
    * accepted on another address (a worker's listener is bound to loopback port 0 and handed the public

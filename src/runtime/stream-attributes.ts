@@ -65,13 +65,20 @@ export interface StreamAttributeConfig {
   readonly listenerDirection?: number;
 }
 
+/** The bootstrap node as plugins read it; `message`: the serialized envoy.config.core.v3.Node (Higress serves `node` as that message). */
+export interface ServedNode {
+  readonly id: string;
+  readonly cluster: string;
+  readonly message?: Buffer;
+  readonly metadata?: StructObject;
+}
+
 export interface StreamAttributeSource {
   readonly requestHeaders: HeaderPairs;
   readonly responseHeaders: HeaderPairs;
   readonly responseTrailers?: HeaderPairs;
   readonly info: StreamAttributeInfo;
-  /** `message`: the serialized envoy.config.core.v3.Node (Higress serves `node` as that message). */
-  readonly node: { readonly id: string; readonly cluster: string; readonly message?: Buffer; readonly metadata?: StructObject };
+  readonly node: ServedNode;
   readonly config?: StreamAttributeConfig;
 }
 

@@ -3,7 +3,7 @@ import { TLSSocket } from 'node:tls';
 import type { Logger } from '../common/logger';
 import { ConfigError } from '../common/errors';
 import type { Plugin } from '../runtime/plugin';
-import type { EncodedMetadata, StructObject } from '../runtime/stream-attributes';
+import type { EncodedMetadata, ServedNode, StructObject } from '../runtime/stream-attributes';
 import { tlsConnectionInfo } from '../tls/tls-context';
 import { nextConnectionId } from '../common/connection-id';
 import { ConnectionAttributes, type ConnectionAttributeConfig } from './connection-attributes';
@@ -35,7 +35,7 @@ export interface TcpProxyChainOptions {
   readonly clusters: ClusterLookup;
   readonly logger: Logger;
   /** The bootstrap's node (as HttpListenerOptions takes it): `node` / `xds.node` properties. */
-  readonly node?: { readonly id: string; readonly cluster: string; readonly message?: Buffer; readonly metadata?: StructObject };
+  readonly node?: ServedNode;
   /** `listener.<address>_<port>.` for the listener stats; set it again with bound() once the port is known. */
   readonly listenerStatPrefix?: string;
   /** Shared with other chains of a data plane; default: its own. */
