@@ -5,14 +5,17 @@
  * GC, ...) and per function, each also as µs per request, and the host calls the plugin made per request.
  * Profiling slows V8 down: the figures say where time goes, not what a row costs (go-bench.ts measures that).
  *
- *   node dist/bench/profile/profile.js [--seconds N] [--top N] [row substring ...]
+ * With --diff, it ends with the functions whose self time per request differs most between the first row and each
+ * later one (where the extra CPU of a plugin row goes, around the plugin as well as in it).
+ *
+ *   node dist/bench/profile/profile.js [--seconds N] [--top N] [--diff] [row substring ...]
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkRow, pluginRows, RowEnvironment, selectRows } from '../go/plugin-rows';
 import { runWrk, SidecarProcess } from '../support/load';
-import { printProfile, summarizeProfile } from './cpu-profile';
+import { printProfile, ProfileSummary, summarizeProfile } from './cpu-profile';
 
 const CONNECTIONS = 16;
 
@@ -35,6 +38,21 @@ function hostCallsPerRequest(dir: string, requests: number): Array<[string, numb
   return [...totals].map(([fn, n]): [string, number] => [fn, n / requests]).sort((a, b) => b[1] - a[1]);
 }
 
+function selfUsPerRequest(s: ProfileSummary, requests: number): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const f of s.functions) out.set(f.name, (out.get(f.name) ?? 0) + (f.ms * 1000) / requests);
+  return out;
+}
+
+function printDiff(base: { row: string; fns: Map<string, number> }, other: { row: string; fns: Map<string, number> }, top: number): void {
+  const names = new Set([...base.fns.keys(), ...other.fns.keys()]);
+  const deltas = [...names].map((n): [string, number] => [n, (other.fns.get(n) ?? 0) - (base.fns.get(n) ?? 0)]);
+  deltas.sort((a, b) => Math.abs(b[1]) - Math.abs(a[1]));
+  const total = deltas.reduce((a, [, d]) => a + d, 0);
+  console.log(`\n######## ${other.row} minus ${base.row}: ${total >= 0 ? '+' : ''}${total.toFixed(2)} µs/req self time`);
+  for (const [n, d] of deltas.slice(0, top)) console.log(`  ${(d >= 0 ? '+' : '') + d.toFixed(2).padStart(7)} µs/req  ${n}`);
+}
+
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const flag = (name: string, dflt: number): number => {
@@ -44,12 +62,15 @@ async function main(): Promise<void> {
     args.splice(i, 2);
     return v;
   };
+  const diffIndex = args.indexOf('--diff');
+  if (diffIndex !== -1) args.splice(diffIndex, 1);
   const seconds = flag('--seconds', 10);
   const top = flag('--top', 30);
   const env = await RowEnvironment.start();
   const work = mkdtempSync(join(tmpdir(), 'pws-profile-'));
   try {
     const rows = selectRows(pluginRows(env.redis.port), args.join(','));
+    const perRequest: Array<{ row: string; fns: Map<string, number> }> = [];
     for (const [i, row] of rows.entries()) {
       const profDir = join(work, `prof-${i}`);
       const callDir = join(work, `calls-${i}`);
@@ -70,7 +91,9 @@ async function main(): Promise<void> {
       await sidecar.stop();
       const [file] = readdirSync(profDir);
       console.log(`\n######## ${row.name}: ${measured.requests} requests in ${seconds} s (${(measured.requests / seconds).toFixed(0)}/s under the profiler)`);
-      printProfile(summarizeProfile(join(profDir, file!), { fromMs, toMs }), measured.requests, top);
+      const summary = summarizeProfile(join(profDir, file!), { fromMs, toMs });
+      printProfile(summary, measured.requests, top);
+      perRequest.push({ row: row.name, fns: selfUsPerRequest(summary, measured.requests) });
       const calls = row.filters.length > 0 ? hostCallsPerRequest(callDir, requests) : [];
       if (calls.length > 0) {
         const total = calls.reduce((a, [, n]) => a + n, 0);
@@ -78,6 +101,7 @@ async function main(): Promise<void> {
         for (const [fn, n] of calls) if (n >= 0.01) console.log(`  ${n.toFixed(2).padStart(7)}  ${fn}`);
       }
     }
+    if (diffIndex !== -1) for (const other of perRequest.slice(1)) printDiff(perRequest[0]!, other, top);
   } finally {
     await env.stop();
     rmSync(work, { recursive: true, force: true });

@@ -1,5 +1,4 @@
 import { deflateSync, inflateSync } from 'node:zlib';
-import * as protobuf from 'protobufjs';
 import { ALL_ABIS, type AbiVersion } from '../wasm/abi-version';
 import { ioCycleLimit, MAX_LOG_MESSAGE_BYTES, timerMs } from '../common/limits';
 import {
@@ -13,6 +12,7 @@ import type { RedisReply } from '../services/redis';
 import type { GrpcCalloutHandlers, GrpcStreamCall } from '../services/grpc-callout';
 import type { GuestExportName } from './guest-exports';
 import { hostCallRecorder } from './host-call-recorder';
+import { decodeDeclarePropertyArgs, decodeInjectArgs, decodeSetEnvoyFilterStateArgs } from './foreign-args';
 
 /**
  * Every host function the sidecar offers, declared once (cpp-host exports.h FOR_ALL_HOST_FUNCTIONS, plus the
@@ -652,21 +652,6 @@ function done(vm: PluginVm): WasmResult {
   return WasmResult.Ok;
 }
 
-/** The argument messages of Envoy's and Higress's foreign functions (source/extensions/common/wasm/ext/*.proto). */
-const INJECT_ARGS = new protobuf.Type('InjectEncodedDataToFilterChainArguments')
-  .add(new protobuf.Field('body', 1, 'string'))
-  .add(new protobuf.Field('endstream', 2, 'bool'));
-const DECLARE_PROPERTY_ARGS = new protobuf.Type('DeclarePropertyArguments')
-  .add(new protobuf.Field('name', 1, 'string'))
-  .add(new protobuf.Field('readonly', 2, 'bool'))
-  .add(new protobuf.Field('type', 3, 'int32'))
-  .add(new protobuf.Field('schema', 4, 'bytes'))
-  .add(new protobuf.Field('span', 5, 'int32'));
-const SET_ENVOY_FILTER_STATE_ARGS = new protobuf.Type('SetEnvoyFilterStateArguments')
-  .add(new protobuf.Field('path', 1, 'string'))
-  .add(new protobuf.Field('value', 2, 'string'))
-  .add(new protobuf.Field('span', 3, 'int32'));
-
 /** A declared property (declare_property): Envoy's CelStatePrototype, reduced to what changes behaviour here. */
 interface PropertyPrototype {
   readonly readonly: boolean;
@@ -674,14 +659,6 @@ interface PropertyPrototype {
 
 /** Per root context, as Envoy keeps state_prototypes_ on the root (a declaration is never replaced). */
 const declaredProperties = new WeakMap<RootContext, Map<string, PropertyPrototype>>();
-
-function decodeArgs<T>(type: protobuf.Type, bytes: Uint8Array): T | undefined {
-  try {
-    return type.toObject(type.decode(bytes), { defaults: true }) as T;
-  } catch {
-    return undefined;
-  }
-}
 
 type ForeignOutcome = WasmResult | Uint8Array;
 
@@ -707,7 +684,7 @@ function foreignFunction(vm: PluginVm, name: string, args: Uint8Array): ForeignO
         return WasmResult.SerializationFailure;
       }
     case 'declare_property': {
-      const a = decodeArgs<{ name: string; readonly: boolean }>(DECLARE_PROPERTY_ARGS, args);
+      const a = decodeDeclarePropertyArgs(args);
       const root = rootOf(vm);
       if (!a || !root) return WasmResult.BadArgument;
       let declared = declaredProperties.get(root);
@@ -718,7 +695,7 @@ function foreignFunction(vm: PluginVm, name: string, args: Uint8Array): ForeignO
     }
     case 'set_envoy_filter_state':
       // Envoy looks the path up among registered filter-state object factories; this host registers none.
-      return decodeArgs(SET_ENVOY_FILTER_STATE_ARGS, args) ? WasmResult.NotFound : WasmResult.BadArgument;
+      return decodeSetEnvoyFilterStateArgs(args) ? WasmResult.NotFound : WasmResult.BadArgument;
     case 'clear_route_cache':
       httpCtx(vm)?.stream.host.clearRouteCache?.();
       return WasmResult.Ok;
@@ -731,7 +708,7 @@ function foreignFunction(vm: PluginVm, name: string, args: Uint8Array): ForeignO
     }
     case 'inject_encoded_data_to_filter_chain':
     case 'inject_encoded_data_to_filter_chain_on_header': {
-      const a = decodeArgs<{ body: string; endstream: boolean }>(INJECT_ARGS, args);
+      const a = decodeInjectArgs(args);
       if (!a) return WasmResult.BadArgument;
       return injectEncoded(vm, Buffer.from(a.body, 'utf8'), a.endstream, name.endsWith('_on_header'));
     }
