@@ -10,6 +10,10 @@
  * Then, each in a process of its own: the plugin alone without HTTP, per stream (stream-probe.ts), and VM start
  * time and memory per VM of a Go plugin (vm-probe.ts).
  * Each figure is printed beside its goal; a goal not met says NOT MET. Never pass/fail.
+ * Each row that Envoy can run (no Higress-only host call) also runs on real Envoy (--concurrency 1, the oracle's
+ * build), interleaved in the same rounds: its extra CPU per plugin is printed beside the sidecar's, so a goal can be
+ * read against what Envoy's own V8 host pays for the same module under the same load. Higress plugins (ABI marker
+ * 0_2_100) run there under the 0.2.1 marker, the module otherwise unchanged. PWS_BENCH_ENVOY=0 leaves Envoy out.
  * PWS_BENCH_ROWS=<substring,...> runs only those rows (and the no-plugin row).
  */
 import { spawn } from 'node:child_process';
@@ -18,7 +22,9 @@ import { join } from 'node:path';
 import { pluginPath } from '../../test/support/plugins';
 import type { VmProbeRequest, VmProbeResult } from './vm-probe';
 import type { StreamProbeRequest, StreamProbeResult } from './stream-probe';
-import { clockTicks, maxOf, measure, median, minOf, printTable, runWrk, SidecarProcess, verdict, WRK, type Sample } from '../support/load';
+import { clockTicks, maxOf, measure, median, minOf, printTable, runWrk, SidecarProcess, verdict, WRK, type LoadTarget, type Sample } from '../support/load';
+import { EnvoyProcess, envoyBinary } from '../support/envoy-process';
+import { HIGRESS_MARKER, higressOnly, withRenamedExport } from '../../test/oracle/harness';
 import { checkRow, HIGRESS_HEADER_ROW, pluginRows, RowEnvironment, selectRows, WAT_ROW, type Row } from './plugin-rows';
 
 export interface GoBenchOptions {
@@ -49,18 +55,23 @@ async function requestBench(options: GoBenchOptions): Promise<RowResult[]> {
   const warmupSeconds = options.quick ? 2 : 5;
   const ticks = clockTicks();
   const env = await RowEnvironment.start();
-  const sidecars: SidecarProcess[] = [];
+  const sidecars: Array<LoadTarget & { stop(): Promise<void> }> = [];
   try {
     // PWS_BENCH_COMPARE_TREE=<another checkout, built>: each row also runs on that build's sidecar, interleaved
     // with this one's (a before/after comparison under the same machine conditions).
     const compare = process.env['PWS_BENCH_COMPARE_TREE'];
     const rows = selectRows(pluginRows(env.redis.port));
-    const table: Row[] = compare ? rows.flatMap((r) => [{ ...r, name: `${r.name}${COMPARE_SUFFIX}` }, r]) : rows;
+    const envoy = process.env['PWS_BENCH_ENVOY'] === '0' ? { problem: 'PWS_BENCH_ENVOY=0' } : envoyBinary();
+    if (envoy.bin === undefined) console.log(`(no Envoy rows: ${envoy.problem})`);
+    const envoyRows = envoy.bin === undefined ? [] : rows.flatMap((r) => { const e = forEnvoy(r); return e ? [e] : []; });
+    const table: Row[] = [...(compare ? rows.flatMap((r) => [{ ...r, name: `${r.name}${COMPARE_SUFFIX}` }, r]) : rows), ...envoyRows];
     for (const [i, row] of table.entries()) {
-      const cli = compare && isCompare(row) ? join(compare, 'dist', 'src', 'cli.js') : undefined;
-      const sidecar = await SidecarProcess.start(env.bootstrap(row, i), cli ? { cli } : {});
-      sidecars.push(sidecar);
-      await checkRow(row, sidecar);
+      const cli = compare && sideOf(row) === COMPARE_SUFFIX ? join(compare, 'dist', 'src', 'cli.js') : undefined;
+      const target = sideOf(row) === ENVOY_SUFFIX
+        ? await EnvoyProcess.start(envoy.bin!, env.bootstrap(row, i))
+        : await SidecarProcess.start(env.bootstrap(row, i), cli ? { cli } : {});
+      sidecars.push(target);
+      await checkRow(row, target);
     }
     const wrkOf = (row: Row) => ({ connections: CONNECTIONS, ...(row.wrkEnv ? { env: row.wrkEnv } : {}) });
     // Warm-up (connections, JIT, Liftoff -> TurboFan tier-up of the Go modules) before any counted round.
@@ -79,11 +90,32 @@ async function requestBench(options: GoBenchOptions): Promise<RowResult[]> {
 }
 
 const COMPARE_SUFFIX = ' [compare]';
-const isCompare = (row: Row): boolean => row.name.endsWith(COMPARE_SUFFIX);
+const ENVOY_SUFFIX = ' [envoy]';
+/** Which proxy a row runs on, by its name's suffix: '' (this build), COMPARE_SUFFIX or ENVOY_SUFFIX. */
+const sideOf = (row: Row): string => [COMPARE_SUFFIX, ENVOY_SUFFIX].find((s) => row.name.endsWith(s)) ?? '';
 
-/** The no-plugin row of the same build as `row` (the first row of each build). */
+/**
+ * The row as Envoy runs it, or undefined when Envoy cannot (a Higress-only host call, such as the Redis rows'):
+ * Higress modules are given the 0.2.1 ABI marker (a renamed copy of the export, nothing else changed).
+ */
+function forEnvoy(row: Row): Row | undefined {
+  const filters = [];
+  for (const f of row.filters) {
+    const only = higressOnly(pluginPath(f.plugin));
+    if (only.imports.length > 0) return undefined;
+    filters.push(only.marker ? { ...f, plugin: withRenamedExport(pluginPath(f.plugin), HIGRESS_MARKER, 'proxy_abi_version_0_2_1', `bench-0-2-1/${f.plugin.replaceAll('/', '-')}`) } : f);
+  }
+  return { ...row, name: `${row.name}${ENVOY_SUFFIX}`, filters };
+}
+
+/** The no-plugin row of the same proxy as `row` (the first row of each). */
 function baseOf(results: readonly RowResult[], row: Row): readonly Sample[] {
-  return results.find((r) => isCompare(r.row) === isCompare(row))!.samples;
+  return results.find((r) => sideOf(r.row) === sideOf(row))!.samples;
+}
+
+/** The same row on Envoy, when it ran there. */
+function envoyOf(results: readonly RowResult[], row: Row): RowResult | undefined {
+  return sideOf(row) === '' ? results.find((r) => r.row.name === `${row.name}${ENVOY_SUFFIX}`) : undefined;
 }
 
 function printRequestTable(results: readonly RowResult[], run: { rounds: number; seconds: number }): void {
@@ -116,7 +148,8 @@ function printRequestTable(results: readonly RowResult[], run: { rounds: number;
     body,
   );
   console.log('(sidecar CPU: its CPU time over wall time, median; below ~90% the machine, not the sidecar, set the pace)');
-  if (results.some(({ row }) => isCompare(row))) console.log(`(rows${COMPARE_SUFFIX}: the sidecar of PWS_BENCH_COMPARE_TREE, each against its own build's no-plugin row)`);
+  if (results.some(({ row }) => sideOf(row) === COMPARE_SUFFIX)) console.log(`(rows${COMPARE_SUFFIX}: the sidecar of PWS_BENCH_COMPARE_TREE, each against its own build's no-plugin row)`);
+  if (results.some(({ row }) => sideOf(row) === ENVOY_SUFFIX)) console.log(`(rows${ENVOY_SUFFIX}: real Envoy --concurrency 1 with the same modules, each against Envoy's no-plugin row; "sidecar CPU" is Envoy's there)`);
   const failedRows = results.filter(({ samples }) => samples.some((s) => s.failed > 0)).map(({ row }) => row.name);
   if (failedRows.length > 0) console.log(`WARNING: failed requests (errors or non-2xx) in: ${failedRows.join(', ')}; those rows are not valid figures`);
 }
@@ -127,13 +160,24 @@ function requestGoals(results: readonly RowResult[]): string[] {
   for (const { row, samples } of results) {
     const base = baseOf(results, row);
     if (base === samples) continue; // a no-plugin row
+    if (sideOf(row) === ENVOY_SUFFIX) {
+      // A reference: its CPU is printed beside the sidecar row's goal line.
+      const envoyP99 = median(samples.map((s) => s.p99Us)) / median(base.map((s) => s.p99Us));
+      lines.push(`  ${row.name}: p99 ${envoyP99.toFixed(2)}x Envoy's no plugin (reference, no goal)`);
+      continue;
+    }
     const baseCpu = median(base.map((s) => s.cpuUsPerRequest));
     const baseP99 = median(base.map((s) => s.p99Us));
     const extra = median(samples.map((s) => s.cpuUsPerRequest)) - baseCpu;
+    const onEnvoy = envoyOf(results, row);
+    const envoyExtra = onEnvoy ? median(onEnvoy.samples.map((s) => s.cpuUsPerRequest)) - median(baseOf(results, onEnvoy.row).map((s) => s.cpuUsPerRequest)) : undefined;
+    const besideEnvoy = envoyExtra === undefined ? '' : `; Envoy with the same module: ${envoyExtra.toFixed(1)} µs`;
     if (row.goal === 'wat-noop') {
-      lines.push(`  ${row.name}: CPU per request over no plugin ${extra.toFixed(1)} µs (goal <= ${GOAL_WAT_NOOP_CPU_US} µs): ${verdict(extra <= GOAL_WAT_NOOP_CPU_US)}`);
+      lines.push(`  ${row.name}: CPU per request over no plugin ${extra.toFixed(1)} µs (goal <= ${GOAL_WAT_NOOP_CPU_US} µs): ${verdict(extra <= GOAL_WAT_NOOP_CPU_US)}${besideEnvoy}`);
     } else if (row.goal === 'header-plugin') {
-      lines.push(`  ${row.name}: CPU per request over no plugin ${extra.toFixed(1)} µs (goal <= ${GOAL_HEADER_PLUGIN_CPU_US} µs): ${verdict(extra <= GOAL_HEADER_PLUGIN_CPU_US)}`);
+      lines.push(`  ${row.name}: CPU per request over no plugin ${extra.toFixed(1)} µs (goal <= ${GOAL_HEADER_PLUGIN_CPU_US} µs): ${verdict(extra <= GOAL_HEADER_PLUGIN_CPU_US)}${besideEnvoy}`);
+    } else if (envoyExtra !== undefined) {
+      lines.push(`  ${row.name}: CPU per request over no plugin ${extra.toFixed(1)} µs (no goal)${besideEnvoy}`);
     }
     const ratio = median(samples.map((s) => s.p99Us)) / baseP99;
     if (row.redis) {

@@ -123,7 +123,7 @@ export class RowEnvironment {
 }
 
 /** One request through the row's sidecar: throws unless the response shows what the row measures. */
-export async function checkRow(row: Row, sidecar: SidecarProcess): Promise<void> {
+export async function checkRow(row: Row, sidecar: { readonly port: number }): Promise<void> {
   const res = await request(`http://127.0.0.1:${sidecar.port}/bench`, { headers: { ...row.checkHeaders?.() } });
   await res.body.dump();
   const problem = row.check(res.statusCode, res.headers);
