@@ -14,6 +14,9 @@
  * build), interleaved in the same rounds: its extra CPU per plugin is printed beside the sidecar's, so a goal can be
  * read against what Envoy's own V8 host pays for the same module under the same load. Higress plugins (ABI marker
  * 0_2_100) run there under the 0.2.1 marker, the module otherwise unchanged. PWS_BENCH_ENVOY=0 leaves Envoy out.
+ * Then the same processes at one fixed request rate (vegeta, open loop; PWS_BENCH_GO_RATE, default 1000/s, 0 skips
+ * it): wrk's closed loop reads a slower row at a lower load, so its p99 grows with its lower throughput; at one rate
+ * every row is compared at the same load.
  * PWS_BENCH_ROWS=<substring,...> runs only those rows (and the no-plugin row).
  */
 import { spawn } from 'node:child_process';
@@ -24,6 +27,7 @@ import type { VmProbeRequest, VmProbeResult } from './vm-probe';
 import type { StreamProbeRequest, StreamProbeResult } from './stream-probe';
 import { clockTicks, maxOf, measure, median, minOf, printTable, runWrk, SidecarProcess, verdict, WRK, type LoadTarget, type Sample } from '../support/load';
 import { EnvoyProcess, envoyBinary } from '../support/envoy-process';
+import { measureOpenLoop, vegetaBinary, type OpenLoopSample } from '../support/vegeta';
 import { HIGRESS_MARKER, higressOnly, withRenamedExport } from '../../test/oracle/harness';
 import { checkRow, HIGRESS_HEADER_ROW, pluginRows, RowEnvironment, selectRows, WAT_ROW, type Row } from './plugin-rows';
 
@@ -46,8 +50,16 @@ interface RowResult {
   readonly samples: readonly Sample[];
 }
 
-/** Prints the request table and the per-row goals. */
-async function requestBench(options: GoBenchOptions): Promise<RowResult[]> {
+interface OpenLoopResult {
+  readonly row: Row;
+  readonly samples: readonly OpenLoopSample[];
+}
+
+/** The open-loop table's fixed rate: well below what the slowest row sustains, so every row is read at one load. */
+const OPEN_LOOP_RATE = Number(process.env['PWS_BENCH_GO_RATE'] ?? 1000);
+
+/** Prints the request tables (closed loop with wrk, then open loop at a fixed rate with vegeta). */
+async function requestBench(options: GoBenchOptions): Promise<{ closed: RowResult[]; open: OpenLoopResult[] }> {
   const seconds = options.quick ? 1 : Number(process.env['PWS_BENCH_GO_SECONDS'] ?? 5);
   const rounds = options.quick ? 3 : Number(process.env['PWS_BENCH_GO_ROUNDS'] ?? 5);
   // Long enough for V8's dynamic tiering to have optimised the hot Go functions: a cold Go row costs about twice
@@ -82,11 +94,74 @@ async function requestBench(options: GoBenchOptions): Promise<RowResult[]> {
     }
     const results = table.map((row, i) => ({ row, samples: samples[i]! }));
     printRequestTable(results, { rounds, seconds });
-    return results;
+    const open = OPEN_LOOP_RATE > 0 ? await openLoopRounds(table, sidecars, { rounds: Math.min(rounds, 3), seconds, ticks }) : [];
+    return { closed: results, open };
   } finally {
     await Promise.all(sidecars.map((s) => s.stop()));
     await env.stop();
   }
+}
+
+/**
+ * The same processes at one fixed request rate, rows interleaved. Rows whose requests must differ (the nonce of the
+ * replay gate, which wrk's script sets) are left out: vegeta repeats one request.
+ */
+async function openLoopRounds(table: readonly Row[], targets: readonly LoadTarget[], run: { rounds: number; seconds: number; ticks: number }): Promise<OpenLoopResult[]> {
+  const bin = vegetaBinary();
+  const chosen = table.map((row, i) => ({ row, target: targets[i]! })).filter(({ row }) => row.wrkEnv === undefined);
+  const samples: OpenLoopSample[][] = chosen.map(() => []);
+  for (let round = 0; round < run.rounds; round++) {
+    for (const [i, c] of chosen.entries()) samples[i]!.push(await measureOpenLoop(bin, c.target, '/bench', OPEN_LOOP_RATE, run.seconds, run.ticks));
+  }
+  const results = chosen.map(({ row }, i) => ({ row, samples: samples[i]! }));
+  console.log(
+    `\nOpen loop: ${OPEN_LOOP_RATE} requests/s (vegeta, keep-alive), ${run.rounds} rounds interleaved, ${run.seconds} s per row and round; ` +
+    'every row at the same load, so CPU per request and latency compare like with like (wrk above is closed loop: a slower row is read at a lower load)',
+  );
+  printTable(
+    ['row', 'CPU µs/req min', 'median', 'max', '+µs vs none', 'qps median', 'p50 ms median', 'p99 ms min', 'median', 'max', 'vs none', 'failed/requests'],
+    results.map(({ row, samples: ss }) => {
+      const base = openBaseOf(results, row);
+      const cpu = ss.map((s) => s.cpuUsPerRequest);
+      const p99 = ss.map((s) => s.p99Us / 1000);
+      return [
+        row.name, minOf(cpu).toFixed(1), median(cpu).toFixed(1), maxOf(cpu).toFixed(1),
+        (median(cpu) - median(base.map((s) => s.cpuUsPerRequest))).toFixed(1),
+        median(ss.map((s) => s.qps)).toFixed(0), (median(ss.map((s) => s.p50Us)) / 1000).toFixed(2),
+        minOf(p99).toFixed(2), median(p99).toFixed(2), maxOf(p99).toFixed(2),
+        `${(median(ss.map((s) => s.p99Us)) / median(base.map((s) => s.p99Us))).toFixed(2)}x`,
+        `${ss.reduce((a, s) => a + s.failed, 0)}/${ss.reduce((a, s) => a + s.requests, 0)}`,
+      ];
+    }),
+  );
+  const failedRows = results.filter(({ samples: ss }) => ss.some((s) => s.failed > 0)).map(({ row }) => row.name);
+  if (failedRows.length > 0) console.log(`WARNING: failed requests in: ${failedRows.join(', ')}; those rows are not valid figures`);
+  return results;
+}
+
+function openBaseOf(results: readonly OpenLoopResult[], row: Row): readonly OpenLoopSample[] {
+  return results.find((r) => sideOf(r.row) === sideOf(row))!.samples;
+}
+
+/** The open-loop goal lines: CPU over no plugin and p99 over no plugin at the same load, Envoy's beside. */
+function openLoopGoals(results: readonly OpenLoopResult[]): string[] {
+  const lines: string[] = [];
+  const extraOf = (r: OpenLoopResult): number => median(r.samples.map((s) => s.cpuUsPerRequest)) - median(openBaseOf(results, r.row).map((s) => s.cpuUsPerRequest));
+  const p99Of = (r: OpenLoopResult): number => median(r.samples.map((s) => s.p99Us)) / median(openBaseOf(results, r.row).map((s) => s.p99Us));
+  for (const r of results) {
+    if (openBaseOf(results, r.row) === r.samples || sideOf(r.row) !== '') continue;
+    const onEnvoy = results.find((e) => e.row.name === `${r.row.name}${ENVOY_SUFFIX}`);
+    const cpuEnvoy = onEnvoy ? `; Envoy with the same module: ${extraOf(onEnvoy).toFixed(1)} µs` : '';
+    const p99Envoy = onEnvoy ? `; Envoy: ${p99Of(onEnvoy).toFixed(2)}x` : '';
+    const extra = extraOf(r);
+    const goal = r.row.goal === 'wat-noop' ? GOAL_WAT_NOOP_CPU_US : r.row.goal === 'header-plugin' ? GOAL_HEADER_PLUGIN_CPU_US : undefined;
+    const held = goal === undefined ? '(no goal)' : `(goal <= ${goal} µs): ${verdict(extra <= goal)}`;
+    lines.push(`  ${r.row.name}, at ${OPEN_LOOP_RATE}/s: CPU per request over no plugin ${extra.toFixed(1)} µs ${held}${cpuEnvoy}`);
+    const ratio = p99Of(r);
+    if (r.row.redis) lines.push(`  ${r.row.name}, at ${OPEN_LOOP_RATE}/s: p99 ${ratio.toFixed(2)}x no plugin (no goal: each request waits for a Redis round trip)`);
+    else lines.push(`  ${r.row.name}, at ${OPEN_LOOP_RATE}/s: p99 ${ratio.toFixed(2)}x no plugin (goal <= ${GOAL_P99_RATIO}x): ${verdict(ratio <= GOAL_P99_RATIO)}${p99Envoy}`);
+  }
+  return lines;
 }
 
 const COMPARE_SUFFIX = ' [compare]';
@@ -252,11 +327,16 @@ async function vmBench(options: GoBenchOptions): Promise<number> {
 
 export async function runGoBench(options: GoBenchOptions = {}): Promise<void> {
   if (!existsSync(WRK)) throw new Error(`${WRK} is missing: the plugin bench drives load with wrk; install it with \`apt-get install wrk\``);
-  const results = await requestBench(options);
+  const { closed: results, open } = await requestBench(options);
   const headerAlone = await streamBench(options);
   const vmMs = await vmBench(options);
   console.log('\nGoals');
+  console.log(' closed loop (wrk):');
   for (const line of requestGoals(results)) console.log(line);
+  if (open.length > 0) {
+    console.log(' open loop (vegeta, one rate for every row):');
+    for (const line of openLoopGoals(open)) console.log(line);
+  }
   console.log(`  ${HEADER_ROW}, the plugin alone, no HTTP: ${headerAlone.toFixed(1)} µs per stream (no goal: the floor of its share of the figure above)`);
   console.log(`  a further Go VM with the module compiled: ${vmMs.toFixed(1)} ms median (goal <= ${GOAL_FURTHER_VM_MS} ms): ${verdict(vmMs <= GOAL_FURTHER_VM_MS)}`);
   if (!results.some(({ row }) => row.name === WAT_ROW)) console.log(`  (${WAT_ROW} not run: PWS_BENCH_ROWS)`);
