@@ -123,7 +123,7 @@ class SotwBody {
     private readonly chosen: StoredResource[],
     private readonly index: ReadonlyMap<string, number>,
     /** chosen[k]'s field is fields[offsets[k], offsets[k + 1]). */
-    private offsets: number[],
+    private readonly offsets: number[],
     private fields: Buffer,
   ) {}
 
@@ -158,11 +158,7 @@ class SotwBody {
     }
     to += this.fields.copy(out, to, from);
     tail.copy(out, to);
-    if (at.length > 0) {
-      const offsets = [0];
-      for (const r of this.chosen) offsets.push(offsets[offsets.length - 1]! + r.sotwField.length);
-      this.offsets = offsets;
-    }
+    for (let k = at[0] ?? this.chosen.length; k < this.chosen.length; k++) this.offsets[k + 1] = this.offsets[k]! + this.chosen[k]!.sotwField.length;
     this.fields = out.subarray(head.length, head.length + length);
     this.version = version;
     return out;
@@ -174,6 +170,11 @@ interface DeltaTypeState {
   wildcard: boolean;
   /** What the client has: name -> version. */
   readonly known: Map<string, string>;
+  /**
+   * The type's version that `known` was last fully diffed against, so that a push need only look at the resources
+   * replaced since; undefined after a subscription change that was not answered with a diff.
+   */
+  synced: number | undefined;
 }
 
 interface ServerStream {
@@ -692,7 +693,7 @@ export class XdsTestServer {
     const rec = this.record(stream, req);
     let st = stream.delta.get(rec.typeUrl);
     if (!st) {
-      st = { names: new Set(), wildcard: false, known: new Map(Object.entries(rec.initialResourceVersions)) };
+      st = { names: new Set(), wildcard: false, known: new Map(Object.entries(rec.initialResourceVersions)), synced: undefined };
       stream.delta.set(rec.typeUrl, st);
       if (rec.subscribe.length === 0 && rec.unsubscribe.length === 0) st.wildcard = true; // legacy wildcard
     }
@@ -705,27 +706,38 @@ export class XdsTestServer {
       st.names.delete(n);
       st.known.delete(n);
     }
+    if (rec.subscribe.length > 0 || rec.unsubscribe.length > 0) st.synced = undefined;
     if (rec.responseNonce !== '') return; // ACK or NACK
     this.sendDeltaDiff(stream, rec.typeUrl, st, rec.subscribe);
   }
 
+  /**
+   * Sends what the stream lacks: resources it wants at a version it does not have (and `forceNames` whatever
+   * it has), and the removal of wanted ones that are gone. A push after a full diff only looks at the resources
+   * replaced in place since (nothing can have been removed then).
+   */
   private sendDeltaDiff(stream: ServerStream, typeUrl: string, st: DeltaTypeState, forceNames: readonly string[] = []): void {
     const current = this.resources.get(typeUrl) ?? new Map<string, StoredResource>();
     const wanted = (name: string): boolean => st.wildcard || st.names.has(name);
+    const forced = new Set(forceNames);
+    const replaced = forced.size === 0 && st.synced !== undefined ? this.replacedSince(typeUrl, st.synced) : undefined;
     const resources: ProtoObject[] = [];
-    for (const r of current.values()) {
+    for (const r of replaced ? replaced.map((n) => current.get(n)!) : current.values()) {
       if (!wanted(r.name)) continue;
-      if (st.known.get(r.name) === r.version && !forceNames.includes(r.name)) continue;
+      if (st.known.get(r.name) === r.version && !forced.has(r.name)) continue;
       resources.push({ name: r.name, version: r.version, resource: r.inner, ...(r.ttlMs !== undefined ? { ttl: duration(r.ttlMs) } : {}) });
       st.known.set(r.name, r.version);
     }
     const removed: string[] = [];
-    for (const name of [...st.known.keys()]) {
-      if (!current.has(name) && wanted(name)) {
-        removed.push(name);
-        st.known.delete(name);
+    if (!replaced) {
+      for (const name of [...st.known.keys()]) {
+        if (!current.has(name) && wanted(name)) {
+          removed.push(name);
+          st.known.delete(name);
+        }
       }
     }
+    st.synced = this.versions.get(typeUrl) ?? 0;
     if (resources.length === 0 && removed.length === 0) return;
     stream.call.write({ type_url: typeUrl, system_version_info: this.version(typeUrl), resources, removed_resources: removed, nonce: this.nextNonce(typeUrl) });
   }

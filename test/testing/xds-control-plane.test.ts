@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { ADS_SOTW_METHOD, EDS_TYPE_URL, loadEnvoyProtos } from '../../src/xds/protos';
+import type { Type } from 'protobufjs';
+import { ADS_DELTA_METHOD, ADS_SOTW_METHOD, EDS_TYPE_URL, loadEnvoyProtos } from '../../src/xds/protos';
 import { XdsTestServer } from '../support/xds-server';
 import { cla } from '../support/xds-fixtures';
 
@@ -18,31 +19,42 @@ interface Decoded {
   resources: { type_url: string; value: Uint8Array }[];
 }
 
-/** One raw SotW ADS stream: sends DiscoveryRequests, queues the decoded responses. */
-class RawSotwStream {
-  private readonly protos = loadEnvoyProtos();
+interface DecodedDelta {
+  nonce: string;
+  resources: { name: string; version: string }[];
+  removed_resources: string[];
+}
+
+const protos = loadEnvoyProtos();
+
+/** One raw ADS stream (SotW or Delta): sends encoded requests, queues the decoded responses. */
+class RawAdsStream<Response> {
   private readonly client: grpc.Client;
   private readonly call: grpc.ClientDuplexStream<Buffer, Buffer>;
-  private readonly queue: Decoded[] = [];
+  private readonly queue: Response[] = [];
   private waiter: (() => void) | undefined;
 
-  constructor(target: string) {
+  constructor(
+    target: string,
+    method: string,
+    private readonly requestType: Type,
+    responseType: Type,
+  ) {
     this.client = new grpc.Client(target, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': -1 });
     const id = (b: Buffer): Buffer => b;
-    this.call = this.client.makeBidiStreamRequest<Buffer, Buffer>(ADS_SOTW_METHOD, id, id);
+    this.call = this.client.makeBidiStreamRequest<Buffer, Buffer>(method, id, id);
     this.call.on('data', (b: Buffer) => {
-      this.queue.push(this.protos.DiscoveryResponse.toObject(this.protos.DiscoveryResponse.decode(b), { defaults: true }) as Decoded);
+      this.queue.push(responseType.toObject(responseType.decode(b), { defaults: true }) as Response);
       this.waiter?.();
     });
     this.call.on('error', () => undefined);
   }
 
-  request(names: readonly string[], ack?: Decoded): void {
-    const req = { node: { id: 'raw' }, type_url: EDS_TYPE_URL, resource_names: [...names], version_info: ack?.version_info ?? '', response_nonce: ack?.nonce ?? '' };
-    this.call.write(Buffer.from(this.protos.DiscoveryRequest.encode(req).finish()));
+  send(request: Record<string, unknown>): void {
+    this.call.write(Buffer.from(this.requestType.encode({ node: { id: 'raw' }, type_url: EDS_TYPE_URL, ...request }).finish()));
   }
 
-  async next(): Promise<Decoded> {
+  async next(): Promise<Response> {
     const deadline = Date.now() + 5000;
     while (this.queue.length === 0) {
       if (Date.now() > deadline) throw new Error('no response');
@@ -57,6 +69,16 @@ class RawSotwStream {
   close(): void {
     this.call.cancel();
     this.client.close();
+  }
+}
+
+class RawSotwStream extends RawAdsStream<Decoded> {
+  constructor(target: string) {
+    super(target, ADS_SOTW_METHOD, protos.DiscoveryRequest, protos.DiscoveryResponse);
+  }
+
+  request(names: readonly string[], ack?: Decoded): void {
+    this.send({ resource_names: [...names], version_info: ack?.version_info ?? '', response_nonce: ack?.nonce ?? '' });
   }
 }
 
@@ -151,5 +173,47 @@ describe('XdsTestServer: SotW responses patched in place are the current state',
     upsert([7, 9]);
     server.push(EDS_TYPE_URL);
     await expectCurrent();
+  });
+});
+
+describe('XdsTestServer: a Delta push after a full diff sends just what was replaced', () => {
+  let server: XdsTestServer;
+  let stream: RawAdsStream<DecodedDelta>;
+  const names = ['d0', 'd1', 'd2', 'd3'];
+
+  /** The next response as `name@version` entries and removed names, ACKed. */
+  async function next(): Promise<{ resources: string[]; removed: string[] }> {
+    const r = await stream.next();
+    stream.send({ response_nonce: r.nonce });
+    return { resources: r.resources.map((x) => `${x.name}@${x.version}`), removed: r.removed_resources };
+  }
+
+  before(async () => {
+    server = await XdsTestServer.start();
+    server.setEndpoints(names.map((n) => cla(n, [['10.6.0.1', 1]])));
+    stream = new RawAdsStream(server.target, ADS_DELTA_METHOD, protos.DeltaDiscoveryRequest, protos.DeltaDiscoveryResponse);
+    stream.send({ resource_names_subscribe: ['d0', 'd1', 'd2'] });
+  });
+
+  after(async () => {
+    stream.close();
+    await server.close();
+  });
+
+  it('replacements, a subscription added in an ACK, a removal', async () => {
+    assert.deepEqual(await next(), { resources: ['d0@1', 'd1@1', 'd2@1'], removed: [] });
+    server.upsert(EDS_TYPE_URL, [cla('d1', [['10.6.0.2', 1]])]);
+    server.upsert(EDS_TYPE_URL, [cla('d3', [['10.6.0.2', 1]])]); // not subscribed
+    server.push(EDS_TYPE_URL);
+    assert.deepEqual(await next(), { resources: ['d1@2'], removed: [] });
+    // Subscribing in an ACK gets no reply; the next push must still bring d3 (a full diff, not just the replaced).
+    stream.send({ response_nonce: server.lastNonceFor(EDS_TYPE_URL), resource_names_subscribe: ['d3'] });
+    await server.waitFor(() => server.requestsFor(EDS_TYPE_URL).some((r) => r.subscribe.includes('d3')), 5000, 'the subscription');
+    server.upsert(EDS_TYPE_URL, [cla('d0', [['10.6.0.3', 1]])]);
+    server.push(EDS_TYPE_URL);
+    assert.deepEqual(await next(), { resources: ['d0@4', 'd3@3'], removed: [] });
+    server.remove(EDS_TYPE_URL, ['d2']);
+    server.push(EDS_TYPE_URL);
+    assert.deepEqual(await next(), { resources: [], removed: ['d2'] });
   });
 });
