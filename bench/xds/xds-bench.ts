@@ -7,6 +7,7 @@ import { AdsClient } from '../../src/xds/ads-client';
 import { EDS_TYPE_URL, loadEnvoyProtos } from '../../src/xds/protos';
 import { XdsTestServer } from '../../src/testing/xds-control-plane';
 import { cla, edsCluster } from '../../test/support/xds-fixtures';
+import { runGoSotwRow } from './gocp-sotw-bench';
 import { runLdsScaleBench } from './lds-scale-bench';
 
 /**
@@ -21,7 +22,8 @@ import { runLdsScaleBench } from './lds-scale-bench';
  * The control plane runs in its own process (control-plane-process.ts), so that its work (encoding pushes,
  * decoding 10 000-name ACKs) is not on the sidecar's CPU and its memory is not in the sidecar's RSS;
  * XDS_BENCH_SERVER=inline runs it in the bench's process (RSS then includes it). Then lds-scale-bench.ts (1,000
- * listeners + 1,000 route configurations + 10,000 clusters; XDS_BENCH_SCALE=0 skips it).
+ * listeners + 1,000 route configurations + 10,000 clusters; XDS_BENCH_SCALE=0 skips it). Then the SotW row against
+ * go-control-plane (gocp-sotw-bench.ts; XDS_BENCH_GO=0 skips it).
  */
 
 /** Epoch ms on this machine's clocks, comparable across processes: `performance.timeOrigin + performance.now()`. */
@@ -131,6 +133,8 @@ const CLUSTERS = 10_000;
 const UPDATES = 100;
 /** Issue 13 item 5: one endpoint change applied, p50. */
 const UPDATE_GOAL_MS = 5;
+/** XDS_BENCH_SERVER=inline: the control plane in the bench's process. */
+const INLINE = process.env['XDS_BENCH_SERVER'] === 'inline';
 
 /** One run's update samples, ms. */
 interface UpdateSamples {
@@ -154,6 +158,8 @@ export async function runXdsBench(): Promise<void> {
   const all = new Map<ApiType, UpdateSamples[]>(apis.map((a) => [a, []]));
   for (let r = 1; r <= rounds; r++) for (const api of apis) all.get(api)!.push(await runOnce(api, `round ${r}/${rounds}`));
   if (rounds > 1) for (const [api, runs] of all) printUpdates(`${API_LABEL[api]}, all ${runs.length} rounds`, api, runs);
+  // The SotW row against go-control-plane (XDS_BENCH_GO=0 skips it; XDS_BENCH_GO_UPDATES, default 30).
+  if (only !== 'DELTA_GRPC' && process.env['XDS_BENCH_GO'] !== '0') await runGoSotwRow(Number(process.env['XDS_BENCH_GO_UPDATES'] ?? 30));
   // Issue 11: listeners and route configurations at scale (XDS_BENCH_SCALE=0 skips it).
   if (only === undefined && process.env['XDS_BENCH_SCALE'] !== '0') await runLdsScaleBench();
 }
@@ -171,14 +177,13 @@ function printUpdates(label: string, api: ApiType, runs: readonly UpdateSamples[
     control plane's push (choose, frame, hand to HTTP/2) ${spread(join('push'))}
     hand-off -> membership event (the sidecar's share)   ${judged(join('sidecar'))}
     client's handling of a response (arrival -> ACK)     ${spread(join('handling'))}
-    sidecar process CPU per update ${cpu.toFixed(2)} ms; load average ${loadavg()[0]!.toFixed(1)} on ${cpus().length} cores`);
+    ${INLINE ? 'this process (control plane included)' : 'sidecar process'} CPU per update ${cpu.toFixed(2)} ms; load average ${loadavg()[0]!.toFixed(1)} on ${cpus().length} cores`);
 }
 
 async function runOnce(apiType: ApiType, round: string): Promise<UpdateSamples> {
   const N = CLUSTERS;
   loadEnvoyProtos();
-  const inline = process.env['XDS_BENCH_SERVER'] === 'inline';
-  const server = inline ? await inlineControlPlane() : await processControlPlane();
+  const server = INLINE ? await inlineControlPlane() : await processControlPlane();
   const name = (i: number): string => `outbound|6379||redis-${i}.default.svc.cluster.local`;
   const hosts = (i: number, gen: number): [string, number][] => [0, 1, 2].map((k) => [`10.${(i >> 8) & 255}.${i & 255}.${k + 1 + gen * 3}`, 6379]);
   await server.setClusters(Array.from({ length: N }, (_, i) => edsCluster(name(i))));
@@ -207,7 +212,7 @@ async function runOnce(apiType: ApiType, round: string): Promise<UpdateSamples> 
     const loadMs = lastEdsAck - firstResponse;
     global.gc?.();
     const rssMb = process.memoryUsage().rss / 2 ** 20;
-    const whose = inline ? 'this process, control plane included' : "the sidecar's process alone (control plane not included)";
+    const whose = INLINE ? 'this process, control plane included' : "the sidecar's process alone (control plane not included)";
     const grown = rssMb - rssBefore / 2 ** 20;
     console.log(`xds ${label}: control plane ${server.where}
   ${active} clusters / ${N} CLAs x 3 endpoints: first response -> last ACK ${loadMs.toFixed(0)} ms (goal <= 2000: ${loadMs <= 2000 ? 'MET' : 'NOT MET'})
