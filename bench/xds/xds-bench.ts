@@ -144,6 +144,8 @@ interface UpdateSamples {
   readonly push: number[];
   /** Hand-off to HTTP/2 -> membership event: transfer, decode, apply (the sidecar's share). */
   readonly sidecar: number[];
+  /** Hand-off -> the client's handling starts: HTTP/2 transfer, grpc-js reassembly, decoding the response. */
+  readonly arrival: number[];
   /** The client's own handling of each response (arrival -> ACK). */
   readonly handling: number[];
   /** CPU of this process (the sidecar's side) per update, ms. */
@@ -169,14 +171,15 @@ const judged = (v: readonly number[]): string => `p50 ${pct(v, 50).toFixed(2)} m
 const spread = (v: readonly number[]): string => `p50 ${pct(v, 50).toFixed(2)} ms, p99 ${pct(v, 99).toFixed(2)} ms`;
 
 function printUpdates(label: string, api: ApiType, runs: readonly UpdateSamples[]): void {
-  const join = (k: 'endToEnd' | 'push' | 'sidecar' | 'handling'): number[] => runs.flatMap((r) => r[k]);
+  const join = (k: 'endToEnd' | 'push' | 'sidecar' | 'arrival' | 'handling'): number[] => runs.flatMap((r) => r[k]);
   const shape = api === 'GRPC' ? `each response carries all ${CLUSTERS} CLAs, ~2 MB` : 'each response carries the changed CLA';
   const cpu = runs.reduce((s, r) => s + r.cpuPerUpdateMs, 0) / runs.length;
   console.log(`xds ${label}: one endpoint change (${shape}), ${join('endToEnd').length} updates:
   push start -> membership event (end to end)           ${judged(join('endToEnd'))}
     control plane's push (choose, frame, hand to HTTP/2) ${spread(join('push'))}
     hand-off -> membership event (the sidecar's share)   ${judged(join('sidecar'))}
-    client's handling of a response (arrival -> ACK)     ${spread(join('handling'))}
+      of which hand-off -> response arrived (transfer, reassembly, decode) ${spread(join('arrival'))}
+      client's handling of a response (arrival -> ACK)   ${spread(join('handling'))}
     ${INLINE ? 'this process (control plane included)' : 'sidecar process'} CPU per update ${cpu.toFixed(2)} ms; load average ${loadavg()[0]!.toFixed(1)} on ${cpus().length} cores`);
 }
 
@@ -194,14 +197,18 @@ async function runOnce(apiType: ApiType, round: string): Promise<UpdateSamples> 
   const label = `${API_LABEL[apiType]}, ${round}`;
   let firstResponse = 0;
   let lastEdsAck = 0;
-  const samples: UpdateSamples = { endToEnd: [], push: [], sidecar: [], handling: [], cpuPerUpdateMs: 0 };
+  const samples: UpdateSamples = { endToEnd: [], push: [], sidecar: [], arrival: [], handling: [], cpuPerUpdateMs: 0 };
+  /** This process's clock when the client's handling of the last EDS response began. */
+  let handlingStartedAt = 0;
   let updating = false;
   const rssBefore = process.memoryUsage().rss;
   const sub = client.onEvent((e) => {
     if (e.type === 'connected' && firstResponse === 0) firstResponse = performance.now();
     if (e.type === 'ack' && e.typeUrl === EDS_TYPE_URL) {
       lastEdsAck = performance.now();
-      if (updating) samples.handling.push(e.handlingMs);
+      if (!updating) return;
+      samples.handling.push(e.handlingMs);
+      handlingStartedAt = epochMs() - e.handlingMs;
     }
   });
   try {
@@ -242,6 +249,7 @@ async function runOnce(apiType: ApiType, round: string): Promise<UpdateSamples> 
       // Let the control plane take the ACK (10 000 names in SotW) before the next push, so that its handling of
       // this one is not timed as part of the next.
       await server.waitLastReply(10_000);
+      samples.arrival.push(handlingStartedAt - timing.endedAt);
     }
     const cpu = process.cpuUsage(cpuBefore);
     samples.cpuPerUpdateMs = (cpu.user + cpu.system) / 1000 / UPDATES;
