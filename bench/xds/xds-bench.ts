@@ -158,7 +158,8 @@ export async function runXdsBench(): Promise<void> {
   const apis = (['GRPC', 'DELTA_GRPC'] as const).filter((a) => only === undefined || only === a);
   const rounds = Number(process.env['XDS_BENCH_ROUNDS'] ?? 3);
   const all = new Map<ApiType, UpdateSamples[]>(apis.map((a) => [a, []]));
-  for (let r = 1; r <= rounds; r++) for (const api of apis) all.get(api)!.push(await runOnce(api, `round ${r}/${rounds}`));
+  let earlier = 0;
+  for (let r = 1; r <= rounds; r++) for (const api of apis) all.get(api)!.push(await runOnce(api, `round ${r}/${rounds}`, earlier++));
   if (rounds > 1) for (const [api, runs] of all) printUpdates(`${API_LABEL[api]}, all ${runs.length} rounds`, api, runs);
   // The SotW row against go-control-plane (XDS_BENCH_GO=0 skips it; XDS_BENCH_GO_UPDATES, default 30).
   if (only !== 'DELTA_GRPC' && process.env['XDS_BENCH_GO'] !== '0') await runGoSotwRow(Number(process.env['XDS_BENCH_GO_UPDATES'] ?? 30));
@@ -183,7 +184,8 @@ function printUpdates(label: string, api: ApiType, runs: readonly UpdateSamples[
     ${INLINE ? 'this process (control plane included)' : 'sidecar process'} CPU per update ${cpu.toFixed(2)} ms; load average ${loadavg()[0]!.toFixed(1)} on ${cpus().length} cores`);
 }
 
-async function runOnce(apiType: ApiType, round: string): Promise<UpdateSamples> {
+/** `earlier`: how many runs this process made before (their leftovers are in its RSS). */
+async function runOnce(apiType: ApiType, round: string, earlier: number): Promise<UpdateSamples> {
   const N = CLUSTERS;
   loadEnvoyProtos();
   const server = INLINE ? await inlineControlPlane() : await processControlPlane();
@@ -223,7 +225,7 @@ async function runOnce(apiType: ApiType, round: string): Promise<UpdateSamples> 
     const grown = rssMb - rssBefore / 2 ** 20;
     console.log(`xds ${label}: control plane ${server.where}
   ${active} clusters / ${N} CLAs x 3 endpoints: first response -> last ACK ${loadMs.toFixed(0)} ms (goal <= 2000: ${loadMs <= 2000 ? 'MET' : 'NOT MET'})
-  RSS of ${whose}: ${rssMb.toFixed(0)} MB (goal <= 300: ${rssMb <= 300 ? 'MET' : 'NOT MET'}; ${grown >= 0 ? '+' : ''}${grown.toFixed(0)} MB in this run)`);
+  RSS of ${whose}: ${rssMb.toFixed(0)} MB (goal <= 300: ${rssMb <= 300 ? 'MET' : 'NOT MET'}; ${grown >= 0 ? '+' : ''}${grown.toFixed(0)} MB in this run${earlier > 0 ? `, after ${earlier} earlier run${earlier > 1 ? 's' : ''} in this process` : ', a fresh process'})`);
 
     updating = true;
     const cpuBefore = process.cpuUsage();
