@@ -21,7 +21,8 @@ import { runLdsScaleBench } from './lds-scale-bench';
  *
  * The control plane runs in its own process (control-plane-process.ts), so that its work (encoding pushes,
  * decoding 10 000-name ACKs) is not on the sidecar's CPU and its memory is not in the sidecar's RSS;
- * XDS_BENCH_SERVER=inline runs it in the bench's process (RSS then includes it). Then lds-scale-bench.ts (1,000
+ * XDS_BENCH_SERVER=inline runs it in the bench's process (RSS then includes it). The child inherits node's flags:
+ * `node --cpu-prof` profiles both processes. Then lds-scale-bench.ts (1,000
  * listeners + 1,000 route configurations + 10,000 clusters; XDS_BENCH_SCALE=0 skips it). Then the SotW row against
  * go-control-plane (gocp-sotw-bench.ts; XDS_BENCH_GO=0 skips it).
  */
