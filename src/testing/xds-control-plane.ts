@@ -22,7 +22,8 @@ import {
  *   configurations, extension configs; setClusters()/setEndpoints()/setListeners()/setRoutes()/
  *   setExtensionConfigs() for short) and bumps its version; upsert()/remove() change single resources; push()
  *   sends the new state to every stream (SotW: the full set, named types filtered by the requested names;
- *   Delta: the diff);
+ *   Delta: the diff). Both stay cheap at 10 000 resources when a few were replaced in place: a SotW stream's
+ *   last response is patched, a Delta stream's diff looks only at what was replaced (a per-type change log);
  * - outcome(nonce) / lastOutcome(typeUrl): how the client answered a response (ACK, or NACK with its detail);
  * - setClusters()/setEndpoints() with `ttlMs` wrap each resource in a Resource with that TTL; heartbeat() sends
  *   TTL heartbeats (Resources without `resource`);
@@ -91,6 +92,78 @@ interface SotwTypeState {
   names: Set<string>;
   wildcard: boolean;
   lastNonce: string;
+  /** This stream's entries of the type at the version last rendered, to patch the next response (dropped when `names` change). */
+  body: SotwBody | undefined;
+}
+
+/**
+ * What changed in a type's resources at one version: the names whose resource was replaced in place, or
+ * `undefined` when resources were added, removed or reordered (a SotW body is then rebuilt).
+ */
+interface Change {
+  readonly version: number;
+  readonly replaced: readonly string[] | undefined;
+}
+
+/** How many versions of changes a type keeps for patching SotW bodies; a stream further behind is rebuilt. */
+const CHANGE_LOG_LENGTH = 32;
+/** More replaced resources than this in one push: rebuilding the body is no dearer than patching it. */
+const MAX_PATCHED_RESOURCES = 16;
+
+/**
+ * The `resources` entries of a stream's last SotW response of one type, concatenated, with each one's offset.
+ * A push that replaced a few resources in place copies the unchanged spans around them into the next response
+ * instead of filtering every resource by the subscribed names and concatenating them one by one (10 000 CLAs:
+ * ~2 MB). Every response is a fresh buffer: grpc-js may serialize a queued write later, so no buffer handed to it
+ * is ever written again.
+ */
+class SotwBody {
+  private constructor(
+    /** The type's version the entries are at. */
+    public version: number,
+    private readonly chosen: StoredResource[],
+    private readonly index: ReadonlyMap<string, number>,
+    /** chosen[k]'s field is fields[offsets[k], offsets[k + 1]). */
+    private readonly offsets: number[],
+    private fields: Buffer,
+  ) {}
+
+  static build(version: number, chosen: StoredResource[]): SotwBody {
+    const offsets = [0];
+    for (const r of chosen) offsets.push(offsets[offsets.length - 1]! + r.sotwField.length);
+    return new SotwBody(version, chosen, new Map(chosen.map((r, k) => [r.name, k])), offsets, Buffer.concat(chosen.map((r) => r.sotwField)));
+  }
+
+  /** Whether `name` is one of the entries. */
+  has(name: string): boolean {
+    return this.index.has(name);
+  }
+
+  /**
+   * The DiscoveryResponse: `head` (version_info), the entries with `replacements` (resources already in the body)
+   * put in place, then `tail` (type_url, nonce). The entries are moved to `version`.
+   */
+  render(version: number, head: Buffer, tail: Buffer, replacements: readonly StoredResource[]): Buffer {
+    const at = replacements.map((r) => this.index.get(r.name)!).sort((a, b) => a - b);
+    for (const r of replacements) this.chosen[this.index.get(r.name)!] = r;
+    const grow = at.reduce((n, k) => n + this.chosen[k]!.sotwField.length - (this.offsets[k + 1]! - this.offsets[k]!), 0);
+    const length = this.fields.length + grow;
+    const out = Buffer.allocUnsafe(head.length + length + tail.length);
+    head.copy(out, 0);
+    let to = head.length;
+    let from = 0;
+    for (const k of at) {
+      to += this.fields.copy(out, to, from, this.offsets[k]);
+      to += this.chosen[k]!.sotwField.copy(out, to);
+      from = this.offsets[k + 1]!;
+    }
+    to += this.fields.copy(out, to, from);
+    tail.copy(out, to);
+    for (let k = at[0] ?? this.chosen.length; k < this.chosen.length; k++) this.offsets[k + 1] = this.offsets[k]! + this.chosen[k]!.sotwField.length;
+    this.fields = out.subarray(head.length, head.length + length);
+    this.version = version;
+    return out;
+  }
 }
 
 interface DeltaTypeState {
@@ -98,6 +171,11 @@ interface DeltaTypeState {
   wildcard: boolean;
   /** What the client has: name -> version. */
   readonly known: Map<string, string>;
+  /**
+   * The type's version that `known` was last fully diffed against, so that a push need only look at the resources
+   * replaced since; undefined after a subscription change that was not answered with a diff.
+   */
+  synced: number | undefined;
 }
 
 interface ServerStream {
@@ -152,6 +230,8 @@ export class XdsTestServer {
   private server: grpc.Server | undefined;
   private readonly streams = new Set<ServerStream>();
   private readonly resources = new Map<string, Map<string, StoredResource>>();
+  /** Per type, what the last CHANGE_LOG_LENGTH versions changed (for patching SotW bodies). */
+  private readonly changes = new Map<string, Change[]>();
   private readonly versions = new Map<string, number>();
   private nonceCounter = 0;
   private streamCounter = 0;
@@ -260,15 +340,24 @@ export class XdsTestServer {
     this.versions.set(typeUrl, version);
     const prev = this.resources.get(typeUrl) ?? new Map<string, StoredResource>();
     const next = new Map<string, StoredResource>();
+    const prevNames = prev.keys();
+    let inPlace = items.length === prev.size;
+    const replaced: string[] = [];
     for (const { name, any, inner, ttlMs } of items) {
+      if (inPlace && prevNames.next().value !== name) inPlace = false;
       const old = prev.get(name);
-      if (old && old.any.type_url === any.type_url && view(old.any.value).equals(view(any.value))) {
+      if (old && (old.any === any || (old.any.type_url === any.type_url && view(old.any.value).equals(view(any.value))))) {
         next.set(name, old);
         continue;
       }
       next.set(name, { name, version: String(version), any, inner: inner ?? any, ttlMs, sotwField: sotwField(this.protos, any) });
+      replaced.push(name);
     }
     this.resources.set(typeUrl, next);
+    const log = this.changes.get(typeUrl) ?? [];
+    log.push({ version, replaced: inPlace && next.size === prev.size ? replaced : undefined });
+    if (log.length > CHANGE_LOG_LENGTH) log.shift();
+    this.changes.set(typeUrl, log);
     return String(version);
   }
 
@@ -544,11 +633,15 @@ export class XdsTestServer {
     let st = stream.sotw.get(rec.typeUrl);
     const first = !st;
     if (!st) {
-      st = { names: new Set(), wildcard: rec.resourceNames.length === 0, lastNonce: '' };
+      st = { names: new Set(), wildcard: rec.resourceNames.length === 0, lastNonce: '', body: undefined };
       stream.sotw.set(rec.typeUrl, st);
     }
     const added = rec.resourceNames.filter((n) => !st.names.has(n));
-    st.names = new Set(rec.resourceNames);
+    const names = new Set(rec.resourceNames);
+    if (added.length > 0 || names.size !== st.names.size) {
+      st.names = names;
+      st.body = undefined;
+    }
     if (rec.responseNonce !== '' && rec.responseNonce !== st.lastNonce) return; // stale
     const current = this.version(rec.typeUrl);
     if (current === '') return;
@@ -557,9 +650,37 @@ export class XdsTestServer {
   }
 
   private sendSotwState(stream: ServerStream, typeUrl: string, st: SotwTypeState): void {
-    const all = [...(this.resources.get(typeUrl)?.values() ?? [])];
-    const chosen = st.wildcard ? all : all.filter((r) => st.names.has(r.name));
-    this.writeSotw(stream, typeUrl, st, chosen.map((r) => r.sotwField));
+    const current = this.resources.get(typeUrl) ?? new Map<string, StoredResource>();
+    const version = this.versions.get(typeUrl) ?? 0;
+    const replaced = st.body ? this.replacedSince(typeUrl, st.body.version) : undefined;
+    let replacements: StoredResource[] = [];
+    if (!st.body || !replaced || replaced.length > MAX_PATCHED_RESOURCES) {
+      const all = [...current.values()];
+      st.body = SotwBody.build(version, st.wildcard ? all : all.filter((r) => st.names.has(r.name)));
+    } else {
+      const body = st.body;
+      replacements = replaced.filter((n) => body.has(n)).map((n) => current.get(n)!);
+    }
+    const nonce = this.nextNonce(typeUrl);
+    st.lastNonce = nonce;
+    const tail = Buffer.concat([stringField(4, typeUrl), stringField(5, nonce)]);
+    stream.call.write(new Prebuilt(st.body.render(version, stringField(1, this.version(typeUrl)), tail, replacements)));
+  }
+
+  /**
+   * The names replaced in place in `typeUrl` after version `since` (deduplicated), or undefined when resources
+   * were added, removed or reordered since, or the log no longer reaches back that far.
+   */
+  private replacedSince(typeUrl: string, since: number): string[] | undefined {
+    const version = this.versions.get(typeUrl) ?? 0;
+    const log = (this.changes.get(typeUrl) ?? []).filter((c) => c.version > since);
+    if (log.length !== version - since) return undefined;
+    const names = new Set<string>();
+    for (const c of log) {
+      if (!c.replaced) return undefined;
+      for (const n of c.replaced) names.add(n);
+    }
+    return [...names];
   }
 
   private writeSotw(stream: ServerStream, typeUrl: string, st: SotwTypeState, fields: readonly Buffer[]): void {
@@ -573,7 +694,7 @@ export class XdsTestServer {
     const rec = this.record(stream, req);
     let st = stream.delta.get(rec.typeUrl);
     if (!st) {
-      st = { names: new Set(), wildcard: false, known: new Map(Object.entries(rec.initialResourceVersions)) };
+      st = { names: new Set(), wildcard: false, known: new Map(Object.entries(rec.initialResourceVersions)), synced: undefined };
       stream.delta.set(rec.typeUrl, st);
       if (rec.subscribe.length === 0 && rec.unsubscribe.length === 0) st.wildcard = true; // legacy wildcard
     }
@@ -586,27 +707,38 @@ export class XdsTestServer {
       st.names.delete(n);
       st.known.delete(n);
     }
+    if (rec.subscribe.length > 0 || rec.unsubscribe.length > 0) st.synced = undefined;
     if (rec.responseNonce !== '') return; // ACK or NACK
     this.sendDeltaDiff(stream, rec.typeUrl, st, rec.subscribe);
   }
 
+  /**
+   * Sends what the stream lacks: resources it wants at a version it does not have (and `forceNames` whatever
+   * it has), and the removal of wanted ones that are gone. A push after a full diff only looks at the resources
+   * replaced in place since (nothing can have been removed then).
+   */
   private sendDeltaDiff(stream: ServerStream, typeUrl: string, st: DeltaTypeState, forceNames: readonly string[] = []): void {
     const current = this.resources.get(typeUrl) ?? new Map<string, StoredResource>();
     const wanted = (name: string): boolean => st.wildcard || st.names.has(name);
+    const forced = new Set(forceNames);
+    const replaced = forced.size === 0 && st.synced !== undefined ? this.replacedSince(typeUrl, st.synced) : undefined;
     const resources: ProtoObject[] = [];
-    for (const r of current.values()) {
+    for (const r of replaced ? replaced.map((n) => current.get(n)!) : current.values()) {
       if (!wanted(r.name)) continue;
-      if (st.known.get(r.name) === r.version && !forceNames.includes(r.name)) continue;
+      if (st.known.get(r.name) === r.version && !forced.has(r.name)) continue;
       resources.push({ name: r.name, version: r.version, resource: r.inner, ...(r.ttlMs !== undefined ? { ttl: duration(r.ttlMs) } : {}) });
       st.known.set(r.name, r.version);
     }
     const removed: string[] = [];
-    for (const name of [...st.known.keys()]) {
-      if (!current.has(name) && wanted(name)) {
-        removed.push(name);
-        st.known.delete(name);
+    if (!replaced) {
+      for (const name of [...st.known.keys()]) {
+        if (!current.has(name) && wanted(name)) {
+          removed.push(name);
+          st.known.delete(name);
+        }
       }
     }
+    st.synced = this.versions.get(typeUrl) ?? 0;
     if (resources.length === 0 && removed.length === 0) return;
     stream.call.write({ type_url: typeUrl, system_version_info: this.version(typeUrl), resources, removed_resources: removed, nonce: this.nextNonce(typeUrl) });
   }

@@ -9,8 +9,10 @@
 //	stdin:  {"id":1,"cmd":"set","file":"snap.yaml"}   load a snapshot file and serve it to every node
 //	        {"id":2,"cmd":"status"}                    per type: last ACKed version, last NACK
 //	stdout: {"event":"listening","port":N}
-//	        {"event":"set","id":1,"version":"2"} or {"event":"error","id":1,"message":"..."}
+//	        {"event":"set","id":1,"version":"2","at_unix_nanos":N} or {"event":"error","id":1,"message":"..."}
+//	        (at_unix_nanos: when the loaded snapshot was handed to the cache, for benches to time pushes from)
 //	        {"event":"request"|"response"|"ack"|"nack"|"stream_open"|"stream_closed"|"received", ...}
+//	        (a SotW response's at_unix_nanos: when its resources were marshaled, just before it was sent)
 //
 // ACK and NACK are read from the requests as Envoy sends them: a request carrying a response_nonce acknowledges
 // the response with that nonce; with error_detail it rejects it (the version is the one the nonce was sent
@@ -27,6 +29,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -180,8 +183,9 @@ func callbacks(t *tracker, o *out) server.CallbackFuncs {
 		},
 		StreamResponseFunc: func(_ context.Context, id int64, _ *discovery.DiscoveryRequest, r *discovery.DiscoveryResponse) {
 			t.sentResponse(id, r.GetNonce(), r.GetVersionInfo())
+			// Called with the resources marshaled, just before grpc-go sends the response.
 			o.emit(map[string]any{"event": "response", "stream": id, "delta": false, "typeUrl": r.GetTypeUrl(), "version": r.GetVersionInfo(),
-				"nonce": r.GetNonce(), "resources": len(r.GetResources())})
+				"nonce": r.GetNonce(), "resources": len(r.GetResources()), "at_unix_nanos": time.Now().UnixNano()})
 		},
 		StreamDeltaRequestFunc: func(id int64, r *discovery.DeltaDiscoveryRequest) error {
 			ev := map[string]any{"event": "request", "stream": id, "delta": true, "typeUrl": r.GetTypeUrl(), "responseNonce": r.GetResponseNonce(),
@@ -333,6 +337,7 @@ func main() {
 		switch c.Cmd {
 		case "set":
 			snap, version, err := loadSnapshot(c.File)
+			at := time.Now().UnixNano()
 			if err == nil {
 				err = snapshots.SetSnapshot(ctx, "all", snap)
 			}
@@ -340,7 +345,7 @@ func main() {
 				o.emit(map[string]any{"event": "error", "id": c.ID, "message": err.Error()})
 				continue
 			}
-			o.emit(map[string]any{"event": "set", "id": c.ID, "version": version})
+			o.emit(map[string]any{"event": "set", "id": c.ID, "version": version, "at_unix_nanos": at})
 		case "status":
 			o.emit(map[string]any{"event": "status", "id": c.ID, "types": t.snapshotStatus()})
 		default:
