@@ -5,7 +5,7 @@
  * real redis-server. Measured in one run with the rows interleaved (A B C ..., A B C ..., ...) over several rounds,
  * so drift on a shared machine spreads over every row instead of landing on one; min/median/max per row and the
  * ratio of medians to the no-plugin row. Each sidecar is a `proxy-wasm-sidecar run` child process of its own, so
- * the CPU read from /proc/<pid>/stat (utime + stime, all its threads) is the sidecar's alone; the load generator is
+ * the CPU read from /proc (the run time of all its threads) is the sidecar's alone; the load generator is
  * wrk (C, one thread) and the upstream and redis-server are processes of their own too (bench/support/load.ts).
  * Then, each in a process of its own: the plugin alone without HTTP, per stream (stream-probe.ts), and VM start
  * time and memory per VM of a Go plugin (vm-probe.ts).
@@ -196,7 +196,7 @@ function envoyOf(results: readonly RowResult[], row: Row): RowResult | undefined
 function printRequestTable(results: readonly RowResult[], run: { rounds: number; seconds: number }): void {
   console.log(
     `Plugins per request, ${run.rounds} rounds interleaved, ${run.seconds} s per row and round, wrk -t1 -c${CONNECTIONS}; ` +
-    `CPU = utime+stime of the sidecar process (its own child, --concurrency 1) / requests; node ${process.version}`,
+    `CPU = run time of all the sidecar process's threads (/proc schedstat; its own child, --concurrency 1) / requests; node ${process.version}`,
   );
   const body = results.map(({ row, samples }) => {
     const base = baseOf(results, row);

@@ -66,7 +66,7 @@ export async function runHttpBench(options: { quick?: boolean } = {}): Promise<v
     for (const [, t] of targets) await runWrk(`http://127.0.0.1:${t.port}/bench`, options.quick ? 1 : 3, wrk); // warm-up
     const samples: Sample[][] = targets.map(() => []);
     for (let r = 0; r < rounds; r++) for (const [i, [, t]] of targets.entries()) samples[i]!.push(await measure(t, '/bench', seconds, ticks, wrk));
-    console.log(`HTTP GET through one proxy process, ${rounds} rounds interleaved, ${seconds} s per row and round, wrk -t1 -c${CONNECTIONS}; CPU = utime+stime of that process / requests`);
+    console.log(`HTTP GET through one proxy process, ${rounds} rounds interleaved, ${seconds} s per row and round, wrk -t1 -c${CONNECTIONS}; CPU = run time of all that process's threads (/proc schedstat) / requests`);
     const baseCpu = median(samples[0]!.map((s) => s.cpuUsPerRequest));
     const baseQps = median(samples[0]!.map((s) => s.qps));
     printTable(

@@ -187,7 +187,7 @@ export async function runTcpBench(options: TcpBenchOptions = {}): Promise<void> 
     sink.server.close();
     echo.close();
   }
-  console.log(`TCP proxy, ${rounds} rounds, rows interleaved; ${CONNECTIONS} connections; node ${process.version}; CPU = the proxy process's utime+stime`);
+  console.log(`TCP proxy, ${rounds} rounds, rows interleaved; ${CONNECTIONS} connections; node ${process.version}; CPU = run time of all the proxy process's threads (/proc schedstat)`);
   console.log(`\nthroughput: ${megabytes} MB per sample streamed to a sink (64 KiB writes)`);
   const baseMb = median(tput[0]!.map((s) => s.mbPerSecond));
   const baseCpuMb = median(tput[0]!.map((s) => s.cpuMsPerMb));
