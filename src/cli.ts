@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { WASM_LIMIT_ENV, wasmLimitDefaults } from './wasm/limits-config';
+import { applyWasmTieringBudget } from './wasm/tiering';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { extname, join, resolve } from 'node:path';
@@ -313,6 +314,7 @@ export function buildCli(): Command {
     .option('--wasm-call-deadline <ms>', 'how long one plugin callback may run before it is stopped and treated as a trap', positiveInt)
     .option('--wasm-start-deadline <ms>', 'the same for start-up, proxy_on_vm_start and proxy_on_configure', positiveInt)
     .action(async (opts: RunOptions) => {
+      applyWasmTieringBudget(); // before any plugin is instantiated, in this thread or a worker
       let configFile: string;
       let cleanup = (): void => undefined;
       try {

@@ -5,7 +5,7 @@
  * sidecar process's utime + stime (all its threads, from /proc) over the requests wrk counted. Then the cost of a
  * worker: time from spawn to `listening` and idle RSS of the process at --concurrency 1, 2 and 3 (a worker's
  * cost is the step from 2 to 3; 1 has no workers at all), and each worker's own start from its `worker ready`
- * log line (spawn to serving; by phase: thread up, require, config, plugins, listen). Figures are printed beside their goals (issue 13 item 3).
+ * log line (spawn to serving; by phase: thread up, require, config, plugins, listen; and the thread's own CPU time). Figures are printed beside their goals (issue 13 item 3).
  * PWS_BENCH_WORKERS_BEFORE=<path to another build's dist/src/cli.js> adds that build's rows, interleaved with
  * these, for a before/after under the same load. Flags: --throughput-only, --cost-only. Never pass/fail.
  */
@@ -58,6 +58,8 @@ interface WorkerReady {
   readonly configMs?: number;
   readonly pluginsMs?: number;
   readonly listenMs?: number;
+  /** The worker thread's own CPU time by phase (builds that report it, on Linux). */
+  readonly cpuMs?: { readonly requireMs: number; readonly configMs: number; readonly pluginsMs: number; readonly listenMs: number };
 }
 
 interface Sidecar {
@@ -209,15 +211,20 @@ async function workerCost(file: string): Promise<void> {
     }
   }
   console.log(`\nstart-up and idle RSS of the sidecar process (spawn to "listening"; RSS after one request), ${ROUNDS} rounds interleaved, median; load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
-  const phase = (i: number, k: keyof WorkerReady): string => {
-    const xs = ready[i]!.map((w) => w[k]).filter((x): x is number => typeof x === 'number');
-    return xs.length > 0 ? median(xs).toFixed(0) : '-';
+  const medianOf = (xs: ReadonlyArray<number | undefined>): string => {
+    const ns = xs.filter((x): x is number => typeof x === 'number');
+    return ns.length > 0 ? median(ns).toFixed(0) : '-';
   };
+  const phase = (i: number, k: Exclude<keyof WorkerReady, 'cpuMs'>): string => medianOf(ready[i]!.map((w) => w[k]));
+  const cpu = (i: number, k: keyof NonNullable<WorkerReady['cpuMs']> | 'total'): string =>
+    medianOf(ready[i]!.map((w) => (w.cpuMs === undefined ? undefined : k === 'total' ? w.cpuMs.requireMs + w.cpuMs.configMs + w.cpuMs.pluginsMs + w.cpuMs.listenMs : w.cpuMs[k])));
   // A worker's own start (spawn to serving, as the pool logs it), by phase where the build reports phases;
-  // the workers of one process start at once, so at 3 they share 2 cores with each other.
-  table(['row', 'start ms', 'RSS MB', 'worker start ms', 'thread', 'require', 'config', 'plugins', 'listen'], levels.map((l, i) => [
+  // the workers of one process start at once, so at 3 they share 2 cores with each other. The thread's own CPU
+  // time (after it is up) beside it: on a shared machine the wall phases are mostly waiting for a core.
+  table(['row', 'start ms', 'RSS MB', 'worker start ms', 'thread', 'require', 'config', 'plugins', 'listen', 'worker CPU ms', 'require', 'plugins'], levels.map((l, i) => [
     l.name, median(start[i]!).toFixed(0), median(rss[i]!).toFixed(0),
     phase(i, 'startMs'), phase(i, 'threadMs'), phase(i, 'requireMs'), phase(i, 'configMs'), phase(i, 'pluginsMs'), phase(i, 'listenMs'),
+    cpu(i, 'total'), cpu(i, 'requireMs'), cpu(i, 'pluginsMs'),
   ]));
   for (const [label, at] of BEFORE ? [['', 1], ['before: ', 4]] as const : [['', 1]] as const) {
     const workerMs = median(start[at + 1]!) - median(start[at]!);

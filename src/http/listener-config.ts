@@ -5,9 +5,10 @@ import { mapRecording } from '../config/error-collector';
 import { str } from '../config/json-fields';
 import { ConfigError } from '../common/errors';
 import type { FailurePolicy } from '../abi/enums';
-import { bootstrapFromJson, type Bootstrap } from '../config/bootstrap';
-import { loadEnvoyProtos } from '../xds/protos';
-import { decodeProtoJson } from '../xds/proto-json';
+import type * as BootstrapModule from '../config/bootstrap';
+import type { Bootstrap } from '../config/bootstrap';
+import type * as ProtosModule from '../xds/protos';
+import type * as ProtoJsonModule from '../xds/proto-json';
 import { EMPTY_METADATA, type EncodedMetadata, type StructObject } from '../runtime/stream-attributes';
 import { http2Settings, type Http2Settings } from './protocol-options';
 import { parseRemoteWasmCode, type RemoteWasmCode } from '../wasm/remote-code';
@@ -20,6 +21,15 @@ import { DOWNSTREAM_TLS_TYPE, downstreamTlsContext, transportSocket, type Downst
  * envoy.filters.http.router. Input is proto3 JSON as Envoy accepts it (snake_case field names, `@type` Any
  * wrappers, durations as strings); every error names the JSON path of the offending field.
  */
+
+// The bootstrap reader and the Envoy protos under it (protobufjs and its registry: ~20 ms of require) are required
+// where a document is read or a Metadata encoded, not when this module loads: a --concurrency worker imports this
+// module for its types and chainWasmFilters and parses nothing (the main thread posts it parsed configuration).
+let bootstrapModule: typeof BootstrapModule | undefined;
+let protoModules: { readonly protos: typeof ProtosModule; readonly json: typeof ProtoJsonModule } | undefined;
+const bootstrapReader = (): typeof BootstrapModule => (bootstrapModule ??= require('../config/bootstrap') as typeof BootstrapModule);
+const envoyProtos = (): NonNullable<typeof protoModules> =>
+  (protoModules ??= { protos: require('../xds/protos') as typeof ProtosModule, json: require('../xds/proto-json') as typeof ProtoJsonModule });
 
 export const HCM_TYPE = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 export const WASM_FILTER_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm';
@@ -289,10 +299,11 @@ export function durationMs(v: unknown, path: string): number | undefined {
 export function encodeMetadata(v: unknown, path: string): EncodedMetadata {
   if (v === undefined || v === null) return EMPTY_METADATA;
   obj(v, path);
-  const protos = loadEnvoyProtos();
+  const lib = envoyProtos();
+  const protos = lib.protos.loadEnvoyProtos();
   const type = protos.lookup('envoy.config.core.v3.Metadata');
   if (!type) throw new ConfigError('envoy.config.core.v3.Metadata is missing from the loaded protos', path);
-  const msg = decodeProtoJson(protos, type, v, path);
+  const msg = lib.json.decodeProtoJson(protos, type, v, path);
   // The decode above validated the document; a Struct's proto3 JSON form is the value itself.
   const filterMetadata = new Map<string, StructObject>();
   const fm = (v as Record<string, unknown>)['filter_metadata'];
@@ -876,7 +887,7 @@ export function loadSidecarConfig(file: string): SidecarConfig {
     throw new ConfigError(`bootstrap is not valid ${format.toUpperCase()}: ${(err as Error).message}`, '', { cause: err });
   }
   const extras = takePluginConfigExtras(doc);
-  const bootstrap = bootstrapFromJson(doc);
+  const bootstrap = bootstrapReader().bootstrapFromJson(doc);
   // Relative code filenames resolve against the working directory, as Envoy resolves them.
   const listeners = parseListeners(bootstrap.staticListeners, { extras, secrets: staticSecrets(bootstrap) });
   const clusterNames = new Set(bootstrap.staticClusters.map((c) => c.name));

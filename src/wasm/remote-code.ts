@@ -7,9 +7,11 @@ import { ClientClosedError, ConfigError, SidecarError } from '../common/errors';
 import type { Logger } from '../common/logger';
 import { silentLogger } from '../common/logger';
 import type { HttpCalloutResponse, HttpCalloutService } from '../services/http-callout';
-import { fromProtoJson, type ProtoObject } from '../xds/proto-json';
-import { loadEnvoyProtos } from '../xds/protos';
-import { ProtoValidator } from '../xds/validate';
+import type * as ProtoJsonModule from '../xds/proto-json';
+import type { ProtoObject } from '../xds/proto-json';
+import type * as ProtosModule from '../xds/protos';
+import type * as ValidateModule from '../xds/validate';
+import type { ProtoValidator } from '../xds/validate';
 
 /**
  * Wasm code by URL: `vm_config.code.remote` (envoy.config.core.v3.RemoteDataSource), fetched as Envoy's
@@ -75,6 +77,15 @@ export class RemoteCodeHashMismatchError extends RemoteCodeError {
 
 let validator: ProtoValidator | undefined; // stateless once built; the proto registry is process-wide
 
+// The Envoy protos (protobufjs and its registry) are required at the first remote code source parsed: a
+// --concurrency worker imports this module to fetch code and parses no configuration.
+let protoModules: { readonly protos: typeof ProtosModule; readonly json: typeof ProtoJsonModule; readonly validate: typeof ValidateModule } | undefined;
+const envoyProtos = (): NonNullable<typeof protoModules> => (protoModules ??= {
+  protos: require('../xds/protos') as typeof ProtosModule,
+  json: require('../xds/proto-json') as typeof ProtoJsonModule,
+  validate: require('../xds/validate') as typeof ValidateModule,
+});
+
 function num(v: unknown): number {
   return typeof v === 'object' && v !== null ? Number((v as { toString(): string }).toString()) : Number(v ?? 0);
 }
@@ -100,12 +111,13 @@ function hostAndPath(uri: string): { authority: string; path: string } {
  * ConfigErrors naming `<path>.<field>`.
  */
 export function parseRemoteWasmCode(remote: unknown, path: string): RemoteWasmCode {
-  const protos = loadEnvoyProtos();
+  const lib = envoyProtos();
+  const protos = lib.protos.loadEnvoyProtos();
   const type = protos.lookup(REMOTE_DATA_SOURCE);
   if (!type) throw new ConfigError(`${REMOTE_DATA_SOURCE} is missing from the loaded protos`, path);
   if (typeof remote !== 'object' || remote === null || Array.isArray(remote)) throw new ConfigError('must be an object', path);
-  const msg: ProtoObject = fromProtoJson(protos, type, remote, path);
-  validator ??= new ProtoValidator(protos);
+  const msg: ProtoObject = lib.json.fromProtoJson(protos, type, remote, path);
+  validator ??= new lib.validate.ProtoValidator(protos);
   const violation = validator.validate(type, msg, path)[0];
   // HttpUri's only http_upstream_type is `cluster`: name the field an author has to add.
   if (violation?.path === `${path}.http_uri.http_upstream_type`) throw new ConfigError('is required', `${path}.http_uri.cluster`);

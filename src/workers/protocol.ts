@@ -73,6 +73,8 @@ export interface WorkerStartReport {
   readonly listeningAt: number;
   /** The worker's ModuleCache by source: all 'shared' when no module was compiled twice. */
   readonly modules: Readonly<Record<ModuleSource, number>>;
+  /** The worker thread's own CPU time in the phases after the thread is up, ms (start-clock.ts; absent where the OS gives none). */
+  readonly cpu?: { readonly requireMs: number; readonly configMs: number; readonly pluginsMs: number; readonly listenMs: number };
 }
 
 export type WorkerToMain =

@@ -1,5 +1,5 @@
 // First, before the other imports run: the require phase is measured from here.
-import { epochNow, threadStartedAt } from './start-clock';
+import { epochNow, threadCpuAtStart, threadCpuMs, threadStartedAt } from './start-clock';
 import type { Server } from 'node:net';
 import { parentPort, workerData } from 'node:worker_threads';
 import { SidecarError } from '../common/errors';
@@ -10,9 +10,10 @@ import { DataPlane } from './data-plane';
 import { reviveBuffers } from './plain-data';
 import { listenOnHandle, receiveListenHandles } from './shared-socket';
 import { MailboxClient } from './mailbox';
-import type { ClusterUpdate, MainToWorker, WorkerInit, WorkerToMain } from './protocol';
+import type { ClusterUpdate, MainToWorker, WorkerInit, WorkerStartReport, WorkerToMain } from './protocol';
 
 const requiredAt = epochNow();
+const cpuRequiredAt = threadCpuMs();
 
 /**
  * The entry point of one `--concurrency N` worker thread: builds its own DataPlane (ClusterManager, Redis and
@@ -48,6 +49,13 @@ function applyClusterUpdates(plane: DataPlane, updates: readonly ClusterUpdate[]
         break;
     }
   }
+}
+
+/** This thread's CPU time by start phase, from the readings at each phase's end; undefined where the OS gives none. */
+function cpuPhases(at: ReadonlyArray<number | undefined>): WorkerStartReport['cpu'] {
+  if (at.some((x) => x === undefined)) return undefined;
+  const [start, required, configured, plugins, listening] = at as number[];
+  return { requireMs: required! - start!, configMs: configured! - required!, pluginsMs: plugins! - configured!, listenMs: listening! - plugins! };
 }
 
 async function main(): Promise<void> {
@@ -113,14 +121,19 @@ async function main(): Promise<void> {
     });
     for (const u of early.splice(0)) applyClusterUpdates(plane, u);
     const configuredAt = epochNow();
+    const cpuConfiguredAt = threadCpuMs();
     await plane.start();
     const pluginsAt = epochNow();
+    const cpuPluginsAt = threadCpuMs();
     // Plugins are loaded: only now take connections, so none waits on a worker that cannot serve yet.
     const handles = await receiveListenHandles(init.handlePath, plane.listeners.length);
     for (const [i, l] of plane.listeners.entries()) accepting.push(await listenOnHandle(handles[i]!, (socket) => l.acceptConnection(socket)));
     post({
       t: 'ready',
-      report: { threadStartedAt, requiredAt, configuredAt, pluginsAt, listeningAt: epochNow(), modules: { ...defaultModuleCache.loads } },
+      report: {
+        threadStartedAt, requiredAt, configuredAt, pluginsAt, listeningAt: epochNow(), modules: { ...defaultModuleCache.loads },
+        cpu: cpuPhases([threadCpuAtStart, cpuRequiredAt, cpuConfiguredAt, cpuPluginsAt, threadCpuMs()]),
+      },
     });
   } catch (err) {
     post({ t: 'start-failed', message: (err as Error).message, code: err instanceof SidecarError ? err.code : 'PWS_ERR' });

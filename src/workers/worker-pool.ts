@@ -106,6 +106,7 @@ function startPhases(spawnedAt: number, r: WorkerStartReport): Record<string, nu
     pluginsMs: round(r.pluginsAt - r.configuredAt),
     listenMs: round(r.listeningAt - r.pluginsAt),
     modules: r.modules,
+    ...(r.cpu ? { cpuMs: Object.fromEntries(Object.entries(r.cpu).map(([k, v]) => [k, round(v)])) } : {}),
   };
 }
 

@@ -99,11 +99,20 @@ describe('a WorkerPool started from posted configuration', () => {
     }
   });
 
-  // protobufjs itself stays: the foreign functions decode their arguments with it (src/abi/host-functions.ts).
   it('requires neither yaml, nor grpc-js, nor undici\'s index (fetch, WebSocket, mocks)', () => {
     for (const i of [0, 1]) {
       const heavy = loaded(i).filter((f) => /\/node_modules\/(yaml|@grpc\/grpc-js)\/|\/node_modules\/undici\/index\.js$/.test(f));
       assert.deepEqual(heavy.slice(0, 3), [], `worker ${i} required ${heavy.length} of them`);
+    }
+  });
+
+  // A worker parses no configuration: the bootstrap reader and the Envoy protos are the main thread's (they are
+  // required where a document is parsed, src/http/listener-config.ts and src/wasm/remote-code.ts), and the
+  // foreign functions' protobufjs is required at the first call that decodes an argument (src/abi/foreign-args.ts).
+  it('requires neither protobufjs, nor the Envoy protos, nor the bootstrap reader', () => {
+    for (const i of [0, 1]) {
+      const parsing = loaded(i).filter((f) => /\/node_modules\/(protobufjs|@protobufjs\/[^/]+|long)\/|\/src\/(config\/bootstrap|xds\/(protos|proto-json|proto-bundle|validate))\.js$/.test(f));
+      assert.deepEqual(parsing.slice(0, 5), [], `worker ${i} required ${parsing.length} of them`);
     }
   });
 });
