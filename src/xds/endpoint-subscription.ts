@@ -1,14 +1,32 @@
 import { DeadlineSet, setTtl } from './deadlines';
 import type { ClusterSink } from './cluster-sink';
 import { ENDPOINT_TYPE, type EndpointAssignment } from './resources/endpoint';
+import { HashIndex } from './hash-index';
 import { emptyCounters, type SubscriptionCounters } from './status';
 import type { SubscriptionHost, TypeSubscription } from './subscription';
 import { TypeState, type MutableResourceStatus, type ResponseItem } from './type-state';
 import { CDS_TYPE_URL, EDS_TYPE_URL } from './type-urls';
-import { locateAny, peekStringField, rangeEquals, type RawDiscoveryResponse } from './wire';
+import { bytesHash, canonicalAnyValueStart, leadingNameHash, locateAny, peekStringField, rangeEquals, viewOf, viewRangesEqual, type RawDiscoveryResponse } from './wire';
 
 type Item = ResponseItem;
 const EDS_TYPE_BYTES = Buffer.from(EDS_TYPE_URL, 'utf8');
+/** sameAsPrevious(): a differing run this short is left to the per-CLA checks. */
+const SMALLEST_BISECTED_RUN = 4;
+/**
+ * sameAsPrevious(): range comparisons allowed per response, at least (else one per 64 CLAs: ~0.1 ms at 10 000, all
+ * wasted on a reordered response; an in-order one with more changes than that leaves the rest to movedUnchanged()).
+ */
+const MIN_BISECT_COMPARISONS = 32;
+
+/** The last SotW EDS response: its buffer (and a DataView of it), Any positions, and which Anys were accepted as sent. */
+interface SotwEdsResponse {
+  readonly buf: Buffer;
+  readonly view: DataView;
+  readonly anyStart: readonly number[];
+  readonly anyEnd: readonly number[];
+  /** Per index, 1 when the entry in edsOrder at that index holds exactly that Any's value as `raw`. */
+  readonly exact: Uint8Array;
+}
 
 /**
  * EDS (xds.md §3-5): the names are the EDS clusters' service names, requested after each CDS batch with the
@@ -17,6 +35,9 @@ const EDS_TYPE_BYTES = Buffer.from(EDS_TYPE_URL, 'utf8');
  * hosts; the does-not-exist timer (or a cluster's eds_config.initial_fetch_timeout) ends a warming cluster's
  * wait; TTLs per CLA. A SotW EDS response at 10 000 clusters carries every CLA to change one: unchanged ones are
  * found without decoding (by position, range bisection against the previous response, or name + bytes).
+ * go-control-plane sends them in a new order every response (Go map order), so the name + bytes path must be as
+ * cheap as the positional one: a hash of the name's bytes finds the entry and its Any in the previous response,
+ * compared in JS, with no string, Map lookup by string or native call per CLA.
  */
 export class EndpointSubscription implements TypeSubscription {
   readonly typeUrl = EDS_TYPE_URL;
@@ -40,7 +61,13 @@ export class EndpointSubscription implements TypeSubscription {
    * that response's i-th CLA: runs of unchanged CLAs are then found by comparing long byte ranges of the two
    * responses at once (bisecting where they differ) instead of 10 000 comparisons of one CLA each.
    */
-  private edsPrev: { readonly buf: Buffer; readonly anyStart: readonly number[]; readonly anyEnd: readonly number[]; readonly exact: Uint8Array } | undefined;
+  private edsPrev: SotwEdsResponse | undefined;
+  /**
+   * Accepted CLAs by bytesHash() of their name's bytes (leadingNameHash() of their value), to find a reordered,
+   * unchanged CLA without making a string of its name. A collision only sends one of the two names down the slower
+   * path (a hit is checked byte for byte); entries of names no longer subscribed are deleted with them.
+   */
+  private readonly edsByNameHash = new HashIndex<MutableResourceStatus>();
   private edsEpoch = 0;
   /** Does-not-exist timers of EDS names subscribed and not yet received (xds.md §4). */
   private readonly edsNotFound: DeadlineSet;
@@ -158,6 +185,9 @@ export class EndpointSubscription implements TypeSubscription {
     const eds = this.state;
     if (removed.length > 0) this.edsOrder = [];
     for (const n of removed) {
+      const bytes = Buffer.from(n, 'utf8');
+      const h = bytesHash(viewOf(bytes), 0, bytes.length);
+      if (this.edsByNameHash.get(h)?.name === n) this.edsByNameHash.delete(h);
       eds.resources.delete(n);
       this.edsCounters.delete(n);
       this.edsNotFound.delete(n);
@@ -264,17 +294,18 @@ export class EndpointSubscription implements TypeSubscription {
     const errorsBefore = errors.length;
     const same = this.sameAsPrevious(msg, prevOrder);
     const exact = new Uint8Array(anyStart.length);
+    const view = viewOf(buf);
+    const moved = this.movedUnchanged(msg, view, same, prevOrder);
     for (let i = 0; i < anyStart.length; i++) {
-      if (same !== undefined && same[i] === 1) {
-        const p = prevOrder[i]!;
-        if (p.raw !== undefined && p.status === 'ACKED') {
-          if (p.epoch === epoch) (dups ??= new Set()).add(p.name);
-          p.epoch = epoch;
-          unchanged.push(p);
-          order[i] = p;
-          exact[i] = 1;
-          continue;
-        }
+      const p = same !== undefined && same[i] === 1 ? prevOrder[i] : moved?.[i];
+      if (p !== undefined && p.raw !== undefined && p.status === 'ACKED') {
+        if (p.epoch === epoch) (dups ??= new Set()).add(p.name);
+        p.epoch = epoch;
+        p.sotwIndex = i;
+        unchanged.push(p);
+        order[i] = p;
+        exact[i] = 1;
+        continue;
       }
       try {
         locateAny(buf, anyStart[i]!, anyEnd[i]!, loc);
@@ -289,18 +320,12 @@ export class EndpointSubscription implements TypeSubscription {
         wrapped = this.host.sotwItems(msg, EDS_TYPE_URL, errors);
         break;
       }
-      const p = prevOrder[i];
-      if (p !== undefined && p.raw !== undefined && p.status === 'ACKED' && rangeEquals(buf, vs, ve, p.raw)) {
-        mark(p.name, p);
-        unchanged.push(p);
-        order[i] = p;
-        exact[i] = 1;
-        continue;
-      }
       const name = peekStringField(buf, 1, vs, ve) ?? '';
       const entry = eds.resources.get(name);
       mark(name, entry);
       if (entry !== undefined && entry.raw !== undefined && entry.status === 'ACKED' && rangeEquals(buf, vs, ve, entry.raw)) {
+        this.indexName(entry);
+        entry.sotwIndex = i;
         unchanged.push(entry);
         order[i] = entry;
         exact[i] = 1;
@@ -327,7 +352,11 @@ export class EndpointSubscription implements TypeSubscription {
       if (err) errors.push(err);
       const entry = eds.resources.get(item.name);
       order[index] = entry;
-      if (entry?.raw !== undefined && rangeEquals(buf, item.start, item.end, entry.raw)) exact[index] = 1;
+      if (entry?.raw !== undefined && rangeEquals(buf, item.start, item.end, entry.raw)) {
+        exact[index] = 1;
+        entry.sotwIndex = index;
+        this.indexName(entry);
+      }
     }
     const ttl = this.edsTtl.size > 0 ? this.edsTtl : undefined;
     for (let k = 0; k < unchanged.length; k++) {
@@ -340,14 +369,73 @@ export class EndpointSubscription implements TypeSubscription {
       if (ttl !== undefined) ttl.delete(r.name); // resent without a TTL
     }
     this.edsOrder = order;
-    this.edsPrev = { buf, anyStart, anyEnd, exact };
+    this.edsPrev = { buf, view, anyStart, anyEnd, exact };
+  }
+
+  /**
+   * Per index of `msg` not found by sameAsPrevious(), the accepted entry whose Any it is, byte for byte, at another
+   * index of the previous response (a reordered response): the entry by the hash of its name's bytes, then its
+   * index there (`sotwIndex`, checked against that response's order), then a comparison of the two Anys in JS.
+   * undefined where not found (the caller reads the name and compares as before), or when there is no previous
+   * response. Done in passes over all indices, one indirection each, not one chain per CLA: between two responses
+   * the caches go cold, and a chain of dependent misses per CLA (index slot, entry, position, bytes) cost ~0.5 us
+   * each; loads that do not wait on each other overlap.
+   */
+  private movedUnchanged(msg: RawDiscoveryResponse, view: DataView, same: Uint8Array | undefined, prevOrder: readonly (MutableResourceStatus | undefined)[]): (MutableResourceStatus | undefined)[] | undefined {
+    const prev = this.edsPrev;
+    if (prev === undefined || prevOrder.length === 0 || prev.anyStart.length !== prevOrder.length) return undefined;
+    const { buf, anyStart, anyEnd } = msg;
+    const n = anyStart.length;
+    // Pass 1, along the response: the indices to look at and their names' hashes.
+    const candidates = new Int32Array(n);
+    const hashes = new Int32Array(n);
+    let count = 0;
+    for (let i = 0; i < n; i++) {
+      if (same !== undefined && same[i] === 1) continue;
+      const vs = canonicalAnyValueStart(buf, anyStart[i]!, anyEnd[i]!);
+      const h = vs < 0 ? -1 : leadingNameHash(view, vs, anyEnd[i]!);
+      if (h < 0) continue;
+      candidates[count] = i;
+      hashes[count++] = h;
+    }
+    if (count === 0) return undefined;
+    // Pass 2: the entries. Pass 3: where each was in the previous response. Pass 4: the bytes.
+    const index = this.edsByNameHash;
+    const entries = new Array<MutableResourceStatus | undefined>(count);
+    for (let k = 0; k < count; k++) entries[k] = index.get(hashes[k]!);
+    const pS = prev.anyStart;
+    const pE = prev.anyEnd;
+    const at = hashes; // reused: the previous response's offset of each candidate's Any, -1 when none
+    for (let k = 0; k < count; k++) {
+      const e = entries[k];
+      const i = candidates[k]!;
+      const j = e === undefined ? -1 : e.sotwIndex;
+      at[k] = j >= 0 && j < prevOrder.length && prevOrder[j] === e && prev.exact[j] === 1 && pE[j]! - pS[j]! === anyEnd[i]! - anyStart[i]! ? pS[j]! : -1;
+    }
+    const found = new Array<MutableResourceStatus | undefined>(n).fill(undefined);
+    for (let k = 0; k < count; k++) {
+      const i = candidates[k]!;
+      if (at[k]! >= 0 && viewRangesEqual(view, anyStart[i]!, prev.view, at[k]!, anyEnd[i]! - anyStart[i]!)) found[i] = entries[k];
+    }
+    return found;
+  }
+
+  /** Files an accepted entry under the hash of its name's bytes (movedUnchanged()). */
+  private indexName(entry: MutableResourceStatus): void {
+    const raw = entry.raw;
+    if (raw === undefined) return;
+    const h = leadingNameHash(viewOf(raw), 0, raw.length);
+    if (h >= 0 && this.edsByNameHash.get(h) !== entry) this.edsByNameHash.set(h, entry);
   }
 
   /**
    * Per index of `msg`, 1 where its Any is byte-identical to the previous SotW EDS response's Any at the same
    * index and that one is the accepted CLA (`exact`). Runs of indices whose Any lengths and gaps match are
    * compared as one range; a range that differs is halved until the differing CLAs are found, so a push that
-   * changes k of n CLAs costs about 2k log n range comparisons. undefined when there is nothing to compare with.
+   * changes k of n CLAs costs about 2k log n range comparisons. Runs of a few CLAs are not split further, and
+   * the comparisons stop after a budget: in a reordered response nearly every run differs, and bisecting it down
+   * to single CLAs would cost a native call per CLA, dearer than movedUnchanged() (which finds those). undefined
+   * when there is nothing to compare with.
    */
   private sameAsPrevious(msg: RawDiscoveryResponse, prevOrder: readonly (MutableResourceStatus | undefined)[]): Uint8Array | undefined {
     const prev = this.edsPrev;
@@ -357,13 +445,15 @@ export class EndpointSubscription implements TypeSubscription {
     const same = new Uint8Array(anyStart.length);
     const pS = prev.anyStart;
     const pE = prev.anyEnd;
+    let budget = Math.max(MIN_BISECT_COMPARISONS, n >>> 6);
     const bisect = (a: number, b: number): void => {
+      if (budget-- <= 0) return;
       // [a, b) is a run: compare buf[anyStart[a], anyEnd[b-1]) with the previous buffer's same run.
       if (buf.compare(prev.buf, pS[a]!, pE[b - 1]!, anyStart[a]!, anyEnd[b - 1]!) === 0) {
         same.fill(1, a, b);
         return;
       }
-      if (b - a === 1) return;
+      if (b - a <= SMALLEST_BISECTED_RUN) return;
       const mid = (a + b) >>> 1;
       bisect(a, mid);
       bisect(mid, b);

@@ -16,6 +16,11 @@ export interface MutableResourceStatus {
   raw: Buffer | undefined;
   /** The SotW EDS response that last carried this name (duplicate detection without a Set of 10 000 names). */
   epoch: number;
+  /**
+   * SotW EDS: the index of this CLA in the last SotW EDS response if that response carried exactly `raw` there,
+   * else -1 or a stale index (checked against that response's order before use).
+   */
+  sotwIndex: number;
   /** EDS: this name's subscription counters (the same object as in AdsClient.edsCounters). */
   counters: SubscriptionCounters | undefined;
   /** LDS/RDS/ECDS: the accepted resource as delivered to its sink (proto3 JSON). */
@@ -32,7 +37,7 @@ export class TypeState {
   resource(name: string): MutableResourceStatus {
     let r = this.resources.get(name);
     if (!r) {
-      r = { name, status: 'REQUESTED', version: '', lastUpdated: undefined, error: undefined, raw: undefined, epoch: 0, counters: undefined, resource: undefined };
+      r = { name, status: 'REQUESTED', version: '', lastUpdated: undefined, error: undefined, raw: undefined, epoch: 0, sotwIndex: -1, counters: undefined, resource: undefined };
       this.resources.set(name, r);
     }
     return r;
