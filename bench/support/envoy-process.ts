@@ -9,7 +9,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { REPO_ROOT } from '../../test/support/plugins';
-import type { LoadTarget } from './load';
+import { terminate, type LoadTarget } from './load';
 
 /** The Envoy binary, installed when missing (idempotent); undefined with the installer's output when it cannot be. */
 export function envoyBinary(): { bin?: string; problem?: string } {
@@ -76,10 +76,6 @@ export class EnvoyProcess implements LoadTarget {
   }
 
   stop(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.child.once('exit', () => resolve());
-      this.child.kill('SIGTERM');
-    });
+    return terminate(this.child);
   }
 }

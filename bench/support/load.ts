@@ -118,12 +118,17 @@ export class SidecarProcess {
 
   /** SIGTERM, and wait for the exit (a --cpu-prof profile is written then). */
   stop(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.child.once('exit', () => resolve());
-      this.child.kill('SIGTERM');
-    });
+    return terminate(this.child);
   }
+}
+
+/** SIGTERM to a child, resolved once it exited (at once when it already has). */
+export function terminate(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    child.once('exit', () => resolve());
+    child.kill('SIGTERM');
+  });
 }
 
 export interface WrkOptions {
