@@ -24,7 +24,10 @@ function update(key: string, numeric: bool, suffix: string): i32 {
   for (let attempt = 0; attempt < 100; attempt++) {
     const got = get_shared_data(key);
     let current = "";
-    let cas: u32 = 0;
+    // A missing key is created with a cas no entry has: a write to a missing key succeeds whatever its cas, and
+    // one to a key another VM created meanwhile is CasMismatch (with cas 0 it would overwrite it: two workers
+    // configuring at the same moment both took number 1).
+    let cas: u32 = 0xffffffff;
     if (got.result == WasmResultValues.Ok && got.value !== null) {
       current = String.UTF8.decode(got.value!);
       cas = got.cas;
