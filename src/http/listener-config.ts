@@ -7,8 +7,7 @@ import { ConfigError } from '../common/errors';
 import type { FailurePolicy } from '../abi/enums';
 import type * as BootstrapModule from '../config/bootstrap';
 import type { Bootstrap } from '../config/bootstrap';
-import type * as ProtosModule from '../xds/protos';
-import type * as ProtoJsonModule from '../xds/proto-json';
+import { protoLib } from '../xds/proto-lib';
 import { EMPTY_METADATA, type EncodedMetadata, type StructObject } from '../runtime/stream-attributes';
 import { http2Settings, type Http2Settings } from './protocol-options';
 import { parseRemoteWasmCode, type RemoteWasmCode } from '../wasm/remote-code';
@@ -22,14 +21,11 @@ import { DOWNSTREAM_TLS_TYPE, downstreamTlsContext, transportSocket, type Downst
  * wrappers, durations as strings); every error names the JSON path of the offending field.
  */
 
-// The bootstrap reader and the Envoy protos under it (protobufjs and its registry: ~20 ms of require) are required
-// where a document is read or a Metadata encoded, not when this module loads: a --concurrency worker imports this
-// module for its types and chainWasmFilters and parses nothing (the main thread posts it parsed configuration).
+// The bootstrap reader (and the Envoy protos under it, src/xds/proto-lib.ts) is required where a document is read,
+// not when this module loads: a --concurrency worker imports this module for its types and chainWasmFilters and
+// parses nothing (the main thread posts it parsed configuration).
 let bootstrapModule: typeof BootstrapModule | undefined;
-let protoModules: { readonly protos: typeof ProtosModule; readonly json: typeof ProtoJsonModule } | undefined;
 const bootstrapReader = (): typeof BootstrapModule => (bootstrapModule ??= require('../config/bootstrap') as typeof BootstrapModule);
-const envoyProtos = (): NonNullable<typeof protoModules> =>
-  (protoModules ??= { protos: require('../xds/protos') as typeof ProtosModule, json: require('../xds/proto-json') as typeof ProtoJsonModule });
 
 export const HCM_TYPE = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 export const WASM_FILTER_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm';
@@ -299,7 +295,7 @@ export function durationMs(v: unknown, path: string): number | undefined {
 export function encodeMetadata(v: unknown, path: string): EncodedMetadata {
   if (v === undefined || v === null) return EMPTY_METADATA;
   obj(v, path);
-  const lib = envoyProtos();
+  const lib = protoLib();
   const protos = lib.protos.loadEnvoyProtos();
   const type = protos.lookup('envoy.config.core.v3.Metadata');
   if (!type) throw new ConfigError('envoy.config.core.v3.Metadata is missing from the loaded protos', path);

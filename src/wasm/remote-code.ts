@@ -7,10 +7,8 @@ import { ClientClosedError, ConfigError, SidecarError } from '../common/errors';
 import type { Logger } from '../common/logger';
 import { silentLogger } from '../common/logger';
 import type { HttpCalloutResponse, HttpCalloutService } from '../services/http-callout';
-import type * as ProtoJsonModule from '../xds/proto-json';
 import type { ProtoObject } from '../xds/proto-json';
-import type * as ProtosModule from '../xds/protos';
-import type * as ValidateModule from '../xds/validate';
+import { protoLib } from '../xds/proto-lib';
 import type { ProtoValidator } from '../xds/validate';
 
 /**
@@ -77,15 +75,6 @@ export class RemoteCodeHashMismatchError extends RemoteCodeError {
 
 let validator: ProtoValidator | undefined; // stateless once built; the proto registry is process-wide
 
-// The Envoy protos (protobufjs and its registry) are required at the first remote code source parsed: a
-// --concurrency worker imports this module to fetch code and parses no configuration.
-let protoModules: { readonly protos: typeof ProtosModule; readonly json: typeof ProtoJsonModule; readonly validate: typeof ValidateModule } | undefined;
-const envoyProtos = (): NonNullable<typeof protoModules> => (protoModules ??= {
-  protos: require('../xds/protos') as typeof ProtosModule,
-  json: require('../xds/proto-json') as typeof ProtoJsonModule,
-  validate: require('../xds/validate') as typeof ValidateModule,
-});
-
 function num(v: unknown): number {
   return typeof v === 'object' && v !== null ? Number((v as { toString(): string }).toString()) : Number(v ?? 0);
 }
@@ -111,7 +100,7 @@ function hostAndPath(uri: string): { authority: string; path: string } {
  * ConfigErrors naming `<path>.<field>`.
  */
 export function parseRemoteWasmCode(remote: unknown, path: string): RemoteWasmCode {
-  const lib = envoyProtos();
+  const lib = protoLib();
   const protos = lib.protos.loadEnvoyProtos();
   const type = protos.lookup(REMOTE_DATA_SOURCE);
   if (!type) throw new ConfigError(`${REMOTE_DATA_SOURCE} is missing from the loaded protos`, path);
