@@ -224,19 +224,12 @@ export function viewOf(bytes: Uint8Array): DataView {
 }
 
 /**
- * Whether `a[aStart, aStart + length)` equals `b[bStart, bStart + length)`, read eight bytes at a time in JS: for
- * thousands of short ranges this beats a native Buffer.compare() call per range. Equal doubles are equal bytes
- * except for +0 and -0, told apart by their reciprocals; a NaN never equals itself, so eight bytes that read as
- * NaN make this say "different" (callers then compare another way: a false "different" costs time, never a
- * wrong answer).
+ * Whether `a[aStart, aStart + length)` equals `b[bStart, bStart + length)`, read four bytes at a time in JS: for
+ * thousands of short ranges this beats a native Buffer.compare() call per range.
  */
 export function viewRangesEqual(a: DataView, aStart: number, b: DataView, bStart: number, length: number): boolean {
   let k = 0;
-  for (; k + 8 <= length; k += 8) {
-    const x = a.getFloat64(aStart + k, true);
-    const y = b.getFloat64(bStart + k, true);
-    if (x !== y || (x === 0 && 1 / x !== 1 / y)) return false;
-  }
+  for (; k + 4 <= length; k += 4) if (a.getInt32(aStart + k, true) !== b.getInt32(bStart + k, true)) return false;
   for (; k < length; k++) if (a.getUint8(aStart + k) !== b.getUint8(bStart + k)) return false;
   return true;
 }
