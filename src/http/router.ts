@@ -67,7 +67,7 @@ export class RouterFilter implements RouterSink, H2DispatchHandler {
   private responseStarted = false;
   private responseEnded = false;
   private headOrEmpty = false;
-  /** Ends this request's in-flight count on its host (LEAST_REQUEST); undefined once called or before dispatch. */
+  /** Ends this request's in-flight count on its host (LEAST_REQUEST); set at dispatch. */
   private untrack: (() => void) | undefined;
   /** This request's upstream_rq_* accounting. */
   private record: UpstreamRequestRecord | undefined;
@@ -219,12 +219,9 @@ export class RouterFilter implements RouterSink, H2DispatchHandler {
     this.release();
   }
 
-  /** The request is over for the host's accounting; idempotent. */
+  /** The request is over for the host's accounting; idempotent, as both calls are. */
   private release(): void {
-    const untrack = this.untrack;
-    if (untrack === undefined) return;
-    this.untrack = undefined;
-    untrack();
+    this.untrack?.();
     this.record?.done();
   }
 

@@ -14,7 +14,22 @@ export interface Run {
   readonly child: ChildProcess;
   readonly port: number;
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  readonly stdout: () => string;
   readonly stderr: () => string;
+}
+
+/** The real CLI as a child (`nodeArgs` go to node itself, e.g. V8 flags), once it prints its first listener. */
+export async function startCli(cliArgs: readonly string[], nodeArgs: readonly string[] = []): Promise<Run> {
+  const child = spawn(process.execPath, [...nodeArgs, CLI, ...cliArgs], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (c: Buffer) => { stdout += c.toString(); });
+  child.stderr!.on('data', (c: Buffer) => { stderr += c.toString(); });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
+  const early = exited.then((e) => { throw new Error(`sidecar exited (${e.code}) before listening: ${stderr}`); });
+  early.catch(() => undefined);
+  await Promise.race([until(() => /listening \S+ 127\.0\.0\.1:\d+/.test(stdout), 60_000, 'listening'), early]);
+  return { child, port: Number(/listening \S+ 127\.0\.0\.1:(\d+)/.exec(stdout)![1]), exited, stdout: () => stdout, stderr: () => stderr };
 }
 
 /** An upstream whose /stuck never answers, and a bootstrap (one probe plugin) in front of it. */
@@ -39,17 +54,8 @@ export class ShutdownFixture {
   }
 
   /** `run -c <bootstrap> --log-level info ...args`, once it prints its listener. */
-  async run(args: readonly string[], file = this.file): Promise<Run> {
-    const child = spawn(process.execPath, [CLI, 'run', '-c', file, '--log-level', 'info', ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.on('data', (c: Buffer) => { stdout += c.toString(); });
-    child.stderr!.on('data', (c: Buffer) => { stderr += c.toString(); });
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
-    const early = exited.then((e) => { throw new Error(`sidecar exited (${e.code}) before listening: ${stderr}`); });
-    early.catch(() => undefined);
-    await Promise.race([until(() => /listening \S+ 127\.0\.0\.1:\d+/.test(stdout), 60_000, 'listening'), early]);
-    return { child, port: Number(/listening \S+ 127\.0\.0\.1:(\d+)/.exec(stdout)![1]), exited, stderr: () => stderr };
+  run(args: readonly string[], file = this.file): Promise<Run> {
+    return startCli(['run', '-c', file, '--log-level', 'info', ...args]);
   }
 
   /** A request to /stuck on `run`, once the upstream has it (in flight for good). */

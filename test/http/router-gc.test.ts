@@ -1,10 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { Agent, request } from 'undici';
-import { CLI } from '../cli/shutdown-support';
-import { REPO_ROOT } from '../support/plugins';
-import { until } from '../support/until';
+import { startCli, type Run } from '../cli/shutdown-support';
 import { bootstrapJson, TempDir, Upstream } from './helpers';
 
 // The routed path's per-request objects must die young. A closure stored on the router filter once kept its
@@ -38,28 +35,26 @@ async function measure(filters: Parameters<typeof bootstrapJson>[0]['filters']):
   const up = await Upstream.start((_req, res) => res.end('hello world\n'));
   const tmp = new TempDir();
   const file = tmp.write('router-gc.json', bootstrapJson({ filters, clusters: [{ name: 'backend', port: up.port }] }));
-  const child = spawn(process.execPath, ['--trace-gc-nvp', CLI, 'run', '-c', file, '--log-level', 'warn'], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  child.stdout!.on('data', (c: Buffer) => { stdout += c.toString(); });
   const agent = new Agent({ connections: 1 });
+  let run: Run | undefined;
   try {
-    await until(() => /listening \S+ 127\.0\.0\.1:\d+/.test(stdout), 60_000, 'listening');
-    const port = Number(/listening \S+ 127\.0\.0\.1:(\d+)/.exec(stdout)![1]);
+    run = await startCli(['run', '-c', file, '--log-level', 'warn'], ['--trace-gc-nvp']);
+    const port = run.port;
     const once = async (): Promise<void> => {
       const res = await request(`http://127.0.0.1:${port}/gc`, { dispatcher: agent });
       assert.equal(res.statusCode, 200);
       await res.body.dump();
     };
     for (let i = 0; i < WARMUP; i++) await once();
-    const from = stdout.length;
+    const from = run.stdout().length;
     for (let i = 0; i < MEASURED; i++) await once();
-    const measured = scavenges(stdout.slice(from));
+    const measured = scavenges(run.stdout().slice(from));
     assert.ok(measured.length >= 3, `only ${measured.length} scavenges in ${MEASURED} requests: the sample says nothing`);
     return { promoted: median(measured.map((s) => s.promoted)), scavenges: measured.length };
   } finally {
     await agent.close();
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('close', r));
+    run?.child.kill('SIGTERM');
+    await run?.exited;
     await up.close();
     tmp.cleanup();
   }
