@@ -2,9 +2,11 @@
  * Per-request cost of plugins in the data plane: the sidecar with no plugin, an SDK-free .wat no-op, the
  * AssemblyScript no-op, the Go no-op, Go header plugins on the upstream and on the Higress SDK, and Redis calls
  * issued from HTTP streams by SDK-built plugins (a Go Higress-SDK GET, an AssemblyScript SET NX gate), against a
- * real redis-server. Measured in one run with the rows interleaved (A B C ..., A B C ..., ...) over several rounds,
- * so drift on a shared machine spreads over every row instead of landing on one; min/median/max per row and the
- * ratio of medians to the no-plugin row. Each sidecar is a `proxy-wasm-sidecar run` child process of its own, so
+ * real redis-server. Measured in one run with the rows interleaved (A B C ..., C B A ..., ...) over many short rounds,
+ * so drift on a shared machine spreads over every row instead of landing on one; min/median/max per row, the
+ * ratio of medians to the no-plugin row, and the goals read from each round's difference from the same round's
+ * no-plugin row, judged by that median's distribution-free interval (bench/support/paired.ts): met or NOT MET only
+ * when the whole interval is on one side of the goal. Each sidecar is a `proxy-wasm-sidecar run` child process of its own, so
  * the CPU read from /proc (the run time of all its threads) is the sidecar's alone; the load generator is
  * wrk (C, one thread) and the upstream and redis-server are processes of their own too (bench/support/load.ts).
  * Then, each in a process of its own: the plugin alone without HTTP, per stream (stream-probe.ts), and VM start
@@ -29,6 +31,7 @@ import { clockTicks, maxOf, measure, median, minOf, printTable, runWrk, SidecarP
 import { EnvoyProcess, envoyBinary } from '../support/envoy-process';
 import { measureOpenLoop, vegetaBinary, type OpenLoopSample } from '../support/vegeta';
 import { HIGRESS_MARKER, higressOnly, withRenamedExport } from '../../test/oracle/harness';
+import { CONFIDENCE, describeEstimate, intervalVerdict, pairedDifference, pairedRatio, roundOrder } from '../support/paired';
 import { checkRow, HIGRESS_HEADER_ROW, pluginRows, RowEnvironment, selectRows, WAT_ROW, type Row } from './plugin-rows';
 
 export interface GoBenchOptions {
@@ -60,8 +63,10 @@ const OPEN_LOOP_RATE = Number(process.env['PWS_BENCH_GO_RATE'] ?? 1000);
 
 /** Prints the request tables (closed loop with wrk, then open loop at a fixed rate with vegeta). */
 async function requestBench(options: GoBenchOptions): Promise<{ closed: RowResult[]; open: OpenLoopResult[] }> {
-  const seconds = options.quick ? 1 : Number(process.env['PWS_BENCH_GO_SECONDS'] ?? 5);
-  const rounds = options.quick ? 3 : Number(process.env['PWS_BENCH_GO_ROUNDS'] ?? 5);
+  // Many short rounds rather than a few long ones: each goal is read from round-by-round differences
+  // (bench/support/paired.ts), whose interval narrows with the number of rounds.
+  const seconds = options.quick ? 1 : Number(process.env['PWS_BENCH_GO_SECONDS'] ?? 2);
+  const rounds = options.quick ? 3 : Number(process.env['PWS_BENCH_GO_ROUNDS'] ?? 10);
   // Long enough for V8's dynamic tiering to have optimised the hot Go functions: a cold Go row costs about twice
   // its warm figure.
   const warmupSeconds = options.quick ? 2 : 5;
@@ -90,11 +95,11 @@ async function requestBench(options: GoBenchOptions): Promise<{ closed: RowResul
     for (const [i, s] of sidecars.entries()) await runWrk(`http://127.0.0.1:${s.port}/bench`, warmupSeconds, wrkOf(table[i]!));
     const samples: Sample[][] = table.map(() => []);
     for (let round = 0; round < rounds; round++) {
-      for (const [i, s] of sidecars.entries()) samples[i]!.push(await measure(s, '/bench', seconds, ticks, wrkOf(table[i]!)));
+      for (const i of roundOrder(sidecars.length, round)) samples[i]!.push(await measure(sidecars[i]!, '/bench', seconds, ticks, wrkOf(table[i]!)));
     }
     const results = table.map((row, i) => ({ row, samples: samples[i]! }));
     printRequestTable(results, { rounds, seconds });
-    const open = OPEN_LOOP_RATE > 0 ? await openLoopRounds(table, sidecars, { rounds: Math.min(rounds, 3), seconds, ticks }) : [];
+    const open = OPEN_LOOP_RATE > 0 ? await openLoopRounds(table, sidecars, { rounds, seconds, ticks }) : [];
     return { closed: results, open };
   } finally {
     await Promise.all(sidecars.map((s) => s.stop()));
@@ -111,7 +116,7 @@ async function openLoopRounds(table: readonly Row[], targets: readonly LoadTarge
   const chosen = table.map((row, i) => ({ row, target: targets[i]! })).filter(({ row }) => row.wrkEnv === undefined);
   const samples: OpenLoopSample[][] = chosen.map(() => []);
   for (let round = 0; round < run.rounds; round++) {
-    for (const [i, c] of chosen.entries()) samples[i]!.push(await measureOpenLoop(bin, c.target, '/bench', OPEN_LOOP_RATE, run.seconds, run.ticks));
+    for (const i of roundOrder(chosen.length, round)) samples[i]!.push(await measureOpenLoop(bin, chosen[i]!.target, '/bench', OPEN_LOOP_RATE, run.seconds, run.ticks));
   }
   const results = chosen.map(({ row }, i) => ({ row, samples: samples[i]! }));
   console.log(
@@ -119,14 +124,14 @@ async function openLoopRounds(table: readonly Row[], targets: readonly LoadTarge
     'every row at the same load, so CPU per request and latency compare like with like (wrk above is closed loop: a slower row is read at a lower load)',
   );
   printTable(
-    ['row', 'CPU µs/req min', 'median', 'max', '+µs vs none', 'qps median', 'p50 ms median', 'p99 ms min', 'median', 'max', 'vs none', 'failed/requests'],
+    ['row', 'CPU µs/req min', 'median', 'max', '+µs vs none', 'paired +µs', 'qps median', 'p50 ms median', 'p99 ms min', 'median', 'max', 'vs none', 'failed/requests'],
     results.map(({ row, samples: ss }) => {
       const base = openBaseOf(results, row);
       const cpu = ss.map((s) => s.cpuUsPerRequest);
       const p99 = ss.map((s) => s.p99Us / 1000);
       return [
         row.name, minOf(cpu).toFixed(1), median(cpu).toFixed(1), maxOf(cpu).toFixed(1),
-        (median(cpu) - median(base.map((s) => s.cpuUsPerRequest))).toFixed(1),
+        (median(cpu) - median(base.map((s) => s.cpuUsPerRequest))).toFixed(1), pairedCell(cpu, base.map((s) => s.cpuUsPerRequest)),
         median(ss.map((s) => s.qps)).toFixed(0), (median(ss.map((s) => s.p50Us)) / 1000).toFixed(2),
         minOf(p99).toFixed(2), median(p99).toFixed(2), maxOf(p99).toFixed(2),
         `${(median(ss.map((s) => s.p99Us)) / median(base.map((s) => s.p99Us))).toFixed(2)}x`,
@@ -143,40 +148,51 @@ function openBaseOf(results: readonly OpenLoopResult[], row: Row): readonly Open
   return results.find((r) => sideOf(r.row) === sideOf(row))!.samples;
 }
 
-/** The open-loop goal lines: CPU over no plugin and p99 over no plugin at the same load, Envoy's beside. */
-function openLoopGoals(results: readonly OpenLoopResult[]): string[] {
-  const lines: string[] = [];
-  const extraOf = (r: OpenLoopResult): number => median(r.samples.map((s) => s.cpuUsPerRequest)) - median(openBaseOf(results, r.row).map((s) => s.cpuUsPerRequest));
-  const p99Of = (r: OpenLoopResult): number => median(r.samples.map((s) => s.p99Us)) / median(openBaseOf(results, r.row).map((s) => s.p99Us));
-  for (const r of results) {
-    if (openBaseOf(results, r.row) === r.samples || sideOf(r.row) !== '') continue;
-    const onEnvoy = results.find((e) => e.row.name === `${r.row.name}${ENVOY_SUFFIX}`);
-    const cpuEnvoy = onEnvoy ? `; Envoy with the same module: ${extraOf(onEnvoy).toFixed(1)} µs` : '';
-    const p99Envoy = onEnvoy ? `; Envoy: ${p99Of(onEnvoy).toFixed(2)}x` : '';
-    const extra = extraOf(r);
-    const goal = r.row.goal === 'wat-noop' ? GOAL_WAT_NOOP_CPU_US : r.row.goal === 'header-plugin' ? GOAL_HEADER_PLUGIN_CPU_US : undefined;
-    const spread = spreadOf(openBaseOf(results, r.row).map((s) => s.cpuUsPerRequest));
-    const held = goal === undefined ? '(no goal)' : `(goal <= ${goal} µs): ${cpuVerdict(extra, goal, spread)}`;
-    lines.push(`  ${r.row.name}, at ${OPEN_LOOP_RATE}/s: CPU per request over no plugin ${extra.toFixed(1)} µs ${held}${cpuEnvoy}`);
-    const ratio = p99Of(r);
-    if (r.row.redis) lines.push(`  ${r.row.name}, at ${OPEN_LOOP_RATE}/s: p99 ${ratio.toFixed(2)}x no plugin (no goal: each request waits for a Redis round trip)`);
-    else lines.push(`  ${r.row.name}, at ${OPEN_LOOP_RATE}/s: p99 ${ratio.toFixed(2)}x no plugin (goal <= ${GOAL_P99_RATIO}x): ${verdict(ratio <= GOAL_P99_RATIO)}${p99Envoy}`);
-  }
-  return lines;
+/**
+ * A table cell: the median of round-by-round differences with its interval (`+4.2 [-0.8..7.1]`); the "+µs" column
+ * beside it is the difference of the two rows' medians, which drift between rounds does not cancel.
+ */
+function pairedCell(row: readonly number[], base: readonly number[]): string {
+  const e = pairedDifference(row, base);
+  const f = (x: number): string => `${x >= 0 ? '+' : ''}${x.toFixed(1)}`;
+  return e.low === undefined || e.high === undefined ? f(e.median) : `${f(e.median)} [${f(e.low)}..${f(e.high)}]`;
+}
+
+/** What the goal lines read of a row in either table. */
+interface MeasuredRow {
+  readonly row: Row;
+  readonly samples: ReadonlyArray<{ readonly cpuUsPerRequest: number; readonly p99Us: number }>;
 }
 
 /**
- * A CPU goal's verdict, honest about noise: the no-plugin row's own spread (max - min over the rounds) bounds what a
- * difference of medians can show. Met only when the extra is within the goal and the spread is too; NOT MET when the
- * extra exceeds the goal by more than the spread; otherwise NOT JUDGED.
+ * The goal lines of one table: for each plugin row of this build, CPU per request over no plugin and p99 over no
+ * plugin, each read round by round against the no-plugin row of the same proxy (bench/support/paired.ts) and judged
+ * by its interval; the same module on Envoy beside it, against Envoy's own no-plugin row.
  */
-function cpuVerdict(extra: number, goal: number, baseSpread: number): string {
-  if (extra <= goal && baseSpread <= goal) return 'met';
-  if (extra > goal + baseSpread) return 'NOT MET';
-  return `NOT JUDGED (the no-plugin row itself spread ${baseSpread.toFixed(1)} µs over the rounds)`;
+function goalLines(results: readonly MeasuredRow[], where: string): string[] {
+  const base = (row: Row): MeasuredRow['samples'] => results.find((r) => sideOf(r.row) === sideOf(row))!.samples;
+  const cpu = (r: MeasuredRow) => pairedDifference(r.samples.map((s) => s.cpuUsPerRequest), base(r.row).map((s) => s.cpuUsPerRequest));
+  const p99 = (r: MeasuredRow) => pairedRatio(r.samples.map((s) => s.p99Us), base(r.row).map((s) => s.p99Us));
+  const lines: string[] = [];
+  for (const r of results) {
+    if (base(r.row) === r.samples || sideOf(r.row) !== '') continue;
+    const onEnvoy = results.find((e) => e.row.name === `${r.row.name}${ENVOY_SUFFIX}`);
+    const goal = r.row.goal === 'wat-noop' ? GOAL_WAT_NOOP_CPU_US : r.row.goal === 'header-plugin' ? GOAL_HEADER_PLUGIN_CPU_US : undefined;
+    const extra = cpu(r);
+    const held = goal === undefined ? '(no goal)' : `(goal <= ${goal} µs): ${intervalVerdict(extra, goal)}`;
+    const cpuEnvoy = onEnvoy ? `; Envoy with the same module: ${describeEstimate(cpu(onEnvoy), ' µs')}` : '';
+    lines.push(`  ${r.row.name}${where}: CPU per request over no plugin ${describeEstimate(extra, ' µs')} ${held}${cpuEnvoy}`);
+    const ratio = p99(r);
+    const p99Text = describeEstimate(ratio, 'x', 2, false);
+    if (r.row.redis) {
+      lines.push(`  ${r.row.name}${where}: p99 ${p99Text} of no plugin (no goal: each request waits for a Redis round trip)`);
+    } else {
+      const p99Envoy = onEnvoy ? `; Envoy: ${describeEstimate(p99(onEnvoy), 'x', 2, false)}` : '';
+      lines.push(`  ${r.row.name}${where}: p99 ${p99Text} of no plugin (goal <= ${GOAL_P99_RATIO}x): ${intervalVerdict(ratio, GOAL_P99_RATIO)}${p99Envoy}`);
+    }
+  }
+  return lines;
 }
-
-const spreadOf = (xs: readonly number[]): number => maxOf(xs) - minOf(xs);
 
 const COMPARE_SUFFIX = ' [compare]';
 const ENVOY_SUFFIX = ' [envoy]';
@@ -202,11 +218,6 @@ function baseOf(results: readonly RowResult[], row: Row): readonly Sample[] {
   return results.find((r) => sideOf(r.row) === sideOf(row))!.samples;
 }
 
-/** The same row on Envoy, when it ran there. */
-function envoyOf(results: readonly RowResult[], row: Row): RowResult | undefined {
-  return sideOf(row) === '' ? results.find((r) => r.row.name === `${row.name}${ENVOY_SUFFIX}`) : undefined;
-}
-
 function printRequestTable(results: readonly RowResult[], run: { rounds: number; seconds: number }): void {
   console.log(
     `Plugins per request, ${run.rounds} rounds interleaved, ${run.seconds} s per row and round, wrk -t1 -c${CONNECTIONS}; ` +
@@ -226,56 +237,22 @@ function printRequestTable(results: readonly RowResult[], run: { rounds: number;
     return [
       row.name,
       minOf(cpu).toFixed(1), median(cpu).toFixed(1), maxOf(cpu).toFixed(1),
-      `${(median(cpu) / baseCpu).toFixed(2)}x`, `${(median(cpu) - baseCpu).toFixed(1)}`,
+      `${(median(cpu) / baseCpu).toFixed(2)}x`, `${(median(cpu) - baseCpu).toFixed(1)}`, pairedCell(cpu, base.map((s) => s.cpuUsPerRequest)),
       minOf(qps).toFixed(0), median(qps).toFixed(0), maxOf(qps).toFixed(0), `${(median(qps) / baseQps).toFixed(2)}x`,
       minOf(p99).toFixed(2), median(p99).toFixed(2), maxOf(p99).toFixed(2), `${((median(p99) * 1000) / baseP99).toFixed(2)}x`,
       `${(median(share) * 100).toFixed(0)}%`, `${failed}/${requests}`,
     ];
   });
   printTable(
-    ['row', 'CPU µs/req min', 'median', 'max', 'vs none', '+µs', 'qps min', 'median', 'max', 'vs none', 'p99 ms min', 'median', 'max', 'vs none', 'sidecar CPU', 'failed/requests'],
+    ['row', 'CPU µs/req min', 'median', 'max', 'vs none', '+µs', 'paired +µs', 'qps min', 'median', 'max', 'vs none', 'p99 ms min', 'median', 'max', 'vs none', 'sidecar CPU', 'failed/requests'],
     body,
   );
   console.log('(sidecar CPU: its CPU time over wall time, median; below ~90% the machine, not the sidecar, set the pace)');
+  console.log(`(paired +µs: the median of each round's difference from the same round's no-plugin row, [its interval, at least ${CONFIDENCE * 100}%]; rows run forward and backward in alternate rounds; one process per row, so a lasting difference between two processes is not in it)`);
   if (results.some(({ row }) => sideOf(row) === COMPARE_SUFFIX)) console.log(`(rows${COMPARE_SUFFIX}: the sidecar of PWS_BENCH_COMPARE_TREE, each against its own build's no-plugin row)`);
   if (results.some(({ row }) => sideOf(row) === ENVOY_SUFFIX)) console.log(`(rows${ENVOY_SUFFIX}: real Envoy --concurrency 1 with the same modules, each against Envoy's no-plugin row; "sidecar CPU" is Envoy's there)`);
   const failedRows = results.filter(({ samples }) => samples.some((s) => s.failed > 0)).map(({ row }) => row.name);
   if (failedRows.length > 0) console.log(`WARNING: failed requests (errors or non-2xx) in: ${failedRows.join(', ')}; those rows are not valid figures`);
-}
-
-/** The goal lines of the request table: CPU over no plugin for the held rows, p99 within 1.5x for every plugin row. */
-function requestGoals(results: readonly RowResult[]): string[] {
-  const lines: string[] = [];
-  for (const { row, samples } of results) {
-    const base = baseOf(results, row);
-    if (base === samples) continue; // a no-plugin row
-    if (sideOf(row) === ENVOY_SUFFIX) {
-      // A reference: its CPU is printed beside the sidecar row's goal line.
-      const envoyP99 = median(samples.map((s) => s.p99Us)) / median(base.map((s) => s.p99Us));
-      lines.push(`  ${row.name}: p99 ${envoyP99.toFixed(2)}x Envoy's no plugin (reference, no goal)`);
-      continue;
-    }
-    const baseCpu = median(base.map((s) => s.cpuUsPerRequest));
-    const baseP99 = median(base.map((s) => s.p99Us));
-    const extra = median(samples.map((s) => s.cpuUsPerRequest)) - baseCpu;
-    const onEnvoy = envoyOf(results, row);
-    const envoyExtra = onEnvoy ? median(onEnvoy.samples.map((s) => s.cpuUsPerRequest)) - median(baseOf(results, onEnvoy.row).map((s) => s.cpuUsPerRequest)) : undefined;
-    const besideEnvoy = envoyExtra === undefined ? '' : `; Envoy with the same module: ${envoyExtra.toFixed(1)} µs`;
-    if (row.goal === 'wat-noop') {
-      lines.push(`  ${row.name}: CPU per request over no plugin ${extra.toFixed(1)} µs (goal <= ${GOAL_WAT_NOOP_CPU_US} µs): ${cpuVerdict(extra, GOAL_WAT_NOOP_CPU_US, spreadOf(base.map((s) => s.cpuUsPerRequest)))}${besideEnvoy}`);
-    } else if (row.goal === 'header-plugin') {
-      lines.push(`  ${row.name}: CPU per request over no plugin ${extra.toFixed(1)} µs (goal <= ${GOAL_HEADER_PLUGIN_CPU_US} µs): ${cpuVerdict(extra, GOAL_HEADER_PLUGIN_CPU_US, spreadOf(base.map((s) => s.cpuUsPerRequest)))}${besideEnvoy}`);
-    } else if (envoyExtra !== undefined) {
-      lines.push(`  ${row.name}: CPU per request over no plugin ${extra.toFixed(1)} µs (no goal)${besideEnvoy}`);
-    }
-    const ratio = median(samples.map((s) => s.p99Us)) / baseP99;
-    if (row.redis) {
-      lines.push(`  ${row.name}: p99 ${ratio.toFixed(2)}x no plugin (no goal: each request waits for a Redis round trip)`);
-    } else {
-      lines.push(`  ${row.name}: p99 ${ratio.toFixed(2)}x no plugin (goal <= ${GOAL_P99_RATIO}x): ${verdict(ratio <= GOAL_P99_RATIO)}`);
-    }
-  }
-  return lines;
 }
 
 /** Runs one of the probes (vm-probe.js, stream-probe.js) in a fresh process and returns its JSON line. */
@@ -346,10 +323,10 @@ export async function runGoBench(options: GoBenchOptions = {}): Promise<void> {
   const vmMs = await vmBench(options);
   console.log('\nGoals');
   console.log(' closed loop (wrk):');
-  for (const line of requestGoals(results)) console.log(line);
+  for (const line of goalLines(results, '')) console.log(line);
   if (open.length > 0) {
     console.log(' open loop (vegeta, one rate for every row):');
-    for (const line of openLoopGoals(open)) console.log(line);
+    for (const line of goalLines(open, `, at ${OPEN_LOOP_RATE}/s`)) console.log(line);
   }
   console.log(`  ${HEADER_ROW}, the plugin alone, no HTTP: ${headerAlone.toFixed(1)} µs per stream (no goal: the floor of its share of the figure above)`);
   console.log(`  a further Go VM with the module compiled: ${vmMs.toFixed(1)} ms median (goal <= ${GOAL_FURTHER_VM_MS} ms): ${verdict(vmMs <= GOAL_FURTHER_VM_MS)}`);
