@@ -70,9 +70,15 @@ async function requestBench(options: GoBenchOptions): Promise<{ closed: RowResul
   // Long enough for V8's dynamic tiering to have optimised the hot Go functions: a cold Go row costs about twice
   // its warm figure.
   const warmupSeconds = options.quick ? 2 : 5;
+  // Each row on this many processes of its own, taking the rounds in turn: two identical sidecar processes were seen
+  // to differ by 20-30 µs per request for their whole life, which the round-by-round interval cannot see in one
+  // process per row; with several, that difference is in the rounds and widens the interval as it should.
+  const processes = options.quick ? 1 : Number(process.env['PWS_BENCH_GO_PROCESSES'] ?? 2);
   const ticks = clockTicks();
   const env = await RowEnvironment.start();
-  const sidecars: Array<LoadTarget & { stop(): Promise<void> }> = [];
+  const started: Array<LoadTarget & { stop(): Promise<void> }> = [];
+  /** sidecars[row][k]: the row's k-th process; round r measures process r % processes. */
+  const sidecars: Array<Array<LoadTarget & { stop(): Promise<void> }>> = [];
   try {
     // PWS_BENCH_COMPARE_TREE=<another checkout, built>: each row also runs on that build's sidecar, interleaved
     // with this one's (a before/after comparison under the same machine conditions).
@@ -84,25 +90,31 @@ async function requestBench(options: GoBenchOptions): Promise<{ closed: RowResul
     const table: Row[] = [...(compare ? rows.flatMap((r) => [{ ...r, name: `${r.name}${COMPARE_SUFFIX}` }, r]) : rows), ...envoyRows];
     for (const [i, row] of table.entries()) {
       const cli = compare && sideOf(row) === COMPARE_SUFFIX ? join(compare, 'dist', 'src', 'cli.js') : undefined;
-      const target = sideOf(row) === ENVOY_SUFFIX
-        ? await EnvoyProcess.start(envoy.bin!, env.bootstrap(row, i))
-        : await SidecarProcess.start(env.bootstrap(row, i), cli ? { cli } : {});
-      sidecars.push(target);
-      await checkRow(row, target);
+      const own: Array<LoadTarget & { stop(): Promise<void> }> = [];
+      for (let k = 0; k < processes; k++) {
+        const bootstrap = env.bootstrap(row, i * processes + k);
+        const target = sideOf(row) === ENVOY_SUFFIX
+          ? await EnvoyProcess.start(envoy.bin!, bootstrap)
+          : await SidecarProcess.start(bootstrap, cli ? { cli } : {});
+        started.push(target);
+        own.push(target);
+        await checkRow(row, target);
+      }
+      sidecars.push(own);
     }
     const wrkOf = (row: Row) => ({ connections: CONNECTIONS, ...(row.wrkEnv ? { env: row.wrkEnv } : {}) });
     // Warm-up (connections, JIT, Liftoff -> TurboFan tier-up of the Go modules) before any counted round.
-    for (const [i, s] of sidecars.entries()) await runWrk(`http://127.0.0.1:${s.port}/bench`, warmupSeconds, wrkOf(table[i]!));
+    for (const [i, own] of sidecars.entries()) for (const s of own) await runWrk(`http://127.0.0.1:${s.port}/bench`, warmupSeconds, wrkOf(table[i]!));
     const samples: Sample[][] = table.map(() => []);
     for (let round = 0; round < rounds; round++) {
-      for (const i of roundOrder(sidecars.length, round)) samples[i]!.push(await measure(sidecars[i]!, '/bench', seconds, ticks, wrkOf(table[i]!)));
+      for (const i of roundOrder(sidecars.length, round)) samples[i]!.push(await measure(sidecars[i]![round % processes]!, '/bench', seconds, ticks, wrkOf(table[i]!)));
     }
     const results = table.map((row, i) => ({ row, samples: samples[i]! }));
-    printRequestTable(results, { rounds, seconds });
+    printRequestTable(results, { rounds, seconds, processes });
     const open = OPEN_LOOP_RATE > 0 ? await openLoopRounds(table, sidecars, { rounds, seconds, ticks }) : [];
     return { closed: results, open };
   } finally {
-    await Promise.all(sidecars.map((s) => s.stop()));
+    await Promise.all(started.map((s) => s.stop()));
     await env.stop();
   }
 }
@@ -111,12 +123,15 @@ async function requestBench(options: GoBenchOptions): Promise<{ closed: RowResul
  * The same processes at one fixed request rate, rows interleaved. Rows whose requests must differ (the nonce of the
  * replay gate, which wrk's script sets) are left out: vegeta repeats one request.
  */
-async function openLoopRounds(table: readonly Row[], targets: readonly LoadTarget[], run: { rounds: number; seconds: number; ticks: number }): Promise<OpenLoopResult[]> {
+async function openLoopRounds(table: readonly Row[], targets: ReadonlyArray<readonly LoadTarget[]>, run: { rounds: number; seconds: number; ticks: number }): Promise<OpenLoopResult[]> {
   const bin = vegetaBinary();
-  const chosen = table.map((row, i) => ({ row, target: targets[i]! })).filter(({ row }) => row.wrkEnv === undefined);
+  const chosen = table.map((row, i) => ({ row, targets: targets[i]! })).filter(({ row }) => row.wrkEnv === undefined);
   const samples: OpenLoopSample[][] = chosen.map(() => []);
   for (let round = 0; round < run.rounds; round++) {
-    for (const i of roundOrder(chosen.length, round)) samples[i]!.push(await measureOpenLoop(bin, chosen[i]!.target, '/bench', OPEN_LOOP_RATE, run.seconds, run.ticks));
+    for (const i of roundOrder(chosen.length, round)) {
+      const own = chosen[i]!.targets;
+      samples[i]!.push(await measureOpenLoop(bin, own[round % own.length]!, '/bench', OPEN_LOOP_RATE, run.seconds, run.ticks));
+    }
   }
   const results = chosen.map(({ row }, i) => ({ row, samples: samples[i]! }));
   console.log(
@@ -218,9 +233,9 @@ function baseOf(results: readonly RowResult[], row: Row): readonly Sample[] {
   return results.find((r) => sideOf(r.row) === sideOf(row))!.samples;
 }
 
-function printRequestTable(results: readonly RowResult[], run: { rounds: number; seconds: number }): void {
+function printRequestTable(results: readonly RowResult[], run: { rounds: number; seconds: number; processes: number }): void {
   console.log(
-    `Plugins per request, ${run.rounds} rounds interleaved, ${run.seconds} s per row and round, wrk -t1 -c${CONNECTIONS}; ` +
+    `Plugins per request, ${run.rounds} rounds interleaved, ${run.seconds} s per row and round, each row on ${run.processes} processes taking the rounds in turn, wrk -t1 -c${CONNECTIONS}; ` +
     `CPU = run time of all the sidecar process's threads (/proc schedstat; its own child, --concurrency 1) / requests; node ${process.version}`,
   );
   const body = results.map(({ row, samples }) => {
@@ -248,7 +263,7 @@ function printRequestTable(results: readonly RowResult[], run: { rounds: number;
     body,
   );
   console.log('(sidecar CPU: its CPU time over wall time, median; below ~90% the machine, not the sidecar, set the pace)');
-  console.log(`(paired +µs: the median of each round's difference from the same round's no-plugin row, [its interval, at least ${CONFIDENCE * 100}%]; rows run forward and backward in alternate rounds; one process per row, so a lasting difference between two processes is not in it)`);
+  console.log(`(paired +µs: the median of each round's difference from the same round's no-plugin row, [its interval, at least ${CONFIDENCE * 100}%]; rows run forward and backward in alternate rounds; a row's processes take the rounds in turn, so a lasting difference between two of them is in it)`);
   if (results.some(({ row }) => sideOf(row) === COMPARE_SUFFIX)) console.log(`(rows${COMPARE_SUFFIX}: the sidecar of PWS_BENCH_COMPARE_TREE, each against its own build's no-plugin row)`);
   if (results.some(({ row }) => sideOf(row) === ENVOY_SUFFIX)) console.log(`(rows${ENVOY_SUFFIX}: real Envoy --concurrency 1 with the same modules, each against Envoy's no-plugin row; "sidecar CPU" is Envoy's there)`);
   const failedRows = results.filter(({ samples }) => samples.some((s) => s.failed > 0)).map(({ row }) => row.name);

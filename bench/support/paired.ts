@@ -11,7 +11,8 @@
  * What it cannot see is a difference that stays with a process for its life: on the 2-core VM this was written on,
  * two identical `.wat` no-op sidecar processes measured in the same rounds read 20-30 µs per request apart
  * (and three no-plugin ones within 3 µs of each other). Such a difference is a bias of the row's one process, not
- * noise between rounds, and no number of rounds narrows it; the interval speaks for the processes measured.
+ * noise between rounds, and no number of rounds narrows it; the interval speaks for the processes measured (the
+ * plugin bench so runs each row on two processes that take the rounds in turn).
  */
 
 /** Two-sided confidence the interval is built for (the achieved level, at least this, is printed with it). */
