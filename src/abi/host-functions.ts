@@ -647,7 +647,7 @@ function done(vm: PluginVm): WasmResult {
   vm.defer(() => {
     if (ctx instanceof RootContext) vm.cancelCallouts(ctx);
     vm.callGuest(ctx, 'proxy_on_delete', ctx.id);
-    vm.contexts.delete(ctx.id);
+    vm.deleteContext(ctx);
   });
   return WasmResult.Ok;
 }

@@ -216,6 +216,12 @@ export class PluginVm {
     return ctx;
   }
 
+  /** The context is gone (after proxy_on_delete): unregistered, and a stream context keeps nothing of its stream. */
+  deleteContext(ctx: Context): void {
+    this.contexts.delete(ctx.id);
+    if (!(ctx instanceof RootContext)) ctx.detach();
+  }
+
   /**
    * Calls a guest export with `ctx` as the current context. Returns the guest's result, 0 for a void export,
    * or undefined if the export is missing, the VM has failed, or the call trapped (the VM is then failed).

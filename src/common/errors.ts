@@ -16,6 +16,15 @@ export class ConfigError extends SidecarError {
   }
 }
 
+/** A stream context was used after it was deleted (its stream state is gone). */
+export class ContextDeletedError extends SidecarError {
+  override name = 'ContextDeletedError';
+  override readonly code: string = 'PWS_ERR_CONTEXT_DELETED';
+  constructor(readonly contextId: number) {
+    super(`context ${contextId} was deleted`);
+  }
+}
+
 export class PluginLoadError extends SidecarError {
   override name = 'PluginLoadError';
   override readonly code = 'PWS_ERR_PLUGIN_LOAD';

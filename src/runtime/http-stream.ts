@@ -182,7 +182,7 @@ export class HttpStream {
       return;
     }
     this.vm.callGuest(ctx, 'proxy_on_delete', ctx.id);
-    this.vm.contexts.delete(ctx.id);
+    this.vm.deleteContext(ctx);
   }
 
   get isFinished(): boolean {

@@ -227,7 +227,7 @@ export class Plugin {
     const abandon = (): void => {
       if (existing) return;
       vm.cancelCallouts(root);
-      vm.contexts.delete(root.id);
+      vm.deleteContext(root);
     };
     try {
       vm.callGuest(root, 'proxy_on_context_create', root.id, 0);
@@ -317,7 +317,7 @@ export class Plugin {
       }
       vm.shuttingDown = wasShuttingDown;
       vm.cancelCallouts(root);
-      vm.contexts.delete(root.id);
+      vm.deleteContext(root);
     }
     this.vms.release(shared);
   }

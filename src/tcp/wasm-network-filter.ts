@@ -200,6 +200,6 @@ export class WasmNetworkFilter implements NetworkStreamHost {
     vm.callGuest(ctx, 'proxy_on_done', ctx.id);
     vm.callGuest(ctx, 'proxy_on_log', ctx.id);
     vm.callGuest(ctx, 'proxy_on_delete', ctx.id);
-    vm.contexts.delete(ctx.id);
+    vm.deleteContext(ctx);
   }
 }

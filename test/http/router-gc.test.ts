@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { Agent, request } from 'undici';
 import { startCli, type Run } from '../cli/shutdown-support';
 import { bootstrapJson, TempDir, Upstream } from './helpers';
+import { readGcTrace } from '../support/gc-trace';
 
 // The routed path's per-request objects must die young. A closure stored on the router filter once kept its
 // method's context alive with the stream; V8 then pretenured every request's objects: each scavenge promoted
@@ -13,18 +14,6 @@ const WARMUP = 3_000;
 const MEASURED = 12_000;
 /** Before the fix the median was 2.5-3 MB; after, 1-20 KB (with and without a plugin). */
 const PROMOTED_LIMIT = 512 * 1024;
-
-interface Scavenge { promoted: number }
-
-function scavenges(log: string): Scavenge[] {
-  const out: Scavenge[] = [];
-  for (const line of log.split('\n')) {
-    if (!/ gc=s /.test(line)) continue;
-    const m = / promoted=(\d+)/.exec(line);
-    if (m) out.push({ promoted: Number(m[1]) });
-  }
-  return out;
-}
 
 function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);
@@ -48,7 +37,7 @@ async function measure(filters: Parameters<typeof bootstrapJson>[0]['filters']):
     for (let i = 0; i < WARMUP; i++) await once();
     const from = run.stdout().length;
     for (let i = 0; i < MEASURED; i++) await once();
-    const measured = scavenges(run.stdout().slice(from));
+    const measured = readGcTrace(run.stdout().slice(from)).scavenges;
     assert.ok(measured.length >= 3, `only ${measured.length} scavenges in ${MEASURED} requests: the sample says nothing`);
     return { promoted: median(measured.map((s) => s.promoted)), scavenges: measured.length };
   } finally {
