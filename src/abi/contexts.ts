@@ -65,11 +65,12 @@ export class RootContext extends ContextBase implements RedisOwner {
 
 /**
  * A stream context's per-stream state, reachable until the context is deleted (PluginVm.deleteContext). Deleted,
- * the context keeps nothing of its stream: V8's Map keeps a rehashed table linked to the next one (for live
- * iterators), so a table of `vm.contexts` promoted during a pause stays a root for every later scavenge, and each
- * context it held kept its whole stream alive with it (headers, filter chain, router, response). Under bursty load
- * that promoted 2.8-3.2 MB per scavenge (5 ms pauses, a mark-compact every few) until V8 gave up on it; a deleted
- * context that holds nothing leaves that chain a few KB (bench/profile/burst-gc.ts).
+ * the context keeps nothing of its stream. Measured: under bursty load (bench/profile/burst-gc.ts) a sidecar with
+ * the .wat no-op went into a state where each scavenge promoted 2.8-3.2 MB (5 ms pauses, a mark-compact every few
+ * scavenges; also with --no-allocation-site-pretenuring), and dropping the deleted context's stream took it to
+ * 5-54 KB. Inferred: dead old-space objects are scavenge roots, and V8 links a rehashed Map table to its successor
+ * (for live iterators), so tables of `vm.contexts` promoted during a pause kept every context they held, and with
+ * it the whole stream (headers, filter chain, router, response), alive into the old generation.
  */
 abstract class StreamContextBase<S> extends ContextBase {
   private attached: S | undefined;
