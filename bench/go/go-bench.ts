@@ -31,7 +31,7 @@ import { clockTicks, maxOf, measure, median, minOf, printTable, runWrk, SidecarP
 import { EnvoyProcess, envoyBinary } from '../support/envoy-process';
 import { measureOpenLoop, vegetaBinary, type OpenLoopSample } from '../support/vegeta';
 import { HIGRESS_MARKER, higressOnly, withRenamedExport } from '../../test/oracle/harness';
-import { CONFIDENCE, describeEstimate, intervalVerdict, pairedDifference, pairedRatio, roundOrder } from '../support/paired';
+import { CONFIDENCE, describeEstimate, estimateCell, intervalVerdict, pairedDifference, pairedRatio, roundOrder } from '../support/paired';
 import { checkRow, HIGRESS_HEADER_ROW, pluginRows, RowEnvironment, selectRows, WAT_ROW, type Row } from './plugin-rows';
 
 export interface GoBenchOptions {
@@ -76,7 +76,6 @@ async function requestBench(options: GoBenchOptions): Promise<{ closed: RowResul
   const processes = options.quick ? 1 : Number(process.env['PWS_BENCH_GO_PROCESSES'] ?? 2);
   const ticks = clockTicks();
   const env = await RowEnvironment.start();
-  const started: Array<LoadTarget & { stop(): Promise<void> }> = [];
   /** sidecars[row][k]: the row's k-th process; round r measures process r % processes. */
   const sidecars: Array<Array<LoadTarget & { stop(): Promise<void> }>> = [];
   try {
@@ -91,16 +90,15 @@ async function requestBench(options: GoBenchOptions): Promise<{ closed: RowResul
     for (const [i, row] of table.entries()) {
       const cli = compare && sideOf(row) === COMPARE_SUFFIX ? join(compare, 'dist', 'src', 'cli.js') : undefined;
       const own: Array<LoadTarget & { stop(): Promise<void> }> = [];
+      sidecars.push(own); // before starting them: whatever started is stopped even if a later start fails
       for (let k = 0; k < processes; k++) {
         const bootstrap = env.bootstrap(row, i * processes + k);
         const target = sideOf(row) === ENVOY_SUFFIX
           ? await EnvoyProcess.start(envoy.bin!, bootstrap)
           : await SidecarProcess.start(bootstrap, cli ? { cli } : {});
-        started.push(target);
         own.push(target);
         await checkRow(row, target);
       }
-      sidecars.push(own);
     }
     const wrkOf = (row: Row) => ({ connections: CONNECTIONS, ...(row.wrkEnv ? { env: row.wrkEnv } : {}) });
     // Warm-up (connections, JIT, Liftoff -> TurboFan tier-up of the Go modules) before any counted round.
@@ -114,7 +112,7 @@ async function requestBench(options: GoBenchOptions): Promise<{ closed: RowResul
     const open = OPEN_LOOP_RATE > 0 ? await openLoopRounds(table, sidecars, { rounds, seconds, ticks }) : [];
     return { closed: results, open };
   } finally {
-    await Promise.all(started.map((s) => s.stop()));
+    await Promise.all(sidecars.flat().map((s) => s.stop()));
     await env.stop();
   }
 }
@@ -141,7 +139,7 @@ async function openLoopRounds(table: readonly Row[], targets: ReadonlyArray<read
   printTable(
     ['row', 'CPU µs/req min', 'median', 'max', '+µs vs none', 'paired +µs', 'qps median', 'p50 ms median', 'p99 ms min', 'median', 'max', 'vs none', 'failed/requests'],
     results.map(({ row, samples: ss }) => {
-      const base = openBaseOf(results, row);
+      const base = baseOf(results, row);
       const cpu = ss.map((s) => s.cpuUsPerRequest);
       const p99 = ss.map((s) => s.p99Us / 1000);
       return [
@@ -159,18 +157,12 @@ async function openLoopRounds(table: readonly Row[], targets: ReadonlyArray<read
   return results;
 }
 
-function openBaseOf(results: readonly OpenLoopResult[], row: Row): readonly OpenLoopSample[] {
-  return results.find((r) => sideOf(r.row) === sideOf(row))!.samples;
-}
-
 /**
- * A table cell: the median of round-by-round differences with its interval (`+4.2 [-0.8..7.1]`); the "+µs" column
- * beside it is the difference of the two rows' medians, which drift between rounds does not cancel.
+ * A table cell: the median of round-by-round differences with its interval; the "+µs" column beside it is the
+ * difference of the two rows' medians, which drift between rounds does not cancel.
  */
 function pairedCell(row: readonly number[], base: readonly number[]): string {
-  const e = pairedDifference(row, base);
-  const f = (x: number): string => `${x >= 0 ? '+' : ''}${x.toFixed(1)}`;
-  return e.low === undefined || e.high === undefined ? f(e.median) : `${f(e.median)} [${f(e.low)}..${f(e.high)}]`;
+  return estimateCell(pairedDifference(row, base));
 }
 
 /** What the goal lines read of a row in either table. */
@@ -185,12 +177,11 @@ interface MeasuredRow {
  * by its interval; the same module on Envoy beside it, against Envoy's own no-plugin row.
  */
 function goalLines(results: readonly MeasuredRow[], where: string): string[] {
-  const base = (row: Row): MeasuredRow['samples'] => results.find((r) => sideOf(r.row) === sideOf(row))!.samples;
-  const cpu = (r: MeasuredRow) => pairedDifference(r.samples.map((s) => s.cpuUsPerRequest), base(r.row).map((s) => s.cpuUsPerRequest));
-  const p99 = (r: MeasuredRow) => pairedRatio(r.samples.map((s) => s.p99Us), base(r.row).map((s) => s.p99Us));
+  const cpu = (r: MeasuredRow) => pairedDifference(r.samples.map((s) => s.cpuUsPerRequest), baseOf(results, r.row).map((s) => s.cpuUsPerRequest));
+  const p99 = (r: MeasuredRow) => pairedRatio(r.samples.map((s) => s.p99Us), baseOf(results, r.row).map((s) => s.p99Us));
   const lines: string[] = [];
   for (const r of results) {
-    if (base(r.row) === r.samples || sideOf(r.row) !== '') continue;
+    if (baseOf(results, r.row) === r.samples || sideOf(r.row) !== '') continue;
     const onEnvoy = results.find((e) => e.row.name === `${r.row.name}${ENVOY_SUFFIX}`);
     const goal = r.row.goal === 'wat-noop' ? GOAL_WAT_NOOP_CPU_US : r.row.goal === 'header-plugin' ? GOAL_HEADER_PLUGIN_CPU_US : undefined;
     const extra = cpu(r);
@@ -229,7 +220,7 @@ function forEnvoy(row: Row): Row | undefined {
 }
 
 /** The no-plugin row of the same proxy as `row` (the first row of each). */
-function baseOf(results: readonly RowResult[], row: Row): readonly Sample[] {
+function baseOf<S>(results: ReadonlyArray<{ readonly row: Row; readonly samples: readonly S[] }>, row: Row): readonly S[] {
   return results.find((r) => sideOf(r.row) === sideOf(row))!.samples;
 }
 

@@ -10,32 +10,15 @@
  *
  *   node dist/bench/profile/burst-gc.js [row substring ...]   PWS_BURST_CYCLES (default 6), PWS_BURST_IDLE_SECONDS (12)
  */
-import { readdirSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startCli, type Run } from '../../test/cli/shutdown-support';
 import { readGcTrace } from '../../test/support/gc-trace';
 import { pluginRows, RowEnvironment, selectRows, type Row } from '../go/plugin-rows';
-import { printTable, runWrk } from '../support/load';
+import { median, printTable, runWrk, threadRunTimes } from '../support/load';
 
 const PROMOTED_LIMIT = 512 * 1024;
 const CONNECTIONS = 16;
 const BURST_SECONDS = 2;
-
-/** Run time (ns) of a process's main thread and of its other threads. */
-function threadTimes(pid: number): { main: number; others: number } {
-  let main = 0;
-  let others = 0;
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      const ns = Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
-      if (tid === String(pid)) main += ns;
-      else others += ns;
-    } catch {
-      // the thread ended between the listing and the read
-    }
-  }
-  return { main, others };
-}
 
 interface Phase {
   readonly label: string;
@@ -46,20 +29,19 @@ interface Phase {
 async function measured(run: Run, seconds: number, label: string): Promise<Phase> {
   const pid = run.child.pid!;
   const from = run.stdout().length;
-  const t0 = threadTimes(pid);
+  const t0 = threadRunTimes(pid) ?? { main: NaN, others: NaN };
   const r = await runWrk(`http://127.0.0.1:${run.port}/bench`, seconds, { connections: CONNECTIONS });
-  const t1 = threadTimes(pid);
+  const t1 = threadRunTimes(pid) ?? { main: NaN, others: NaN };
   const gc = readGcTrace(run.stdout().slice(from));
-  const promoted = gc.scavenges.map((s) => s.promoted).sort((a, b) => a - b);
-  const median = promoted.length > 0 ? promoted[promoted.length >> 1]! : NaN;
+  const promoted = gc.scavenges.length > 0 ? median(gc.scavenges.map((s) => s.promoted)) : NaN;
   const pause = gc.scavenges.reduce((a, s) => a + s.pauseMs, 0) / Math.max(1, gc.scavenges.length);
   const perRequest = (ns: number): string => (r.requests > 0 ? (ns / 1000 / r.requests).toFixed(1) : 'n/a');
   return {
     label,
     cells: [
-      String(r.requests), String(gc.scavenges.length), (median / 1024).toFixed(1), pause.toFixed(2), String(gc.markCompacts),
+      String(r.requests), String(gc.scavenges.length), (promoted / 1024).toFixed(1), pause.toFixed(2), String(gc.markCompacts),
       perRequest(t1.main - t0.main), perRequest(t1.others - t0.others),
-      median < PROMOTED_LIMIT ? 'met' : 'NOT MET',
+      promoted < PROMOTED_LIMIT ? 'met' : 'NOT MET',
     ],
   };
 }

@@ -39,23 +39,35 @@ export interface Sample {
  * quantise a 5000-request sample to 2 µs per request, as coarse as the goals it is held to.
  */
 export function cpuSeconds(pid: number, ticksPerSecond: number): number {
-  try {
-    let ns = 0;
-    for (const tid of readdirSync(`/proc/${pid}/task`)) {
-      try {
-        ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
-      } catch {
-        // the thread ended meanwhile
-      }
-    }
-    if (ns > 0) return ns / 1e9;
-  } catch {
-    // no schedstat here (kernel without CONFIG_SCHEDSTATS): fall back to the tick counts
-  }
+  const threads = threadRunTimes(pid);
+  if (threads !== undefined && threads.main + threads.others > 0) return (threads.main + threads.others) / 1e9;
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // Fields after the parenthesised command (which may hold spaces): state is field 3, utime 14, stime 15.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond;
+}
+
+/**
+ * Run time (ns, /proc/<pid>/task/<tid>/schedstat) of a process's main thread and of all its other threads
+ * together; undefined without schedstat (a kernel without CONFIG_SCHEDSTATS).
+ */
+export function threadRunTimes(pid: number): { main: number; others: number } | undefined {
+  let main = 0;
+  let others = 0;
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        const ns = Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+        if (tid === String(pid)) main += ns;
+        else others += ns;
+      } catch {
+        // the thread ended meanwhile
+      }
+    }
+  } catch {
+    return undefined;
+  }
+  return { main, others };
 }
 
 /** Resident set size of a process in bytes (/proc/<pid>/status VmRSS). */

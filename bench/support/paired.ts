@@ -73,13 +73,21 @@ export function intervalVerdict(e: PairedEstimate, goal: number): string {
   return 'NOT JUDGED (the interval spans the goal)';
 }
 
+const signed = (x: number, digits: number, sign: boolean): string => `${sign && x >= 0 ? '+' : ''}${x.toFixed(digits)}`;
+
 /** `+12.3 µs (90% CI 4.1..20.0, 10 rounds)`-style text; `unit` follows the numbers. */
 export function describeEstimate(e: PairedEstimate, unit: string, digits = 1, sign = true): string {
-  const f = (x: number): string => `${sign && x >= 0 ? '+' : ''}${x.toFixed(digits)}`;
+  const f = (x: number): string => signed(x, digits, sign);
   const interval = e.low === undefined || e.high === undefined
     ? 'no interval'
     : `${(e.confidence * 100).toFixed(0)}% CI ${f(e.low)}..${f(e.high)}`;
   return `${f(e.median)}${unit} (${interval}, ${e.rounds} rounds)`;
+}
+
+/** A table cell: `+4.2 [-0.8..+7.1]`, or the median alone when there is no interval. */
+export function estimateCell(e: PairedEstimate): string {
+  const f = (x: number): string => signed(x, 1, true);
+  return e.low === undefined || e.high === undefined ? f(e.median) : `${f(e.median)} [${f(e.low)}..${f(e.high)}]`;
 }
 
 /**
