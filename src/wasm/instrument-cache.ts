@@ -1,4 +1,4 @@
-import { mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -64,7 +64,13 @@ export class InstrumentCache {
     const temp = `${target}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
     try {
       await mkdir(this.dir, { recursive: true });
-      await writeFile(temp, Buffer.concat([prefix, header, value.bytes]));
+      // writev, not a concatenated copy: a Go module is 7 MB, and every transient copy is RSS the allocator keeps.
+      const file = await open(temp, 'w');
+      try {
+        await file.writev([prefix, header, value.bytes]);
+      } finally {
+        await file.close();
+      }
       await rename(temp, target);
       return true;
     } catch {

@@ -13,7 +13,7 @@
  *   Envoy's V8 (whose engine-wide --wasm_max_mem_pages gives the same -1). A memory the module already
  *   imports keeps its names; its declared limits are recorded the same way.
  *
- * Runs binaryen (ESM, with top-level await), so it is meant to run in a worker thread (instrument-worker.ts):
+ * Runs binaryen (ESM, with top-level await), so it is meant to run in a process of its own (instrument-child.ts):
  * binaryen's own heap is a Wasm memory that never shrinks, and a 6 MB Go module takes seconds to rewrite.
  */
 
