@@ -11,6 +11,9 @@ interface Job {
   readonly outFile: string;
 }
 
+// The sidecar went away (its IPC channel closed): nobody will read the result.
+process.once('disconnect', () => process.exit(0));
+
 process.once('message', (job: Job) => {
   readFile(job.inFile)
     .then((bytes) => instrument(bytes, job.budget))
@@ -19,5 +22,5 @@ process.once('message', (job: Job) => {
       return { ok: true as const, ...(memory ? { memory } : {}) };
     })
     .catch((err: unknown) => ({ ok: false as const, message: err instanceof Error ? err.message : String(err) }))
-    .then((reply) => process.send!(reply, undefined, {}, () => process.disconnect()));
+    .then((reply) => process.connected && process.send!(reply, undefined, {}, () => process.disconnect()));
 });

@@ -45,6 +45,10 @@ function askChild(job: { inFile: string; budget: number; outFile: string }): Pro
     const child = fork(join(__dirname, 'instrument-child.js'), [], {
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'], execArgv: [],
     });
+    // A sidecar that exits mid-rewrite takes the rewrite with it.
+    const killChild = (): void => void child.kill();
+    process.once('exit', killChild);
+    child.once('exit', () => process.off('exit', killChild));
     let output = '';
     const keep = (c: Buffer): void => void (output = (output + c.toString()).slice(-2000));
     child.stdout!.on('data', keep);
