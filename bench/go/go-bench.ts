@@ -16,9 +16,12 @@
  * build), interleaved in the same rounds: its extra CPU per plugin is printed beside the sidecar's, so a goal can be
  * read against what Envoy's own V8 host pays for the same module under the same load. Higress plugins (ABI marker
  * 0_2_100) run there under the 0.2.1 marker, the module otherwise unchanged. PWS_BENCH_ENVOY=0 leaves Envoy out.
- * Then the same processes at one fixed request rate (vegeta, open loop; PWS_BENCH_GO_RATE, default 1000/s, 0 skips
+ * Then the same processes at fixed request rates (vegeta, open loop; PWS_BENCH_GO_RATE, default "1000,4000", 0 skips
  * it): wrk's closed loop reads a slower row at a lower load, so its p99 grows with its lower throughput; at one rate
- * every row is compared at the same load.
+ * every row is compared at the same load. Two rates because the load sets what a request costs the kernel on this
+ * VM: at 1000/s every process sleeps between requests and each socket write pays a wake-up (about 240 µs per
+ * request with no plugin), so it is the rate for latency; 4000/s, near what the slowest header row sustains,
+ * reads CPU per request in the regime of a loaded proxy (about 135 µs with no plugin).
  * PWS_BENCH_ROWS=<substring,...> runs only those rows (and the no-plugin row).
  */
 import { spawn } from 'node:child_process';
@@ -58,11 +61,11 @@ interface OpenLoopResult {
   readonly samples: readonly OpenLoopSample[];
 }
 
-/** The open-loop table's fixed rate: well below what the slowest row sustains, so every row is read at one load. */
-const OPEN_LOOP_RATE = Number(process.env['PWS_BENCH_GO_RATE'] ?? 1000);
+/** The open-loop tables' fixed rates, each at or below what the slowest row sustains, so every row is read at one load. */
+const OPEN_LOOP_RATES = (process.env['PWS_BENCH_GO_RATE'] ?? '1000,4000').split(',').map(Number).filter((r) => r > 0);
 
 /** Prints the request tables (closed loop with wrk, then open loop at a fixed rate with vegeta). */
-async function requestBench(options: GoBenchOptions): Promise<{ closed: RowResult[]; open: OpenLoopResult[] }> {
+async function requestBench(options: GoBenchOptions): Promise<{ closed: RowResult[]; open: Array<{ rate: number; results: OpenLoopResult[] }> }> {
   // Many short rounds rather than a few long ones: each goal is read from round-by-round differences
   // (bench/support/paired.ts), whose interval narrows with the number of rounds.
   const seconds = options.quick ? 1 : Number(process.env['PWS_BENCH_GO_SECONDS'] ?? 2);
@@ -109,7 +112,8 @@ async function requestBench(options: GoBenchOptions): Promise<{ closed: RowResul
     }
     const results = table.map((row, i) => ({ row, samples: samples[i]! }));
     printRequestTable(results, { rounds, seconds, processes });
-    const open = OPEN_LOOP_RATE > 0 ? await openLoopRounds(table, sidecars, { rounds, seconds, ticks }) : [];
+    const open: Array<{ rate: number; results: OpenLoopResult[] }> = [];
+    for (const rate of OPEN_LOOP_RATES) open.push({ rate, results: await openLoopRounds(table, sidecars, { rate, rounds, seconds, ticks }) });
     return { closed: results, open };
   } finally {
     await Promise.all(sidecars.flat().map((s) => s.stop()));
@@ -121,19 +125,19 @@ async function requestBench(options: GoBenchOptions): Promise<{ closed: RowResul
  * The same processes at one fixed request rate, rows interleaved. Rows whose requests must differ (the nonce of the
  * replay gate, which wrk's script sets) are left out: vegeta repeats one request.
  */
-async function openLoopRounds(table: readonly Row[], targets: ReadonlyArray<readonly LoadTarget[]>, run: { rounds: number; seconds: number; ticks: number }): Promise<OpenLoopResult[]> {
+async function openLoopRounds(table: readonly Row[], targets: ReadonlyArray<readonly LoadTarget[]>, run: { rate: number; rounds: number; seconds: number; ticks: number }): Promise<OpenLoopResult[]> {
   const bin = vegetaBinary();
   const chosen = table.map((row, i) => ({ row, targets: targets[i]! })).filter(({ row }) => row.wrkEnv === undefined);
   const samples: OpenLoopSample[][] = chosen.map(() => []);
   for (let round = 0; round < run.rounds; round++) {
     for (const i of roundOrder(chosen.length, round)) {
       const own = chosen[i]!.targets;
-      samples[i]!.push(await measureOpenLoop(bin, own[round % own.length]!, '/bench', OPEN_LOOP_RATE, run.seconds, run.ticks));
+      samples[i]!.push(await measureOpenLoop(bin, own[round % own.length]!, '/bench', run.rate, run.seconds, run.ticks));
     }
   }
   const results = chosen.map(({ row }, i) => ({ row, samples: samples[i]! }));
   console.log(
-    `\nOpen loop: ${OPEN_LOOP_RATE} requests/s (vegeta, keep-alive), ${run.rounds} rounds interleaved, ${run.seconds} s per row and round; ` +
+    `\nOpen loop: ${run.rate} requests/s (vegeta, keep-alive), ${run.rounds} rounds interleaved, ${run.seconds} s per row and round; ` +
     'every row at the same load, so CPU per request and latency compare like with like (wrk above is closed loop: a slower row is read at a lower load)',
   );
   printTable(
@@ -330,9 +334,9 @@ export async function runGoBench(options: GoBenchOptions = {}): Promise<void> {
   console.log('\nGoals');
   console.log(' closed loop (wrk):');
   for (const line of goalLines(results, '')) console.log(line);
-  if (open.length > 0) {
-    console.log(' open loop (vegeta, one rate for every row):');
-    for (const line of goalLines(open, `, at ${OPEN_LOOP_RATE}/s`)) console.log(line);
+  for (const { rate, results: at } of open) {
+    console.log(` open loop (vegeta, ${rate}/s for every row):`);
+    for (const line of goalLines(at, `, at ${rate}/s`)) console.log(line);
   }
   console.log(`  ${HEADER_ROW}, the plugin alone, no HTTP: ${headerAlone.toFixed(1)} µs per stream (no goal: the floor of its share of the figure above)`);
   console.log(`  a further Go VM with the module compiled: ${vmMs.toFixed(1)} ms median (goal <= ${GOAL_FURTHER_VM_MS} ms): ${verdict(vmMs <= GOAL_FURTHER_VM_MS)}`);
