@@ -91,7 +91,8 @@ async function idleRss(tmp: TempDir, upstreamPort: number, redisPort: number): P
     const file = tmp.write(`idle-${i}.json`, bootstrapJson({
       filters, clusters: [{ name: 'backend', port: upstreamPort }, { name: REDIS_CLUSTER, port: redisPort }], routeCluster: 'backend',
     }));
-    const emptyTmp = cache === 'first start' ? mkdirSync(join(tmp.path, `first-start-${i}-${j}`), { recursive: true })! : undefined;
+    const emptyTmp = cache === 'first start' ? join(tmp.path, `first-start-${i}-${j}`) : undefined;
+    if (emptyTmp) mkdirSync(emptyTmp);
     const sidecar = await SidecarProcess.start(file, { ...(cli ? { cli } : {}), ...(emptyTmp ? { env: { ...process.env, TMPDIR: emptyTmp } } : {}) });
     try {
       const startCpu = cpuSeconds(sidecar.pid, ticks); // start-up to listening: the proto registry is most of it

@@ -2,9 +2,8 @@ import { fork } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { InstrumentedModule, MemoryImport } from './instrument';
-
-type Reply = { readonly ok: true; readonly memory?: MemoryImport } | { readonly ok: false; readonly message: string };
+import type { InstrumentedModule } from './instrument';
+import type { InstrumentJob, InstrumentReply } from './instrument-child';
 
 let queue: Promise<unknown> = Promise.resolve();
 
@@ -14,8 +13,9 @@ let queue: Promise<unknown> = Promise.resolve();
  * used stayed in the sidecar's RSS (a fresh start with the Go add-header plugin settled at 213 MiB idle, the
  * AssemblyScript example at 159, against 83 and 66 with the rewrite already on disk). The module goes and
  * comes back as files, the rewrite read whole like the disk cache's, not as IPC messages (their serialized
- * copies and a pipe's worth of chunks left a further 10 MiB). The event loop that serves traffic, the admin and xDS keeps running meanwhile. binaryen's
- * own console output is captured, never printed on the sidecar's stdout, and is quoted if the child fails.
+ * copies and a pipe's worth of chunks left about 5 MiB more). The event loop that serves traffic, the admin and
+ * xDS keeps running meanwhile. binaryen's own console output is captured, never printed on the sidecar's stdout,
+ * and is quoted if the child fails.
  */
 export function runInstrumentation(bytes: Uint8Array, budget: number): Promise<InstrumentedModule> {
   const run = queue.then(() => runChild(bytes, budget));
@@ -39,7 +39,7 @@ async function runChild(bytes: Uint8Array, budget: number): Promise<Instrumented
   }
 }
 
-function askChild(job: { inFile: string; budget: number; outFile: string }): Promise<Reply> {
+function askChild(job: InstrumentJob): Promise<InstrumentReply> {
   return new Promise((resolve, reject) => {
     // No inherited execArgv: the sidecar's --inspect or heap flags are not the rewrite's.
     const child = fork(join(__dirname, 'instrument-child.js'), [], {
@@ -48,19 +48,19 @@ function askChild(job: { inFile: string; budget: number; outFile: string }): Pro
     // A sidecar that exits mid-rewrite takes the rewrite with it.
     const killChild = (): void => void child.kill();
     process.once('exit', killChild);
-    child.once('exit', () => process.off('exit', killChild));
     let output = '';
     const keep = (c: Buffer): void => void (output = (output + c.toString()).slice(-2000));
     child.stdout!.on('data', keep);
     child.stderr!.on('data', keep);
-    let reply: Reply | undefined;
-    child.once('message', (r: Reply) => void (reply = r));
+    let reply: InstrumentReply | undefined;
+    child.once('message', (r: InstrumentReply) => void (reply = r));
     child.once('error', (err) => {
       child.kill();
       reject(err);
     });
     // Settled at exit, after the child has written its file and closed it.
     child.once('exit', (code, signal) => {
+      process.off('exit', killChild);
       if (reply) resolve(reply);
       else reject(new Error(`instrumentation process exited with ${signal ?? `code ${code}`}${output ? `: ${output.trim()}` : ''}`));
     });
