@@ -61,8 +61,19 @@ interface OpenLoopResult {
   readonly samples: readonly OpenLoopSample[];
 }
 
-/** The open-loop tables' fixed rates, each at or below what the slowest row sustains, so every row is read at one load. */
-const OPEN_LOOP_RATES = (process.env['PWS_BENCH_GO_RATE'] ?? '1000,4000').split(',').map(Number).filter((r) => r > 0);
+/**
+ * The open-loop tables' fixed rates, each at or below what the slowest row sustains, so every row is read at one
+ * load. "0" runs none; an entry that is not a whole number of requests per second is refused, not skipped.
+ */
+function openLoopRates(value = process.env['PWS_BENCH_GO_RATE'] ?? '1000,4000'): number[] {
+  const rates = value.split(',').map((entry) => {
+    const rate = Number(entry.trim());
+    if (entry.trim() === '' || !Number.isInteger(rate) || rate < 0) throw new Error(`PWS_BENCH_GO_RATE: ${JSON.stringify(entry)} is not a rate (requests/s, comma-separated; 0 runs none)`);
+    return rate;
+  });
+  return rates.filter((r) => r > 0);
+}
+const OPEN_LOOP_RATES = openLoopRates();
 
 /** Prints the request tables (closed loop with wrk, then open loop at a fixed rate with vegeta). */
 async function requestBench(options: GoBenchOptions): Promise<{ closed: RowResult[]; open: Array<{ rate: number; results: OpenLoopResult[] }> }> {
