@@ -26,7 +26,7 @@ export const WATCHDOG_BUDGET_EXPORT = 'pws_watchdog_budget';
  * Bumped whenever the rewrite changes, so cached results of an older rewrite are not reused. The cache key
  * also carries binaryen's version.
  */
-export const INSTRUMENTATION_VERSION = 3;
+export const INSTRUMENTATION_VERSION = 4;
 
 /** The linear memory the instrumented module imports, with the limits its code declared. */
 export interface MemoryImport {
@@ -46,6 +46,7 @@ export interface InstrumentedModule {
 }
 
 import type binaryen from 'binaryen';
+import { withoutLocalNames } from './name-section';
 
 type Binaryen = typeof binaryen;
 type Module = binaryen.Module;
@@ -116,7 +117,7 @@ export async function instrument(bytes: Uint8Array, initialBudget: number): Prom
       b.setAlwaysInlineMaxSize(savedAlways);
       b.clearPassArguments();
     }
-    // Keep the name section: trap messages and stack traces name the plugin's functions.
+    // Keep the name section, less its local names: trap messages and stack traces name the plugin's functions.
     const savedDebug = b.getDebugInfo();
     b.setDebugInfo(true);
     let out: Uint8Array;
@@ -125,7 +126,8 @@ export async function instrument(bytes: Uint8Array, initialBudget: number): Prom
     } finally {
       b.setDebugInfo(savedDebug);
     }
-    return memory ? { bytes: out, memory } : { bytes: out };
+    const bytesOut = withoutLocalNames(out);
+    return memory ? { bytes: bytesOut, memory } : { bytes: bytesOut };
   } finally {
     m.dispose();
   }
