@@ -17,7 +17,7 @@ import { Sidecar } from '../../src/main';
 import { RedisServer } from '../../test/support/redis-server';
 import { bootstrapJson, TempDir, type FilterSpec } from '../../test/http/helpers';
 import { startUpstream } from '../http/http-bench';
-import { clockTicks, cpuSeconds, printTable, rssBytes, runWrk, SidecarProcess, verdict, type WrkOptions } from '../support/load';
+import { clockTicks, cpuSeconds, imageNodeArgs, printTable, rssBytes, runWrk, SidecarProcess, verdict, type WrkOptions } from '../support/load';
 
 const GOAL_IDLE_RSS_MIB = 80;
 const CONNECTIONS = 16;
@@ -75,25 +75,30 @@ function median(values: readonly number[]): number {
 async function idleRss(tmp: TempDir, upstreamPort: number, redisPort: number): Promise<string[][]> {
   const goPlugin: FilterSpec = { plugin: 'go/add-header', name: 'go', rootId: '', configuration: '{"value":"v"}' };
   // First start: the watchdog rewrite is not on disk yet (a new pod's empty TMPDIR), so it runs in this start.
-  const configs: Array<[string, FilterSpec[], 'cached' | 'first start']> = [
-    ['no plugin', [], 'cached'],
-    ['the example plugin (AS redis-gate)', [loadRows()[0]!.filter], 'cached'],
-    ['the example plugin, first start', [loadRows()[0]!.filter], 'first start'],
-    ['a Go plugin (higress/add-header)', [goPlugin], 'cached'],
-    ['a Go plugin, first start', [goPlugin], 'first start'],
+  // "as the image runs it": with the node flags of deploy/Dockerfile's ENTRYPOINT; the other rows with node's defaults.
+  const image = imageNodeArgs();
+  const configs: Array<[string, FilterSpec[], 'cached' | 'first start', readonly string[]]> = [
+    ['no plugin', [], 'cached', []],
+    ['no plugin, as the image runs it', [], 'cached', image],
+    ['the example plugin (AS redis-gate)', [loadRows()[0]!.filter], 'cached', []],
+    ['the example plugin, as the image runs it', [loadRows()[0]!.filter], 'cached', image],
+    ['the example plugin, first start', [loadRows()[0]!.filter], 'first start', []],
+    ['a Go plugin (higress/add-header)', [goPlugin], 'cached', []],
+    ['a Go plugin, as the image runs it', [goPlugin], 'cached', image],
+    ['a Go plugin, first start', [goPlugin], 'first start', []],
   ];
   const baseline = process.env['PWS_BENCH_MEMORY_BASELINE_CLI'];
   const builds: Array<[string, string | undefined]> = baseline ? [['baseline: ', baseline], ['this build: ', undefined]] : [['', undefined]];
   const ticks = clockTicks();
   const out: string[][] = [];
-  for (const [i, [config, filters, cache]] of configs.entries()) for (const [j, [label, cli]] of builds.entries()) {
+  for (const [i, [config, filters, cache, nodeArgs]] of configs.entries()) for (const [j, [label, cli]] of builds.entries()) {
     const name = `${label}${config}`;
     const file = tmp.write(`idle-${i}.json`, bootstrapJson({
       filters, clusters: [{ name: 'backend', port: upstreamPort }, { name: REDIS_CLUSTER, port: redisPort }], routeCluster: 'backend',
     }));
     const emptyTmp = cache === 'first start' ? join(tmp.path, `first-start-${i}-${j}`) : undefined;
     if (emptyTmp) mkdirSync(emptyTmp);
-    const sidecar = await SidecarProcess.start(file, { ...(cli ? { cli } : {}), ...(emptyTmp ? { env: { ...process.env, TMPDIR: emptyTmp } } : {}) });
+    const sidecar = await SidecarProcess.start(file, { nodeArgs, ...(cli ? { cli } : {}), ...(emptyTmp ? { env: { ...process.env, TMPDIR: emptyTmp } } : {}) });
     try {
       const startCpu = cpuSeconds(sidecar.pid, ticks); // start-up to listening: the proto registry is most of it
       const samples: number[] = [];
@@ -180,6 +185,7 @@ export async function runMemoryBench(options: { quick?: boolean; idleOnly?: bool
     printTable(['configuration', 'CPU s to listen', 'RSS at 3 s MiB', 'settled MiB', `last ${SETTLED_WINDOW_SECONDS} s range`, 'reducer ran', 'goal (settled)', ''], idle);
     console.log(`(reducer ran: the first second RSS was ${REDUCER_DROP_MIB} MiB below its 3 s figure; "not in" means the settled figure is still the start-up one)`);
     console.log('(first start: an empty TMPDIR, so the watchdog rewrite runs in that start, in a child process whose CPU is not in "CPU s to listen"; the other rows find it on disk)');
+    console.log(`(as the image runs it: node ${imageNodeArgs().join(' ')}, the flags of deploy/Dockerfile's ENTRYPOINT; the other rows run with node's defaults)`);
     if (options.idleOnly) return;
     for (const row of loadRows()) await guestMemoryUnderLoad(row, tmp, upstream.port, redis.port, seconds, every);
   } finally {

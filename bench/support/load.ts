@@ -94,6 +94,17 @@ export interface SidecarProcessOptions {
   readonly cli?: string;
 }
 
+/**
+ * The node flags the image starts the sidecar with: those between `node` and the script in deploy/Dockerfile's
+ * ENTRYPOINT, read from there so a bench row "as the image runs it" cannot drift from the image.
+ */
+export function imageNodeArgs(): string[] {
+  const lines = readFileSync(join(REPO_ROOT, 'deploy', 'Dockerfile'), 'utf8').split('\n').filter((l) => /^ENTRYPOINT\s/.test(l));
+  const argv = JSON.parse(lines[lines.length - 1]!.replace(/^ENTRYPOINT\s+/, '')) as string[];
+  const script = argv.findIndex((a, i) => i > 0 && !a.startsWith('-'));
+  return argv.slice(1, script);
+}
+
 /** A `proxy-wasm-sidecar run` child process; start() resolves once it prints its listener. */
 export class SidecarProcess {
   private constructor(
