@@ -16,9 +16,15 @@ export function refuseNonBootstrap(file: string): void {
   }
   let docs: unknown[];
   try {
-    docs = parseAllDocuments(text).map((d) => d.toJS() as unknown).filter((d) => d !== null && d !== undefined);
+    // A JSON file is one document, and JSON.parse reads it without loading yaml's 72 modules into a sidecar
+    // that has no other use for them.
+    docs = [JSON.parse(text) as unknown];
   } catch {
-    return;
+    try {
+      docs = parseAllDocuments(text).map((d) => d.toJS() as unknown).filter((d) => d !== null && d !== undefined);
+    } catch {
+      return;
+    }
   }
   const first = docs[0];
   if (typeof first !== 'object' || first === null || Array.isArray(first)) return;
