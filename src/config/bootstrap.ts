@@ -70,7 +70,7 @@ export interface NodeInfo {
   readonly cluster: string;
   /** node.metadata as JSON (a Struct). */
   readonly metadata: JsonObject;
-  /** The whole node as a decoded `envoy.config.core.v3.Node`, as sent on the ADS stream. */
+  /** The whole node as a plain object of `envoy.config.core.v3.Node` fields, as sent on the ADS stream. */
   readonly message: ProtoObject;
 }
 
@@ -152,7 +152,8 @@ export function bootstrapFromJson(doc: unknown, options: BootstrapOptions = {}):
     id: String(nodeMsg['id'] ?? ''),
     cluster: String(nodeMsg['cluster'] ?? ''),
     metadata: (nodeJson['metadata'] as JsonObject | undefined) ?? {},
-    message: nodeMsg,
+    // A plain object: the decoded message would keep the whole registry alive for the life of the sidecar.
+    message: nodeType.toObject(nodeMsg as unknown as protobuf.Message) as ProtoObject,
   };
 
   const statics = (msg['static_resources'] as ProtoObject | null | undefined) ?? {};
@@ -164,6 +165,7 @@ export function bootstrapFromJson(doc: unknown, options: BootstrapOptions = {}):
     if (!decoded.ok) throw new ConfigError(`cluster '${decoded.name}': ${decoded.errors.join('; ')}`, path);
     if (seen.has(decoded.name)) throw new ConfigError(`duplicate cluster name '${decoded.name}'`, `${path}.name`);
     seen.add(decoded.name);
+    void decoded.value.source; // computed now, while the registry is loaded (a static sidecar lets it go after start)
     staticClusters.push(decoded.value);
   });
   const listenerType = protos.lookup('envoy.config.listener.v3.Listener') as protobuf.Type;

@@ -37,7 +37,22 @@ export interface EnvoyProtos {
   lookup(nameOrTypeUrl: string): protobuf.Type | undefined;
 }
 
-let cached: EnvoyProtos | undefined; // a load cache: the registry is immutable once built
+/**
+ * The registry, held weakly through its Root: it lives while anything of it does (an ADS client, a control
+ * plane, a decoded message, which reaches the Root through its type) and is loaded again by the next caller once
+ * it is collected. Keyed by the Root, not by the registry object, so that a message outliving the registry
+ * object still finds the same registry rather than a second copy. A static sidecar reads it only while it
+ * parses its bootstrap; keeping it would keep 4-5 MiB of materialised types and unread bundle text in every
+ * idle sidecar. What a static sidecar needs from it later (a cluster's /config_dump source) is computed then.
+ */
+let cachedRoot: WeakRef<protobuf.Root> | undefined;
+const registryOfRoot = new WeakMap<protobuf.Root, EnvoyProtos>();
+
+function remember(protos: EnvoyProtos): EnvoyProtos {
+  registryOfRoot.set(protos.root, protos);
+  cachedRoot = new WeakRef(protos.root);
+  return protos;
+}
 
 function depsDir(): string {
   const pkg = require.resolve('@grpc/grpc-js-xds/package.json');
@@ -95,25 +110,23 @@ export function parseEnvoyProtos(): protobuf.Root {
 const debug = debuglog('pws-protos');
 
 /**
- * Loads (once per process) the Envoy v3 protos listed in proto/envoy-protos.txt: from the prebuilt bundle when
+ * Loads (once while it is in use, see cachedRoot) the Envoy v3 protos listed in proto/envoy-protos.txt: from the prebuilt bundle when
  * it matches the inputs, type by type as they are looked up (an idle static sidecar materialises about 30% of
  * them), else by parsing them all. A stale bundle is a build that forgot a step, so it warns; an absent one
  * (running straight after tsc) is only logged under NODE_DEBUG=pws-protos.
  */
 export function loadEnvoyProtos(): EnvoyProtos {
-  if (cached) return cached;
+  const root = cachedRoot?.deref();
+  const hit = root && registryOfRoot.get(root);
+  if (hit) return hit;
   const read = readProtoBundle(ENVOY_PROTO_BUNDLE_FILE, envoyProtoInputsHash());
-  if ('lazy' in read) {
-    cached = lazyEnvoyProtos(read.lazy);
-    return cached;
-  }
+  if ('lazy' in read) return remember(lazyEnvoyProtos(read.lazy));
   if (existsSync(ENVOY_PROTO_BUNDLE_FILE)) {
     process.emitWarning(`${read.unusable}; parsing the .proto files instead (make build rewrites it)`, { code: 'PWS_PROTO_BUNDLE_STALE' });
   } else {
     debug('%s; parsing the .proto files', read.unusable);
   }
-  cached = envoyProtosOf(parseEnvoyProtos());
-  return cached;
+  return remember(envoyProtosOf(parseEnvoyProtos()));
 }
 
 /** The registry over a resolved Root holding every type. */

@@ -10,7 +10,7 @@ import { ConfigError } from '../../common/errors';
 import { DEFAULT_UPSTREAM_PROTOCOL, upstreamProtocol, type UpstreamProtocol } from '../../http/protocol-options';
 import { transportSocket, UPSTREAM_TLS_TYPE, upstreamTlsContext, type UpstreamTls } from '../../tls/tls-context';
 import { toProtoJson, type JsonObject, type ProtoObject } from '../proto-json';
-import { CDS_TYPE_URL, type EnvoyProtos } from '../protos';
+import { CDS_TYPE_URL, loadEnvoyProtos, type EnvoyProtos } from '../protos';
 import type { ProtoValidator } from '../validate';
 import { claToHosts } from './endpoint';
 import type { Decoded, ResourceType } from './types';
@@ -165,7 +165,12 @@ export function clusterToConfig(
     addedViaApi: meta.addedViaApi,
     versionInfo: meta.versionInfo,
     get source(): Readonly<Record<string, unknown>> {
-      source ??= { '@type': CDS_TYPE_URL, ...toProtoJson(protos, protos.Cluster, msg, { unknownAny: 'opaque' }) };
+      // From the wire bytes, not from `msg`: a decoded message keeps the whole registry alive (see loadEnvoyProtos).
+      if (!source) {
+        const registry = loadEnvoyProtos();
+        const decoded = registry.Cluster.decode(raw) as unknown as ProtoObject;
+        source = { '@type': CDS_TYPE_URL, ...toProtoJson(registry, registry.Cluster, decoded, { unknownAny: 'opaque' }) };
+      }
       return source;
     },
     hash: hashBytes(raw),
