@@ -165,7 +165,6 @@ export function bootstrapFromJson(doc: unknown, options: BootstrapOptions = {}):
     if (!decoded.ok) throw new ConfigError(`cluster '${decoded.name}': ${decoded.errors.join('; ')}`, path);
     if (seen.has(decoded.name)) throw new ConfigError(`duplicate cluster name '${decoded.name}'`, `${path}.name`);
     seen.add(decoded.name);
-    void decoded.value.source; // computed now, while the registry is loaded (a static sidecar lets it go after start)
     staticClusters.push(decoded.value);
   });
   const listenerType = protos.lookup('envoy.config.listener.v3.Listener') as protobuf.Type;

@@ -110,9 +110,9 @@ export function parseEnvoyProtos(): protobuf.Root {
 const debug = debuglog('pws-protos');
 
 /**
- * Loads (once while it is in use, see cachedRoot) the Envoy v3 protos listed in proto/envoy-protos.txt: from the prebuilt bundle when
- * it matches the inputs, type by type as they are looked up (an idle static sidecar materialises about 30% of
- * them), else by parsing them all. A stale bundle is a build that forgot a step, so it warns; an absent one
+ * Loads (once while it is in use, see cachedRoot) the Envoy v3 protos listed in proto/envoy-protos.txt: from
+ * the prebuilt bundle when it matches the inputs, type by type as they are looked up (an idle static sidecar
+ * materialises about 30% of them), else by parsing them all. A stale bundle is a build that forgot a step, so it warns; an absent one
  * (running straight after tsc) is only logged under NODE_DEBUG=pws-protos.
  */
 export function loadEnvoyProtos(): EnvoyProtos {

@@ -149,7 +149,12 @@ export function clusterToConfig(
   const eds = msg['eds_cluster_config'] as ProtoObject | null | undefined;
   const la = msg['load_assignment'] as ProtoObject | null | undefined;
   const raw = meta.raw ?? protos.Cluster.encode(msg).finish();
-  let source: JsonObject | undefined;
+  // /config_dump's form. A cluster from the API keeps only its bytes and builds it at first read (there may be
+  // 10,000, rarely dumped); a bootstrap's cluster builds it now, while the registry is loaded. Neither keeps the
+  // decoded message or the registry: either would keep the whole registry alive (see loadEnvoyProtos).
+  const sourceOf = (registry: EnvoyProtos, decoded: ProtoObject): JsonObject =>
+    ({ '@type': CDS_TYPE_URL, ...toProtoJson(registry, registry.Cluster, decoded, { unknownAny: 'opaque' }) });
+  let source: JsonObject | undefined = meta.addedViaApi ? undefined : sourceOf(protos, msg);
   const config: ClusterConfig = {
     name,
     type,
@@ -165,11 +170,9 @@ export function clusterToConfig(
     addedViaApi: meta.addedViaApi,
     versionInfo: meta.versionInfo,
     get source(): Readonly<Record<string, unknown>> {
-      // From the wire bytes, not from `msg`: a decoded message keeps the whole registry alive (see loadEnvoyProtos).
       if (!source) {
         const registry = loadEnvoyProtos();
-        const decoded = registry.Cluster.decode(raw) as unknown as ProtoObject;
-        source = { '@type': CDS_TYPE_URL, ...toProtoJson(registry, registry.Cluster, decoded, { unknownAny: 'opaque' }) };
+        source = sourceOf(registry, registry.Cluster.decode(raw) as unknown as ProtoObject);
       }
       return source;
     },
