@@ -1,6 +1,6 @@
 /**
  * What the plugin watchdog costs (issue 14): per-stream CPU of plugins compiled as they are and instrumented
- * (budget hooks at function entries, loop headers and returns; memory as a capped import), and load time of the
+ * (budget hooks at loop headers and at the entries of functions that call; memory as a capped import), and load time of the
  * Go modules (2-8 MB) through the instrumentation: cold (binaryen in a worker), from the disk cache, and plain.
  *
  * Per stream: a fresh VM per sample runs `count` streams back to back after a warm-up (the callbacks the data

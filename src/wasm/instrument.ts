@@ -1,12 +1,12 @@
 /**
  * Load-time rewriting of a plugin module so the host keeps control of it (issue 14):
  *
- * - **Deadline.** Every function entry and loop header (and return; binaryen's log-execution pass places the
- *   hooks) decrements a counter global; when it reaches zero the guest calls the import `pws_watchdog.check`,
+ * - **Deadline.** Every loop header, and the entry of every function that makes a call (src/wasm/watchdog-hooks.ts
+ *   places the hooks), decrements a counter global; when it reaches zero the guest calls the import `pws_watchdog.check`,
  *   which reads the monotonic clock and answers a fresh budget, or 0 once the outermost guest call has run past
  *   its deadline. On 0 the guest executes `unreachable`: a trap, which Wasm code cannot catch (a JS exception
  *   could be, by a module's catch_all), so the whole guest stack unwinds to the host. Any unbounded execution
- *   passes a loop header or a function entry unboundedly often, so it cannot avoid the check.
+ *   passes a loop header or the entry of a calling function unboundedly often, so it cannot avoid the check.
  * - **Memory cap.** The module's own memory becomes an import (`pws_watchdog.memory`) with the limits it
  *   declared, so the host supplies a WebAssembly.Memory whose maximum is min(declared, cap): one compiled module
  *   serves plugins with different caps, and `memory.grow` past the cap returns -1 in the guest, as under
@@ -26,7 +26,7 @@ export const WATCHDOG_BUDGET_EXPORT = 'pws_watchdog_budget';
  * Bumped whenever the rewrite changes, so cached results of an older rewrite are not reused. The cache key
  * also carries binaryen's version.
  */
-export const INSTRUMENTATION_VERSION = 4;
+export const INSTRUMENTATION_VERSION = 5;
 
 /** The linear memory the instrumented module imports, with the limits its code declared. */
 export interface MemoryImport {
@@ -46,7 +46,9 @@ export interface InstrumentedModule {
 }
 
 import type binaryen from 'binaryen';
+import { ExportKind, exportsOf, functionImportIndex } from './binary';
 import { withoutLocalNames } from './name-section';
+import { placeWatchdogHooks } from './watchdog-hooks';
 
 type Binaryen = typeof binaryen;
 type Module = binaryen.Module;
@@ -67,7 +69,6 @@ function supportedFeatures(b: Binaryen): number {
     | F.ExceptionHandling | F.TailCall | F.ReferenceTypes | F.Multivalue;
 }
 
-const LOGGER = 'log_execution'; // the function binaryen's log-execution pass calls
 const BUDGET = 'pws_budget';
 const CHECK = 'pws_check';
 
@@ -85,38 +86,14 @@ export async function instrument(bytes: Uint8Array, initialBudget: number): Prom
   }
   try {
     m.setFeatures(supportedFeatures(b));
-    if (m.getFunction(LOGGER) !== 0 || m.getGlobal(BUDGET) !== 0 || m.getFunction(CHECK) !== 0) {
-      throw new InstrumentError(`the module already defines ${LOGGER}, ${BUDGET} or ${CHECK}`);
+    if (m.getGlobal(BUDGET) !== 0 || m.getFunction(CHECK) !== 0 || m.getExport(WATCHDOG_BUDGET_EXPORT) !== 0) {
+      throw new InstrumentError(`the module already defines ${BUDGET}, ${CHECK} or ${WATCHDOG_BUDGET_EXPORT}`);
     }
     const memory = importMemory(b, m);
-    // Only the hook added below may be inlined: the plugin's own functions keep their shape.
-    b.setPassArgument('no-inline', '*');
-    m.runPasses(['no-inline']);
-    b.setPassArgument('log-execution', WATCHDOG_MODULE);
-    m.runPasses(['log-execution']);
-    b.clearPassArguments();
-    // The pass called an imported logger with a site id; it becomes the counter, which calls the host only
-    // when the budget is spent.
-    m.removeFunction(LOGGER);
+    // The counter and the host's check; the hooks themselves are placed in the emitted bytes (watchdog-hooks.ts).
     m.addGlobal(BUDGET, b.i32, true, m.i32.const(initialBudget));
     m.addGlobalExport(BUDGET, WATCHDOG_BUDGET_EXPORT);
     m.addFunctionImport(CHECK, WATCHDOG_MODULE, WATCHDOG_CHECK, b.none, b.i32);
-    const budget = (): number => m.global.get(BUDGET, b.i32);
-    m.addFunction(LOGGER, b.i32, b.none, [], m.block(null, [
-      m.global.set(BUDGET, m.i32.sub(budget(), m.i32.const(1))),
-      m.if(m.i32.le_s(budget(), m.i32.const(0)),
-        m.if(m.i32.eqz(m.local.tee(0, m.call(CHECK, [], b.i32), b.i32)),
-          m.unreachable(),
-          m.global.set(BUDGET, m.local.get(0, b.i32)))),
-    ]));
-    const savedAlways = b.getAlwaysInlineMaxSize();
-    b.setAlwaysInlineMaxSize(64);
-    try {
-      m.runPasses(['inlining']);
-    } finally {
-      b.setAlwaysInlineMaxSize(savedAlways);
-      b.clearPassArguments();
-    }
     // Keep the name section, less its local names: trap messages and stack traces name the plugin's functions.
     const savedDebug = b.getDebugInfo();
     b.setDebugInfo(true);
@@ -126,11 +103,19 @@ export async function instrument(bytes: Uint8Array, initialBudget: number): Prom
     } finally {
       b.setDebugInfo(savedDebug);
     }
-    const bytesOut = withoutLocalNames(out);
+    const bytesOut = withoutLocalNames(withWatchdogHooks(out));
     return memory ? { bytes: bytesOut, memory } : { bytes: bytesOut };
   } finally {
     m.dispose();
   }
+}
+
+/** The emitted module with its hooks placed, the budget global found by its export and the check by its import. */
+function withWatchdogHooks(bytes: Uint8Array): Uint8Array {
+  const budget = exportsOf(bytes)?.entries.find((e) => e.name === WATCHDOG_BUDGET_EXPORT && e.kind === ExportKind.Global);
+  const check = functionImportIndex(bytes, WATCHDOG_MODULE, WATCHDOG_CHECK);
+  if (!budget || check === undefined) throw new InstrumentError('binaryen did not emit the watchdog\'s budget export and check import');
+  return placeWatchdogHooks(bytes, { budgetGlobal: budget.index, check }).bytes;
 }
 
 function importMemory(b: Binaryen, m: Module): MemoryImport | undefined {

@@ -8,37 +8,10 @@
  * had emitted no local names at all.
  */
 
+import { encodeU32, readName, readU32, SectionId, sectionsOf, WasmBinaryError } from './binary';
+
 const NAME_SECTION = 'name';
-const CUSTOM_SECTION_ID = 0;
 const LOCAL_NAMES_SUBSECTION = 2;
-const HEADER_BYTES = 8; // "\0asm" and the version
-
-export class WasmBinaryError extends Error {
-  override name = 'WasmBinaryError';
-}
-
-/** An unsigned LEB128 at `offset`: its value and the offset after it. */
-function readU32(bytes: Uint8Array, offset: number): [value: number, next: number] {
-  let value = 0;
-  let shift = 0;
-  for (let p = offset; p < bytes.length && shift < 35; p++, shift += 7) {
-    const byte = bytes[p]!;
-    value += (byte & 0x7f) * 2 ** shift;
-    if ((byte & 0x80) === 0) return [value, p + 1];
-  }
-  throw new WasmBinaryError(`truncated or overlong LEB128 at byte ${offset}`);
-}
-
-function u32(value: number): Buffer {
-  const out: number[] = [];
-  let v = value;
-  do {
-    const byte = v & 0x7f;
-    v = Math.floor(v / 128);
-    out.push(v === 0 ? byte : byte | 0x80);
-  } while (v !== 0);
-  return Buffer.from(out);
-}
 
 /**
  * `bytes` with the local names dropped from its name section; every other byte as it was. The same bytes (not a
@@ -47,18 +20,10 @@ function u32(value: number): Buffer {
 export function withoutLocalNames(bytes: Uint8Array): Uint8Array {
   const parts: Uint8Array[] = [];
   let copiedTo = 0;
-  let offset = HEADER_BYTES;
-  while (offset < bytes.length) {
-    const sectionStart = offset;
-    const id = bytes[offset]!;
-    const [size, contentStart] = readU32(bytes, offset + 1);
-    const end = contentStart + size;
-    if (end > bytes.length) throw new WasmBinaryError(`section ${id} at byte ${sectionStart} runs past the end of the module`);
-    offset = end;
-    if (id !== CUSTOM_SECTION_ID) continue;
-    const [nameLength, nameStart] = readU32(bytes, contentStart);
-    const subsectionsStart = nameStart + nameLength;
-    if (Buffer.from(bytes.buffer, bytes.byteOffset + nameStart, nameLength).toString('utf8') !== NAME_SECTION) continue;
+  for (const { id, start: sectionStart, contentStart, end } of sectionsOf(bytes)) {
+    if (id !== SectionId.Custom) continue;
+    const [name, subsectionsStart] = readName(bytes, contentStart);
+    if (name !== NAME_SECTION) continue;
     const kept: Uint8Array[] = [];
     let dropped = false;
     for (let p = subsectionsStart; p < end;) {
@@ -72,7 +37,7 @@ export function withoutLocalNames(bytes: Uint8Array): Uint8Array {
     }
     if (!dropped) continue;
     const content = Buffer.concat([bytes.subarray(contentStart, subsectionsStart), ...kept]);
-    parts.push(bytes.subarray(copiedTo, sectionStart), Uint8Array.of(CUSTOM_SECTION_ID), u32(content.length), content);
+    parts.push(bytes.subarray(copiedTo, sectionStart), Uint8Array.of(SectionId.Custom), encodeU32(content.length), content);
     copiedTo = end;
   }
   if (copiedTo === 0) return bytes;

@@ -15,7 +15,7 @@ export const DEFAULT_CALL_DEADLINE_MS = 1000;
  */
 export const DEFAULT_START_DEADLINE_MS = 10_000;
 /**
- * Hooks (function entries, loop headers, returns) between two clock reads. A hook costs a few instructions (a
+ * Hooks (loop headers, entries of functions that call: src/wasm/watchdog-hooks.ts) between two clock reads. A hook costs a few instructions (a
  * fraction of a ns, bench/watchdog/hook-cost.ts) and a clock read ~0.1 µs, so checking every 10 000 hooks costs
  * well under 1% while the time between checks stays in the tens of microseconds for guest code (longer only
  * when each iteration is a slow host call; large guest-memory accesses poll the clock themselves).

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { instrument } from '../../src/wasm/instrument';
-import { WasmBinaryError, withoutLocalNames } from '../../src/wasm/name-section';
+import { WasmBinaryError } from '../../src/wasm/binary';
+import { withoutLocalNames } from '../../src/wasm/name-section';
 import { CHECK_BUDGET } from '../../src/wasm/watchdog';
 import { watToWasm } from '../support/wat';
 
