@@ -10,7 +10,8 @@ export const LARGE_ACCESS_BYTES = 64 * 1024;
 
 export class GuestMemory {
   private buffer: ArrayBuffer;
-  private bytes: Uint8Array;
+  /** A Buffer over the whole memory, so strings decode from it at an offset without a Buffer per string. */
+  private bytes: Buffer;
   private data: DataView;
 
   /**
@@ -19,7 +20,7 @@ export class GuestMemory {
    */
   constructor(private readonly memory: WebAssembly.Memory, private readonly onLargeAccess?: () => void) {
     this.buffer = memory.buffer;
-    this.bytes = new Uint8Array(this.buffer);
+    this.bytes = Buffer.from(this.buffer);
     this.data = new DataView(this.buffer);
   }
 
@@ -29,7 +30,7 @@ export class GuestMemory {
     const current = this.memory.buffer;
     if (current !== this.buffer) {
       this.buffer = current;
-      this.bytes = new Uint8Array(current);
+      this.bytes = Buffer.from(current);
       this.data = new DataView(current);
     }
   }
@@ -79,7 +80,7 @@ export class GuestMemory {
     if (len === 0) return '';
     if (!this.inBounds(ptr, len)) return undefined;
     if (len >= LARGE_ACCESS_BYTES) this.onLargeAccess?.();
-    return Buffer.from(this.buffer, ptr, len).toString('utf8');
+    return this.bytes.toString('utf8', ptr, ptr + len);
   }
 
   private cachedPtr = -1;
