@@ -8,13 +8,11 @@ export class WasmBinaryError extends Error {
 }
 
 /** "\0asm" and the version. */
-export const HEADER_BYTES = 8;
+const HEADER_BYTES = 8;
 
 export const SectionId = {
   Custom: 0,
-  Type: 1,
   Import: 2,
-  Function: 3,
   Export: 7,
   Code: 10,
 } as const;
@@ -83,37 +81,22 @@ export function readName(bytes: Uint8Array, offset: number): [name: string, next
   return [Buffer.from(bytes.buffer, bytes.byteOffset + start, length).toString('utf8'), start + length];
 }
 
-export interface ExportEntry {
-  readonly name: string;
-  /** An ExportKind. */
-  readonly kind: number;
-  readonly index: number;
-  /** The entry's bytes in the module. */
-  readonly start: number;
-  readonly end: number;
-}
-
 /** External kinds, as import and export entries name them. */
-export const ImportKind = { Function: 0, Table: 1, Memory: 2, Global: 3, Tag: 4 } as const;
-export const ExportKind = ImportKind;
+export const ExternalKind = { Function: 0, Table: 1, Memory: 2, Global: 3, Tag: 4 } as const;
 
-/** The export section's entries, with the section (undefined when there is none). */
-export function exportsOf(bytes: Uint8Array): { section: Section; entries: ExportEntry[] } | undefined {
+/** The index of the export `name` of `kind`, or undefined when the module exports no such thing. */
+export function exportIndex(bytes: Uint8Array, name: string, kind: number): number | undefined {
   for (const section of sectionsOf(bytes)) {
     if (section.id !== SectionId.Export) continue;
     const [count, first] = readU32(bytes, section.contentStart);
-    const entries: ExportEntry[] = [];
     let p = first;
     for (let i = 0; i < count; i++) {
-      const start = p;
-      const [name, afterName] = readName(bytes, p);
-      const kind = bytes[afterName]!;
-      const [index, end] = readU32(bytes, afterName + 1);
-      entries.push({ name, kind, index, start, end });
-      p = end;
+      const [entryName, afterName] = readName(bytes, p);
+      const [index, next] = readU32(bytes, afterName + 1);
+      if (entryName === name && bytes[afterName] === kind) return index;
+      p = next;
     }
-    if (p !== section.end) throw new WasmBinaryError(`the export section has ${section.end - p} bytes after its last entry`);
-    return { section, entries };
+    return undefined;
   }
   return undefined;
 }
@@ -126,10 +109,18 @@ function skipLimits(bytes: Uint8Array, p: number): number {
   return (flags & 0x01) !== 0 ? skipLeb(bytes, afterMin, bits) : afterMin;
 }
 
+/** The prefixes of `ref null ht` and `ref ht` (GC, typed function references): a heap type (s33) follows. */
+export const RefTypePrefix = { Nullable: 0x63, NonNullable: 0x64 } as const;
+
+/** Whether the byte at `p` starts a two-part reference type. */
+export function isRefTypePrefix(bytes: Uint8Array, p: number): boolean {
+  const t = bytes[p];
+  return t === RefTypePrefix.Nullable || t === RefTypePrefix.NonNullable;
+}
+
 /** The offset after a value type (a reference type's heap type included). */
 export function skipValueType(bytes: Uint8Array, p: number): number {
-  const t = bytes[p]!;
-  return t === 0x63 || t === 0x64 ? skipLeb(bytes, p + 1, 33) : p + 1;
+  return isRefTypePrefix(bytes, p) ? skipLeb(bytes, p + 1, 33) : p + 1;
 }
 
 /** The function index of the import `module`.`name`, or undefined when the module imports no such function. */
@@ -145,15 +136,15 @@ export function functionImportIndex(bytes: Uint8Array, module: string, name: str
       const kind = bytes[afterField]!;
       const desc = afterField + 1;
       switch (kind) {
-        case ImportKind.Function:
+        case ExternalKind.Function:
           if (moduleName === module && fieldName === name) return functions;
           functions++;
           p = skipLeb(bytes, desc, 32);
           break;
-        case ImportKind.Table: p = skipLimits(bytes, skipValueType(bytes, desc)); break;
-        case ImportKind.Memory: p = skipLimits(bytes, desc); break;
-        case ImportKind.Global: p = skipValueType(bytes, desc) + 1; break;
-        case ImportKind.Tag: p = skipLeb(bytes, desc + 1, 32); break;
+        case ExternalKind.Table: p = skipLimits(bytes, skipValueType(bytes, desc)); break;
+        case ExternalKind.Memory: p = skipLimits(bytes, desc); break;
+        case ExternalKind.Global: p = skipValueType(bytes, desc) + 1; break;
+        case ExternalKind.Tag: p = skipLeb(bytes, desc + 1, 32); break;
         default: throw new WasmBinaryError(`unknown import kind ${kind} at byte ${afterField}`);
       }
     }

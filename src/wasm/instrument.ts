@@ -46,7 +46,7 @@ export interface InstrumentedModule {
 }
 
 import type binaryen from 'binaryen';
-import { ExportKind, exportsOf, functionImportIndex } from './binary';
+import { exportIndex, ExternalKind, functionImportIndex } from './binary';
 import { withoutLocalNames } from './name-section';
 import { placeWatchdogHooks } from './watchdog-hooks';
 
@@ -112,10 +112,10 @@ export async function instrument(bytes: Uint8Array, initialBudget: number): Prom
 
 /** The emitted module with its hooks placed, the budget global found by its export and the check by its import. */
 function withWatchdogHooks(bytes: Uint8Array): Uint8Array {
-  const budget = exportsOf(bytes)?.entries.find((e) => e.name === WATCHDOG_BUDGET_EXPORT && e.kind === ExportKind.Global);
+  const budgetGlobal = exportIndex(bytes, WATCHDOG_BUDGET_EXPORT, ExternalKind.Global);
   const check = functionImportIndex(bytes, WATCHDOG_MODULE, WATCHDOG_CHECK);
-  if (!budget || check === undefined) throw new InstrumentError('binaryen did not emit the watchdog\'s budget export and check import');
-  return placeWatchdogHooks(bytes, { budgetGlobal: budget.index, check }).bytes;
+  if (budgetGlobal === undefined || check === undefined) throw new InstrumentError('binaryen did not emit the watchdog\'s budget export and check import');
+  return placeWatchdogHooks(bytes, { budgetGlobal, check }).bytes;
 }
 
 function importMemory(b: Binaryen, m: Module): MemoryImport | undefined {

@@ -1,8 +1,8 @@
 /**
  * Where the watchdog's counter hooks go, and putting them there (the deadline half of src/wasm/instrument.ts).
  *
- * A hook is a few inline instructions: decrement the budget global, and when it reaches zero call the slow path
- * (which asks the host for a fresh budget or traps). Execution that never ends must pass some point unboundedly
+ * A hook is a few inline instructions: decrement the budget global, and when it reaches zero ask the host's check
+ * for a fresh budget, trapping when it answers 0. Execution that never ends must pass some point unboundedly
  * often, and the hooks need only be on those points:
  *
  * - **every loop header** (a hook right after `loop`, which a branch back to the loop also runs);
@@ -21,7 +21,7 @@
  * module is slow): it decodes each function body's instructions only far enough to find loop headers and calls,
  * and copies everything else as it was. Function and global indices do not change, so no other section does.
  */
-import { encodeU32, readU32, SectionId, sectionsOf, skipLeb, skipValueType, WasmBinaryError } from './binary';
+import { encodeU32, isRefTypePrefix, readU32, SectionId, sectionsOf, skipLeb, skipValueType, WasmBinaryError } from './binary';
 
 export interface HookTargets {
   /** Index of the mutable i32 budget global. */
@@ -38,6 +38,9 @@ export interface HookCounts {
   /** Functions that call but reach a loop first, whose hook stands for the entry's. */
   readonly loopAtEntry: number;
 }
+
+/** HookCounts while they are being counted. */
+type Tally = { -readonly [K in keyof HookCounts]: number };
 
 const Op = {
   Unreachable: 0x00,
@@ -59,9 +62,6 @@ const Op = {
   I32Sub: 0x6b,
   I32LeS: 0x4c,
   EmptyBlockType: 0x40,
-  /** `ref null ht` / `ref ht` value types, followed by a heap type (GC and typed function references). */
-  RefNull: 0x63,
-  Ref: 0x64,
 } as const;
 
 /**
@@ -82,9 +82,7 @@ function hookBytes(targets: HookTargets): Uint8Array {
 
 /** A block type: empty (0x40), a value type, or a type index (s33); the offset after it. */
 function skipBlockType(bytes: Uint8Array, p: number): number {
-  const t = bytes[p]!;
-  if (t === Op.RefNull || t === Op.Ref) return skipValueType(bytes, p);
-  return skipLeb(bytes, p, 33);
+  return isRefTypePrefix(bytes, p) ? skipValueType(bytes, p) : skipLeb(bytes, p, 33);
 }
 
 /** A memory access's alignment (with the multi-memory flag, bit 6: a memory index follows) and offset. */
@@ -189,7 +187,7 @@ const runsOn = (op: number): boolean => op === Op.Block || op === Op.Nop || (op 
 const isCall = (op: number): boolean => op >= Op.Call && op <= Op.ReturnCallRef; // call .. return_call_ref
 
 /** One function body (after its size) with hooks added; `counts` gains what was placed. */
-function hookBody(bytes: Uint8Array, start: number, end: number, hook: Uint8Array, counts: { loops: number; entries: number; leaves: number; loopAtEntry: number }): Uint8Array[] {
+function hookBody(bytes: Uint8Array, start: number, end: number, hook: Uint8Array, counts: Tally): Uint8Array[] {
   const [groups, afterCount] = readU32(bytes, start);
   let codeStart = afterCount;
   for (let i = 0; i < groups; i++) codeStart = skipValueType(bytes, u32(bytes, codeStart));
@@ -231,7 +229,7 @@ function hookBody(bytes: Uint8Array, start: number, end: number, hook: Uint8Arra
 /** `bytes` with the watchdog's hooks in its code section; every other section as it was. */
 export function placeWatchdogHooks(bytes: Uint8Array, targets: HookTargets): { bytes: Uint8Array; counts: HookCounts } {
   const hook = hookBytes(targets);
-  const counts = { loops: 0, entries: 0, leaves: 0, loopAtEntry: 0 };
+  const counts: Tally = { loops: 0, entries: 0, leaves: 0, loopAtEntry: 0 };
   for (const section of sectionsOf(bytes)) {
     if (section.id !== SectionId.Code) continue;
     const [functions, first] = readU32(bytes, section.contentStart);
