@@ -2,7 +2,8 @@
  * `make bench`: every benchmark, each printing its figures beside a baseline measured in the same run.
  * Benchmarks are never pass/fail; run one alone with `node dist/bench/<area>/<name>.js`, or name areas:
  * `node dist/bench/run.js redis xds`. `--quick` gives the benches that have one a short development run. Not in the
- * list (run alone): `dist/bench/watchdog/watchdog-bench.js` (instrumentation cost) and `dist/bench/soak/run.js`.
+ * list (run alone): `dist/bench/watchdog/watchdog-bench.js` (instrumentation cost), `dist/bench/go/instruction-count.js`
+ * (a plugin's instructions per stream under callgrind, for machines too noisy for CPU figures) and `dist/bench/soak/run.js`.
  */
 import { runStreamBench } from './abi/stream-bench';
 import { runRedisBench } from './redis/redis-bench';

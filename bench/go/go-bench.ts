@@ -290,8 +290,15 @@ function runProbe<R>(script: string, req: object): Promise<R> {
   });
 }
 
-/** The plugin modules the VM and stream probes load, as the request rows configure them. */
-function probeTargets(): Array<{ name: string; file: string; rootId: string; configuration: string }> {
+export interface ProbeTarget {
+  readonly name: string;
+  readonly file: string;
+  readonly rootId: string;
+  readonly configuration: string;
+}
+
+/** The plugin modules the VM and stream probes (and instruction-count.ts) load, as the request rows configure them. */
+export function probeTargets(): ProbeTarget[] {
   return [
     { name: HEADER_ROW, file: pluginPath('go/add-header'), rootId: '', configuration: JSON.stringify({ value: 'v1' }) },
     { name: 'Go no-op (higress/noop)', file: pluginPath('go/noop'), rootId: '', configuration: '' },

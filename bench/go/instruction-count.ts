@@ -1,0 +1,79 @@
+/**
+ * Instructions per HTTP stream of a plugin alone (the stream probe), counted by valgrind's callgrind: a figure no
+ * steal, frequency scaling or neighbour on the machine moves, so a change to the host path or the watchdog's
+ * rewrite can be judged on a machine too noisy for go-bench's CPU figures (the eleventh session's was: 9-26%
+ * steal). Not a goal of its own: issue 13's goals are CPU µs per request through the data plane; this is the
+ * plugin's share of them in a unit that does not drift.
+ *
+ * Method: the probe runs `count` streams twice (warm-up, then counted) in one VM; it runs under callgrind once
+ * with WARM and once with WARM + COUNTED streams per half, and the difference of the two totals over the extra
+ * streams is the steady-state cost (start-up, compilation and warm-up cancel out). V8 runs single-threaded with
+ * no Liftoff and no lazy compilation, so every function is compiled by TurboFan before the streams, on the one
+ * thread callgrind counts. About 8 minutes per run for a Go module. Run alone: `node dist/bench/go/instruction-count.js`.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { StreamProbeRequest } from './stream-probe';
+import { printTable } from '../support/load';
+import { probeTargets, type ProbeTarget } from './go-bench';
+
+const WARM = Number(process.env['PWS_BENCH_IC_WARM'] ?? 750);
+const COUNTED = Number(process.env['PWS_BENCH_IC_STREAMS'] ?? 1000);
+const V8_FLAGS = ['--single-threaded', '--no-liftoff', '--no-wasm-lazy-compilation'];
+
+/** PWS_BENCH_IC_MODULES=<substring,...>: only the probe modules named (all when unset). */
+function targets(filter = process.env['PWS_BENCH_IC_MODULES']): ProbeTarget[] {
+  const wanted = filter?.split(',').map((w) => w.trim()).filter((w) => w !== '');
+  return probeTargets().filter((t) => !wanted || wanted.some((w) => t.name.includes(w)));
+}
+
+/** The instructions callgrind counted in one probe run of `count` streams per half. */
+async function countInstructions(target: ProbeTarget, count: number): Promise<number> {
+  const dir = mkdtempSync(join(tmpdir(), 'pws-callgrind-'));
+  try {
+    const out = join(dir, 'callgrind.out');
+    const req: StreamProbeRequest = { file: target.file, rootId: target.rootId, configuration: target.configuration, count };
+    const args = ['--tool=callgrind', `--callgrind-out-file=${out}`, process.execPath, ...V8_FLAGS, join(__dirname, 'stream-probe.js'), JSON.stringify(req)];
+    const code = await new Promise<number | null>((resolve, reject) => {
+      const child = spawn('valgrind', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (c: Buffer) => { stderr = (stderr + c.toString()).slice(-2000); });
+      child.on('error', reject);
+      child.on('close', (c) => (c === 0 ? resolve(c) : reject(new Error(`valgrind on the stream probe exited ${c}: ${stderr}`))));
+    });
+    if (code !== 0) throw new Error('unreachable');
+    // callgrind writes "summary: <Ir>" (or "totals:") once per output file.
+    const m = /^(?:summary|totals):\s+(\d+)/m.exec(readFileSync(out, 'utf8'));
+    if (!m) throw new Error(`no instruction total in ${out}`);
+    return Number(m[1]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export async function runInstructionCountBench(): Promise<void> {
+  if (spawnSync('valgrind', ['--version']).status !== 0) {
+    console.log('(instruction count not run: valgrind is not installed; apt-get install -y valgrind)');
+    return;
+  }
+  const body: string[][] = [];
+  for (const t of targets()) {
+    const base = await countInstructions(t, WARM);
+    const more = await countInstructions(t, WARM + COUNTED);
+    // The probe runs its count twice (warm-up, counted): the second run has 2 * COUNTED more streams.
+    const perStream = (more - base) / (2 * COUNTED);
+    body.push([t.name, String(base), String(more), Math.round(perStream).toLocaleString('en-US')]);
+  }
+  console.log(`\nInstructions per stream, the plugin alone (stream probe under callgrind; node ${V8_FLAGS.join(' ')}; ${2 * WARM} vs ${2 * (WARM + COUNTED)} streams per run, the difference over ${2 * COUNTED})`);
+  printTable(['module', `Ir, ${2 * WARM} streams`, `Ir, ${2 * (WARM + COUNTED)} streams`, 'instructions/stream'], body);
+  console.log('(no goal: the plugin\'s share of the go-bench CPU figure in a unit machine noise does not move; the eleventh session read 188,258 for Go add-header, 157,246 without the watchdog\'s rewrite)');
+}
+
+if (require.main === module) {
+  runInstructionCountBench().catch((err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  });
+}
