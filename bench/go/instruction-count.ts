@@ -9,7 +9,7 @@
  * with WARM and once with WARM + COUNTED streams per half, and the difference of the two totals over the extra
  * streams is the steady-state cost (start-up, compilation and warm-up cancel out). V8 runs single-threaded with
  * no Liftoff and no lazy compilation, so every function is compiled by TurboFan before the streams, on the one
- * thread callgrind counts. About 8 minutes per run for a Go module. Run alone: `node dist/bench/go/instruction-count.js`.
+ * thread callgrind counts. About two minutes per run for a Go module. Run alone: `node dist/bench/go/instruction-count.js`.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -26,7 +26,10 @@ const V8_FLAGS = ['--single-threaded', '--no-liftoff', '--no-wasm-lazy-compilati
 /** PWS_BENCH_IC_MODULES=<substring,...>: only the probe modules named (all when unset). */
 function targets(filter = process.env['PWS_BENCH_IC_MODULES']): ProbeTarget[] {
   const wanted = filter?.split(',').map((w) => w.trim()).filter((w) => w !== '');
-  return probeTargets().filter((t) => !wanted || wanted.some((w) => t.name.includes(w)));
+  const all = probeTargets();
+  const chosen = all.filter((t) => !wanted?.length || wanted.some((w) => t.name.includes(w)));
+  if (chosen.length === 0) throw new Error(`PWS_BENCH_IC_MODULES=${JSON.stringify(filter)} names none of: ${all.map((t) => t.name).join('; ')}`);
+  return chosen;
 }
 
 /** The instructions callgrind counted in one probe run of `count` streams per half. */
@@ -36,14 +39,13 @@ async function countInstructions(target: ProbeTarget, count: number): Promise<nu
     const out = join(dir, 'callgrind.out');
     const req: StreamProbeRequest = { file: target.file, rootId: target.rootId, configuration: target.configuration, count };
     const args = ['--tool=callgrind', `--callgrind-out-file=${out}`, process.execPath, ...V8_FLAGS, join(__dirname, 'stream-probe.js'), JSON.stringify(req)];
-    const code = await new Promise<number | null>((resolve, reject) => {
+    await new Promise<void>((resolve, reject) => {
       const child = spawn('valgrind', args, { stdio: ['ignore', 'ignore', 'pipe'] });
       let stderr = '';
       child.stderr.on('data', (c: Buffer) => { stderr = (stderr + c.toString()).slice(-2000); });
       child.on('error', reject);
-      child.on('close', (c) => (c === 0 ? resolve(c) : reject(new Error(`valgrind on the stream probe exited ${c}: ${stderr}`))));
+      child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`valgrind on the stream probe exited ${code}: ${stderr}`))));
     });
-    if (code !== 0) throw new Error('unreachable');
     // callgrind writes "summary: <Ir>" (or "totals:") once per output file.
     const m = /^(?:summary|totals):\s+(\d+)/m.exec(readFileSync(out, 'utf8'));
     if (!m) throw new Error(`no instruction total in ${out}`);
