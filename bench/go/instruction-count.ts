@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import type { StreamProbeRequest } from './stream-probe';
 import { printTable } from '../support/load';
 import { probeTargets, type ProbeTarget } from './go-bench';
+import { namedIn } from './plugin-rows';
 
 const WARM = Number(process.env['PWS_BENCH_IC_WARM'] ?? 750);
 const COUNTED = Number(process.env['PWS_BENCH_IC_STREAMS'] ?? 1000);
@@ -25,9 +26,8 @@ const V8_FLAGS = ['--single-threaded', '--no-liftoff', '--no-wasm-lazy-compilati
 
 /** PWS_BENCH_IC_MODULES=<substring,...>: only the probe modules named (all when unset). */
 function targets(filter = process.env['PWS_BENCH_IC_MODULES']): ProbeTarget[] {
-  const wanted = filter?.split(',').map((w) => w.trim()).filter((w) => w !== '');
   const all = probeTargets();
-  const chosen = all.filter((t) => !wanted?.length || wanted.some((w) => t.name.includes(w)));
+  const chosen = namedIn(all, filter);
   if (chosen.length === 0) throw new Error(`PWS_BENCH_IC_MODULES=${JSON.stringify(filter)} names none of: ${all.map((t) => t.name).join('; ')}`);
   return chosen;
 }

@@ -82,11 +82,19 @@ export function pluginRows(redisPort: number): Row[] {
   ];
 }
 
+/**
+ * The items a comma-separated filter names by case-insensitive substring of their name, plus those `always` keeps;
+ * all when the filter is unset or empty.
+ */
+export function namedIn<T extends { readonly name: string }>(items: readonly T[], filter: string | undefined, always: (item: T) => boolean = () => false): T[] {
+  if (!filter) return [...items];
+  const wanted = filter.split(',').map((s) => s.trim().toLowerCase()).filter((s) => s.length > 0);
+  return items.filter((i) => always(i) || wanted.some((w) => i.name.toLowerCase().includes(w)));
+}
+
 /** Rows named (by substring) in PWS_BENCH_ROWS, comma-separated, plus the no-plugin row; all when unset. */
 export function selectRows(rows: readonly Row[], filter = process.env['PWS_BENCH_ROWS']): Row[] {
-  if (!filter) return [...rows];
-  const wanted = filter.split(',').map((s) => s.trim().toLowerCase()).filter((s) => s.length > 0);
-  return rows.filter((r) => r.name === NO_PLUGIN_ROW || wanted.some((w) => r.name.toLowerCase().includes(w)));
+  return namedIn(rows, filter, (r) => r.name === NO_PLUGIN_ROW);
 }
 
 /** The processes every row shares: redis-server (with the GET key set), the upstream, the bootstraps' temp dir. */
