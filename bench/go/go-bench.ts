@@ -303,6 +303,8 @@ export function probeTargets(): ProbeTarget[] {
     { name: HEADER_ROW, file: pluginPath('go/add-header'), rootId: '', configuration: JSON.stringify({ value: 'v1' }) },
     { name: 'Go no-op (higress/noop)', file: pluginPath('go/noop'), rootId: '', configuration: '' },
     { name: 'AssemblyScript no-op (noop.wasm)', file: pluginPath('noop'), rootId: 'noop', configuration: '' },
+    // No SDK, no guest work: what remains is the host's own cost per stream, the floor under every row above.
+    { name: WAT_ROW, file: pluginPath('noop-min'), rootId: '', configuration: '' },
   ];
 }
 

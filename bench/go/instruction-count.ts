@@ -8,8 +8,12 @@
  * Method: the probe runs `count` streams twice (warm-up, then counted) in one VM; it runs under callgrind once
  * with WARM and once with WARM + COUNTED streams per half, and the difference of the two totals over the extra
  * streams is the steady-state cost (start-up, compilation and warm-up cancel out). V8 runs single-threaded with
- * no Liftoff and no lazy compilation, so every function is compiled by TurboFan before the streams, on the one
- * thread callgrind counts. About two minutes per run for a Go module. Run alone: `node dist/bench/go/instruction-count.js`.
+ * no Liftoff and no lazy compilation, so every wasm function is compiled by TurboFan before the streams, on the one
+ * thread callgrind counts. The host's JS still tiers up long after a thousand streams (the `.wat` no-op's streams
+ * 750-1500 cost 30 µs each, its steady state 0.8), so the shorter run is 20 000 streams: with 1 500 the difference
+ * counted compilation too (Go add-header 171,616 instructions per stream instead of 117,635); for the `.wat`
+ * no-op, 20 000 and 40 000 agree within 6% and 10 000 reads 30% more. About ten minutes per Go module.
+ * Run alone: `node dist/bench/go/instruction-count.js`.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -20,8 +24,8 @@ import { printTable } from '../support/load';
 import { probeTargets, type ProbeTarget } from './go-bench';
 import { namedIn } from './plugin-rows';
 
-const WARM = Number(process.env['PWS_BENCH_IC_WARM'] ?? 750);
-const COUNTED = Number(process.env['PWS_BENCH_IC_STREAMS'] ?? 1000);
+const WARM = Number(process.env['PWS_BENCH_IC_WARM'] ?? 10_000);
+const COUNTED = Number(process.env['PWS_BENCH_IC_STREAMS'] ?? 5_000);
 const V8_FLAGS = ['--single-threaded', '--no-liftoff', '--no-wasm-lazy-compilation'];
 
 /** PWS_BENCH_IC_MODULES=<substring,...>: only the probe modules named (all when unset). */
@@ -70,7 +74,7 @@ export async function runInstructionCountBench(): Promise<void> {
   }
   console.log(`\nInstructions per stream, the plugin alone (stream probe under callgrind; node ${V8_FLAGS.join(' ')}; ${2 * WARM} vs ${2 * (WARM + COUNTED)} streams per run, the difference over ${2 * COUNTED})`);
   printTable(['module', `Ir, ${2 * WARM} streams`, `Ir, ${2 * (WARM + COUNTED)} streams`, 'instructions/stream'], body);
-  console.log('(no goal: the plugin\'s share of the go-bench CPU figure in a unit machine noise does not move; the eleventh session read 188,258 for Go add-header, 157,246 without the watchdog\'s rewrite)');
+  console.log('(no goal: the plugin\'s share of the go-bench CPU figure in a unit machine noise does not move; the `.wat` no-op row is the host\'s own floor)');
 }
 
 if (require.main === module) {
