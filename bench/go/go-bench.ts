@@ -34,7 +34,7 @@ import { clockTicks, maxOf, measure, median, minOf, printTable, runWrk, SidecarP
 import { EnvoyProcess, envoyBinary } from '../support/envoy-process';
 import { measureOpenLoop, vegetaBinary, type OpenLoopSample } from '../support/vegeta';
 import { HIGRESS_MARKER, higressOnly, withRenamedExport } from '../../test/oracle/harness';
-import { CONFIDENCE, describeEstimate, estimateCell, intervalVerdict, pairedDifference, pairedRatio, roundOrder } from '../support/paired';
+import { CONFIDENCE, describeEstimate, estimateCell, intervalVerdict, medianInterval, pairedDifference, pairedRatio, roundOrder } from '../support/paired';
 import { checkRow, HIGRESS_HEADER_ROW, pluginRows, RowEnvironment, selectRows, WAT_ROW, type Row } from './plugin-rows';
 
 export interface GoBenchOptions {
@@ -203,6 +203,7 @@ function goalLines(results: readonly MeasuredRow[], where: string): string[] {
     const held = goal === undefined ? '(no goal)' : `(goal <= ${goal} µs): ${intervalVerdict(extra, goal)}`;
     const cpuEnvoy = onEnvoy ? `; Envoy with the same module: ${describeEstimate(cpu(onEnvoy), ' µs')}` : '';
     lines.push(`  ${r.row.name}${where}: CPU per request over no plugin ${describeEstimate(extra, ' µs')} ${held}${cpuEnvoy}`);
+    if (onEnvoy) lines.push(`  ${r.row.name}${where}: ${relativeToEnvoy(results, r, onEnvoy)}`);
     const ratio = p99(r);
     const p99Text = describeEstimate(ratio, 'x', 2, false);
     if (r.row.redis) {
@@ -213,6 +214,25 @@ function goalLines(results: readonly MeasuredRow[], where: string): string[] {
     }
   }
   return lines;
+}
+
+/**
+ * The module's CPU cost here over its cost in Envoy, round by round (each proxy's row minus its own no-plugin row
+ * of the same round): the figure of the plugin path that the machine does not set, since both proxies pay the same
+ * machine for the same guest code (on issue 13's 2-core VMs neither meets the absolute µs goals). Read only when
+ * Envoy's own cost is clearly above zero: a ratio of near-zero differences says nothing.
+ */
+function relativeToEnvoy(results: readonly MeasuredRow[], r: MeasuredRow, onEnvoy: MeasuredRow): string {
+  const extra = (m: MeasuredRow): number[] => {
+    const base = baseOf(results, m.row);
+    return m.samples.map((s, i) => s.cpuUsPerRequest - base[i]!.cpuUsPerRequest);
+  };
+  const envoy = extra(onEnvoy);
+  const envoyEstimate = medianInterval(envoy);
+  if (envoyEstimate.low === undefined || envoyEstimate.low <= 0) return 'its cost over its cost in Envoy: not read (Envoy\'s own cost is not clearly above zero)';
+  const mine = extra(r);
+  const ratio = medianInterval(envoy.map((e, i) => mine[i]! / e));
+  return `its cost over its cost in Envoy, round by round: ${describeEstimate(ratio, 'x', 2, false)} (no goal: the plugin path's figure the machine does not set)`;
 }
 
 const COMPARE_SUFFIX = ' [compare]';
