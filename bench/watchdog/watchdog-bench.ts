@@ -23,6 +23,8 @@ import { Plugin } from '../../src/runtime/plugin';
 import { ModuleCache, type CompiledPlugin } from '../../src/wasm/module-cache';
 import { probeServices } from '../go/vm-probe';
 import { pluginPath } from '../../test/support/plugins';
+import { median } from '../support/load';
+import { namedIn } from '../go/plugin-rows';
 
 interface Row {
   readonly name: string;
@@ -33,7 +35,7 @@ interface Row {
 
 const ROWS: readonly Row[] = [
   { name: 'WAT no-op (noop-min.wat)', plugin: 'noop-min', rootId: '' },
-  { name: 'AssemblyScript no-op', plugin: 'noop', rootId: 'noop' },
+  { name: 'AssemblyScript no-op (noop.wasm)', plugin: 'noop', rootId: 'noop' },
   { name: 'Go no-op (higress/noop)', plugin: 'go/noop', rootId: '' },
   { name: 'Go add-header (higress/add-header)', plugin: 'go/add-header', rootId: '', configuration: JSON.stringify({ value: 'v1' }) },
   { name: 'Go up-headers (upstream SDK)', plugin: 'go/up-headers', rootId: '' },
@@ -67,14 +69,12 @@ function runStreams(plugin: Plugin, count: number): number {
   return (t.user + t.system) / count;
 }
 
-const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const fmt = (n: number): string => n.toFixed(2);
 
 async function streamBench(quick: boolean): Promise<void> {
   const rounds = quick ? 3 : Number(process.env['PWS_BENCH_ROUNDS'] ?? 7);
   const count = quick ? 1000 : Number(process.env['PWS_BENCH_STREAMS'] ?? 5000);
-  const wanted = process.env['PWS_BENCH_ROWS']?.split(',');
-  const rows = ROWS.filter((r) => !wanted || wanted.some((w) => r.name.includes(w) || r.plugin.includes(w)));
+  const rows = namedIn(ROWS, process.env['PWS_BENCH_ROWS']);
   const caches = { plain: new ModuleCache({ instrument: false }), instrumented: new ModuleCache() };
   type Variant = keyof typeof caches;
   const cells: Array<{ row: Row; variant: Variant; compiled: CompiledPlugin; samples: number[] }> = [];
@@ -153,8 +153,7 @@ async function alone(pluginName: string, variant: 'plain' | 'instrumented', coun
 /** Each (row, variant) in a process of its own, the processes interleaved over rounds; min and median of the medians. */
 async function processes(rounds: number, count: number): Promise<void> {
   const { execFileSync } = await import('node:child_process');
-  const wanted = process.env['PWS_BENCH_ROWS']?.split(',');
-  const rows = ROWS.filter((r) => !wanted || wanted.some((w) => r.name.includes(w) || r.plugin.includes(w)));
+  const rows = namedIn(ROWS, process.env['PWS_BENCH_ROWS']);
   const results = new Map<string, number[]>();
   for (let r = 0; r < rounds; r++) {
     for (const row of rows) {
