@@ -36,6 +36,7 @@ import { measureOpenLoop, vegetaBinary, type OpenLoopSample } from '../support/v
 import { HIGRESS_MARKER, higressOnly, withRenamedExport } from '../../test/oracle/harness';
 import { CONFIDENCE, describeEstimate, estimateCell, intervalVerdict, medianInterval, pairedDifference, pairedRatio, roundOrder } from '../support/paired';
 import { checkRow, HIGRESS_HEADER_ROW, pluginRows, RowEnvironment, selectRows, WAT_ROW, type Row } from './plugin-rows';
+import { envNumber } from '../support/env';
 
 export interface GoBenchOptions {
   /** Development mode: short rows, fewer VMs. */
@@ -49,7 +50,7 @@ const GOAL_P99_RATIO = 1.5;
 const GOAL_FURTHER_VM_MS = 50;
 
 const HEADER_ROW = HIGRESS_HEADER_ROW;
-const CONNECTIONS = Number(process.env['PWS_BENCH_GO_CONNECTIONS'] ?? 16);
+const CONNECTIONS = envNumber('PWS_BENCH_GO_CONNECTIONS', 16);
 
 interface RowResult {
   readonly row: Row;
@@ -79,15 +80,15 @@ const OPEN_LOOP_RATES = openLoopRates();
 async function requestBench(options: GoBenchOptions): Promise<{ closed: RowResult[]; open: Array<{ rate: number; results: OpenLoopResult[] }> }> {
   // Many short rounds rather than a few long ones: each goal is read from round-by-round differences
   // (bench/support/paired.ts), whose interval narrows with the number of rounds.
-  const seconds = options.quick ? 1 : Number(process.env['PWS_BENCH_GO_SECONDS'] ?? 2);
-  const rounds = options.quick ? 3 : Number(process.env['PWS_BENCH_GO_ROUNDS'] ?? 10);
+  const seconds = options.quick ? 1 : envNumber('PWS_BENCH_GO_SECONDS', 2);
+  const rounds = options.quick ? 3 : envNumber('PWS_BENCH_GO_ROUNDS', 10);
   // Long enough for V8's dynamic tiering to have optimised the hot Go functions: a cold Go row costs about twice
   // its warm figure.
   const warmupSeconds = options.quick ? 2 : 5;
   // Each row on this many processes of its own, taking the rounds in turn: two identical sidecar processes were seen
   // to differ by 20-30 µs per request for their whole life, which the round-by-round interval cannot see in one
   // process per row; with several, that difference is in the rounds and widens the interval as it should.
-  const processes = options.quick ? 1 : Number(process.env['PWS_BENCH_GO_PROCESSES'] ?? 2);
+  const processes = options.quick ? 1 : envNumber('PWS_BENCH_GO_PROCESSES', 2);
   const ticks = clockTicks();
   const env = await RowEnvironment.start();
   /** sidecars[row][k]: the row's k-th process; round r measures process r % processes. */

@@ -23,9 +23,10 @@ import type { StreamProbeRequest } from './stream-probe';
 import { printTable } from '../support/load';
 import { probeTargets, type ProbeTarget } from './go-bench';
 import { namedIn } from './plugin-rows';
+import { envNumber } from '../support/env';
 
-const WARM = Number(process.env['PWS_BENCH_IC_WARM'] ?? 10_000);
-const COUNTED = Number(process.env['PWS_BENCH_IC_STREAMS'] ?? 5_000);
+const WARM = envNumber('PWS_BENCH_IC_WARM', 10_000);
+const COUNTED = envNumber('PWS_BENCH_IC_STREAMS', 5_000);
 const V8_FLAGS = ['--single-threaded', '--no-liftoff', '--no-wasm-lazy-compilation'];
 
 /** PWS_BENCH_IC_MODULES=<substring,...>: only the probe modules named (all when unset). */

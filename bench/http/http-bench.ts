@@ -7,8 +7,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { bootstrapJson, TempDir } from '../../test/http/helpers';
 import { clockTicks, maxOf, measure, median, minOf, printTable, runWrk, SidecarProcess, type LoadTarget, type Sample } from '../support/load';
+import { envNumber } from '../support/env';
 
-const CONNECTIONS = Number(process.env['PWS_BENCH_HTTP_CONNECTIONS'] ?? 16);
+const CONNECTIONS = envNumber('PWS_BENCH_HTTP_CONNECTIONS', 16);
 
 /** The upstream in its own process: 200 "ok" to everything. Resolves with its port. */
 export function startUpstream(): Promise<{ port: number; child: ChildProcess }> {
@@ -51,8 +52,8 @@ process.on('SIGTERM', () => process.exit(0));`;
 }
 
 export async function runHttpBench(options: { quick?: boolean } = {}): Promise<void> {
-  const seconds = options.quick ? 1 : Number(process.env['PWS_BENCH_HTTP_SECONDS'] ?? 5);
-  const rounds = options.quick ? 3 : Number(process.env['PWS_BENCH_HTTP_ROUNDS'] ?? 5);
+  const seconds = options.quick ? 1 : envNumber('PWS_BENCH_HTTP_SECONDS', 5);
+  const rounds = options.quick ? 3 : envNumber('PWS_BENCH_HTTP_ROUNDS', 5);
   const ticks = clockTicks();
   const upstream = await startUpstream();
   const tmp = new TempDir();

@@ -18,6 +18,7 @@ import { RedisServer } from '../../test/support/redis-server';
 import { bootstrapJson, TempDir, type FilterSpec } from '../../test/http/helpers';
 import { startUpstream } from '../http/http-bench';
 import { clockTicks, cpuSeconds, imageNodeArgs, printTable, rssBytes, runWrk, SidecarProcess, verdict, type WrkOptions } from '../support/load';
+import { envNumber } from '../support/env';
 
 const GOAL_IDLE_RSS_MIB = 80;
 const CONNECTIONS = 16;
@@ -171,7 +172,7 @@ async function guestMemoryUnderLoad(row: LoadRow, tmp: TempDir, upstreamPort: nu
 }
 
 export async function runMemoryBench(options: { quick?: boolean; idleOnly?: boolean } = {}): Promise<void> {
-  const seconds = options.quick ? 20 : Number(process.env['PWS_BENCH_MEMORY_SECONDS'] ?? 120);
+  const seconds = options.quick ? 20 : envNumber('PWS_BENCH_MEMORY_SECONDS', 120);
   const every = options.quick ? 5 : 15;
   const redis = await RedisServer.start();
   const upstream = await startUpstream();

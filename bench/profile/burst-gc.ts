@@ -15,6 +15,7 @@ import { startCli, type Run } from '../../test/cli/shutdown-support';
 import { readGcTrace } from '../../test/support/gc-trace';
 import { pluginRows, RowEnvironment, selectRows, type Row } from '../go/plugin-rows';
 import { median, printTable, runWrk, threadRunTimes } from '../support/load';
+import { envNumber } from '../support/env';
 
 const PROMOTED_LIMIT = 512 * 1024;
 const CONNECTIONS = 16;
@@ -47,8 +48,8 @@ async function measured(run: Run, seconds: number, label: string): Promise<Phase
 }
 
 async function main(): Promise<void> {
-  const cycles = Number(process.env['PWS_BURST_CYCLES'] ?? 6);
-  const idleSeconds = Number(process.env['PWS_BURST_IDLE_SECONDS'] ?? 12);
+  const cycles = envNumber('PWS_BURST_CYCLES', 6);
+  const idleSeconds = envNumber('PWS_BURST_IDLE_SECONDS', 12, { allowZero: true });
   const env = await RowEnvironment.start();
   const runs: Array<{ row: Row; run: Run }> = [];
   try {

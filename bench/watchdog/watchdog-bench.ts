@@ -25,6 +25,7 @@ import { probeServices } from '../go/vm-probe';
 import { pluginPath } from '../../test/support/plugins';
 import { median } from '../support/load';
 import { namedIn } from '../go/plugin-rows';
+import { envNumber } from '../support/env';
 
 interface Row {
   readonly name: string;
@@ -72,8 +73,8 @@ function runStreams(plugin: Plugin, count: number): number {
 const fmt = (n: number): string => n.toFixed(2);
 
 async function streamBench(quick: boolean): Promise<void> {
-  const rounds = quick ? 3 : Number(process.env['PWS_BENCH_ROUNDS'] ?? 7);
-  const count = quick ? 1000 : Number(process.env['PWS_BENCH_STREAMS'] ?? 5000);
+  const rounds = quick ? 3 : envNumber('PWS_BENCH_ROUNDS', 7);
+  const count = quick ? 1000 : envNumber('PWS_BENCH_STREAMS', 5000);
   const rows = namedIn(ROWS, process.env['PWS_BENCH_ROWS']);
   const caches = { plain: new ModuleCache({ instrument: false }), instrumented: new ModuleCache() };
   type Variant = keyof typeof caches;
@@ -183,7 +184,7 @@ async function main(): Promise<void> {
     return;
   }
   if (process.argv.includes('--processes')) {
-    await processes(Number(process.env['PWS_BENCH_ROUNDS'] ?? 5), Number(process.env['PWS_BENCH_STREAMS'] ?? 2000));
+    await processes(envNumber('PWS_BENCH_ROUNDS', 5), envNumber('PWS_BENCH_STREAMS', 2000));
     return;
   }
   const quick = process.argv.includes('--quick');

@@ -18,11 +18,12 @@ import { request } from 'undici';
 import { REPO_ROOT } from '../../test/support/plugins';
 import { bootstrapJson, TempDir, type FilterSpec } from '../../test/http/helpers';
 import { startUpstream } from '../http/http-bench';
+import { envNumber } from '../support/env';
 
 const WRK = '/usr/bin/wrk';
-const CONNECTIONS = Number(process.env['PWS_BENCH_WORKERS_CONNECTIONS'] ?? 32);
-const SECONDS = Number(process.env['PWS_BENCH_WORKERS_SECONDS'] ?? 4);
-const ROUNDS = Number(process.env['PWS_BENCH_WORKERS_ROUNDS'] ?? 3);
+const CONNECTIONS = envNumber('PWS_BENCH_WORKERS_CONNECTIONS', 32);
+const SECONDS = envNumber('PWS_BENCH_WORKERS_SECONDS', 4);
+const ROUNDS = envNumber('PWS_BENCH_WORKERS_ROUNDS', 3);
 const GOAL_RATIO = 1.0;
 const GOAL_WORKER_START_MS = 300;
 const GOAL_WORKER_MB = 60;

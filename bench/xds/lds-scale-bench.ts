@@ -10,6 +10,7 @@ import type { DeliveredResource, ResourceSink } from '../../src/xds/resource-sin
 import { RDS_TYPE_URL } from '../../src/xds/type-urls';
 import { loadEnvoyProtos } from '../../src/xds/protos';
 import { routeName } from './scale-control-plane';
+import { envNumber } from '../support/env';
 
 /**
  * Issue 11's benchmark: 1,000 listeners + 1,000 route configurations + 10,000 clusters over SotW ADS, the control
@@ -63,8 +64,8 @@ class RouteSink implements ResourceSink {
 }
 
 export async function runLdsScaleBench(): Promise<void> {
-  const clusters = Number(process.env['XDS_SCALE_CLUSTERS'] ?? 10_000);
-  const listeners = Number(process.env['XDS_SCALE_LISTENERS'] ?? 1_000);
+  const clusters = envNumber('XDS_SCALE_CLUSTERS', 10_000);
+  const listeners = envNumber('XDS_SCALE_LISTENERS', 1_000);
   loadEnvoyProtos();
   const child = fork(path.join(__dirname, 'scale-control-plane.js'), [String(clusters), String(listeners)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   let nextId = 0;

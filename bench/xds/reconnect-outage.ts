@@ -3,6 +3,7 @@ import { ClusterManager } from '../../src/upstream/cluster-manager';
 import { AdsClient, type XdsEvent } from '../../src/xds/ads-client';
 import { XdsTestServer } from '../../src/testing/xds-control-plane';
 import { staticCluster } from '../../test/support/xds-fixtures';
+import { envNumber } from '../support/env';
 
 /**
  * Issue 14 item 5, at full scale: the control plane is down for a minute (XDS_OUTAGE_S, default 60) and comes
@@ -13,7 +14,7 @@ import { staticCluster } from '../../test/support/xds-fixtures';
  * Not part of `make bench` (it takes a minute by design): `node dist/bench/xds/reconnect-outage.js`.
  */
 async function main(): Promise<void> {
-  const outageMs = Number(process.env['XDS_OUTAGE_S'] ?? 60) * 1000;
+  const outageMs = envNumber('XDS_OUTAGE_S', 60) * 1000;
   const server = await XdsTestServer.start();
   server.setClusters([staticCluster('s', 7001)]);
   const cm = new ClusterManager({ resolver: async () => ['127.0.0.1'] });

@@ -9,6 +9,7 @@ import { XdsTestServer } from '../../src/testing/xds-control-plane';
 import { cla, edsCluster } from '../../test/support/xds-fixtures';
 import { runGoSotwRow } from './gocp-sotw-bench';
 import { runLdsScaleBench } from './lds-scale-bench';
+import { envNumber } from '../support/env';
 
 /**
  * 10 000 EDS clusters + 10 000 CLAs (3 endpoints each) over ADS from the test control plane: time from the first
@@ -157,13 +158,13 @@ export async function runXdsBench(): Promise<void> {
   // XDS_BENCH_API=GRPC or DELTA_GRPC runs one variant (for profiling); XDS_BENCH_ROUNDS (default 3) interleaves them.
   const only = process.env['XDS_BENCH_API'];
   const apis = (['GRPC', 'DELTA_GRPC'] as const).filter((a) => only === undefined || only === a);
-  const rounds = Number(process.env['XDS_BENCH_ROUNDS'] ?? 3);
+  const rounds = envNumber('XDS_BENCH_ROUNDS', 3);
   const all = new Map<ApiType, UpdateSamples[]>(apis.map((a) => [a, []]));
   let earlier = 0;
   for (let r = 1; r <= rounds; r++) for (const api of apis) all.get(api)!.push(await runOnce(api, `round ${r}/${rounds}`, earlier++));
   if (rounds > 1) for (const [api, runs] of all) printUpdates(`${API_LABEL[api]}, all ${runs.length} rounds`, api, runs);
   // The SotW row against go-control-plane (XDS_BENCH_GO=0 skips it; XDS_BENCH_GO_UPDATES, default 30).
-  if (only !== 'DELTA_GRPC' && process.env['XDS_BENCH_GO'] !== '0') await runGoSotwRow(Number(process.env['XDS_BENCH_GO_UPDATES'] ?? 30));
+  if (only !== 'DELTA_GRPC' && process.env['XDS_BENCH_GO'] !== '0') await runGoSotwRow(envNumber('XDS_BENCH_GO_UPDATES', 30));
   // Issue 11: listeners and route configurations at scale (XDS_BENCH_SCALE=0 skips it).
   if (only === undefined && process.env['XDS_BENCH_SCALE'] !== '0') await runLdsScaleBench();
 }
