@@ -34,7 +34,7 @@ import { clockTicks, maxOf, measure, median, minOf, printTable, runWrk, SidecarP
 import { EnvoyProcess, envoyBinary } from '../support/envoy-process';
 import { measureOpenLoop, vegetaBinary, type OpenLoopSample } from '../support/vegeta';
 import { HIGRESS_MARKER, higressOnly, withRenamedExport } from '../../test/oracle/harness';
-import { CONFIDENCE, describeEstimate, estimateCell, intervalVerdict, medianInterval, pairedDifference, pairedRatio, roundOrder } from '../support/paired';
+import { CONFIDENCE, describeEstimate, estimateCell, intervalVerdict, medianInterval, pairedDifference, pairedRatio, roundDifferences, roundOrder, type PairedEstimate } from '../support/paired';
 import { checkRow, HIGRESS_HEADER_ROW, pluginRows, RowEnvironment, selectRows, WAT_ROW, type Row } from './plugin-rows';
 import { envNumber } from '../support/env';
 
@@ -193,18 +193,22 @@ interface MeasuredRow {
  * by its interval; the same module on Envoy beside it, against Envoy's own no-plugin row.
  */
 function goalLines(results: readonly MeasuredRow[], where: string): string[] {
-  const cpu = (r: MeasuredRow) => pairedDifference(r.samples.map((s) => s.cpuUsPerRequest), baseOf(results, r.row).map((s) => s.cpuUsPerRequest));
+  /** Each round's CPU per request of the row minus its proxy's no-plugin row's. */
+  const extraPerRound = (r: MeasuredRow): number[] => roundDifferences(r.samples.map((s) => s.cpuUsPerRequest), baseOf(results, r.row).map((s) => s.cpuUsPerRequest));
   const p99 = (r: MeasuredRow) => pairedRatio(r.samples.map((s) => s.p99Us), baseOf(results, r.row).map((s) => s.p99Us));
   const lines: string[] = [];
   for (const r of results) {
     if (baseOf(results, r.row) === r.samples || sideOf(r.row) !== '') continue;
     const onEnvoy = results.find((e) => e.row.name === `${r.row.name}${ENVOY_SUFFIX}`);
     const goal = r.row.goal === 'wat-noop' ? GOAL_WAT_NOOP_CPU_US : r.row.goal === 'header-plugin' ? GOAL_HEADER_PLUGIN_CPU_US : undefined;
-    const extra = cpu(r);
+    const mine = extraPerRound(r);
+    const extra = medianInterval(mine);
     const held = goal === undefined ? '(no goal)' : `(goal <= ${goal} µs): ${intervalVerdict(extra, goal)}`;
-    const cpuEnvoy = onEnvoy ? `; Envoy with the same module: ${describeEstimate(cpu(onEnvoy), ' µs')}` : '';
+    const envoy = onEnvoy ? extraPerRound(onEnvoy) : undefined;
+    const envoyExtra = envoy ? medianInterval(envoy) : undefined;
+    const cpuEnvoy = envoyExtra ? `; Envoy with the same module: ${describeEstimate(envoyExtra, ' µs')}` : '';
     lines.push(`  ${r.row.name}${where}: CPU per request over no plugin ${describeEstimate(extra, ' µs')} ${held}${cpuEnvoy}`);
-    if (onEnvoy) lines.push(`  ${r.row.name}${where}: ${relativeToEnvoy(results, r, onEnvoy)}`);
+    if (envoy && envoyExtra) lines.push(`  ${r.row.name}${where}: ${relativeToEnvoy(mine, envoy, envoyExtra)}`);
     const ratio = p99(r);
     const p99Text = describeEstimate(ratio, 'x', 2, false);
     if (r.row.redis) {
@@ -223,15 +227,8 @@ function goalLines(results: readonly MeasuredRow[], where: string): string[] {
  * machine for the same guest code (on issue 13's 2-core VMs neither meets the absolute µs goals). Read only when
  * Envoy's own cost is clearly above zero: a ratio of near-zero differences says nothing.
  */
-function relativeToEnvoy(results: readonly MeasuredRow[], r: MeasuredRow, onEnvoy: MeasuredRow): string {
-  const extra = (m: MeasuredRow): number[] => {
-    const base = baseOf(results, m.row);
-    return m.samples.map((s, i) => s.cpuUsPerRequest - base[i]!.cpuUsPerRequest);
-  };
-  const envoy = extra(onEnvoy);
-  const envoyEstimate = medianInterval(envoy);
-  if (envoyEstimate.low === undefined || envoyEstimate.low <= 0) return 'its cost over its cost in Envoy: not read (Envoy\'s own cost is not clearly above zero)';
-  const mine = extra(r);
+function relativeToEnvoy(mine: readonly number[], envoy: readonly number[], envoyExtra: PairedEstimate): string {
+  if (envoyExtra.low === undefined || envoyExtra.low <= 0) return 'its cost over its cost in Envoy: not read (Envoy\'s own cost is not clearly above zero)';
   const ratio = medianInterval(envoy.map((e, i) => mine[i]! / e));
   return `its cost over its cost in Envoy, round by round: ${describeEstimate(ratio, 'x', 2, false)} (no goal: the plugin path's figure the machine does not set)`;
 }

@@ -52,9 +52,14 @@ export function medianInterval(values: readonly number[]): PairedEstimate {
   return { median, low: d[k - 1], high: d[n - k], confidence: 1 - 2 * binomialHalfCdf(n, k - 1), rounds: n };
 }
 
-/** Round by round `row - base` (samples at the same index were taken in the same round). */
+/** Each round's `row - base` (samples at the same index were taken in the same round). */
+export function roundDifferences(row: readonly number[], base: readonly number[]): number[] {
+  return row.map((x, i) => x - base[i]!);
+}
+
+/** Round by round `row - base`: the median of roundDifferences with its interval. */
 export function pairedDifference(row: readonly number[], base: readonly number[]): PairedEstimate {
-  return medianInterval(row.map((x, i) => x - base[i]!));
+  return medianInterval(roundDifferences(row, base));
 }
 
 /** Round by round `row / base`. */
