@@ -308,11 +308,9 @@ function runProbe<R>(script: string, req: object): Promise<R> {
   });
 }
 
-export interface ProbeTarget {
+/** A module as the probes load it (a probe request without its count), and the row name it is printed under. */
+export interface ProbeTarget extends Omit<StreamProbeRequest, 'count'> {
   readonly name: string;
-  readonly file: string;
-  readonly rootId: string;
-  readonly configuration: string;
 }
 
 /** The plugin modules the VM and stream probes (and instruction-count.ts) load, as the request rows configure them. */
